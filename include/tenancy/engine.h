@@ -1,0 +1,120 @@
+// Engine: one RocksDB directory serving many isolated tenants. The Engine owns
+// the tenant registry and every per-tenant store.
+//
+//   tenancy::EngineOptions options;
+//   options.path = "/var/lib/tenancy";
+//   auto engine = tenancy::Engine::Open(options);
+//   if (!engine.ok()) ...;
+//   auto info = (*engine)->registry().Create({.id = "acme"});
+//   auto acme = (*engine)->GetTenant("acme");
+//   absl::Status s = acme->kv().Put("greeting", "hello");
+//
+// Thread safety: safe for concurrent access from multiple threads without any
+// external synchronization. REQUIRES: every Tenant, KvStore and TenantRegistry
+// reference obtained from an Engine is dropped before the Engine is destroyed.
+
+#ifndef TENANCY_ENGINE_H_
+#define TENANCY_ENGINE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tenancy/logger.h"
+#include "tenancy/tenant.h"
+
+namespace tenancy {
+
+class TenantRegistry;
+namespace internal {
+class EngineCore;
+}  // namespace internal
+
+struct EngineOptions {
+  // Behavior
+
+  // RocksDB directory. Created if missing and `create_if_missing`.
+  std::string path;
+  // Default: true.
+  bool create_if_missing = true;
+  // Where the library reports. Default (nullptr): stderr, level info.
+  std::shared_ptr<Logger> logger;
+  // Fraction of a storage or key quota whose crossing logs one warning per
+  // crossing. Default: 0.9. Fixed after Open.
+  double quota_warning_fraction = 0.9;
+  // fsync the WAL on every write. Default: false (WAL written, not synced; a
+  // process crash loses nothing, a machine crash may lose the last writes).
+  bool sync_writes = false;
+
+  // Limits
+
+  // Largest key accepted, in bytes. Default: 4096. Fixed after Open.
+  size_t max_key_bytes = 4096;
+  // Largest value accepted, in bytes, unless a tenant's quota sets a smaller
+  // one. Default: 4 MiB. Fixed after Open.
+  size_t max_value_bytes = size_t{4} << 20;
+
+  // Performance
+
+  // Memory for all memtables of all column families together (one RocksDB
+  // WriteBufferManager). Default: 256 MiB.
+  size_t memtable_budget_bytes = size_t{256} << 20;
+  // Block cache shared by all column families. Default: 256 MiB.
+  size_t block_cache_bytes = size_t{256} << 20;
+  // WAL size that forces a flush of the column families pinning the oldest
+  // log, so cold dedicated tenants do not pin the WAL. Default: 512 MiB.
+  uint64_t max_total_wal_size = uint64_t{512} << 20;
+  // RocksDB background flush + compaction threads. Default: 2.
+  int background_jobs = 2;
+  // Request threads write with RocksDB's no_slowdown: a write stall comes back
+  // as UNAVAILABLE instead of blocking the caller. Default: true.
+  bool fail_writes_on_stall = true;
+};
+
+class Engine {
+ public:
+  // Opens (or creates) the engine at options.path, loads the registry and
+  // resumes any purge a crash interrupted.
+  // Returns INVALID_ARGUMENT for bad options, or the RocksDB error
+  // (e.g. UNAVAILABLE/INTERNAL when another process holds the directory).
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(EngineOptions options);
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  // Flushes request counters and closes the database.
+  ~Engine();
+
+  // The registry. Valid as long as the Engine.
+  TenantRegistry& registry();
+
+  // A handle to tenant `id` in any state but deleting. NOT_FOUND if there is no
+  // such tenant; INVALID_ARGUMENT for a malformed id.
+  absl::StatusOr<Tenant> GetTenant(std::string_view id) const;
+
+  // A handle to the tenant owning API key `secret`. UNAUTHENTICATED for an
+  // unknown, revoked or malformed key. Does not check the tenant's state.
+  absl::StatusOr<Tenant> ResolveApiKey(std::string_view secret) const;
+
+  // Flushes memtables and request counters to disk.
+  absl::Status Flush();
+
+  // A RocksDB property of the default-or-shared column family, e.g.
+  // "rocksdb.estimate-num-keys". NOT_FOUND if RocksDB does not know it.
+  absl::StatusOr<uint64_t> GetIntProperty(std::string_view property) const;
+
+  const EngineOptions& options() const;
+  Logger& logger() const;
+
+ private:
+  explicit Engine(std::unique_ptr<internal::EngineCore> core);
+
+  std::unique_ptr<internal::EngineCore> core_;
+};
+
+}  // namespace tenancy
+
+#endif  // TENANCY_ENGINE_H_

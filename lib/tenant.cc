@@ -1,0 +1,87 @@
+#include "tenancy/tenant.h"
+
+#include "str_cat.h"
+#include "engine_core.h"
+#include "tenancy/kv_store.h"
+
+namespace tenancy {
+
+std::string_view TenantStateName(TenantState state) {
+  switch (state) {
+    case TenantState::kActive: return "active";
+    case TenantState::kReadOnly: return "read_only";
+    case TenantState::kDisabled: return "disabled";
+    case TenantState::kDeleting: return "deleting";
+  }
+  return "active";
+}
+
+std::string_view PlacementName(Placement placement) {
+  return placement == Placement::kDedicated ? "dedicated" : "shared";
+}
+
+std::string_view CallKindName(CallKind kind) {
+  switch (kind) {
+    case CallKind::kGet: return "get";
+    case CallKind::kPut: return "put";
+    case CallKind::kDelete: return "delete";
+    case CallKind::kScan: return "scan";
+    case CallKind::kBatch: return "batch";
+    case CallKind::kCache: return "cache";
+    case CallKind::kJobs: return "jobs";
+    case CallKind::kOther: return "other";
+  }
+  return "other";
+}
+
+absl::Status ValidateTenantId(std::string_view id) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  bool valid = !id.empty() && id.size() <= 63 && alnum(id.front()) && alnum(id.back());
+  for (char c : id) valid = valid && (alnum(c) || c == '-');
+  if (!valid) {
+    // The id is not echoed raw: it may hold control characters or be huge.
+    return absl::InvalidArgumentError(internal::StrCat(
+        "invalid tenant id (", id.size(),
+        " bytes): must match ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"));
+  }
+  return absl::OkStatus();
+}
+
+Tenant::Tenant(std::shared_ptr<internal::TenantSlot> slot,
+               internal::EngineCore* core)
+    : slot_(std::move(slot)), core_(core) {}
+
+Tenant::~Tenant() = default;
+
+const std::string& Tenant::id() const { return slot_->id; }
+uint64_t Tenant::number() const { return slot_->number; }
+TenantState Tenant::state() const { return slot_->state.load(); }
+Placement Tenant::placement() const { return slot_->placement; }
+
+TenantSpec Tenant::spec() const {
+  absl::MutexLock lock(&slot_->mu);
+  return slot_->spec;
+}
+
+KvStore Tenant::kv() const { return KvStore(*this); }
+
+Usage Tenant::usage() const {
+  int64_t bytes = slot_->used_bytes.load(std::memory_order_relaxed);
+  int64_t keys = slot_->used_keys.load(std::memory_order_relaxed);
+  return Usage{static_cast<uint64_t>(bytes < 0 ? 0 : bytes),
+               static_cast<uint64_t>(keys < 0 ? 0 : keys)};
+}
+
+RequestStats Tenant::requests() const { return core_->RequestStatsOf(*slot_); }
+
+void Tenant::RecordCall(CallKind kind) const { core_->RecordCall(*slot_, kind); }
+
+absl::Status Tenant::CheckReadable() const {
+  return internal::CheckReadableState(*slot_);
+}
+
+absl::Status Tenant::CheckWritable() const {
+  return internal::CheckWritableState(*slot_);
+}
+
+}  // namespace tenancy
