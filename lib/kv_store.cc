@@ -35,6 +35,27 @@ bool TryReserve(std::atomic<int64_t>& used, int64_t delta, uint64_t limit) {
   return true;
 }
 
+// Holds a set of key-lock stripes, taken in address order (a fixed total order,
+// so two batches cannot deadlock) and released in reverse. The analysis cannot
+// follow a dynamic set of mutexes, hence the opt-out.
+class StripeLocks {
+ public:
+  explicit StripeLocks(std::vector<absl::Mutex*> stripes)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS : stripes_(std::move(stripes)) {
+    std::sort(stripes_.begin(), stripes_.end());
+    stripes_.erase(std::unique(stripes_.begin(), stripes_.end()), stripes_.end());
+    for (absl::Mutex* mu : stripes_) mu->Lock();
+  }
+  StripeLocks(const StripeLocks&) = delete;
+  StripeLocks& operator=(const StripeLocks&) = delete;
+  ~StripeLocks() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (auto it = stripes_.rbegin(); it != stripes_.rend(); ++it) (*it)->Unlock();
+  }
+
+ private:
+  std::vector<absl::Mutex*> stripes_;
+};
+
 }  // namespace
 
 absl::Status EngineCore::ValidateKey(const TenantSlot& slot,
@@ -117,19 +138,11 @@ absl::Status EngineCore::ApplyWrites(TenantSlot& slot,
   std::string context = internal::StrCat("tenant \"", slot.id, "\": write");
   absl::ReaderMutexLock range_lock(&slot.range_mu);
 
-  // Serialise with other writers of the same keys, in stripe order.
-  std::vector<absl::Mutex*> locks;
-  locks.reserve(ops.size());
-  for (const LedgerOp& op : ops) locks.push_back(&KeyLock(slot.number, op.ns, op.key));
-  std::sort(locks.begin(), locks.end());
-  locks.erase(std::unique(locks.begin(), locks.end()), locks.end());
-  for (absl::Mutex* mu : locks) mu->Lock();
-  struct Unlocker {
-    std::vector<absl::Mutex*>& locks;
-    ~Unlocker() {
-      for (auto it = locks.rbegin(); it != locks.rend(); ++it) (*it)->Unlock();
-    }
-  } unlocker{locks};
+  // Serialise with other writers of the same keys.
+  std::vector<absl::Mutex*> stripes;
+  stripes.reserve(ops.size());
+  for (const LedgerOp& op : ops) stripes.push_back(&KeyLock(slot.number, op.ns, op.key));
+  StripeLocks locked(std::move(stripes));
 
   // Learn what each write replaces.
   std::vector<std::string> internal_keys;
