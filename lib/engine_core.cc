@@ -405,7 +405,10 @@ void EngineCore::RecordCall(TenantSlot& slot, CallKind kind) {
 
 RequestStats EngineCore::RequestStatsOf(const TenantSlot& slot) const {
   RequestStats stats;
-  for (const auto& count : slot.calls) stats.calls_total += count.load();
+  for (int i = 0; i < kNumCallKinds; ++i) {
+    stats.calls_by_kind[i] = slot.calls[i].load(std::memory_order_relaxed);
+    stats.calls_total += stats.calls_by_kind[i];
+  }
   int64_t day = NowMillis() / kMillisPerDay;
   stats.calls_today = slot.calls_day.load() == day ? slot.calls_today.load() : 0;
   int64_t last = slot.last_active_ms.load();
@@ -428,7 +431,7 @@ absl::Status EngineCore::FlushRequestStats() {
     }
   }
   if (batch.Count() == 0) return absl::OkStatus();
-  return FromRocksStatus(db_->Write(rocksdb::WriteOptions(), &batch),
+  return FromRocksStatus(Commit(rocksdb::WriteOptions(), &batch),
                          "engine: flush request counters");
 }
 
@@ -445,6 +448,14 @@ absl::Status EngineCore::Flush() {
   for (const auto& slot : dedicated) families.push_back(slot->cf.get());
   return FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), families),
                          "engine: flush");
+}
+
+rocksdb::Status EngineCore::Commit(const rocksdb::WriteOptions& options,
+                                   rocksdb::WriteBatch* batch) {
+#if TENANCY_THREAD_SANITIZER
+  absl::MutexLock lock(&tsan_commit_mu_);
+#endif
+  return db_->Write(options, batch);
 }
 
 absl::Mutex& EngineCore::KeyLock(uint64_t tenant, Namespace ns,

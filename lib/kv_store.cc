@@ -35,25 +35,47 @@ bool TryReserve(std::atomic<int64_t>& used, int64_t delta, uint64_t limit) {
   return true;
 }
 
-// Holds a set of key-lock stripes, taken in address order (a fixed total order,
-// so two batches cannot deadlock) and released in reverse. The analysis cannot
-// follow a dynamic set of mutexes, hence the opt-out.
-class StripeLocks {
+// What a write holds while it learns the sizes it replaces and commits: the
+// tenant's range lock shared plus the stripes of its keys, taken in address
+// order (a fixed total order, so two batches cannot deadlock). A batch that
+// would need more than kMaxStripes stripes takes the tenant's range lock
+// exclusively instead: that excludes every other writer of the tenant, which
+// is all the stripes are for, without blocking other tenants' keys that hash
+// to the same stripes. The analysis cannot follow a dynamic set of mutexes,
+// hence the opt-out.
+class WriteLocks {
  public:
-  explicit StripeLocks(std::vector<absl::Mutex*> stripes)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS : stripes_(std::move(stripes)) {
+  static constexpr size_t kMaxStripes = 16;
+
+  WriteLocks(absl::Mutex& range_mu, std::vector<absl::Mutex*> stripes)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS : range_mu_(range_mu),
+                                       stripes_(std::move(stripes)) {
     std::sort(stripes_.begin(), stripes_.end());
     stripes_.erase(std::unique(stripes_.begin(), stripes_.end()), stripes_.end());
-    for (absl::Mutex* mu : stripes_) mu->Lock();
+    exclusive_ = stripes_.size() > kMaxStripes;
+    if (exclusive_) {
+      stripes_.clear();
+      range_mu_.Lock();
+    } else {
+      range_mu_.ReaderLock();
+      for (absl::Mutex* mu : stripes_) mu->Lock();
+    }
   }
-  StripeLocks(const StripeLocks&) = delete;
-  StripeLocks& operator=(const StripeLocks&) = delete;
-  ~StripeLocks() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  WriteLocks(const WriteLocks&) = delete;
+  WriteLocks& operator=(const WriteLocks&) = delete;
+  ~WriteLocks() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     for (auto it = stripes_.rbegin(); it != stripes_.rend(); ++it) (*it)->Unlock();
+    if (exclusive_) {
+      range_mu_.Unlock();
+    } else {
+      range_mu_.ReaderUnlock();
+    }
   }
 
  private:
+  absl::Mutex& range_mu_;
   std::vector<absl::Mutex*> stripes_;
+  bool exclusive_ = false;
 };
 
 }  // namespace
@@ -136,13 +158,11 @@ absl::Status EngineCore::ApplyWrites(TenantSlot& slot,
                                      const std::vector<LedgerOp>& ops) {
   if (ops.empty()) return absl::OkStatus();
   std::string context = internal::StrCat("tenant \"", slot.id, "\": write");
-  absl::ReaderMutexLock range_lock(&slot.range_mu);
-
   // Serialise with other writers of the same keys.
   std::vector<absl::Mutex*> stripes;
   stripes.reserve(ops.size());
   for (const LedgerOp& op : ops) stripes.push_back(&KeyLock(slot.number, op.ns, op.key));
-  StripeLocks locked(std::move(stripes));
+  WriteLocks locked(slot.range_mu, std::move(stripes));
 
   // Learn what each write replaces.
   std::vector<std::string> internal_keys;
@@ -212,7 +232,7 @@ absl::Status EngineCore::ApplyWrites(TenantSlot& slot,
   }
   TENANCY_RETURN_IF_ERROR(ReserveUsage(slot, delta_bytes, delta_keys));
   absl::Status written =
-      FromRocksStatus(db_->Write(data_write_options_, &batch), context);
+      FromRocksStatus(Commit(data_write_options_, &batch), context);
   if (!written.ok()) ReleaseUsage(slot, delta_bytes, delta_keys);
   return written;
 }
@@ -263,7 +283,7 @@ absl::StatusOr<uint64_t> EngineCore::DeleteRange(TenantSlot& slot, Namespace ns,
   if (s.ok()) {
     s = batch.Merge(meta_cf_, UsageKey(slot.number), EncodeUsageDelta(-bytes, -keys));
   }
-  if (s.ok()) s = db_->Write(data_write_options_, &batch);
+  if (s.ok()) s = Commit(data_write_options_, &batch);
   TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
   ReleaseUsage(slot, bytes, keys);
   CheckWarning(slot, slot.warned_bytes, slot.used_bytes.load(),
@@ -300,10 +320,11 @@ absl::StatusOr<RecountResult> EngineCore::Recount(TenantSlot& slot, bool repair)
   result.recorded = Usage{static_cast<uint64_t>(std::max<int64_t>(0, slot.used_bytes.load())),
                           static_cast<uint64_t>(std::max<int64_t>(0, slot.used_keys.load()))};
   if (repair && !(result.counted == result.recorded)) {
-    TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-        db_->Put(data_write_options_, meta_cf_, UsageKey(slot.number),
-                 EncodeUsageDelta(bytes, keys)),
-        context));
+    rocksdb::WriteBatch batch;
+    rocksdb::Status s =
+        batch.Put(meta_cf_, UsageKey(slot.number), EncodeUsageDelta(bytes, keys));
+    if (s.ok()) s = Commit(data_write_options_, &batch);
+    TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
     slot.used_bytes.store(bytes);
     slot.used_keys.store(keys);
     result.repaired = true;

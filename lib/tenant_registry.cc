@@ -83,10 +83,12 @@ absl::Status EngineCore::PersistTenant(const TenantSlot& slot, bool deleting) {
   }
   record.number = slot.number;
   record.deleting = deleting;
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s =
+      batch.Put(meta_cf_, TenantRecordKey(slot.id), EncodeTenantRecord(record));
+  if (s.ok()) s = Commit(registry_write_options_, &batch);
   return FromRocksStatus(
-      db_->Put(registry_write_options_, meta_cf_, TenantRecordKey(slot.id),
-               EncodeTenantRecord(record)),
-      internal::StrCat("tenant \"", slot.id, "\": write record"));
+      s, internal::StrCat("tenant \"", slot.id, "\": write record"));
 }
 
 absl::StatusOr<std::vector<TenantInfo>> EngineCore::CreateTenants(
@@ -173,7 +175,7 @@ absl::StatusOr<std::vector<TenantInfo>> EngineCore::CreateTenants(
   TENANCY_RETURN_IF_ERROR(
       FromRocksStatus(batch.Put(meta_cf_, kNextNumberKey, counter), "registry"));
   absl::Status written = FromRocksStatus(
-      db_->Write(registry_write_options_, &batch), "registry: create tenants");
+      Commit(registry_write_options_, &batch), "registry: create tenants");
   if (!written.ok()) {
     for (const auto& h : cf_handles) db_->DropColumnFamily(h.get()).PermitUncheckedError();
     return written;
@@ -323,8 +325,10 @@ absl::Status EngineCore::PurgeSlotData(TenantSlot& slot) {
   std::string end = TenantRangeEnd(slot.number);
   rocksdb::WriteOptions write_options;
   write_options.sync = true;
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-      db_->DeleteRange(write_options, slot.cf.get(), start, end), context));
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.DeleteRange(slot.cf.get(), start, end);
+  if (s.ok()) s = Commit(write_options, &batch);
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
   // Whole files inside the range go at once (the SST partitioner makes them
   // common); compaction clears the rest and the range tombstone itself.
   rocksdb::Slice begin_slice(start), end_slice(end);
@@ -374,7 +378,7 @@ absl::Status EngineCore::PurgeTenant(std::string_view id) {
   for (const Sha256Digest& d : digests) {
     if (s.ok()) s = batch.Delete(meta_cf_, ApiKeyRecordKey(d));
   }
-  if (s.ok()) s = db_->Write(registry_write_options_, &batch);
+  if (s.ok()) s = Commit(registry_write_options_, &batch);
   TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, internal::StrCat("tenant \"", id, "\": purge")));
   {
     absl::MutexLock index(&index_mu_);
@@ -406,10 +410,12 @@ absl::StatusOr<ApiKeyInfo> EngineCore::ImportApiKeyDigest(
   }
   ApiKeyRecord record{slot->number, slot->id, std::move(key_id), std::move(prefix),
                       absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()))};
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s =
+      batch.Put(meta_cf_, ApiKeyRecordKey(digest), EncodeApiKeyRecord(record));
+  if (s.ok()) s = Commit(registry_write_options_, &batch);
   TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-      db_->Put(registry_write_options_, meta_cf_, ApiKeyRecordKey(digest),
-               EncodeApiKeyRecord(record)),
-      internal::StrCat("tenant \"", id, "\": store api key")));
+      s, internal::StrCat("tenant \"", id, "\": store api key")));
   ApiKeyInfo info{record.key_id, record.prefix, record.created_at};
   {
     absl::MutexLock index(&index_mu_);
@@ -446,9 +452,11 @@ absl::Status EngineCore::RevokeApiKey(std::string_view id,
     }
     digest = slot->key_digests[i];
   }
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.Delete(meta_cf_, ApiKeyRecordKey(digest));
+  if (s.ok()) s = Commit(registry_write_options_, &batch);
   TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-      db_->Delete(registry_write_options_, meta_cf_, ApiKeyRecordKey(digest)),
-      internal::StrCat("tenant \"", id, "\": revoke api key")));
+      s, internal::StrCat("tenant \"", id, "\": revoke api key")));
   {
     absl::MutexLock index(&index_mu_);
     keys_.erase(digest);

@@ -33,7 +33,7 @@ TEST_CASE("Accounting: concurrent writers on the same keys never double count",
       KvStore kv = t.kv();
       for (int n = 0; n < kOps; ++n) {
         std::string key = "k" + std::to_string(rng() % 16);  // heavy overlap
-        switch (rng() % 4) {
+        switch (rng() % 5) {
           case 0:
           case 1:
             CHECK(kv.Put(key, std::string(rng() % 64, 'v')).ok());
@@ -46,6 +46,16 @@ TEST_CASE("Accounting: concurrent writers on the same keys never double count",
             batch.Put(key, "batched");
             batch.Delete("k" + std::to_string(rng() % 16));
             batch.Put("k" + std::to_string(rng() % 16), std::string(rng() % 8, 'b'));
+            CHECK(kv.Write(batch).ok());
+            break;
+          }
+          case 4: {  // more stripes than a write may hold: the exclusive path
+            WriteBatch batch;
+            for (int k = 0; k < 24; ++k) {
+              std::string other = "k" + std::to_string(rng() % 40);
+              if (rng() % 4 == 0) batch.Delete(other);
+              else batch.Put(other, std::string(rng() % 32, 'B'));
+            }
             CHECK(kv.Write(batch).ok());
             break;
           }

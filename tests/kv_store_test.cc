@@ -161,6 +161,10 @@ TEST_CASE("KvStore: request counters count calls and last activity", "[kv]") {
     REQUIRE(t.kv().Get("k").ok());
     t.RecordCall(CallKind::kOther);
     CHECK(t.requests().calls_today == 3);
+    CHECK(t.requests().calls_total == 3);
+    CHECK(t.requests().calls_by_kind[static_cast<int>(CallKind::kPut)] == 1);
+    CHECK(t.requests().calls_by_kind[static_cast<int>(CallKind::kGet)] == 1);
+    CHECK(t.requests().calls_by_kind[static_cast<int>(CallKind::kOther)] == 1);
     CHECK(t.requests().last_active > absl::Now() - absl::Minutes(1));
   }
   f.Reopen();

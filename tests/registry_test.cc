@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <random>
 #include <set>
 
 #include "engine_fixture.h"
@@ -189,6 +190,29 @@ TEST_CASE("Registry: a handle to a purged tenant fails cleanly", "[registry]") {
   Tenant fresh = f.Create("gone");
   CHECK(fresh.number() != t.number());
   CHECK(absl::IsNotFound(fresh.kv().Get("k").status()));
+}
+
+TEST_CASE("Registry: purge reclaims the space of a shared tenant and leaves "
+          "its neighbours", "[registry]") {
+  EngineFixture f;
+  {
+    KvStore big = f.Create("big").kv();
+    KvStore small = f.Create("small").kv();
+    REQUIRE(small.Put("k", "kept").ok());
+    std::mt19937 rng(7);
+    std::string value(1024, '\0');
+    for (int i = 0; i < 8000; ++i) {
+      for (char& c : value) c = static_cast<char>(rng());  // incompressible
+      REQUIRE(big.Put("key" + std::to_string(i), value).ok());
+    }
+  }
+  REQUIRE(f.engine->Flush().ok());
+  uint64_t before = *f.engine->GetIntProperty("rocksdb.total-sst-files-size");
+  CHECK(before > 1000000);
+  REQUIRE(f.registry().Purge("big").ok());
+  uint64_t after = *f.engine->GetIntProperty("rocksdb.total-sst-files-size");
+  CHECK(after < before / 10);
+  CHECK(*f.engine->GetTenant("small")->kv().Get("k") == "kept");
 }
 
 }  // namespace

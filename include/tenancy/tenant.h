@@ -8,6 +8,7 @@
 #ifndef TENANCY_TENANT_H_
 #define TENANCY_TENANT_H_
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -116,8 +117,15 @@ struct NewApiKey {
   std::string secret;
 };
 
+// What a caller did, for request counters (RequestStats, metrics).
+enum class CallKind { kGet, kPut, kDelete, kScan, kBatch, kCache, kJobs, kOther };
+inline constexpr int kNumCallKinds = 8;
+std::string_view CallKindName(CallKind kind);  // "get", "put", ...
+
 // Per-tenant request counters kept by the library.
 struct RequestStats {
+  // Calls by kind since the engine opened, indexed by CallKind.
+  std::array<uint64_t, kNumCallKinds> calls_by_kind{};
   uint64_t calls_total = 0;  // since the engine opened
   uint64_t calls_today = 0;  // in the current UTC day
   absl::Time last_active = absl::InfinitePast();  // InfinitePast(): never
@@ -136,11 +144,6 @@ struct TenantInfo {
   Usage usage;
   RequestStats requests;
 };
-
-// What a caller did, for request counters (RequestStats, metrics).
-enum class CallKind { kGet, kPut, kDelete, kScan, kBatch, kCache, kJobs, kOther };
-inline constexpr int kNumCallKinds = 8;
-std::string_view CallKindName(CallKind kind);  // "get", "put", ...
 
 // A cheap, shared handle to one tenant. Copying it copies a shared pointer.
 // Every data call checks the tenant's state first: holding a handle never
