@@ -57,38 +57,50 @@ struct Workload {
   std::string value;
 };
 
-const Workload& GetWorkload(size_t n) {
-  static auto* workloads = new std::map<size_t, std::unique_ptr<Workload>>();
-  std::unique_ptr<Workload>& w = (*workloads)[n];
-  if (w == nullptr) w = std::make_unique<Workload>(n);
-  return *w;
-}
-
 uint64_t TenantOf(size_t i) { return 1 + i % kTenants; }
 
-void BM_CacheHit(benchmark::State& state) {
-  const Workload& w = GetWorkload(static_cast<size_t>(state.range(0)));
-  static std::unique_ptr<tenancy::Cache> cache;
-  if (state.thread_index() == 0) {
+// The keys, a Cache and the baseline map holding them, built once per size on
+// first use and kept for the whole run. Built under a mutex that every
+// benchmark thread takes before its loop, so the threads see them complete.
+struct Fixture {
+  explicit Fixture(size_t n) : workload(n) {
     tenancy::CacheOptions options;
     options.global_budget_bytes = size_t{1} << 32;
     options.default_tenant_budget_bytes = size_t{1} << 32;
     cache = *tenancy::Cache::Create(options);
-    for (size_t i = 0; i < w.keys.size(); ++i) {
-      if (!cache->Set(TenantOf(i), w.keys[i], w.value).ok()) std::abort();
+    for (size_t i = 0; i < n; ++i) {
+      const std::string& key = workload.keys[i];
+      if (!cache->Set(TenantOf(i), key, workload.value).ok()) std::abort();
+      map[key] = workload.value;
     }
   }
+  Workload workload;
+  std::unique_ptr<tenancy::Cache> cache;
+  absl::flat_hash_map<std::string, std::string> map;
+};
+
+const Fixture& GetFixture(benchmark::State& state) {
+  static std::mutex mu;
+  static auto* fixtures = new std::map<size_t, std::unique_ptr<Fixture>>();
+  const auto n = static_cast<size_t>(state.range(0));
+  std::lock_guard<std::mutex> lock(mu);
+  std::unique_ptr<Fixture>& f = (*fixtures)[n];
+  if (f == nullptr) f = std::make_unique<Fixture>(n);
+  return *f;
+}
+
+void BM_CacheHit(benchmark::State& state) {
+  const Fixture& f = GetFixture(state);
+  const Workload& w = f.workload;
+  tenancy::Cache& cache = *f.cache;
   const size_t n = w.keys.size();
   size_t i = static_cast<size_t>(state.thread_index()) * (n / 2);
   for (auto _ : state) {
     if (++i == n) i = 0;
     const size_t k = w.order[i];
-    absl::StatusOr<std::string> v = cache->Get(TenantOf(k), w.keys[k]);
+    absl::StatusOr<std::string> v = cache.Get(TenantOf(k), w.keys[k]);
+    if (!v.ok()) state.SkipWithError("unexpected miss");
     benchmark::DoNotOptimize(v);
-  }
-  if (state.thread_index() == 0) {
-    if (cache->TotalStats().misses != 0) state.SkipWithError("unexpected miss");
-    cache.reset();
   }
 }
 
@@ -116,13 +128,10 @@ class ScopedLock<std::mutex> {
 // a copy of the value as Cache::Get does.
 template <typename MutexT>
 void BM_MapHit(benchmark::State& state) {
-  const Workload& w = GetWorkload(static_cast<size_t>(state.range(0)));
+  const Fixture& f = GetFixture(state);
+  const Workload& w = f.workload;
+  const absl::flat_hash_map<std::string, std::string>& map = f.map;
   static MutexT mu;
-  static absl::flat_hash_map<std::string, std::string>* map;
-  if (state.thread_index() == 0) {
-    map = new absl::flat_hash_map<std::string, std::string>();
-    for (const std::string& key : w.keys) (*map)[key] = w.value;
-  }
   const size_t n = w.keys.size();
   size_t i = static_cast<size_t>(state.thread_index()) * (n / 2);
   for (auto _ : state) {
@@ -130,14 +139,14 @@ void BM_MapHit(benchmark::State& state) {
     std::string v;
     {
       ScopedLock<MutexT> lock(mu);
-      auto it = map->find(w.keys[w.order[i]]);
-      if (it != map->end()) v = it->second;
+      auto it = map.find(w.keys[w.order[i]]);
+      if (it == map.end()) {
+        state.SkipWithError("unexpected miss");
+      } else {
+        v = it->second;
+      }
     }
     benchmark::DoNotOptimize(v);
-  }
-  if (state.thread_index() == 0) {
-    delete map;
-    map = nullptr;
   }
 }
 
@@ -149,7 +158,7 @@ void BM_MapHitStdMutex(benchmark::State& state) {
 }
 
 void BM_CacheSet(benchmark::State& state) {
-  const Workload& w = GetWorkload(static_cast<size_t>(state.range(0)));
+  const Workload& w = GetFixture(state).workload;
   tenancy::CacheOptions options;
   auto cache = *tenancy::Cache::Create(options);
   const size_t n = w.keys.size();
