@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "api_key.h"
+#include "job_runtime.h"
 #include "meta_records.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/filter_policy.h"
@@ -86,8 +87,10 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Open(
     return absl::InvalidArgumentError(
         "engine: quota_warning_fraction must be in (0, 1]");
   }
+  TENANCY_RETURN_IF_ERROR(JobRuntime::ValidateOptions(options.jobs));
   if (options.logger == nullptr) options.logger = NewStderrLogger();
   std::unique_ptr<EngineCore> core(new EngineCore(std::move(options)));
+  core->jobs_ = std::make_unique<JobRuntime>(core.get());
   TENANCY_RETURN_IF_ERROR(core->OpenDatabase());
   TENANCY_RETURN_IF_ERROR(core->LoadRegistry());
   TENANCY_RETURN_IF_ERROR(core->ResumePurges());
@@ -306,6 +309,7 @@ absl::Status EngineCore::ResumePurges() {
 }
 
 EngineCore::~EngineCore() {
+  if (jobs_ != nullptr) jobs_->Shutdown();  // job worker threads first
   if (db_ == nullptr) return;
   FlushRequestStats().IgnoreError();
   {

@@ -52,6 +52,7 @@
 namespace tenancy::internal {
 
 using Sha256Digest = std::array<uint8_t, 32>;
+class JobRuntime;
 
 // "tenant-<number>": the column family of a dedicated tenant.
 std::string DedicatedColumnFamilyName(uint64_t number);
@@ -187,6 +188,22 @@ class EngineCore {
   rocksdb::Status Commit(const rocksdb::WriteOptions& options,
                          rocksdb::WriteBatch* batch);
 
+  // --- Jobs (job_queue.cc) ---
+  JobRuntime& jobs() const { return *jobs_; }
+  // One write whose caller knows the size of the value it replaces (nullopt:
+  // absent), because it serialises every writer of the key itself (the job
+  // queue holds its tenant's job mutex). ApplyKnownWrites applies them as
+  // ApplyWrites does, with exact accounting and quota refusal, but without
+  // reading the old values or taking key stripes.
+  struct KnownWrite {
+    LedgerOp op;
+    std::optional<size_t> old_size;
+  };
+  absl::Status ApplyKnownWrites(TenantSlot& slot,
+                                const std::vector<KnownWrite>& writes);
+  // Every tenant now (all states).
+  std::vector<std::shared_ptr<TenantSlot>> SlotsSnapshot() const;
+
   // --- Misc ---
   absl::Status Flush();
   absl::Status FlushRequestStats();
@@ -267,6 +284,7 @@ class EngineCore {
   absl::flat_hash_map<std::string, std::shared_ptr<rocksdb::ColumnFamilyHandle>>
       pending_dedicated_;
   std::vector<std::function<void(uint64_t)>> purge_listeners_;
+  std::unique_ptr<JobRuntime> jobs_;  // set in Open; stopped first in ~EngineCore
 #if TENANCY_THREAD_SANITIZER
   // RocksDB's group commit hands one thread's batch to another through
   // synchronisation that TSan cannot see in Debian's uninstrumented library;

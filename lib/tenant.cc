@@ -2,6 +2,7 @@
 
 #include "str_cat.h"
 #include "engine_core.h"
+#include "tenancy/jobs.h"
 #include "tenancy/kv_store.h"
 
 namespace tenancy {
@@ -64,6 +65,8 @@ TenantSpec Tenant::spec() const {
 }
 
 KvStore Tenant::kv() const { return KvStore(*this); }
+
+JobQueue Tenant::jobs() const { return JobQueue(*this); }
 
 Usage Tenant::usage() const {
   int64_t bytes = slot_->used_bytes.load(std::memory_order_relaxed);

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tenancy/jobs.h"
 #include "tenancy/logger.h"
 #include "tenancy/tenant.h"
 
@@ -73,6 +74,12 @@ struct EngineOptions {
   // Request threads write with RocksDB's no_slowdown: a write stall comes back
   // as UNAVAILABLE instead of blocking the caller. Default: true.
   bool fail_writes_on_stall = true;
+
+  // Jobs
+
+  // Leases, backoff, limits and the clock of every tenant's JobQueue (see
+  // tenancy/jobs.h). Default: JobQueueOptions{}. Fixed after Open.
+  JobQueueOptions jobs;
 };
 
 class Engine {
@@ -110,6 +117,7 @@ class Engine {
   Logger& logger() const;
 
  private:
+  friend class JobWorkers;  // ForAllTenants
   explicit Engine(std::unique_ptr<internal::EngineCore> core);
 
   std::unique_ptr<internal::EngineCore> core_;

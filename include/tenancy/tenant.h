@@ -28,6 +28,8 @@ class EngineCore;
 }  // namespace internal
 
 class KvStore;
+class JobQueue;
+class JobWorkers;
 
 // Where a tenant's data lives.
 enum class Placement {
@@ -171,6 +173,10 @@ class Tenant {
   // The tenant's key-value store. Cheap; the result holds this handle.
   KvStore kv() const;
 
+  // The tenant's job queue (tenancy/jobs.h). Cheap; the result holds this
+  // handle.
+  JobQueue jobs() const;
+
   // Exact usage now.
   Usage usage() const;
 
@@ -190,6 +196,8 @@ class Tenant {
  private:
   friend class internal::EngineCore;
   friend class KvStore;
+  friend class JobQueue;
+  friend class JobWorkers;
   Tenant(std::shared_ptr<internal::TenantSlot> slot, internal::EngineCore* core);
 
   std::shared_ptr<internal::TenantSlot> slot_;
