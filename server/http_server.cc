@@ -1,0 +1,97 @@
+#include "http_server.h"
+
+#include <algorithm>
+
+#include "admission.h"
+#include "router.h"
+#include "server_metrics.h"
+#include "tenancy/tenant.h"
+#include "text.h"
+
+namespace tenancy {
+
+HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    ServerOptions options, Engine* engine) {
+  if (engine == nullptr) return absl::InvalidArgumentError("engine is null");
+  if (options.threads < 1 || options.threads > 1024) {
+    return absl::InvalidArgumentError("threads must be in [1, 1024]");
+  }
+  if (options.port < 0 || options.port > 65535) {
+    return absl::InvalidArgumentError("port must be in [0, 65535]");
+  }
+  if (options.auth == AuthMode::kTrusted) {
+    if (absl::Status s = ValidateTenantId(options.default_tenant); !s.ok()) {
+      return absl::InvalidArgumentError(
+          internal::Cat("default tenant: ", s.message()));
+    }
+  }
+  if (options.logger == nullptr) {
+    options.logger = std::shared_ptr<Logger>(std::shared_ptr<Logger>{}, &engine->logger());
+  }
+  options.transport.worker_threads = options.threads;
+
+  std::unique_ptr<HttpServer> server(new HttpServer(std::move(options)));
+  const ServerOptions& o = server->options_;
+  auto admission = internal::Admission::Create(internal::AdmissionOptions{
+      .default_tenant_limits = o.default_tenant_limits,
+      .global_limits = o.global_limits});
+  if (!admission.ok()) return admission.status();
+  server->admission_ = *std::move(admission);
+  server->metrics_ = std::make_unique<internal::ServerMetrics>(engine, o.logger);
+  server->metrics_->AddCollector(
+      [admission = server->admission_.get()](MetricSink& sink) {
+        admission->Collect(sink);
+      });
+  server->router_ = std::make_unique<internal::Router>(
+      o, engine, server->metrics_.get(), server->admission_.get(), o.logger);
+  server->transport_ = std::make_unique<internal::HttpTransport>(o.transport);
+
+  internal::Router* router = server->router_.get();
+  internal::HttpTransport& t = *server->transport_;
+  t.set_pre_routing_handler([router](const httplib::Request& req,
+                                     httplib::Response& res) {
+    return router->Handle(req, res);
+  });
+  t.set_expect_100_continue_handler(
+      [router](const httplib::Request& req, httplib::Response& res) {
+        return router->HandleExpectContinue(req, res);
+      });
+  t.set_error_handler(httplib::Server::HandlerWithResponse(
+      [router](const httplib::Request& req, httplib::Response& res) {
+        return router->HandleError(req, res);
+      }));
+  t.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                             std::exception_ptr) {
+    res.status = 500;
+    res.set_content(internal::ErrorBody("internal", "internal error"),
+                    "application/json");
+  });
+
+  // httplib never reads a body for us (the router does, after its checks);
+  // this bound is only a backstop.
+  t.set_payload_max_length(std::max<size_t>(o.max_json_body_bytes,
+                                            engine->options().max_value_bytes));
+
+  auto port = t.Bind(o.host, o.port);
+  if (!port.ok()) return port.status();
+  server->port_ = *port;
+  if (absl::Status s = t.Start(); !s.ok()) return s;
+  server->metrics_->WatchTransport(&t);
+  return server;
+}
+
+HttpServer::~HttpServer() {
+  Shutdown();
+  if (metrics_ != nullptr) metrics_->StopWatchingTransport();
+  transport_.reset();
+}
+
+void HttpServer::Shutdown() {
+  if (transport_ != nullptr) transport_->Stop();
+}
+
+Metrics& HttpServer::metrics() { return metrics_->registry(); }
+
+}  // namespace tenancy

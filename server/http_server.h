@@ -1,0 +1,148 @@
+// HttpServer: tenancyd's HTTP front end over one Engine. It binds, serves
+// API.md's routes on its own threads, and drains on Shutdown(). Everything
+// it does goes through the library's public API; the server adds framing,
+// authentication, admission (limits), JSON and the Status->HTTP mapping.
+//
+//   tenancy::ServerOptions options;
+//   options.port = 0;                        // any free port
+//   options.admin_key = "s3cret";
+//   auto server = tenancy::HttpServer::Start(options, engine.get());
+//   if (!server.ok()) ...;
+//   int port = (*server)->port();
+//   ...
+//   (*server)->Shutdown();                   // finishes requests in flight
+//
+// Thread safety: port(), host() and metrics() are safe from any thread;
+// Shutdown() may be called from any one thread (it is idempotent).
+// REQUIRES: the Engine outlives the HttpServer.
+
+#ifndef TENANCY_SERVER_HTTP_SERVER_H_
+#define TENANCY_SERVER_HTTP_SERVER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "http_transport.h"
+#include "tenancy/engine.h"
+#include "tenancy/logger.h"
+#include "tenancy/metrics.h"
+
+namespace tenancy {
+
+namespace internal {
+class Admission;
+class Router;
+class ServerMetrics;
+}  // namespace internal
+
+// How a tenant request finds its tenant (API.md, "Which tenant").
+enum class AuthMode {
+  // "Authorization: Bearer <api key>" decides; /t/{id}/ or X-Tenant-ID naming
+  // another tenant is 403. The admin key may act on any tenant via /t/{id}/.
+  kApiKey,
+  // Behind a gateway that authenticated the caller: /t/{id}/, else
+  // X-Tenant-ID, else the Host's subdomain (host_suffix), else
+  // default_tenant.
+  kTrusted,
+};
+
+struct ServerOptions {
+  // Behavior
+
+  // Address to listen on. Default: 127.0.0.1:8080; port 0 picks a free port.
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  // Default: kApiKey.
+  AuthMode auth = AuthMode::kApiKey;
+  // The admin key (X-Admin-Key or Authorization: Bearer). Compared in
+  // constant time (SHA-256 digests, CRYPTO_memcmp). Empty: every admin route
+  // refuses with 403, and the log says why. Default: empty.
+  std::string admin_key;
+  // Trusted mode: the tenant of requests that name none. Default: "default".
+  std::string default_tenant = "default";
+  // Trusted mode: "Host: acme.<host_suffix>" is tenant "acme". Default: empty
+  // (the Host header is not used).
+  std::string host_suffix;
+  // GET /metrics without the admin key. Default: false.
+  bool metrics_public = false;
+  // Where the server logs (refusals of the admin API, internal errors).
+  // Default (nullptr): the engine's logger.
+  std::shared_ptr<Logger> logger;
+
+  // Performance
+
+  // Worker threads running requests. Default: 8.
+  int threads = 8;
+
+  // Limits
+
+  // Largest JSON request body (POST /v1/batch, admin routes), in bytes; more
+  // is 413 before the body is read. Default: 8 MiB.
+  size_t max_json_body_bytes = size_t{8} << 20;
+  // Operations in one POST /v1/batch. Default: 10,000.
+  size_t max_batch_ops = 10000;
+  // A scan stops adding items once its response body would pass this many
+  // bytes (the cursor continues from there; at least one item is returned).
+  // Default: 16 MiB.
+  size_t max_scan_response_bytes = size_t{16} << 20;
+  // Per-tenant concurrency of the server's limit classes (see README,
+  // "Limits"): every tenant request holds a "requests" permit; writes hold
+  // "requests/writes", scans "requests/scans" (each also holding its parent).
+  // A tenant's spec "limits" override these per class.
+  // Default: requests 32, requests/writes 16, requests/scans 4.
+  std::map<std::string, int64_t> default_tenant_limits = {
+      {"requests", 32}, {"requests/writes", 16}, {"requests/scans", 4}};
+  // Concurrency of the same classes over all tenants together.
+  // Default: empty (unlimited; the worker threads bound it anyway).
+  std::map<std::string, int64_t> global_limits;
+
+  // Connections, timeouts and request-head bounds (see http_transport.h).
+  // `threads` above overrides transport.worker_threads.
+  internal::TransportOptions transport;
+};
+
+class HttpServer {
+ public:
+  // Binds options.host:options.port and starts serving.
+  // INVALID_ARGUMENT for bad options; UNAVAILABLE if the address is taken.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
+      ServerOptions options, Engine* engine);
+
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+  // Shuts down if still running.
+  ~HttpServer();
+
+  // The port bound (useful with port 0).
+  int port() const { return port_; }
+  const std::string& host() const { return options_.host; }
+
+  // Stops accepting, finishes the requests already received, closes every
+  // connection and joins every thread. Does not flush the engine (the owner
+  // of the Engine does). Idempotent.
+  void Shutdown();
+
+  // The server's metrics registry (what GET /metrics exposes).
+  Metrics& metrics();
+
+ private:
+  explicit HttpServer(ServerOptions options);
+
+  // Constant after Start.
+  const ServerOptions options_;
+  int port_ = 0;
+  std::unique_ptr<internal::Admission> admission_;
+  std::unique_ptr<internal::ServerMetrics> metrics_;
+  std::unique_ptr<internal::Router> router_;
+  // Destroyed first: no request runs once it is gone.
+  std::unique_ptr<internal::HttpTransport> transport_;
+};
+
+}  // namespace tenancy
+
+#endif  // TENANCY_SERVER_HTTP_SERVER_H_

@@ -1,0 +1,138 @@
+#include "http_status.h"
+
+#include <chrono>
+
+#include "json.h"
+#include "tenancy/status.h"
+
+namespace tenancy::internal {
+namespace {
+
+std::optional<int64_t> RetryAfterSeconds(const absl::Status& status) {
+  std::optional<std::chrono::nanoseconds> wait = GetRetryAfter(status);
+  int64_t ns = wait.has_value() ? wait->count() : 0;
+  // Whole seconds, rounded up, at least 1: "Retry-After: 0" would invite a
+  // client to hammer us at once.
+  int64_t seconds = (ns + 999'999'999) / 1'000'000'000;
+  return seconds < 1 ? 1 : seconds;
+}
+
+}  // namespace
+
+HttpError MakeHttpError(int http_status, std::string_view code,
+                        std::string message) {
+  HttpError e;
+  e.status = http_status;
+  e.code = code;
+  e.message = std::move(message);
+  return e;
+}
+
+HttpError HttpErrorFromStatus(const absl::Status& status) {
+  const ErrorReason reason = GetErrorReason(status);
+  std::string message(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      if (reason == ErrorReason::kTooLarge) {
+        return MakeHttpError(413, "too_large", std::move(message));
+      }
+      return MakeHttpError(400, "invalid_argument", std::move(message));
+    case absl::StatusCode::kUnauthenticated:
+      return MakeHttpError(401, "unauthenticated", std::move(message));
+    case absl::StatusCode::kPermissionDenied:
+      if (reason == ErrorReason::kTenantDisabled) {
+        return MakeHttpError(403, "tenant_disabled", std::move(message));
+      }
+      if (reason == ErrorReason::kTenantReadOnly) {
+        return MakeHttpError(403, "tenant_read_only", std::move(message));
+      }
+      return MakeHttpError(403, "forbidden", std::move(message));
+    case absl::StatusCode::kNotFound:
+      return MakeHttpError(404, "not_found", std::move(message));
+    case absl::StatusCode::kAlreadyExists:
+      return MakeHttpError(409, "already_exists", std::move(message));
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAborted:
+      return MakeHttpError(409, "conflict", std::move(message));
+    case absl::StatusCode::kResourceExhausted: {
+      if (IsQuotaExceeded(status)) {
+        return MakeHttpError(507, "quota_exceeded", std::move(message));
+      }
+      HttpError e;
+      if (reason == ErrorReason::kRateLimited) {
+        e = MakeHttpError(429, "rate_limited", std::move(message));
+      } else if (reason == ErrorReason::kConcurrencyLimited) {
+        e = MakeHttpError(429, "concurrency_limited", std::move(message));
+      } else {
+        e = MakeHttpError(503, "unavailable", std::move(message));
+      }
+      e.retry_after_seconds = RetryAfterSeconds(status);
+      return e;
+    }
+    case absl::StatusCode::kDeadlineExceeded:
+      if (reason == ErrorReason::kConcurrencyLimited) {
+        HttpError e =
+            MakeHttpError(429, "concurrency_limited", std::move(message));
+        e.retry_after_seconds = RetryAfterSeconds(status);
+        return e;
+      }
+      return MakeHttpError(504, "deadline_exceeded", std::move(message));
+    case absl::StatusCode::kUnavailable: {
+      HttpError e = MakeHttpError(503, "unavailable", std::move(message));
+      e.retry_after_seconds = RetryAfterSeconds(status);
+      return e;
+    }
+    case absl::StatusCode::kUnimplemented:
+      return MakeHttpError(501, "not_implemented", std::move(message));
+    default: {
+      HttpError e = MakeHttpError(500, "internal", "internal error");
+      e.internal = true;
+      e.log_detail = status.ToString();
+      return e;
+    }
+  }
+}
+
+std::string ErrorBody(std::string_view code, std::string_view message) {
+  JsonWriter w;
+  w.BeginObject()
+      .Key("error")
+      .BeginObject()
+      .Key("code")
+      .String(code)
+      .Key("message")
+      .String(message)
+      .EndObject()
+      .EndObject();
+  return w.Release();
+}
+
+std::string_view ReasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 507: return "Insufficient Storage";
+    default: return "Error";
+  }
+}
+
+}  // namespace tenancy::internal

@@ -1,0 +1,445 @@
+#include "json.h"
+
+#include <cassert>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "text.h"
+
+namespace tenancy::internal {
+namespace {
+
+constexpr char kBase64Alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr char kBase64UrlAlphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string Base64EncodeWith(std::string_view bytes, const char* alphabet,
+                             bool pad) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  for (; i + 3 <= bytes.size(); i += 3) {
+    uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8) | p[i + 2];
+    out.push_back(alphabet[(v >> 18) & 63]);
+    out.push_back(alphabet[(v >> 12) & 63]);
+    out.push_back(alphabet[(v >> 6) & 63]);
+    out.push_back(alphabet[v & 63]);
+  }
+  size_t rest = bytes.size() - i;
+  if (rest == 1) {
+    uint32_t v = uint32_t{p[i]} << 16;
+    out.push_back(alphabet[(v >> 18) & 63]);
+    out.push_back(alphabet[(v >> 12) & 63]);
+    if (pad) out.append("==");
+  } else if (rest == 2) {
+    uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8);
+    out.push_back(alphabet[(v >> 18) & 63]);
+    out.push_back(alphabet[(v >> 12) & 63]);
+    out.push_back(alphabet[(v >> 6) & 63]);
+    if (pad) out.push_back('=');
+  }
+  return out;
+}
+
+int Base64Value(char c, bool url) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (!url && c == '+') return 62;
+  if (!url && c == '/') return 63;
+  if (url && c == '-') return 62;
+  if (url && c == '_') return 63;
+  return -1;
+}
+
+// Decodes `text` (padding already removed). Refuses a length that no encoding
+// produces and non-zero bits after the last byte: one accepted encoding per
+// byte string.
+absl::StatusOr<std::string> Base64DecodeUnpadded(std::string_view text,
+                                                 bool url) {
+  if (text.size() % 4 == 1) {
+    return absl::InvalidArgumentError("base64: bad length");
+  }
+  std::string out;
+  out.reserve(text.size() / 4 * 3 + 2);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    int v = Base64Value(c, url);
+    if (v < 0) return absl::InvalidArgumentError("base64: invalid character");
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
+    return absl::InvalidArgumentError("base64: non-zero trailing bits");
+  }
+  return out;
+}
+
+}  // namespace
+
+bool IsValidUtf8(std::string_view bytes) {
+  return simdjson::validate_utf8(bytes.data(), bytes.size());
+}
+
+std::string Base64Encode(std::string_view bytes) {
+  return Base64EncodeWith(bytes, kBase64Alphabet, /*pad=*/true);
+}
+
+absl::StatusOr<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) {
+    return absl::InvalidArgumentError("base64: length not a multiple of 4");
+  }
+  size_t padding = 0;
+  while (padding < 2 && padding < text.size() &&
+         text[text.size() - 1 - padding] == '=') {
+    ++padding;
+  }
+  return Base64DecodeUnpadded(text.substr(0, text.size() - padding),
+                              /*url=*/false);
+}
+
+std::string Base64UrlEncode(std::string_view bytes) {
+  return Base64EncodeWith(bytes, kBase64UrlAlphabet, /*pad=*/false);
+}
+
+absl::StatusOr<std::string> Base64UrlDecode(std::string_view text) {
+  return Base64DecodeUnpadded(text, /*url=*/true);
+}
+
+// ---------------------------------------------------------------------------
+// JsonWriter
+
+void JsonWriter::BeforeValue() {
+  if (after_key_) {
+    after_key_ = false;
+    return;
+  }
+  if (!has_element_.empty()) {
+    if (has_element_.back()) out_.push_back(',');
+    has_element_.back() = true;
+  }
+}
+
+JsonWriter& JsonWriter::BeginObject() {
+  BeforeValue();
+  out_.push_back('{');
+  has_element_.push_back(false);
+  return *this;
+}
+
+JsonWriter& JsonWriter::EndObject() {
+  assert(!has_element_.empty() && !after_key_);
+  has_element_.pop_back();
+  out_.push_back('}');
+  return *this;
+}
+
+JsonWriter& JsonWriter::BeginArray() {
+  BeforeValue();
+  out_.push_back('[');
+  has_element_.push_back(false);
+  return *this;
+}
+
+JsonWriter& JsonWriter::EndArray() {
+  assert(!has_element_.empty() && !after_key_);
+  has_element_.pop_back();
+  out_.push_back(']');
+  return *this;
+}
+
+JsonWriter& JsonWriter::Key(std::string_view key) {
+  assert(!has_element_.empty() && !after_key_);
+  BeforeValue();
+  WriteEscaped(key);
+  out_.push_back(':');
+  after_key_ = true;
+  return *this;
+}
+
+JsonWriter& JsonWriter::String(std::string_view value) {
+  BeforeValue();
+  WriteEscaped(value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Base64(std::string_view bytes) {
+  BeforeValue();
+  out_.push_back('"');
+  out_.append(Base64Encode(bytes));
+  out_.push_back('"');
+  return *this;
+}
+
+JsonWriter& JsonWriter::Int(int64_t value) {
+  BeforeValue();
+  absl::StrAppend(&out_, value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Uint(uint64_t value) {
+  BeforeValue();
+  absl::StrAppend(&out_, value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Double(double value) {
+  BeforeValue();
+  if (!std::isfinite(value)) {
+    out_.append("null");
+    return *this;
+  }
+  // %.17g round-trips every double; integers print without a fraction.
+  char buf[32];
+  int n = std::snprintf(buf, sizeof(buf), "%.17g", value);
+  std::string_view text(buf, static_cast<size_t>(n));
+  // Prefer the shortest representation that round-trips.
+  for (int precision = 1; precision < 17; ++precision) {
+    char shorter[32];
+    int m = std::snprintf(shorter, sizeof(shorter), "%.*g", precision, value);
+    if (std::strtod(shorter, nullptr) == value) {
+      out_.append(shorter, static_cast<size_t>(m));
+      return *this;
+    }
+  }
+  out_.append(text);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Bool(bool value) {
+  BeforeValue();
+  out_.append(value ? "true" : "false");
+  return *this;
+}
+
+JsonWriter& JsonWriter::Null() {
+  BeforeValue();
+  out_.append("null");
+  return *this;
+}
+
+std::string JsonWriter::Release() {
+  assert(has_element_.empty() && !after_key_);
+  std::string out = std::move(out_);
+  out_.clear();
+  return out;
+}
+
+void JsonWriter::WriteEscaped(std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out_.push_back('"');
+  const bool valid = IsValidUtf8(s);
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      if (valid) {
+        out_.push_back(static_cast<char>(c));
+        ++i;
+        continue;
+      }
+      // Copy one well-formed sequence, or write U+FFFD for one bad byte.
+      size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+      if (len > 1 && i + len <= s.size() && IsValidUtf8(s.substr(i, len))) {
+        out_.append(s.substr(i, len));
+        i += len;
+      } else {
+        out_.append("\xEF\xBF\xBD");
+        ++i;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out_.append("\\\"");
+        break;
+      case '\\':
+        out_.append("\\\\");
+        break;
+      case '\n':
+        out_.append("\\n");
+        break;
+      case '\r':
+        out_.append("\\r");
+        break;
+      case '\t':
+        out_.append("\\t");
+        break;
+      case '\b':
+        out_.append("\\b");
+        break;
+      case '\f':
+        out_.append("\\f");
+        break;
+      default:
+        if (c < 0x20 || c == 0x7F) {
+          out_.append("\\u00");
+          out_.push_back(kHex[c >> 4]);
+          out_.push_back(kHex[c & 15]);
+        } else {
+          out_.push_back(static_cast<char>(c));
+        }
+    }
+    ++i;
+  }
+  out_.push_back('"');
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+
+simdjson::dom::parser& ThreadLocalJsonParser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
+absl::StatusOr<simdjson::dom::object> ParseJsonObject(
+    simdjson::dom::parser& parser, std::string_view text) {
+  simdjson::dom::element root;
+  auto error = parser.parse(text.data(), text.size()).get(root);
+  if (error) {
+    return absl::InvalidArgumentError(
+        Cat("malformed JSON: ", simdjson::error_message(error)));
+  }
+  simdjson::dom::object object;
+  if (root.get_object().get(object)) {
+    return absl::InvalidArgumentError("the body must be a JSON object");
+  }
+  return object;
+}
+
+JsonObjectReader::JsonObjectReader(simdjson::dom::object object,
+                                   std::string context)
+    : object_(object), context_(std::move(context)) {}
+
+bool JsonObjectReader::Has(std::string_view field) const {
+  for (auto [key, value] : object_) {
+    if (key == field) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::optional<simdjson::dom::element>> JsonObjectReader::Find(
+    std::string_view field) {
+  consumed_.push_back(field);
+  std::optional<simdjson::dom::element> found;
+  for (auto [key, value] : object_) {
+    if (key != field) continue;
+    if (found.has_value()) {
+      return absl::InvalidArgumentError(
+          Cat(context_, ": field \"", field, "\" given twice"));
+    }
+    found = value;
+  }
+  return found;
+}
+
+absl::Status JsonObjectReader::WrongType(std::string_view field,
+                                         std::string_view want) const {
+  return absl::InvalidArgumentError(
+      Cat(context_, ": field \"", field, "\" must be ", want));
+}
+
+absl::StatusOr<std::optional<std::string_view>>
+JsonObjectReader::OptionalString(std::string_view field) {
+  auto found = Find(field);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<std::string_view>();
+  std::string_view s;
+  if ((**found).get_string().get(s)) return WrongType(field, "a string");
+  return std::optional<std::string_view>(s);
+}
+
+absl::StatusOr<std::optional<bool>> JsonObjectReader::OptionalBool(
+    std::string_view field) {
+  auto found = Find(field);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<bool>();
+  bool b;
+  if ((**found).get_bool().get(b)) return WrongType(field, "true or false");
+  return std::optional<bool>(b);
+}
+
+absl::StatusOr<std::optional<double>>
+JsonObjectReader::OptionalNonNegativeNumber(std::string_view field) {
+  auto found = Find(field);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<double>();
+  double d;
+  if ((**found).get_double().get(d) || !(d >= 0) || !std::isfinite(d)) {
+    return WrongType(field, "a non-negative number");
+  }
+  return std::optional<double>(d);
+}
+
+absl::StatusOr<std::optional<uint64_t>> JsonObjectReader::OptionalUint(
+    std::string_view field) {
+  auto found = Find(field);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<uint64_t>();
+  const simdjson::dom::element& e = **found;
+  uint64_t u;
+  if (e.is_uint64()) {
+    if (e.get_uint64().get(u)) return WrongType(field, "a non-negative integer");
+    return std::optional<uint64_t>(u);
+  }
+  if (e.is_int64()) {  // negative
+    return WrongType(field, "a non-negative integer");
+  }
+  // 1e3 or 5.0: accept doubles that are exact non-negative integers.
+  double d;
+  if (e.get_double().get(d) || !(d >= 0) || d > 9.007199254740992e15 ||
+      d != std::floor(d)) {
+    return WrongType(field, "a non-negative integer");
+  }
+  return std::optional<uint64_t>(static_cast<uint64_t>(d));
+}
+
+absl::StatusOr<std::optional<simdjson::dom::object>>
+JsonObjectReader::OptionalObject(std::string_view field) {
+  auto found = Find(field);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<simdjson::dom::object>();
+  simdjson::dom::object o;
+  if ((**found).get_object().get(o)) return WrongType(field, "an object");
+  return std::optional<simdjson::dom::object>(o);
+}
+
+absl::StatusOr<std::optional<simdjson::dom::array>>
+JsonObjectReader::OptionalArray(std::string_view field) {
+  auto found = Find(field);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<simdjson::dom::array>();
+  simdjson::dom::array a;
+  if ((**found).get_array().get(a)) return WrongType(field, "an array");
+  return std::optional<simdjson::dom::array>(a);
+}
+
+absl::Status JsonObjectReader::Finish() const {
+  for (auto [key, value] : object_) {
+    bool known = false;
+    for (std::string_view c : consumed_) {
+      if (c == key) {
+        known = true;
+        break;
+      }
+    }
+    if (!known) {
+      JsonWriter quoted;
+      quoted.String(key);
+      return absl::InvalidArgumentError(
+          Cat(context_, ": unknown field ", quoted.view()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tenancy::internal

@@ -1,0 +1,446 @@
+#include "router.h"
+
+#include <functional>
+
+#include "json.h"
+#include "request_target.h"
+#include "router_call.h"
+#include "tenancy/kv_store.h"
+#include "text.h"
+
+namespace tenancy::internal {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Credentials are printable ASCII without spaces: a NUL, CR, LF or any other
+// control byte (raw, since header values are never percent-decoded) can only
+// be an attempt to smuggle something past a comparison or into a log.
+bool IsCleanCredential(std::string_view s) {
+  if (s.empty() || s.size() > 1024) return false;
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c >= 0x7F) return false;
+  }
+  return true;
+}
+
+bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    char a = s[i], b = prefix[i];
+    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
+    if (b >= 'A' && b <= 'Z') b = static_cast<char>(b - 'A' + 'a');
+    if (a != b) return false;
+  }
+  return true;
+}
+
+// Header values are read from the raw head (Exchange::RawHeader): httplib
+// 0.11.4 percent-decodes the values it hands out, which would turn
+// "Bearer <key>%00" into "Bearer <key>".
+
+// A header that must appear at most once. nullopt if absent; an empty string
+// if repeated (an empty value is refused by every caller).
+std::optional<std::string> SingleHeader(const Exchange* exchange,
+                                        std::string_view name) {
+  if (exchange == nullptr) return std::nullopt;
+  bool repeated = false;
+  std::optional<std::string_view> value = exchange->RawHeader(name, &repeated);
+  if (!value.has_value()) return std::nullopt;
+  if (repeated) return std::string();
+  return std::string(*value);
+}
+
+// The credential of "Authorization: Bearer <token>". nullopt if the header is
+// absent; an empty string if it is present but not one clean bearer token.
+std::optional<std::string> BearerToken(const Exchange* exchange) {
+  std::optional<std::string> value = SingleHeader(exchange, "Authorization");
+  if (!value.has_value() || value->empty()) return value;
+  std::string_view v = *value;
+  if (!StartsWithIgnoreCase(v, "bearer ")) return std::string();
+  v.remove_prefix(7);
+  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  if (!IsCleanCredential(v)) return std::string();
+  return std::string(v);
+}
+
+HttpError Unauthenticated(std::string message) {
+  return MakeHttpError(401, "unauthenticated", std::move(message));
+}
+
+bool IsWriteRoute(RouteId id) {
+  return id == RouteId::kKvPut || id == RouteId::kKvDelete ||
+         id == RouteId::kBatch;
+}
+
+}  // namespace
+
+Router::Router(const ServerOptions& options, Engine* engine,
+               ServerMetrics* metrics, Admission* admission,
+               std::shared_ptr<Logger> logger)
+    : options_(options),
+      engine_(engine),
+      metrics_(metrics),
+      admission_(admission),
+      logger_(std::move(logger)),
+      admin_key_(options.admin_key) {
+  if (!admin_key_.configured()) {
+    logger_->Log(LogLevel::kWarning,
+                 "admin API disabled: no admin key configured "
+                 "(--admin-key-file or TENANCY_ADMIN_KEY); every admin route "
+                 "answers 403");
+  }
+}
+
+Router::~Router() = default;
+
+httplib::Server::HandlerResponse Router::HandleError(const httplib::Request&,
+                                                     httplib::Response& res) {
+  if (res.body.empty()) {
+    std::string_view code = res.status == 400   ? "invalid_argument"
+                            : res.status == 404 ? "not_found"
+                            : res.status == 413 || res.status == 414
+                                ? "too_large"
+                                : res.status >= 500 ? "internal"
+                                                    : "invalid_argument";
+    res.set_content(ErrorBody(code, ReasonPhrase(res.status)), "application/json");
+  }
+  return httplib::Server::HandlerResponse::Handled;
+}
+
+namespace {
+// The call prepared by the Expect: 100-continue handler, taken over by the
+// pre-routing handler of the same request on the same thread.
+thread_local std::unique_ptr<Router::Call> tls_prepared;
+thread_local const Exchange* tls_prepared_for = nullptr;
+}  // namespace
+
+int Router::HandleExpectContinue(const httplib::Request& req,
+                                 httplib::Response& res) {
+  Exchange* exchange = HttpTransport::Current();
+  auto call = std::make_unique<Call>(req, res, exchange);
+  std::optional<HttpError> error = Prepare(*call);
+  if (error.has_value()) {
+    Finish(*call, error);
+    // httplib writes this response without a Content-Length; the connection
+    // closes after it (the body was never read), which also frames it.
+    res.set_header("Content-Length", std::to_string(res.body.size()));
+    return res.status;
+  }
+  tls_prepared = std::move(call);
+  tls_prepared_for = exchange;
+  return 100;
+}
+
+httplib::Server::HandlerResponse Router::Handle(const httplib::Request& req,
+                                                httplib::Response& res) {
+  Exchange* exchange = HttpTransport::Current();
+  if (exchange != nullptr) exchange->MarkHandled();
+  std::unique_ptr<Call> call;
+  std::optional<HttpError> error;
+  if (tls_prepared != nullptr && tls_prepared_for == exchange) {
+    call = std::move(tls_prepared);
+    tls_prepared_for = nullptr;
+  } else {
+    tls_prepared.reset();
+    tls_prepared_for = nullptr;
+    call = std::make_unique<Call>(req, res, exchange);
+    error = Prepare(*call);
+  }
+  if (!error.has_value()) error = Execute(*call);
+  Finish(*call, error);
+  return httplib::Server::HandlerResponse::Handled;
+}
+
+std::optional<HttpError> Router::Prepare(Call& call) {
+  const httplib::Request& req = call.req;
+  HttpError error;
+  if (!MatchRoute(req.method, req.target, &call.match, &error)) return error;
+  const RouteId route = call.match.id;
+
+  // Framing, before anything of the body is read.
+  if (call.exchange != nullptr) {
+    if (call.exchange->has_transfer_encoding()) {
+      return MakeHttpError(411, "length_required",
+                           "Transfer-Encoding (chunked) request bodies are not "
+                           "accepted; send Content-Length");
+    }
+    const uint64_t length = call.exchange->body_length();
+    if (RouteTakesBody(route)) {
+      const uint64_t limit = RouteTakesJson(route)
+                                 ? options_.max_json_body_bytes
+                                 : engine_->options().max_value_bytes;
+      if (length > limit) {
+        return MakeHttpError(
+            413, "too_large",
+            Cat("request body of ", length, " bytes is over the limit of ",
+                limit));
+      }
+    } else if (length > 0) {
+      // Not read; the connection closes after the response.
+      call.exchange->CloseAfterResponse();
+    }
+  }
+
+  switch (KindOf(route)) {
+    case RouteKind::kPublic:
+      return std::nullopt;
+    case RouteKind::kAdmin:
+      if (route == RouteId::kMetrics && options_.metrics_public) return std::nullopt;
+      return AuthorizeAdmin(call.exchange, route);
+    case RouteKind::kTenant:
+      break;
+  }
+
+  if (route == RouteId::kCache || route == RouteId::kJobs) {
+    return MakeHttpError(501, "not_implemented",
+                         "the cache and jobs routes are not served by this build");
+  }
+  if (auto e = ResolveTenant(call); e.has_value()) return e;
+  call.runtime = RuntimeFor(*call.tenant);
+  call.runtime->series.calls[static_cast<int>(ParseHttpMethod(req.method))]
+      ->Increment();
+  admission_->Sync(*call.tenant, *call.runtime->admission, /*force=*/false);
+  absl::Status state = IsWriteRoute(route) ? call.tenant->CheckWritable()
+                                           : call.tenant->CheckReadable();
+  if (!state.ok()) return HttpErrorFromStatus(state);
+  auto ticket = admission_->Admit(*call.runtime->admission, LimitClassOfRoute(route));
+  if (!ticket.ok()) return HttpErrorFromStatus(ticket.status());
+  call.ticket = std::move(*ticket);
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AuthorizeAdmin(const Exchange* exchange,
+                                                RouteId route) {
+  if (!admin_key_.configured()) {
+    if (!logged_no_admin_key_.exchange(true)) {
+      logger_->Log(LogLevel::kWarning,
+                   Cat("refused ", RouteName(route),
+                       ": the admin API is disabled because no admin key is "
+                       "configured (--admin-key-file or TENANCY_ADMIN_KEY)"));
+    }
+    return MakeHttpError(403, "forbidden",
+                         "the admin API is disabled: no admin key is configured");
+  }
+  std::optional<std::string> header = SingleHeader(exchange, "X-Admin-Key");
+  std::optional<std::string> bearer = BearerToken(exchange);
+  if (!header.has_value() && !bearer.has_value()) {
+    return Unauthenticated("admin key required (X-Admin-Key or Bearer)");
+  }
+  // Every credential given must be the admin key.
+  if (header.has_value() &&
+      (!IsCleanCredential(*header) || !admin_key_.Matches(*header))) {
+    return Unauthenticated("wrong admin key");
+  }
+  if (bearer.has_value() && (bearer->empty() || !admin_key_.Matches(*bearer))) {
+    return Unauthenticated("wrong admin key");
+  }
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::ResolveTenant(Call& call) {
+  // A tenant named by X-Tenant-ID.
+  std::optional<std::string> named;
+  if (call.match.tenant_prefix) named = call.match.tenant;
+  std::optional<std::string> header = SingleHeader(call.exchange, "X-Tenant-ID");
+  if (header.has_value()) {
+    if (!IsCleanCredential(*header) || !ValidateTenantId(*header).ok()) {
+      return MakeHttpError(400, "invalid_argument", "bad X-Tenant-ID");
+    }
+    if (named.has_value() && *named != *header) {
+      return MakeHttpError(400, "invalid_argument",
+                           "X-Tenant-ID and /t/{id}/ name different tenants");
+    }
+    named = *header;
+  }
+
+  auto open = [&](const std::string& id) -> std::optional<HttpError> {
+    auto tenant = engine_->GetTenant(id);
+    if (!tenant.ok()) return HttpErrorFromStatus(tenant.status());
+    call.tenant = *std::move(tenant);
+    return std::nullopt;
+  };
+
+  if (options_.auth == AuthMode::kTrusted) {
+    if (named.has_value()) return open(*named);
+    if (!options_.host_suffix.empty()) {
+      std::string host = SingleHeader(call.exchange, "Host").value_or("");
+      std::string_view h = host;
+      if (size_t colon = h.rfind(':');
+          colon != std::string_view::npos && h.find(']') == std::string_view::npos) {
+        h = h.substr(0, colon);
+      }
+      const std::string suffix = "." + options_.host_suffix;
+      if (h.size() > suffix.size() &&
+          StartsWithIgnoreCase(h.substr(h.size() - suffix.size()), suffix)) {
+        std::string sub(h.substr(0, h.size() - suffix.size()));
+        if (!ValidateTenantId(sub).ok()) {
+          return MakeHttpError(400, "invalid_argument",
+                               "the Host's subdomain is not a tenant id");
+        }
+        return open(sub);
+      }
+    }
+    return open(options_.default_tenant);
+  }
+
+  // api-key mode.
+  std::optional<std::string> bearer = BearerToken(call.exchange);
+  std::optional<std::string> admin_header = SingleHeader(call.exchange, "X-Admin-Key");
+  if (bearer.has_value() && !bearer->empty()) {
+    auto tenant = engine_->ResolveApiKey(*bearer);
+    if (tenant.ok()) {
+      if (named.has_value() && *named != tenant->id()) {
+        return MakeHttpError(403, "forbidden",
+                             "this API key belongs to another tenant");
+      }
+      if (admin_header.has_value()) {
+        return MakeHttpError(400, "invalid_argument",
+                             "give a tenant key or the admin key, not both");
+      }
+      call.tenant = *std::move(tenant);
+      return std::nullopt;
+    }
+    if (!absl::IsUnauthenticated(tenant.status())) {
+      return HttpErrorFromStatus(tenant.status());
+    }
+  }
+  // Not a tenant key: the admin key, acting on the tenant named.
+  bool admin = false;
+  if (bearer.has_value()) {
+    if (bearer->empty() || !admin_key_.Matches(*bearer)) {
+      return Unauthenticated("unknown, revoked or malformed API key");
+    }
+    admin = true;
+  }
+  if (admin_header.has_value()) {
+    if (!IsCleanCredential(*admin_header) || !admin_key_.Matches(*admin_header)) {
+      return Unauthenticated("wrong admin key");
+    }
+    admin = true;
+  }
+  if (!admin) {
+    return Unauthenticated("an API key is required (Authorization: Bearer)");
+  }
+  if (!named.has_value()) {
+    return MakeHttpError(400, "invalid_argument",
+                         "the admin key acts on a tenant named by /t/{id}/ or "
+                         "X-Tenant-ID");
+  }
+  call.via_admin_key = true;
+  return open(*named);
+}
+
+std::shared_ptr<TenantRuntime> Router::RuntimeFor(const Tenant& tenant) {
+  const uint64_t number = tenant.number();
+  Shard& shard = shards_[number % kShards];
+  {
+    absl::ReaderMutexLock lock(&shard.mu);
+    auto it = shard.tenants.find(number);
+    if (it != shard.tenants.end()) return it->second;
+  }
+  auto runtime = std::make_shared<TenantRuntime>();
+  runtime->id = tenant.id();
+  runtime->series = metrics_->ResolveTenant(tenant.id());
+  runtime->admission = admission_->AddTenant(tenant);
+  absl::MutexLock lock(&shard.mu);
+  auto [it, inserted] = shard.tenants.emplace(number, runtime);
+  return it->second;
+}
+
+void Router::ForgetTenant(const std::string& id, uint64_t number) {
+  {
+    Shard& shard = shards_[number % kShards];
+    absl::MutexLock lock(&shard.mu);
+    shard.tenants.erase(number);
+  }
+  admission_->RemoveTenant(id);
+  metrics_->ForgetTenant(id);
+}
+
+std::optional<HttpError> Router::Execute(Call& call) {
+  if (RouteTakesBody(call.match.id) && call.exchange != nullptr) {
+    absl::Status read = call.exchange->ReadBody(&call.body);
+    if (!read.ok()) {
+      call.exchange->CloseAfterResponse();
+      if (absl::IsResourceExhausted(read)) {
+        HttpError busy = MakeHttpError(503, "unavailable", std::string(read.message()));
+        busy.retry_after_seconds = 1;
+        return busy;
+      }
+      return MakeHttpError(408, "request_timeout", std::string(read.message()));
+    }
+  }
+  switch (call.match.id) {
+    case RouteId::kHealth: {
+      call.res.set_content(R"({"status":"ok"})", "application/json");
+      call.res.status = 200;
+      return std::nullopt;
+    }
+    case RouteId::kVersion: {
+      JsonWriter w;
+      w.BeginObject().Key("version").String(TENANCY_VERSION_STRING).EndObject();
+      call.res.set_content(w.Release(), "application/json");
+      call.res.status = 200;
+      return std::nullopt;
+    }
+    case RouteId::kKvGet: return KvGet(call);
+    case RouteId::kKvPut: return KvPut(call);
+    case RouteId::kKvDelete: return KvDelete(call);
+    case RouteId::kKvScan: return KvScan(call);
+    case RouteId::kBatch: return Batch(call);
+    case RouteId::kUsage: return Usage(call);
+    case RouteId::kAdminListTenants: return AdminListTenants(call);
+    case RouteId::kAdminCreateTenant: return AdminCreateTenant(call);
+    case RouteId::kAdminGetTenant: return AdminGetTenant(call);
+    case RouteId::kAdminPutTenant: return AdminPutTenant(call);
+    case RouteId::kAdminDisableTenant: return AdminDisableTenant(call);
+    case RouteId::kAdminEnableTenant: return AdminEnableTenant(call);
+    case RouteId::kAdminPurgeTenant: return AdminPurgeTenant(call);
+    case RouteId::kAdminListKeys: return AdminListKeys(call);
+    case RouteId::kAdminCreateKey: return AdminCreateKey(call);
+    case RouteId::kAdminRevokeKey: return AdminRevokeKey(call);
+    case RouteId::kAdminStats: return AdminStats(call);
+    case RouteId::kMetrics: return MetricsText(call);
+    case RouteId::kCache:
+    case RouteId::kJobs:
+    case RouteId::kUnmatched:
+      break;
+  }
+  return MakeHttpError(404, "not_found", "no such route");
+}
+
+void Router::Finish(Call& call, const std::optional<HttpError>& error) {
+  if (error.has_value()) {
+    ReplyError(call, *error);
+    if (call.runtime != nullptr) {
+      if (std::optional<Rejection> r = RejectionOfCode(error->code)) {
+        call.runtime->series.rejections[static_cast<int>(*r)]->Increment();
+      }
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(Clock::now() - call.start).count();
+  metrics_->ObserveResponse(call.match.id, call.res.status, seconds);
+}
+
+void Router::ReplyError(Call& call, const HttpError& error) {
+  httplib::Response& res = call.res;
+  res.status = error.status;
+  res.set_content(ErrorBody(error.code, error.message), "application/json");
+  if (error.retry_after_seconds.has_value()) {
+    res.set_header("Retry-After", std::to_string(*error.retry_after_seconds));
+  }
+  if (!error.allow.empty()) res.set_header("Allow", error.allow);
+  if (error.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+  if (error.internal) {
+    logger_->Log(LogLevel::kError,
+                 Cat(call.req.method, " ", RouteName(call.match.id),
+                     call.tenant.has_value() ? Cat(" tenant \"", call.tenant->id(), "\"")
+                                             : std::string(),
+                     ": ", error.log_detail));
+  }
+}
+
+}  // namespace tenancy::internal

@@ -1,0 +1,140 @@
+// Router: serves every request tenancyd receives, from httplib's pre-routing
+// handler, i.e. after the head is parsed and before any body byte is read.
+//
+// For each request, in order (each step may answer and stop):
+//   1. route: MatchRoute on the raw target (404, 405, 400 bad id / escape);
+//   2. framing: a Transfer-Encoding is 411; a Content-Length over the route's
+//      limit is 413; nothing of the body has been read;
+//   3. credentials: admin key for admin routes (403 when none is configured,
+//      401 when missing or wrong); for tenant routes the auth mode decides
+//      the tenant (401, 403, 404, 400);
+//   4. tenant state: disabled 403, deleted 404, read-only 403 for writes;
+//   5. admission: the tenant's limit classes and rate (429 + Retry-After);
+//   6. body: read (bounded, with a deadline), then the route's handler runs
+//      over the library's public API.
+// Steps 1-5 also answer "Expect: 100-continue", so a refused client never
+// sends its body.
+//
+// Thread safety: safe for concurrent access from multiple threads without any
+// external synchronization.
+
+#ifndef TENANCY_SERVER_ROUTER_H_
+#define TENANCY_SERVER_ROUTER_H_
+
+#include <httplib.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "admin_key.h"
+#include "admission.h"
+#include "http_server.h"
+#include "http_status.h"
+#include "http_transport.h"
+#include "route_table.h"
+#include "server_metrics.h"
+#include "tenancy/engine.h"
+#include "tenancy/tenant.h"
+
+namespace tenancy::internal {
+
+// What the server keeps per tenant for the hot path: its metric children and
+// its admission handle, resolved once. Keyed by the tenant's internal number.
+struct TenantRuntime {
+  std::string id;
+  TenantSeries series;
+  std::shared_ptr<AdmissionTenant> admission;
+};
+
+class Router {
+ public:
+  // REQUIRES: every pointer outlives the Router.
+  Router(const ServerOptions& options, Engine* engine, ServerMetrics* metrics,
+         Admission* admission, std::shared_ptr<Logger> logger);
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+  ~Router();
+
+  // httplib's pre-routing handler. Always answers (Handled).
+  httplib::Server::HandlerResponse Handle(const httplib::Request& req,
+                                          httplib::Response& res);
+  // httplib's Expect: 100-continue handler: 100 when the request passes steps
+  // 1-5, else the refusal's status (with its body written to `res`).
+  int HandleExpectContinue(const httplib::Request& req, httplib::Response& res);
+  // httplib's error handler: gives a JSON body to errors httplib produced
+  // itself (a request it could not parse).
+  httplib::Server::HandlerResponse HandleError(const httplib::Request& req,
+                                               httplib::Response& res);
+
+  struct Call;
+
+ private:
+  // Steps 1-5. nullopt: admitted.
+  std::optional<HttpError> Prepare(Call& call);
+  std::optional<HttpError> AuthorizeAdmin(const Exchange* exchange,
+                                          RouteId route);
+  std::optional<HttpError> ResolveTenant(Call& call);
+  std::shared_ptr<TenantRuntime> RuntimeFor(const Tenant& tenant);
+  void ForgetTenant(const std::string& id, uint64_t number);
+  // Step 6.
+  std::optional<HttpError> Execute(Call& call);
+  void Finish(Call& call, const std::optional<HttpError>& error);
+  void ReplyError(Call& call, const HttpError& error);
+
+  // Tenant routes (routes_tenant.cc).
+  std::optional<HttpError> KvGet(Call& call);
+  std::optional<HttpError> KvPut(Call& call);
+  std::optional<HttpError> KvDelete(Call& call);
+  std::optional<HttpError> KvScan(Call& call);
+  std::optional<HttpError> Batch(Call& call);
+  std::optional<HttpError> Usage(Call& call);
+
+  // Admin routes (routes_admin.cc).
+  std::optional<HttpError> AdminListTenants(Call& call);
+  std::optional<HttpError> AdminCreateTenant(Call& call);
+  std::optional<HttpError> AdminGetTenant(Call& call);
+  std::optional<HttpError> AdminPutTenant(Call& call);
+  std::optional<HttpError> AdminDisableTenant(Call& call);
+  std::optional<HttpError> AdminEnableTenant(Call& call);
+  std::optional<HttpError> AdminPurgeTenant(Call& call);
+  std::optional<HttpError> AdminListKeys(Call& call);
+  std::optional<HttpError> AdminCreateKey(Call& call);
+  std::optional<HttpError> AdminRevokeKey(Call& call);
+  std::optional<HttpError> AdminStats(Call& call);
+  std::optional<HttpError> MetricsText(Call& call);
+
+  // Constant after construction.
+  const ServerOptions& options_;
+  Engine* const engine_;
+  ServerMetrics* const metrics_;
+  Admission* const admission_;
+  const std::shared_ptr<Logger> logger_;
+  const AdminKey admin_key_;
+
+  // Admin writes that must not interleave (create-if-absent, purge).
+  absl::Mutex admin_mu_;
+
+  // Tenant runtimes, sharded to keep the readers' lock uncontended.
+  static constexpr int kShards = 16;
+  struct Shard {
+    absl::Mutex mu;
+    absl::flat_hash_map<uint64_t, std::shared_ptr<TenantRuntime>> tenants
+        ABSL_GUARDED_BY(mu);
+  };
+  std::array<Shard, kShards> shards_;
+
+  // Refusals of the admin API while no key is configured are logged once.
+  std::atomic<bool> logged_no_admin_key_{false};
+};
+
+}  // namespace tenancy::internal
+
+#endif  // TENANCY_SERVER_ROUTER_H_

@@ -1,0 +1,226 @@
+// Admin routes: /admin/tenants..., /metrics.
+
+#include "json.h"
+#include "request_target.h"
+#include "router.h"
+#include "router_call.h"
+#include "spec_json.h"
+#include "tenancy/tenant_registry.h"
+#include "text.h"
+
+namespace tenancy::internal {
+namespace {
+
+HttpError Invalid(std::string message) {
+  return MakeHttpError(400, "invalid_argument", std::move(message));
+}
+
+// The body of a JSON admin route, parsed; an empty body is an empty object.
+absl::StatusOr<simdjson::dom::object> JsonBody(const std::string& body) {
+  static const std::string kEmptyObject = "{}";
+  return ParseJsonObject(ThreadLocalJsonParser(),
+                         body.empty() ? kEmptyObject : body);
+}
+
+void ReplyStatus(httplib::Response& res, int status, std::string_view id,
+                 std::string_view state) {
+  JsonWriter w;
+  w.BeginObject().Key("tenant_id").String(id).Key("status").String(state).EndObject();
+  ReplyJson(res, status, w.Release());
+}
+
+}  // namespace
+
+std::optional<HttpError> Router::AdminListTenants(Call& call) {
+  auto params = ParseQuery(call.match.query);
+  if (!params.ok()) return Invalid("bad percent-escape in the query string");
+  ListOptions list;
+  for (auto& [name, value] : *params) {
+    if (name == "start_after") {
+      list.start_after = value;
+    } else if (name == "limit") {
+      size_t limit = 0;
+      bool digits = !value.empty() && value.size() <= 5;
+      for (char c : value) {
+        digits = digits && c >= '0' && c <= '9';
+        if (digits) limit = limit * 10 + static_cast<size_t>(c - '0');
+      }
+      if (!digits || limit < 1 || limit > 1000) {
+        return Invalid("limit must be an integer in [1, 1000]");
+      }
+      list.limit = limit;
+    } else {
+      return Invalid(Cat("unknown query parameter \"", PercentEncode(name), "\""));
+    }
+  }
+  auto page = engine_->registry().List(list);
+  if (!page.ok()) return HttpErrorFromStatus(page.status());
+  JsonWriter w;
+  w.BeginObject().Key("tenants").BeginArray();
+  for (const TenantInfo& info : page->tenants) WriteTenantSummary(w, info);
+  w.EndArray().Key("next_start_after");
+  if (page->next_start_after.empty()) {
+    w.Null();
+  } else {
+    w.String(page->next_start_after);
+  }
+  w.EndObject();
+  ReplyJson(call.res, 200, w.Release());
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminCreateTenant(Call& call) {
+  auto object = JsonBody(call.body);
+  if (!object.ok()) return HttpErrorFromStatus(object.status());
+  auto spec = ParseTenantSpec(*object, std::nullopt);
+  if (!spec.ok()) return HttpErrorFromStatus(spec.status());
+  TenantRegistry& registry = engine_->registry();
+  absl::MutexLock lock(&admin_mu_);
+  // The registry's Create is idempotent for an identical spec; the API's
+  // create is not: an existing id is 409 whatever its spec.
+  if (auto existing = registry.Get(spec->id); existing.ok()) {
+    return MakeHttpError(409, "already_exists",
+                         Cat("tenant \"", spec->id, "\" already exists"));
+  } else if (!absl::IsNotFound(existing.status())) {
+    return HttpErrorFromStatus(existing.status());
+  }
+  auto info = registry.Create(*spec);
+  if (!info.ok()) return HttpErrorFromStatus(info.status());
+  auto key = registry.CreateApiKey(spec->id);
+  if (!key.ok()) return HttpErrorFromStatus(key.status());
+  logger_->Log(LogLevel::kInfo, Cat("admin: created tenant \"", spec->id,
+                                    "\" with API key ", key->prefix, "..."));
+  JsonWriter w;
+  w.BeginObject()
+      .Key("tenant_id").String(spec->id)
+      .Key("api_key").String(key->secret)
+      .Key("key_id").String(key->key_id)
+      .Key("status").String(TenantStateName(info->state))
+      .EndObject();
+  ReplyJson(call.res, 201, w.Release());
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminPutTenant(Call& call) {
+  auto object = JsonBody(call.body);
+  if (!object.ok()) return HttpErrorFromStatus(object.status());
+  auto spec = ParseTenantSpec(*object, call.match.admin_tenant);
+  if (!spec.ok()) return HttpErrorFromStatus(spec.status());
+  absl::MutexLock lock(&admin_mu_);
+  auto result = engine_->registry().Upsert(*spec);
+  if (!result.ok()) return HttpErrorFromStatus(result.status());
+  // Live at once: apply the new limits and rate now, not at the next sync.
+  if (auto tenant = engine_->GetTenant(spec->id); tenant.ok()) {
+    admission_->Sync(*tenant, *RuntimeFor(*tenant)->admission, /*force=*/true);
+  }
+  JsonWriter w;
+  WriteTenantDetail(w, result->info, admission_->EffectiveLimits(result->info.spec));
+  ReplyJson(call.res, 200, w.Release());
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminGetTenant(Call& call) {
+  auto info = engine_->registry().Get(call.match.admin_tenant);
+  if (!info.ok()) return HttpErrorFromStatus(info.status());
+  JsonWriter w;
+  WriteTenantDetail(w, *info, admission_->EffectiveLimits(info->spec));
+  ReplyJson(call.res, 200, w.Release());
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminDisableTenant(Call& call) {
+  absl::Status s = engine_->registry().Disable(call.match.admin_tenant);
+  if (!s.ok()) return HttpErrorFromStatus(s);
+  ReplyStatus(call.res, 200, call.match.admin_tenant, "disabled");
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminEnableTenant(Call& call) {
+  TenantRegistry& registry = engine_->registry();
+  absl::Status s = registry.Enable(call.match.admin_tenant);
+  if (!s.ok()) return HttpErrorFromStatus(s);
+  auto info = registry.Get(call.match.admin_tenant);
+  if (!info.ok()) return HttpErrorFromStatus(info.status());
+  ReplyStatus(call.res, 200, call.match.admin_tenant, TenantStateName(info->state));
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminPurgeTenant(Call& call) {
+  const std::string& id = call.match.admin_tenant;
+  absl::MutexLock lock(&admin_mu_);
+  auto info = engine_->registry().Get(id);
+  if (!info.ok()) return HttpErrorFromStatus(info.status());
+  absl::Status s = engine_->registry().Purge(id);
+  if (!s.ok()) return HttpErrorFromStatus(s);
+  ForgetTenant(id, info->number);
+  logger_->Log(LogLevel::kInfo, Cat("admin: purged tenant \"", id, "\""));
+  ReplyStatus(call.res, 200, id, "purged");
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminListKeys(Call& call) {
+  auto keys = engine_->registry().ListApiKeys(call.match.admin_tenant);
+  if (!keys.ok()) return HttpErrorFromStatus(keys.status());
+  JsonWriter w;
+  w.BeginObject().Key("keys").BeginArray();
+  for (const ApiKeyInfo& k : *keys) {
+    w.BeginObject().Key("key_id").String(k.key_id).Key("prefix").String(k.prefix);
+    w.Key("created_at");
+    WriteTime(w, k.created_at);
+    w.EndObject();
+  }
+  w.EndArray().EndObject();
+  ReplyJson(call.res, 200, w.Release());
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminCreateKey(Call& call) {
+  auto key = engine_->registry().CreateApiKey(call.match.admin_tenant);
+  if (!key.ok()) return HttpErrorFromStatus(key.status());
+  logger_->Log(LogLevel::kInfo, Cat("admin: new API key ", key->prefix,
+                                    "... for tenant \"", call.match.admin_tenant,
+                                    "\""));
+  JsonWriter w;
+  w.BeginObject()
+      .Key("key_id").String(key->key_id)
+      .Key("api_key").String(key->secret)
+      .Key("prefix").String(key->prefix)
+      .EndObject();
+  ReplyJson(call.res, 201, w.Release());
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminRevokeKey(Call& call) {
+  absl::Status s =
+      engine_->registry().RevokeApiKey(call.match.admin_tenant, call.match.key_id);
+  if (!s.ok()) return HttpErrorFromStatus(s);
+  call.res.status = 204;
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminStats(Call& call) {
+  auto info = engine_->registry().Get(call.match.admin_tenant);
+  if (!info.ok()) return HttpErrorFromStatus(info.status());
+  JsonWriter w;
+  w.BeginObject()
+      .Key("tenant_id").String(info->spec.id)
+      .Key("storage_used_bytes").Uint(info->usage.bytes)
+      .Key("storage_used_mb").Double(static_cast<double>(info->usage.bytes) / kBytesPerMb)
+      .Key("quota_mb").Double(static_cast<double>(info->spec.quota.storage_bytes) / kBytesPerMb)
+      .Key("keys").Uint(info->usage.keys)
+      .Key("api_calls_today").Uint(info->requests.calls_today)
+      .Key("last_active");
+  WriteTime(w, info->requests.last_active);
+  w.EndObject();
+  ReplyJson(call.res, 200, w.Release());
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::MetricsText(Call& call) {
+  call.res.status = 200;
+  call.res.body = metrics_->registry().ExpositionText();
+  call.res.set_header("Content-Type", std::string(kPrometheusTextContentType));
+  return std::nullopt;
+}
+
+}  // namespace tenancy::internal
