@@ -52,6 +52,7 @@
 namespace tenancy::internal {
 
 using Sha256Digest = std::array<uint8_t, 32>;
+struct TenantRecord;
 class JobRuntime;
 
 // "tenant-<number>": the column family of a dedicated tenant.
@@ -67,6 +68,12 @@ class TenantSlot {
   TenantSlot(const TenantSlot&) = delete;
   TenantSlot& operator=(const TenantSlot&) = delete;
 
+  // Lifecycle, read on every call without a lock. First, so that it usually
+  // shares a cache line with the reference counts make_shared puts just
+  // before the slot: resolving an API key touches both, often from a cold
+  // cache (see bench/core_bench.cc).
+  std::atomic<TenantState> state{TenantState::kActive};
+
   // Constant after construction
   const std::string id;
   const uint64_t number;
@@ -75,8 +82,7 @@ class TenantSlot {
   // alive by this pointer even after a drop, so late callers fail cleanly.
   const std::shared_ptr<rocksdb::ColumnFamilyHandle> cf;
 
-  // Lifecycle and limits, read on every call without a lock.
-  std::atomic<TenantState> state{TenantState::kActive};
+  // Limits, read on every call without a lock.
   std::atomic<uint64_t> quota_bytes{0};
   std::atomic<uint64_t> quota_keys{0};
   std::atomic<uint64_t> max_value_bytes{0};
@@ -169,6 +175,8 @@ class EngineCore {
   // Applies `ops` atomically, with exact accounting: the write is refused with
   // a quota error before anything is written if it would pass a quota.
   absl::Status ApplyWrites(TenantSlot& slot, const std::vector<LedgerOp>& ops);
+  // ApplyWrites of one op, without the batch path's allocations.
+  absl::Status ApplyWrite(TenantSlot& slot, const LedgerOp& op);
   absl::StatusOr<uint64_t> DeleteRange(TenantSlot& slot, Namespace ns,
                                        std::string_view start,
                                        std::string_view end);
@@ -222,6 +230,10 @@ class EngineCore {
   const rocksdb::WriteOptions& data_write_options() const {
     return data_write_options_;
   }
+  // Default read options, built once: the point paths use them per call.
+  const rocksdb::ReadOptions& point_read_options() const {
+    return point_read_options_;
+  }
   TenantRegistry& registry() { return registry_; }
   void Log(LogLevel level, std::string_view message) const {
     options_.logger->Log(level, message);
@@ -259,6 +271,13 @@ class EngineCore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_);
   void ApplySpecToSlot(TenantSlot& slot, const TenantSpec& spec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(slot.mu);
+  // For LoadRegistry only: fill in a slot no other thread can reach yet,
+  // without locking its `mu` (see engine_core.cc for why).
+  void InitUnpublishedSlot(TenantSlot& slot, const TenantRecord& record)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void AddKeyToUnpublishedSlot(TenantSlot& slot, ApiKeyInfo key,
+                               const Sha256Digest& digest)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
   absl::Status PurgeSlotData(TenantSlot& slot);
   absl::Status ValidateSpec(const TenantSpec& spec) const;
   absl::Status ReserveUsage(TenantSlot& slot, int64_t delta_bytes,
@@ -272,6 +291,7 @@ class EngineCore {
   EngineOptions options_;
   rocksdb::WriteOptions data_write_options_;
   rocksdb::WriteOptions registry_write_options_;
+  const rocksdb::ReadOptions point_read_options_;
   TenantRegistry registry_;
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;

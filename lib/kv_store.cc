@@ -78,6 +78,18 @@ class WriteLocks {
   bool exclusive_ = false;
 };
 
+// A failed RocksDB call of a write, as a Status naming the tenant. The message
+// is built only on failure: an allocation per write is measurable.
+absl::Status WriteError(const TenantSlot& slot, const rocksdb::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return FromRocksStatus(status,
+                         internal::StrCat("tenant \"", slot.id, "\": write"));
+}
+
+rocksdb::Slice ToSlice(std::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
+
 }  // namespace
 
 absl::Status EngineCore::ValidateKey(const TenantSlot& slot,
@@ -154,10 +166,64 @@ void EngineCore::ReleaseUsage(TenantSlot& slot, int64_t delta_bytes,
   slot.used_keys.fetch_sub(delta_keys);
 }
 
+absl::Status EngineCore::ApplyWrite(TenantSlot& slot, const LedgerOp& op) {
+  // The locks WriteLocks takes for one key, without its vector.
+  absl::Mutex& stripe = KeyLock(slot.number, op.ns, op.key);
+  absl::ReaderMutexLock range_lock(&slot.range_mu);
+  absl::MutexLock key_lock(&stripe);
+
+  EncodedKey internal_key(slot.number, op.ns, op.key);
+  const rocksdb::Slice key_slice = ToSlice(internal_key.view());
+  // Learn what the write replaces.
+  std::optional<size_t> old_size;
+  {
+    rocksdb::PinnableSlice old;
+    rocksdb::Status s =
+        db_->Get(point_read_options_, slot.cf.get(), key_slice, &old);
+    if (s.ok()) {
+      old_size = old.size();
+    } else if (!s.IsNotFound()) {
+      return WriteError(slot, s);
+    }
+  }
+  if (!op.is_put && !old_size.has_value()) {
+    return absl::OkStatus();  // deleting an absent key changes nothing
+  }
+
+  const int64_t key_delta = op.ns == Namespace::kKv ? 1 : 0;
+  int64_t delta_bytes = 0, delta_keys = 0;
+  // Header, two records' tags and lengths, the usage key and its operand.
+  rocksdb::WriteBatch batch(key_slice.size() + op.value.size() + 64);
+  rocksdb::Status s;
+  if (op.is_put) {
+    delta_bytes += EntryBytes(op.key, op.value.size());
+    if (old_size.has_value()) {
+      delta_bytes -= EntryBytes(op.key, *old_size);
+    } else {
+      delta_keys += key_delta;
+    }
+    s = batch.Put(slot.cf.get(), key_slice, ToSlice(op.value));
+  } else {
+    delta_bytes -= EntryBytes(op.key, *old_size);
+    delta_keys -= key_delta;
+    s = batch.Delete(slot.cf.get(), key_slice);
+  }
+  TENANCY_RETURN_IF_ERROR(WriteError(slot, s));
+  if (delta_bytes != 0 || delta_keys != 0) {
+    TENANCY_RETURN_IF_ERROR(WriteError(
+        slot, batch.Merge(meta_cf_, UsageKey(slot.number),
+                          EncodeUsageDelta(delta_bytes, delta_keys))));
+  }
+  TENANCY_RETURN_IF_ERROR(ReserveUsage(slot, delta_bytes, delta_keys));
+  absl::Status written = WriteError(slot, Commit(data_write_options_, &batch));
+  if (!written.ok()) ReleaseUsage(slot, delta_bytes, delta_keys);
+  return written;
+}
+
 absl::Status EngineCore::ApplyWrites(TenantSlot& slot,
                                      const std::vector<LedgerOp>& ops) {
   if (ops.empty()) return absl::OkStatus();
-  std::string context = internal::StrCat("tenant \"", slot.id, "\": write");
+  if (ops.size() == 1) return ApplyWrite(slot, ops[0]);
   // Serialise with other writers of the same keys.
   std::vector<absl::Mutex*> stripes;
   stripes.reserve(ops.size());
@@ -172,28 +238,21 @@ absl::Status EngineCore::ApplyWrites(TenantSlot& slot,
   }
   // Current value size per distinct key, nullopt when absent.
   absl::flat_hash_map<std::string_view, std::optional<size_t>> current;
-  if (ops.size() == 1) {
-    rocksdb::PinnableSlice old;
-    rocksdb::Status s =
-        db_->Get(rocksdb::ReadOptions(), slot.cf.get(), internal_keys[0], &old);
-    if (!s.ok() && !s.IsNotFound()) return FromRocksStatus(s, context);
-    current[internal_keys[0]] =
-        s.ok() ? std::optional<size_t>(old.size()) : std::nullopt;
-  } else {
+  {
     std::vector<rocksdb::Slice> distinct;
     for (const std::string& key : internal_keys) {
       if (current.emplace(key, std::nullopt).second) distinct.emplace_back(key);
     }
     std::vector<rocksdb::PinnableSlice> values(distinct.size());
     std::vector<rocksdb::Status> statuses(distinct.size());
-    db_->MultiGet(rocksdb::ReadOptions(), slot.cf.get(), distinct.size(),
+    db_->MultiGet(point_read_options_, slot.cf.get(), distinct.size(),
                   distinct.data(), values.data(), statuses.data());
     for (size_t i = 0; i < distinct.size(); ++i) {
       if (statuses[i].ok()) {
         current[std::string_view(distinct[i].data(), distinct[i].size())] =
             values[i].size();
       } else if (!statuses[i].IsNotFound()) {
-        return FromRocksStatus(statuses[i], context);
+        return WriteError(slot, statuses[i]);
       }
     }
   }
@@ -221,18 +280,16 @@ absl::Status EngineCore::ApplyWrites(TenantSlot& slot,
       size.reset();
       s = batch.Delete(slot.cf.get(), internal_keys[i]);
     }
-    TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
+    TENANCY_RETURN_IF_ERROR(WriteError(slot, s));
   }
   if (batch.Count() == 0) return absl::OkStatus();
   if (delta_bytes != 0 || delta_keys != 0) {
-    TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-        batch.Merge(meta_cf_, UsageKey(slot.number),
-                    EncodeUsageDelta(delta_bytes, delta_keys)),
-        context));
+    TENANCY_RETURN_IF_ERROR(WriteError(
+        slot, batch.Merge(meta_cf_, UsageKey(slot.number),
+                          EncodeUsageDelta(delta_bytes, delta_keys))));
   }
   TENANCY_RETURN_IF_ERROR(ReserveUsage(slot, delta_bytes, delta_keys));
-  absl::Status written =
-      FromRocksStatus(Commit(data_write_options_, &batch), context);
+  absl::Status written = WriteError(slot, Commit(data_write_options_, &batch));
   if (!written.ok()) ReleaseUsage(slot, delta_bytes, delta_keys);
   return written;
 }
@@ -370,16 +427,17 @@ absl::StatusOr<std::string> KvStore::Get(std::string_view key) const {
   TENANCY_RETURN_IF_ERROR(internal::CheckReadableState(slot));
   TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, key));
   core.RecordCall(slot, CallKind::kGet);
-  std::string internal_key = internal::EncodeKey(slot.number, Namespace::kKv, key);
+  internal::EncodedKey internal_key(slot.number, Namespace::kKv, key);
   std::string value;
   rocksdb::Status s =
-      core.db()->Get(rocksdb::ReadOptions(), slot.cf.get(), internal_key, &value);
+      core.db()->Get(core.point_read_options(), slot.cf.get(),
+                     internal::ToSlice(internal_key.view()), &value);
+  if (s.ok()) return value;
   if (s.IsNotFound()) {
     return absl::NotFoundError(internal::StrCat("tenant \"", slot.id, "\": no such key"));
   }
-  TENANCY_RETURN_IF_ERROR(internal::FromRocksStatus(
-      s, internal::StrCat("tenant \"", slot.id, "\": get")));
-  return value;
+  return internal::FromRocksStatus(
+      s, internal::StrCat("tenant \"", slot.id, "\": get"));
 }
 
 absl::StatusOr<std::vector<std::optional<std::string>>> KvStore::MultiGet(
@@ -399,7 +457,7 @@ absl::StatusOr<std::vector<std::optional<std::string>>> KvStore::MultiGet(
   for (const std::string& key : internal_keys) slices.emplace_back(key);
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
-  core.db()->MultiGet(rocksdb::ReadOptions(), slot.cf.get(), slices.size(),
+  core.db()->MultiGet(core.point_read_options(), slot.cf.get(), slices.size(),
                       slices.data(), values.data(), statuses.data());
   std::vector<std::optional<std::string>> result(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -421,7 +479,8 @@ absl::Status KvStore::Put(std::string_view key, std::string_view value) const {
   TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, key));
   TENANCY_RETURN_IF_ERROR(core.ValidateValue(slot, value));
   core.RecordCall(slot, CallKind::kPut);
-  return core.ApplyWrites(slot, {internal::LedgerOp{Namespace::kKv, true, key, value}});
+  return core.ApplyWrite(slot,
+                         internal::LedgerOp{Namespace::kKv, true, key, value});
 }
 
 absl::Status KvStore::Delete(std::string_view key) const {
@@ -431,7 +490,8 @@ absl::Status KvStore::Delete(std::string_view key) const {
   TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(slot));
   TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, key));
   core.RecordCall(slot, CallKind::kDelete);
-  return core.ApplyWrites(slot, {internal::LedgerOp{Namespace::kKv, false, key, {}}});
+  return core.ApplyWrite(slot,
+                         internal::LedgerOp{Namespace::kKv, false, key, {}});
 }
 
 absl::Status KvStore::Write(const WriteBatch& batch) const {
