@@ -27,12 +27,13 @@ import time
 ADMIN_KEY = "load-test-admin-key"
 
 
-def start_server(binary, data_dir, threads):
+def start_server(binary, data_dir, threads, log):
     env = dict(os.environ, TENANCY_ADMIN_KEY=ADMIN_KEY)
+    # stderr goes to a file: if the server dies, its last words are printed.
     proc = subprocess.Popen(
         [binary, "--data-dir", data_dir, "--listen", "127.0.0.1:0",
          "--threads", str(threads)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+        stdout=subprocess.PIPE, stderr=log, env=env, text=True)
     line = proc.stdout.readline().strip()
     prefix = "tenancyd listening on 127.0.0.1:"
     if not line.startswith(prefix):
@@ -110,6 +111,55 @@ class TenantLoad(threading.Thread):
         conn.close()
 
 
+def print_server_log(path):
+    with open(path, errors="replace") as f:
+        lines = f.read().splitlines()
+    print(f"--- last {min(len(lines), 40)} lines of tenancyd's log ---")
+    for line in lines[-40:]:
+        print(line)
+
+
+def run_load(args, tmp, log):
+    """Starts tenancyd, runs the load, reads /metrics, stops the server.
+    Returns (loads, metrics text, exit code)."""
+    proc, port = start_server(args.tenancyd, os.path.join(tmp, "data"),
+                              args.threads, log)
+    try:
+        admin = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        keys = {}
+        for t in range(args.tenants):
+            tenant = f"load-{t}"
+            status, body = request(
+                admin, "POST", "/admin/tenants",
+                json.dumps({"tenant_id": tenant, "quota_mb": 64}),
+                {"X-Admin-Key": ADMIN_KEY, "Content-Type": "application/json"})
+            if status != 201:
+                raise SystemExit(f"create {tenant}: HTTP {status} {body!r}")
+            keys[tenant] = json.loads(body)["api_key"]
+        start_at = time.time() + 0.2
+        loads = [TenantLoad(port, t, k, args.rps, args.seconds, start_at)
+                 for t, k in keys.items()]
+        for l in loads:
+            l.start()
+        for l in loads:
+            l.join()
+        admin.close()  # idle longer than the keep-alive timeout
+        admin = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        status, metrics = request(admin, "GET", "/metrics", None,
+                                  {"X-Admin-Key": ADMIN_KEY})
+        admin.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = "timeout"
+        if code != 0:
+            print(f"tenancyd exited with {code}")
+    return loads, metrics, code
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tenancyd", required=True)
@@ -122,40 +172,15 @@ def main():
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="tenancy-load-") as tmp:
-        proc, port = start_server(args.tenancyd, os.path.join(tmp, "data"),
-                                  args.threads)
-        try:
-            admin = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            keys = {}
-            for t in range(args.tenants):
-                tenant = f"load-{t}"
-                status, body = request(
-                    admin, "POST", "/admin/tenants",
-                    json.dumps({"tenant_id": tenant, "quota_mb": 64}),
-                    {"X-Admin-Key": ADMIN_KEY, "Content-Type": "application/json"})
-                if status != 201:
-                    raise SystemExit(f"create {tenant}: HTTP {status} {body!r}")
-                keys[tenant] = json.loads(body)["api_key"]
-            start_at = time.time() + 0.2
-            loads = [TenantLoad(port, t, k, args.rps, args.seconds, start_at)
-                     for t, k in keys.items()]
-            for l in loads:
-                l.start()
-            for l in loads:
-                l.join()
-            admin.close()  # idle longer than the keep-alive timeout
-            admin = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            status, metrics = request(admin, "GET", "/metrics", None,
-                                      {"X-Admin-Key": ADMIN_KEY})
-            admin.close()
-        finally:
-            proc.send_signal(signal.SIGTERM)
+        log_path = os.path.join(tmp, "tenancyd.log")
+        with open(log_path, "w") as log:
             try:
-                code = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = "timeout"
-
+                loads, metrics, code = run_load(args, tmp, log)
+            except BaseException:
+                print_server_log(log_path)
+                raise
+        if code != 0:
+            print_server_log(log_path)
     sent = sum(l.sent for l in loads)
     errors = sum(l.errors for l in loads)
     cross = sum(l.cross for l in loads)
