@@ -28,7 +28,6 @@ constexpr size_t kRecordHeaderBytes = 1 + 4 * 2 + 8 * 2;
 
 constexpr char kReadyTag = 'R';
 constexpr char kDelayedTag = 'D';
-constexpr char kLeaseTag = 'L';
 constexpr char kDeadTag = 'X';
 constexpr char kIdempotencyTag = 'I';
 constexpr char kRetiredTag = 'G';
@@ -112,21 +111,24 @@ std::string DeadKey(uint64_t id) {
 struct EntryState {
   uint32_t attempts = 0;
   JobFailure failure = JobFailure::kNone;
-  uint64_t aux = 0;  // L: the lease token; X: the time of death
+  uint64_t token = 0;  // R: the lease token of a claimed job, else 0
+  int64_t time = 0;    // R: the lease expiry of a claimed job; X: time of death
 };
-constexpr size_t kStateBytes = 13;
+constexpr size_t kStateBytes = 21;
 
 void PutState(std::string* dst, const EntryState& state) {
   PutFixed32BigEndian(dst, state.attempts);
   dst->push_back(static_cast<char>(state.failure));
-  PutFixed64BigEndian(dst, state.aux);
+  PutFixed64BigEndian(dst, state.token);
+  PutFixed64BigEndian(dst, static_cast<uint64_t>(state.time));
 }
 
 bool GetState(std::string_view in, EntryState* state) {
   if (in.size() < kStateBytes || static_cast<uint8_t>(in[4]) > 2) return false;
   state->attempts = DecodeFixed32BigEndian(in.data());
   state->failure = static_cast<JobFailure>(in[4]);
-  state->aux = DecodeFixed64BigEndian(in.data() + 5);
+  state->token = DecodeFixed64BigEndian(in.data() + 5);
+  state->time = static_cast<int64_t>(DecodeFixed64BigEndian(in.data() + 13));
   return true;
 }
 
@@ -137,8 +139,8 @@ std::string ReadyValue(const EntryState& state) {
   return value;
 }
 
-// The value of D and L entries: type 0x00 prio(4) state. With the 17-byte
-// key, the size of an R entry (see job_runtime.h).
+// The value of a D entry: type 0x00 prio(4) state. With the 17-byte key, the
+// size of an R entry (see job_runtime.h).
 std::string TimedValue(std::string_view type, int32_t priority,
                        const EntryState& state) {
   std::string value(type);
@@ -148,7 +150,7 @@ std::string TimedValue(std::string_view type, int32_t priority,
   return value;
 }
 
-// The value of an X entry: as D and L, padded to the same entry size.
+// The value of an X entry: as D, padded to the same entry size.
 std::string DeadValue(std::string_view type, int32_t priority,
                       const EntryState& state) {
   std::string value = TimedValue(type, priority, state);
@@ -156,9 +158,9 @@ std::string DeadValue(std::string_view type, int32_t priority,
   return value;
 }
 
-size_t TimedValueSize(std::string_view type) { return type.size() + 5 + kStateBytes; }
+constexpr size_t kReadyValueSize = kStateBytes;
 
-// Decodes a D, L or X value.
+// Decodes a D or X value.
 bool DecodeTimedValue(std::string_view value, std::string* type,
                       int32_t* priority, EntryState* state) {
   size_t zero = value.find('\0');
@@ -168,6 +170,12 @@ bool DecodeTimedValue(std::string_view value, std::string* type,
   type->assign(value.data(), zero);
   *priority = BitsPriority(DecodeFixed32BigEndian(value.data() + zero + 1));
   return GetState(value.substr(zero + 5), state);
+}
+
+// The type of an R key.
+std::string_view ReadyKeyType(std::string_view key) {
+  size_t zero = key.find('\0');
+  return zero == std::string_view::npos ? std::string_view() : key.substr(1, zero - 1);
 }
 
 std::string IdempotencyKey(std::string_view key) {
@@ -408,7 +416,7 @@ Job ToJob(uint64_t id, const JobRecord& r, const JobStatus& status,
 JobStatus ClaimedStatus(const ClaimedJob& c) {
   JobStatus status;
   status.state = JobState::kClaimed;
-  status.entry = EntryState{c.attempts, c.failure, 0};
+  status.entry = EntryState{c.attempts, c.failure, 0, 0};
   status.lease_expires_us = c.expiry_us;
   return status;
 }
@@ -472,21 +480,53 @@ void BumpLocked(TenantJobs& jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   jobs.changed.SignalAll();
 }
 
-void NoteReadyLocked(TenantJobs& jobs, std::string_view type,
-                     const std::string& ready_key)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+// A queued (unclaimed) R entry appeared.
+void NoteReadyLocked(TenantJobs& jobs, std::string_view type, const std::string& key,
+                     std::string value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   TypeQueue& q = jobs.types[absl::string_view(type.data(), type.size())];
   ++q.ready;
   ++jobs.queued;
-  if (q.head.empty() || ready_key < q.head) q.head = ready_key;
+  if (q.window_end.empty() || key < q.window_end) {
+    q.window.emplace(key, std::move(value));
+    if (q.window.size() > kReadyWindow) {
+      auto last = std::prev(q.window.end());
+      q.window_end = last->first;
+      q.window.erase(last);
+    }
+  }
+}
+
+// A queued R entry was claimed or deleted.
+void ForgetReadyLocked(TenantJobs& jobs, std::string_view type, const std::string& key)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+  jobs.queued -= jobs.queued > 0 ? 1 : 0;
+  auto it = jobs.types.find(absl::string_view(type.data(), type.size()));
+  if (it == jobs.types.end()) return;
+  it->second.ready -= it->second.ready > 0 ? 1 : 0;
+  it->second.window.erase(key);
+}
+
+void NoteClaimedLocked(TenantJobs& jobs, uint64_t id, ClaimedJob c)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+  jobs.leases.insert({c.expiry_us, id});
+  jobs.claimed_jobs[id] = std::move(c);
+}
+
+void ForgetClaimedLocked(TenantJobs& jobs, uint64_t id)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+  auto it = jobs.claimed_jobs.find(id);
+  if (it == jobs.claimed_jobs.end()) return;
+  jobs.leases.erase({it->second.expiry_us, id});
+  jobs.claimed_jobs.erase(it);
 }
 
 int64_t DueLocked(const TenantJobs& jobs) ABSL_SHARED_LOCKS_REQUIRED(jobs.mu) {
-  return std::min(jobs.delayed_hint, jobs.lease_hint);
+  int64_t lease = jobs.leases.empty() ? kNoTime : jobs.leases.begin()->first;
+  return std::min(jobs.delayed_hint, lease);
 }
 
-// Counts the tenant's jobs with one scan of its index (first call only), and
-// rebuilds the claimed jobs from the L entries.
+// Counts the tenant's jobs with one scan of its index (first call only),
+// rebuilds the claimed jobs and fills each type's window.
 absl::Status LoadLocked(const JobContext& cx, TenantJobs& jobs)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   if (jobs.loaded) return absl::OkStatus();
@@ -507,26 +547,25 @@ absl::Status LoadLocked(const JobContext& cx, TenantJobs& jobs)
       case kIdempotencyTag:
         it.Seek(AfterTag(kIdempotencyTag));
         continue;
-      case kLeaseTag: {
-        if (key.size() != 17) break;
-        ClaimedJob c;
-        EntryState state;
-        if (!DecodeTimedValue(it.value(), &c.type, &c.priority, &state)) {
-          return absl::DataLossError(
-              StrCat("tenant \"", cx.slot.id, "\": corrupt claimed job entry"));
-        }
-        c.expiry_us = GetTime(key.data() + 1);
-        c.token = state.aux;
-        c.attempts = state.attempts;
-        c.failure = state.failure;
-        if (jobs.claimed_jobs.empty()) jobs.lease_hint = c.expiry_us;
-        jobs.claimed_jobs[DecodeFixed64BigEndian(key.data() + 9)] = std::move(c);
-        break;
-      }
       case kReadyTag: {
-        size_t zero = key.find('\0');
-        if (zero == std::string_view::npos) break;
-        NoteReadyLocked(jobs, key.substr(1, zero - 1), std::string(key));
+        std::string_view type = ReadyKeyType(key);
+        EntryState state;
+        if (type.empty() || key.size() < 8 || !GetState(it.value(), &state)) {
+          return absl::DataLossError(
+              StrCat("tenant \"", cx.slot.id, "\": corrupt ready job entry"));
+        }
+        if (state.token != 0) {
+          ClaimedJob c;
+          c.ready_key = std::string(key);
+          c.expiry_us = state.time;
+          c.token = state.token;
+          c.attempts = state.attempts;
+          c.failure = state.failure;
+          NoteClaimedLocked(jobs, DecodeFixed64BigEndian(key.data() + key.size() - 8),
+                            std::move(c));
+        } else {
+          NoteReadyLocked(jobs, type, std::string(key), std::string(it.value()));
+        }
         break;
       }
       case kIdLimitTag:
@@ -555,6 +594,7 @@ absl::Status PromoteLocked(const JobContext& cx, TenantJobs& jobs)
   if (jobs.delayed_hint > cx.now) return absl::OkStatus();
   struct Due {
     std::string ready_key;
+    std::string value;
     std::string type;
   };
   std::vector<Due> due;
@@ -580,86 +620,74 @@ absl::Status PromoteLocked(const JobContext& cx, TenantJobs& jobs)
             StrCat("tenant \"", cx.slot.id, "\": corrupt delayed job entry"));
       }
       d.ready_key = ReadyKey(d.type, priority, run_at, id);
+      d.value = ReadyValue(EntryState{state.attempts, state.failure, 0, 0});
       batch.Delete(Namespace::kJobIndex, std::string(key), it.value().size());
-      batch.Put(Namespace::kJobIndex, d.ready_key, ReadyValue(state), std::nullopt);
+      batch.Put(Namespace::kJobIndex, d.ready_key, d.value, std::nullopt);
       due.push_back(std::move(d));
     }
     TENANCY_RETURN_IF_ERROR(IteratorStatus(cx, it));
   }
   TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
-  for (const Due& d : due) NoteReadyLocked(jobs, d.type, d.ready_key);
+  for (Due& d : due) NoteReadyLocked(jobs, d.type, d.ready_key, std::move(d.value));
   jobs.delayed -= std::min<uint64_t>(jobs.delayed, due.size());
   jobs.delayed_hint = next_hint;
   if (!due.empty()) BumpLocked(jobs);
   return absl::OkStatus();
 }
 
-// Expired leases: the job is queued again at its place in the queue (its
-// ready time is unchanged, so it is claimed before younger jobs), or, with no
-// attempt left, dead. Either way the lease counts as a failed attempt.
+// Expired leases: the job is queued again at its place in the queue (its R
+// entry stays; its ready time is unchanged, so it is claimed before younger
+// jobs), or, with no attempt left, dead. Either way the lease counts as a
+// failed attempt.
 absl::Status ReclaimLocked(const JobContext& cx, TenantJobs& jobs)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
-  if (jobs.lease_hint > cx.now) return absl::OkStatus();
-  struct Expired {
-    std::string lease_key;
-    size_t lease_value_size;
-    uint64_t id;
-  };
-  std::vector<Expired> expired;
-  int64_t next_hint = kNoTime;
-  {
-    std::string from = TimedKey(kLeaseTag, jobs.lease_hint, 0);
-    IndexIterator it(cx, from, AfterTag(kLeaseTag));
-    for (it.Seek(from); it.Valid(); it.Next()) {
-      std::string_view key = it.key();
-      if (key.size() != 17) continue;
-      int64_t expiry = GetTime(key.data() + 1);
-      if (expiry > cx.now || expired.size() == kMaintenanceBatch) {
-        next_hint = expiry;
-        break;
-      }
-      expired.push_back(Expired{std::string(key), it.value().size(),
-                                DecodeFixed64BigEndian(key.data() + 9)});
-    }
-    TENANCY_RETURN_IF_ERROR(IteratorStatus(cx, it));
+  if (jobs.leases.empty() || jobs.leases.begin()->first > cx.now) {
+    return absl::OkStatus();
+  }
+  std::vector<uint64_t> expired;
+  for (const auto& [expiry, id] : jobs.leases) {
+    if (expiry > cx.now || expired.size() == kMaintenanceBatch) break;
+    expired.push_back(id);
   }
   JobBatch batch;
   struct Requeued {
     std::string ready_key;
-    std::string type;
+    std::string value;
   };
   std::vector<Requeued> requeued;
   uint64_t died = 0;
-  for (const Expired& e : expired) {
-    batch.Delete(Namespace::kJobIndex, e.lease_key, e.lease_value_size);
-    auto claimed = jobs.claimed_jobs.find(e.id);
-    absl::StatusOr<StoredJob> stored = ReadJob(cx, e.id);
+  for (uint64_t id : expired) {
+    const ClaimedJob& c = jobs.claimed_jobs.at(id);
+    absl::StatusOr<StoredJob> stored = ReadJob(cx, id);
     if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
-    if (!stored.ok() || claimed == jobs.claimed_jobs.end()) {
+    if (!stored.ok()) {
       // An entry without its job: never written so, but never fatal either.
       cx.core.Log(LogLevel::kError,
-                  StrCat("tenant \"", cx.slot.id, "\": dropping stray lease entry of job ",
-                         FormatId(e.id)));
+                  StrCat("tenant \"", cx.slot.id, "\": dropping stray entry of job ",
+                         FormatId(id)));
+      batch.Delete(Namespace::kJobIndex, c.ready_key, kReadyValueSize);
       continue;
     }
     const JobRecord& r = stored->record;
-    EntryState state{claimed->second.attempts, JobFailure::kLeaseExpired, 0};
+    EntryState state{c.attempts, JobFailure::kLeaseExpired, 0, 0};
     if (state.attempts >= r.max_attempts) {
-      state.aux = static_cast<uint64_t>(cx.now);
-      batch.Put(Namespace::kJobIndex, DeadKey(e.id), DeadValue(r.type, r.priority, state),
+      state.time = cx.now;
+      batch.Delete(Namespace::kJobIndex, c.ready_key, kReadyValueSize);
+      batch.Put(Namespace::kJobIndex, DeadKey(id), DeadValue(r.type, r.priority, state),
                 std::nullopt);
       ++died;
     } else {
-      std::string ready_key = ReadyKey(r.type, r.priority, r.run_at_us, e.id);
-      batch.Put(Namespace::kJobIndex, ready_key, ReadyValue(state), std::nullopt);
-      requeued.push_back(Requeued{std::move(ready_key), r.type});
+      std::string value = ReadyValue(state);
+      batch.Put(Namespace::kJobIndex, c.ready_key, value, kReadyValueSize);
+      requeued.push_back(Requeued{c.ready_key, std::move(value)});
     }
   }
   TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
-  for (const Expired& e : expired) jobs.claimed_jobs.erase(e.id);
+  for (uint64_t id : expired) ForgetClaimedLocked(jobs, id);
   jobs.dead += died;
-  for (const Requeued& q : requeued) NoteReadyLocked(jobs, q.type, q.ready_key);
-  jobs.lease_hint = next_hint;
+  for (Requeued& q : requeued) {
+    NoteReadyLocked(jobs, ReadyKeyType(q.ready_key), q.ready_key, std::move(q.value));
+  }
   if (!expired.empty()) BumpLocked(jobs);
   return absl::OkStatus();
 }
@@ -754,8 +782,8 @@ absl::StatusOr<IndexEntry> EntryOf(const JobContext& cx, const TenantJobs& jobs,
   auto claimed = jobs.claimed_jobs.find(id);
   if (claimed != jobs.claimed_jobs.end()) {
     e.status = ClaimedStatus(claimed->second);
-    e.key = TimedKey(kLeaseTag, claimed->second.expiry_us, id);
-    e.value_size = TimedValueSize(r.type);
+    e.key = claimed->second.ready_key;
+    e.value_size = kReadyValueSize;
     return e;
   }
   std::string type;
@@ -787,16 +815,12 @@ absl::StatusOr<IndexEntry> EntryOf(const JobContext& cx, const TenantJobs& jobs,
 
 void ForgetEntryLocked(TenantJobs& jobs, uint64_t id, const JobRecord& r,
                        const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
-  auto dec = [](uint64_t& n) { n -= n > 0 ? 1 : 0; };
   switch (e.status.state) {
-    case JobState::kClaimed: jobs.claimed_jobs.erase(id); return;
-    case JobState::kDead: dec(jobs.dead); return;
-    case JobState::kDelayed: dec(jobs.delayed); return;
-    case JobState::kQueued: break;
+    case JobState::kClaimed: ForgetClaimedLocked(jobs, id); return;
+    case JobState::kDead: jobs.dead -= jobs.dead > 0 ? 1 : 0; return;
+    case JobState::kDelayed: jobs.delayed -= jobs.delayed > 0 ? 1 : 0; return;
+    case JobState::kQueued: ForgetReadyLocked(jobs, r.type, e.key); return;
   }
-  dec(jobs.queued);
-  auto it = jobs.types.find(r.type);
-  if (it != jobs.types.end()) dec(it->second.ready);
 }
 
 // The claimed job `id` if `token` is its current, unexpired lease; else
@@ -898,14 +922,15 @@ absl::StatusOr<EnqueueOutcome> EnqueueLocked(const JobContext& cx,
   r.idempotency_key = spec.idempotency_key;
   r.payload = spec.payload;
   const bool ready = r.run_at_us <= cx.now;
-  std::string index_key;
+  std::string index_key, index_value;
   if (ready) {
     index_key = ReadyKey(r.type, r.priority, r.run_at_us, id);
-    batch.Put(Namespace::kJobIndex, index_key, ReadyValue(EntryState{}), std::nullopt);
+    index_value = ReadyValue(EntryState{});
   } else {
-    batch.Put(Namespace::kJobIndex, TimedKey(kDelayedTag, r.run_at_us, id),
-              TimedValue(r.type, r.priority, EntryState{}), std::nullopt);
+    index_key = TimedKey(kDelayedTag, r.run_at_us, id);
+    index_value = TimedValue(r.type, r.priority, EntryState{});
   }
+  batch.Put(Namespace::kJobIndex, index_key, index_value, std::nullopt);
   batch.Put(Namespace::kJobs, RecordKey(id), EncodeJobRecord(r), std::nullopt);
   TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
 
@@ -915,7 +940,7 @@ absl::StatusOr<EnqueueOutcome> EnqueueLocked(const JobContext& cx,
     jobs.has_id_limit_key = true;
   }
   if (ready) {
-    NoteReadyLocked(jobs, r.type, index_key);
+    NoteReadyLocked(jobs, r.type, index_key, std::move(index_value));
   } else {
     ++jobs.delayed;
     jobs.delayed_hint = std::min(jobs.delayed_hint, r.run_at_us);
@@ -924,66 +949,76 @@ absl::StatusOr<EnqueueOutcome> EnqueueLocked(const JobContext& cx,
   return EnqueueOutcome{EnqueueResult{FormatId(id), true}, ready};
 }
 
-// The head of type `type`'s ready range (key and value), moving its lower
-// bound up to it. nullopt when the type has none.
-std::optional<std::pair<std::string, std::string>> HeadOf(
-    const JobContext& cx, TenantJobs& jobs, IndexIterator& it,
-    const std::string& type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+// The head of type `type`'s queue (key and value): the first of its window,
+// which one seek refills when it ran dry. nullopt when the type has none.
+absl::StatusOr<std::optional<std::pair<std::string, std::string>>> HeadOf(
+    const JobContext& cx, TenantJobs& jobs, const std::string& type)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+  using Head = std::optional<std::pair<std::string, std::string>>;
   auto found = jobs.types.find(type);
-  if (found == jobs.types.end() || found->second.ready == 0) return std::nullopt;
+  if (found == jobs.types.end() || found->second.ready == 0) return Head();
   TypeQueue& q = found->second;
-  std::string prefix = ReadyPrefix(type);
-  it.Seek(q.head.empty() ? prefix : q.head);
-  if (it.Valid() && it.key().substr(0, prefix.size()) == prefix) {
-    q.head = std::string(it.key());
-    return std::make_pair(q.head, std::string(it.value()));
+  if (q.window.empty() && !q.window_end.empty()) {
+    std::optional<std::string> end = PrefixSuccessor(ReadyPrefix(type));
+    IndexIterator it(cx, q.window_end, *end);
+    std::string next_end;
+    for (it.Seek(q.window_end); it.Valid(); it.Next()) {
+      EntryState state;
+      if (!GetState(it.value(), &state)) {
+        return absl::DataLossError(
+            StrCat("tenant \"", cx.slot.id, "\": corrupt ready job entry"));
+      }
+      if (state.token != 0) continue;  // claimed
+      if (q.window.size() == kReadyWindow) {
+        next_end = std::string(it.key());
+        break;
+      }
+      q.window.emplace(std::string(it.key()), std::string(it.value()));
+    }
+    TENANCY_RETURN_IF_ERROR(IteratorStatus(cx, it));
+    q.window_end = std::move(next_end);
   }
-  // The count said otherwise: trust the index.
-  if (it.status().ok()) {
+  if (q.window.empty()) {
+    // The count said otherwise: trust the index.
     cx.core.Log(LogLevel::kError,
                 StrCat("tenant \"", cx.slot.id, "\": job type ", type,
                        ": ready count ", q.ready, " but no ready job; reset"));
     jobs.queued -= std::min(jobs.queued, q.ready);
     q.ready = 0;
+    return Head();
   }
-  return std::nullopt;
+  return Head(*q.window.begin());
 }
 
 absl::StatusOr<std::optional<Job>> ClaimLocked(
     const JobContext& cx, TenantJobs& jobs, const std::vector<std::string>& types,
     int64_t lease_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   TENANCY_RETURN_IF_ERROR(MaintainLocked(cx, jobs));
-  if (jobs.queued == 0) return std::nullopt;
-  for (int tries = 0; tries < 8; ++tries) {
+  for (int tries = 0; tries < 8 && jobs.queued > 0; ++tries) {
     // The best head among the types: the smallest key after the type.
     std::optional<std::pair<std::string, std::string>> best;
     size_t best_suffix = 0;
-    {
-      IndexIterator it(cx, std::string(1, kReadyTag), AfterTag(kReadyTag));
-      std::vector<std::string> candidates;
-      if (types.empty()) {
-        for (const auto& [type, q] : jobs.types) {
-          if (q.ready > 0) candidates.push_back(type);
-        }
+    std::vector<std::string> candidates;
+    if (types.empty()) {
+      for (const auto& [type, q] : jobs.types) {
+        if (q.ready > 0) candidates.push_back(type);
       }
-      for (const std::string& type : types.empty() ? candidates : types) {
-        auto head = HeadOf(cx, jobs, it, type);
-        if (!head.has_value()) continue;
-        size_t suffix = type.size() + 2;
-        if (!best.has_value() ||
-            std::string_view(head->first).substr(suffix) <
-                std::string_view(best->first).substr(best_suffix)) {
-          best = std::move(head);
-          best_suffix = suffix;
-        }
+    }
+    for (const std::string& type : types.empty() ? candidates : types) {
+      TENANCY_ASSIGN_OR_RETURN(auto head, HeadOf(cx, jobs, type));
+      if (!head.has_value()) continue;
+      size_t suffix = type.size() + 2;
+      if (!best.has_value() ||
+          std::string_view(head->first).substr(suffix) <
+              std::string_view(best->first).substr(best_suffix)) {
+        best = std::move(head);
+        best_suffix = suffix;
       }
-      TENANCY_RETURN_IF_ERROR(IteratorStatus(cx, it));
     }
     if (!best.has_value()) return std::nullopt;
-    const std::string& ready_key = best->first;
+    const std::string ready_key = std::move(best->first);
     const std::string type = ready_key.substr(1, best_suffix - 2);
     const uint64_t id = DecodeFixed64BigEndian(ready_key.data() + ready_key.size() - 8);
-    TypeQueue& q = jobs.types[type];
 
     EntryState state;
     absl::StatusOr<StoredJob> stored = ReadJob(cx, id);
@@ -995,35 +1030,31 @@ absl::StatusOr<std::optional<Job>> ClaimLocked(
       JobBatch batch;
       batch.Delete(Namespace::kJobIndex, ready_key, best->second.size());
       TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
-      --q.ready;
-      --jobs.queued;
+      ForgetReadyLocked(jobs, type, ready_key);
       continue;
     }
     const JobRecord& r = stored->record;
     ClaimedJob c;
+    c.ready_key = ready_key;
     c.expiry_us = cx.now + lease_us;
     c.token = NewLeaseToken();
     c.attempts = state.attempts + 1;
     c.failure = state.failure;
-    c.priority = r.priority;
-    c.type = r.type;
     c.record_size = stored->size;
     c.idempotency_key = r.idempotency_key;
     JobBatch batch;
-    batch.Delete(Namespace::kJobIndex, ready_key, best->second.size());
-    batch.Put(Namespace::kJobIndex, TimedKey(kLeaseTag, c.expiry_us, id),
-              TimedValue(r.type, r.priority, EntryState{c.attempts, c.failure, c.token}),
-              std::nullopt);
+    batch.Put(Namespace::kJobIndex, ready_key,
+              ReadyValue(EntryState{c.attempts, c.failure, c.token, c.expiry_us}),
+              kReadyValueSize);
     TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
-    --q.ready;
-    --jobs.queued;
-    jobs.lease_hint = std::min(jobs.lease_hint, c.expiry_us);
+    ForgetReadyLocked(jobs, type, ready_key);
     Job job = ToJob(id, r, ClaimedStatus(c), /*include_payload=*/true);
     job.lease = FormatId(c.token);
-    jobs.claimed_jobs[id] = std::move(c);
+    NoteClaimedLocked(jobs, id, std::move(c));
     BumpLocked(jobs);
     return std::optional<Job>(std::move(job));
   }
+  if (jobs.queued == 0) return std::nullopt;
   return absl::InternalError(
       StrCat("tenant \"", cx.slot.id, "\": job index inconsistent; claim gave up"));
 }
@@ -1038,12 +1069,11 @@ absl::Status AckLocked(const JobContext& cx, TenantJobs& jobs, uint64_t id,
   }
   JobBatch batch;
   batch.Delete(Namespace::kJobs, RecordKey(id), *c->record_size);
-  batch.Delete(Namespace::kJobIndex, TimedKey(kLeaseTag, c->expiry_us, id),
-               TimedValueSize(c->type));
+  batch.Delete(Namespace::kJobIndex, c->ready_key, kReadyValueSize);
   RetireIdempotencyKey(cx, jobs, id, c->idempotency_key, &batch);
   TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
   NoteRetiredLocked(cx, jobs, c->idempotency_key);
-  jobs.claimed_jobs.erase(id);
+  ForgetClaimedLocked(jobs, id);
   BumpLocked(jobs);
   return absl::OkStatus();
 }
@@ -1062,12 +1092,11 @@ absl::StatusOr<NackOutcome> NackLocked(const JobContext& cx, TenantJobs& jobs,
   const JobRecord& old = stored.record;
   JobRecord r = old;
   const bool dead = c->attempts >= r.max_attempts;
-  EntryState state{c->attempts, JobFailure::kNacked, 0};
+  EntryState state{c->attempts, JobFailure::kNacked, 0, 0};
   JobStatus status;
-  status.entry = state;
   std::string index_key, index_value;
   if (dead) {
-    state.aux = static_cast<uint64_t>(cx.now);
+    state.time = cx.now;
     status.state = JobState::kDead;
     index_key = DeadKey(id);
     index_value = DeadValue(r.type, r.priority, state);
@@ -1086,12 +1115,12 @@ absl::StatusOr<NackOutcome> NackLocked(const JobContext& cx, TenantJobs& jobs,
       index_value = TimedValue(r.type, r.priority, state);
     }
   }
+  status.entry = state;
   auto write = [&](const std::string& error) {
     r.last_error = error;
     JobBatch batch;
     batch.Put(Namespace::kJobs, RecordKey(id), EncodeJobRecord(r), stored.size);
-    batch.Delete(Namespace::kJobIndex, TimedKey(kLeaseTag, c->expiry_us, id),
-                 TimedValueSize(r.type));
+    batch.Delete(Namespace::kJobIndex, c->ready_key, kReadyValueSize);
     batch.Put(Namespace::kJobIndex, index_key, index_value, std::nullopt);
     return Apply(cx, batch);
   };
@@ -1103,10 +1132,12 @@ absl::StatusOr<NackOutcome> NackLocked(const JobContext& cx, TenantJobs& jobs,
     written = write(old.last_error);
   }
   TENANCY_RETURN_IF_ERROR(written);
-  jobs.claimed_jobs.erase(id);
+  ForgetClaimedLocked(jobs, id);
   switch (status.state) {
     case JobState::kDead: ++jobs.dead; break;
-    case JobState::kQueued: NoteReadyLocked(jobs, r.type, index_key); break;
+    case JobState::kQueued:
+      NoteReadyLocked(jobs, r.type, index_key, index_value);
+      break;
     default:
       ++jobs.delayed;
       jobs.delayed_hint = std::min(jobs.delayed_hint, r.run_at_us);
@@ -1123,14 +1154,13 @@ absl::StatusOr<Job> ExtendLocked(const JobContext& cx, TenantJobs& jobs,
   TENANCY_ASSIGN_OR_RETURN(StoredJob stored, ReadJob(cx, id));
   const int64_t expiry = cx.now + lease_us;
   JobBatch batch;
-  batch.Delete(Namespace::kJobIndex, TimedKey(kLeaseTag, c->expiry_us, id),
-               TimedValueSize(c->type));
-  batch.Put(Namespace::kJobIndex, TimedKey(kLeaseTag, expiry, id),
-            TimedValue(c->type, c->priority, EntryState{c->attempts, c->failure, c->token}),
-            std::nullopt);
+  batch.Put(Namespace::kJobIndex, c->ready_key,
+            ReadyValue(EntryState{c->attempts, c->failure, c->token, expiry}),
+            kReadyValueSize);
   TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
+  jobs.leases.erase({c->expiry_us, id});
   c->expiry_us = expiry;
-  jobs.lease_hint = std::min(jobs.lease_hint, expiry);
+  jobs.leases.insert({expiry, id});
   BumpLocked(jobs);
   Job job = ToJob(id, stored.record, ClaimedStatus(*c), true);
   job.lease = FormatId(token);
@@ -1177,15 +1207,16 @@ absl::StatusOr<Job> RequeueLocked(const JobContext& cx, TenantJobs& jobs,
   r.run_at_us = cx.now;
   JobStatus status;
   status.state = JobState::kQueued;
-  status.entry = EntryState{0, entry.status.entry.failure, 0};
+  status.entry = EntryState{0, entry.status.entry.failure, 0, 0};
   std::string ready_key = ReadyKey(r.type, r.priority, r.run_at_us, id);
+  std::string ready_value = ReadyValue(status.entry);
   JobBatch batch;
   batch.Put(Namespace::kJobs, RecordKey(id), EncodeJobRecord(r), stored.size);
   batch.Delete(Namespace::kJobIndex, entry.key, entry.value_size);
-  batch.Put(Namespace::kJobIndex, ready_key, ReadyValue(status.entry), std::nullopt);
+  batch.Put(Namespace::kJobIndex, ready_key, ready_value, std::nullopt);
   TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
   --jobs.dead;
-  NoteReadyLocked(jobs, r.type, ready_key);
+  NoteReadyLocked(jobs, r.type, ready_key, std::move(ready_value));
   BumpLocked(jobs);
   return ToJob(id, r, status, true);
 }
@@ -1591,42 +1622,63 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
     return Invalid(*slot, "list limit must be in [1, 1000]");
   }
   if (!options.type.empty()) TENANCY_RETURN_IF_ERROR(ValidateType(*slot, options.type));
+  std::string last;
+  if (!options.cursor.empty() && !HexDecode(options.cursor, &last)) {
+    return Invalid(*slot, "cursor does not belong to this listing");
+  }
   core_->RecordCall(*slot, CallKind::kJobs);
-  char tag = kReadyTag;
-  switch (options.state) {
-    case JobState::kQueued: tag = kReadyTag; break;
-    case JobState::kDelayed: tag = kDelayedTag; break;
-    case JobState::kClaimed: tag = kLeaseTag; break;
-    case JobState::kDead: tag = kDeadTag; break;
-  }
-  // Queued jobs of one type are a contiguous range; others are filtered.
-  std::string prefix(1, tag);
-  const bool filter = !options.type.empty() && tag != kReadyTag;
-  if (!options.type.empty() && tag == kReadyTag) prefix = ReadyPrefix(options.type);
-  std::string start = prefix;
-  if (!options.cursor.empty()) {
-    std::string last;
-    if (!HexDecode(options.cursor, &last) || last.compare(0, prefix.size(), prefix) != 0) {
-      return Invalid(*slot, "cursor does not belong to this listing");
-    }
-    start = last;
-    start.push_back('\0');  // the smallest key after `last`
-  }
-  std::optional<std::string> end = PrefixSuccessor(prefix);
-
   JobContext cx{*core_, *slot, this->options(), NowMicros()};
-  const rocksdb::Snapshot* snapshot = core_->db()->GetSnapshot();
-  struct ReleaseSnapshot {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snapshot;
-    ~ReleaseSnapshot() { db->ReleaseSnapshot(snapshot); }
-  } release{core_->db(), snapshot};
-
   JobPage page;
+  // (id, status) of the page's jobs, then their records.
   std::vector<std::pair<uint64_t, JobStatus>> found;
   std::string last_key;
   bool more = false;
-  {
+  const rocksdb::Snapshot* snapshot = nullptr;
+
+  if (options.state == JobState::kClaimed) {
+    // Claimed jobs are in memory, in lease expiry order; the cursor is the
+    // (expiry, id) of the last one listed.
+    if (!last.empty() && last.size() != 16) {
+      return Invalid(*slot, "cursor does not belong to this listing");
+    }
+    std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
+    absl::MutexLock lock(&jobs->mu);
+    TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
+    auto it = jobs->leases.begin();
+    if (!last.empty()) {
+      it = jobs->leases.upper_bound(
+          {GetTime(last.data()), DecodeFixed64BigEndian(last.data() + 8)});
+    }
+    for (; it != jobs->leases.end(); ++it) {
+      const ClaimedJob& c = jobs->claimed_jobs.at(it->second);
+      if (!options.type.empty() && ReadyKeyType(c.ready_key) != options.type) continue;
+      if (found.size() == options.limit) {
+        more = true;
+        break;
+      }
+      found.emplace_back(it->second, ClaimedStatus(c));
+      last_key.clear();
+      PutTime(&last_key, it->first);
+      PutFixed64BigEndian(&last_key, it->second);
+    }
+  } else {
+    char tag = options.state == JobState::kQueued    ? kReadyTag
+               : options.state == JobState::kDelayed ? kDelayedTag
+                                                     : kDeadTag;
+    // Queued jobs of one type are a contiguous range; others are filtered.
+    std::string prefix(1, tag);
+    const bool filter = !options.type.empty() && tag != kReadyTag;
+    if (!options.type.empty() && tag == kReadyTag) prefix = ReadyPrefix(options.type);
+    std::string start = prefix;
+    if (!last.empty()) {
+      if (last.compare(0, prefix.size(), prefix) != 0) {
+        return Invalid(*slot, "cursor does not belong to this listing");
+      }
+      start = last;
+      start.push_back('\0');  // the smallest key after `last`
+    }
+    std::optional<std::string> end = PrefixSuccessor(prefix);
+    snapshot = core_->db()->GetSnapshot();
     IndexIterator it(cx, prefix, *end, snapshot);
     size_t scanned = 0;
     for (it.Seek(start); it.Valid(); it.Next()) {
@@ -1642,6 +1694,7 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
       bool valid;
       if (tag == kReadyTag) {
         valid = GetState(it.value(), &status.entry);
+        if (valid && status.entry.token != 0) continue;  // claimed
       } else {
         std::string type;
         int32_t priority;
@@ -1649,20 +1702,30 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
         if (valid && filter && type != options.type) continue;
       }
       if (!valid) {
+        core_->db()->ReleaseSnapshot(snapshot);
         return absl::DataLossError(
             StrCat("tenant \"", slot->id, "\": corrupt job index entry"));
       }
-      if (tag == kLeaseTag) status.lease_expires_us = GetTime(key.data() + 1);
       found.emplace_back(DecodeFixed64BigEndian(key.data() + key.size() - 8), status);
     }
-    TENANCY_RETURN_IF_ERROR(IteratorStatus(cx, it));
+    absl::Status iterated = IteratorStatus(cx, it);
+    if (!iterated.ok()) {
+      core_->db()->ReleaseSnapshot(snapshot);
+      return iterated;
+    }
   }
+  absl::Status read;
   for (const auto& [id, status] : found) {
     absl::StatusOr<StoredJob> stored = ReadJob(cx, id, snapshot);
-    if (absl::IsNotFound(stored.status())) continue;  // stray entry
-    TENANCY_RETURN_IF_ERROR(stored.status());
+    if (absl::IsNotFound(stored.status())) continue;  // deleted meanwhile
+    if (!stored.ok()) {
+      read = stored.status();
+      break;
+    }
     page.jobs.push_back(ToJob(id, stored->record, status, options.include_payload));
   }
+  if (snapshot != nullptr) core_->db()->ReleaseSnapshot(snapshot);
+  TENANCY_RETURN_IF_ERROR(read);
   if (more) page.cursor = HexEncode(last_key);
   return page;
 }
@@ -1713,13 +1776,12 @@ absl::StatusOr<Job> JobRuntime::Requeue(const std::shared_ptr<TenantSlot>& slot,
 
 absl::StatusOr<bool> JobRuntime::HasPendingJobs(const TenantSlot& slot) {
   JobContext cx{*core_, const_cast<TenantSlot&>(slot), options(), 0};
-  IndexIterator it(cx, std::string(1, kDelayedTag), std::string(1, kIdLimitTag));
-  it.Seek(std::string(1, kDelayedTag));
-  if (it.Valid() && it.key()[0] == kDelayedTag) return true;
-  TENANCY_RETURN_IF_ERROR(IteratorStatus(cx, it));
-  it.Seek(std::string(1, kLeaseTag));  // L and R entries, up to 'S'
-  if (it.Valid()) return true;
-  TENANCY_RETURN_IF_ERROR(IteratorStatus(cx, it));
+  for (char tag : {kDelayedTag, kReadyTag}) {
+    IndexIterator it(cx, std::string(1, tag), AfterTag(tag));
+    it.Seek(std::string(1, tag));
+    if (it.Valid()) return true;
+    TENANCY_RETURN_IF_ERROR(IteratorStatus(cx, it));
+  }
   return false;
 }
 

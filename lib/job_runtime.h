@@ -5,35 +5,38 @@
 // Stored layout (user keys of the tenant's job namespaces; see key_encoding.h):
 //
 //   kJobs      id(8 BE)                              -> JobRecord
-//   kJobIndex  'R' type 0x00 prio(4) run_at(8) id(8) -> state                     queued
+//   kJobIndex  'R' type 0x00 prio(4) run_at(8) id(8) -> state              queued or claimed
 //              'D' run_at(8) id(8)                   -> type 0x00 prio(4) state   delayed
-//              'L' lease_expiry(8) id(8)             -> type 0x00 prio(4) state   claimed
 //              'X' id(8)                             -> type 0x00 prio(4) state pad(8) dead
 //              'I' idempotency key                   -> id(8) [+ retired_until(8)]
 //              'G' retired_until(8) idempotency key  -> ""  (expiry of retired keys)
 //              'S'                                   -> highest id handed out(8)
 //
-// where state(13) = attempts(4) failure(1) aux(8); aux is the lease token in
-// 'L', the time of death in 'X', else 0.
+// where state(21) = attempts(4) failure(1) lease_token(8) time(8): a claimed
+// job's R entry holds its lease (token != 0) and the lease expiry as `time`;
+// an X entry holds the time of death.
 //
 // prio(4) is ~(priority ^ 0x80000000) big-endian, so higher priorities sort
 // first; times are microseconds with the sign bit flipped, big-endian, so byte
 // order is time order. A type holds no 0x00 byte, so 'R' keys of one type are
 // one contiguous range.
 //
-// Every job has its record and exactly one R, D, L or X entry; all four are
-// the same size (35 bytes + the type). The record holds what a job is (type,
+// Every job has its record and exactly one R, D or X entry; all three are the
+// same size (43 bytes + the type). The record holds what a job is (type,
 // payload, priority, max attempts, its ready time, the last nack's error) and
 // changes only on Nack and Requeue; what happens to it (attempts, the last
-// failure, the lease) lives in its index entry. So a claim, an ack, a lease
-// expiry or a promotion moves one small entry and never rewrites the payload,
-// and no state change but Enqueue (and a longer nack error) adds bytes to the
-// tenant's usage (see jobs.h, "Storage").
+// failure, the lease) lives in its index entry. A claim overwrites its R entry
+// in place (one small write, no tombstone); ack, lease expiry and promotion
+// move or delete one small entry and never rewrite the payload, and no state
+// change but Enqueue (and a longer nack error) adds bytes to the tenant's
+// usage (see jobs.h, "Storage").
 //
-// Claimed jobs are also kept in memory (TenantJobs::claimed_jobs, rebuilt
-// from the L entries when the tenant's state loads), so Ack, Nack and
-// ExtendLease find the L entry without a read; their number is bounded by the
-// jobs in flight.
+// In memory, per tenant (TenantJobs, created and loaded at its first job call
+// with one scan of its index): counts; the claimed jobs and their lease
+// expiries (so Ack finds the entry without a read and expired leases without a
+// scan; bounded by the jobs in flight); and per type a window of its smallest
+// unclaimed R keys (at most kReadyWindow), so a claim picks its job without an
+// iterator and one seek refills the window every kReadyWindow claims.
 //
 // Concurrency: every change to a tenant's jobs holds its TenantJobs::mu, which
 // serialises claims (exactly-once) and makes the in-memory state and the sizes
@@ -41,10 +44,10 @@
 // range_mu (inside EngineCore::ApplyKnownWrites), then its `mu` (the spec).
 // No code holds a worker group's mutex while it takes a TenantJobs::mu.
 //
-// Tombstones: claimed R entries (and acked L entries) become RocksDB
-// tombstones that a seek from the start of the range would step over, one by
-// one, until compaction drops them. So each range keeps a lower bound of its
-// live keys in memory (TypeQueue::head, the *_hint times) and seeks from there.
+// Tombstones: promoted D entries and acked R entries become RocksDB tombstones
+// that a seek from the start of a range would step over one by one until
+// compaction drops them; seeks start from in-memory lower bounds instead
+// (TypeQueue::window_end, the *_hint times).
 
 #ifndef TENANCY_LIB_JOB_RUNTIME_H_
 #define TENANCY_LIB_JOB_RUNTIME_H_
@@ -52,6 +55,8 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -92,22 +97,27 @@ bool DecodeJobRecord(std::string_view input, JobRecord* record);
 bool IsValidJobType(std::string_view type);
 bool DecodeJobRecord(std::string_view input, JobRecord* record);
 
+// Most unclaimed R keys a type keeps in memory.
+inline constexpr size_t kReadyWindow = 16;
+
 // Per-type ready queue, in memory.
 struct TypeQueue {
-  uint64_t ready = 0;
-  // A lower bound of the type's live R keys (a full user key), or empty.
-  std::string head;
+  uint64_t ready = 0;  // unclaimed R entries
+  // The smallest unclaimed R keys of the type (full user keys) and their
+  // values: every unclaimed key below window_end, or every one when
+  // window_end is empty.
+  std::map<std::string, std::string> window;
+  std::string window_end;
 };
 
-// A claimed job, as its L entry says (plus what the claim read, if it was
+// A claimed job, as its R entry says (plus what the claim read, if it was
 // this process's claim).
 struct ClaimedJob {
+  std::string ready_key;  // its R entry
   int64_t expiry_us = 0;
   uint64_t token = 0;
   uint32_t attempts = 0;
   JobFailure failure = JobFailure::kNone;
-  int32_t priority = 0;
-  std::string type;
   // From the record, when known (else Ack reads the record).
   std::optional<size_t> record_size;
   std::string idempotency_key;
@@ -131,11 +141,12 @@ struct TenantJobs {
   uint64_t queued ABSL_GUARDED_BY(mu) = 0;
   uint64_t delayed ABSL_GUARDED_BY(mu) = 0;
   absl::flat_hash_map<uint64_t, ClaimedJob> claimed_jobs ABSL_GUARDED_BY(mu);
+  // (lease expiry, id) of every claimed job.
+  std::set<std::pair<int64_t, uint64_t>> leases ABSL_GUARDED_BY(mu);
   uint64_t dead ABSL_GUARDED_BY(mu) = 0;
-  // Lower bounds (job clock, microseconds) of the earliest D entry, L entry
-  // and G entry; kNoTime when there is none.
+  // Lower bounds (job clock, microseconds) of the earliest D entry and G
+  // entry; kNoTime when there is none.
   int64_t delayed_hint ABSL_GUARDED_BY(mu) = kNoTime;
-  int64_t lease_hint ABSL_GUARDED_BY(mu) = kNoTime;
   int64_t retired_hint ABSL_GUARDED_BY(mu) = kNoTime;
   absl::flat_hash_map<std::string, TypeQueue> types ABSL_GUARDED_BY(mu);
 };

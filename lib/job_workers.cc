@@ -25,6 +25,7 @@
 #include "str_cat.h"
 #include "tenancy/engine.h"
 #include "tenancy/jobs.h"
+#include "tenancy/limiter.h"
 #include "tenancy/status.h"
 
 namespace tenancy {
@@ -57,7 +58,11 @@ class WorkerGroupBase : public JobWorkerGroup {
         types_(TypesOf(options_)),
         lease_(options_.lease == absl::ZeroDuration()
                    ? runtime->options().default_lease
-                   : options_.lease) {}
+                   : options_.lease),
+        // Valid: ValidateWorkerOptions resolved it already.
+        limit_class_(options_.limiter != nullptr
+                         ? *options_.limiter->Class(options_.limit_class)
+                         : LimitClass()) {}
 
   ~WorkerGroupBase() override = default;
 
@@ -129,16 +134,54 @@ class WorkerGroupBase : public JobWorkerGroup {
     runtime_->core().Log(level, message);
   }
 
-  // Calls the acquire hook (if any), turning an exception into an error.
-  absl::StatusOr<JobPermit> Acquire(const std::shared_ptr<TenantSlot>& slot) {
-    if (!options_.acquire) return JobPermit();
-    try {
-      return options_.acquire(runtime_->core().MakeHandle(slot));
-    } catch (const std::exception& e) {
-      return absl::InternalError(StrCat("job workers: acquire hook threw: ", e.what()));
-    } catch (...) {
-      return absl::InternalError("job workers: acquire hook threw");
+  // What a job of `slot`'s tenant runs inside: a permit of the limiter's
+  // class (waiting up to idle_poll if `wait`, else refused at once), then the
+  // acquire hook's. Destroying the result gives both back, in reverse order.
+  absl::StatusOr<JobPermit> Acquire(const std::shared_ptr<TenantSlot>& slot,
+                                    bool wait) {
+    JobPermit limited;
+    if (options_.limiter != nullptr) {
+      std::shared_ptr<LimiterTenant> tenant = LimiterTenantOf(*slot);
+      absl::StatusOr<Permit> permit =
+          wait ? options_.limiter->Acquire(
+                     *tenant, limit_class_,
+                     std::chrono::steady_clock::now() +
+                         absl::ToChronoNanoseconds(options_.idle_poll))
+               : options_.limiter->TryAcquire(*tenant, limit_class_);
+      if (!permit.ok()) return permit.status();
+      limited = std::make_shared<Permit>(*std::move(permit));
     }
+    if (!options_.acquire) return limited;
+    absl::StatusOr<JobPermit> hooked;
+    try {
+      hooked = options_.acquire(runtime_->core().MakeHandle(slot));
+    } catch (const std::exception& e) {
+      hooked = absl::InternalError(StrCat("job workers: acquire hook threw: ", e.what()));
+    } catch (...) {
+      hooked = absl::InternalError("job workers: acquire hook threw");
+    }
+    if (!hooked.ok() || limited == nullptr) return hooked;
+    // The pair is destroyed second member first: the hook's, then the limit.
+    return JobPermit(std::make_shared<std::pair<JobPermit, JobPermit>>(
+        std::move(limited), *std::move(hooked)));
+  }
+
+  // The limiter's handle of the tenant, resolved once per tenant.
+  std::shared_ptr<LimiterTenant> LimiterTenantOf(const TenantSlot& slot) {
+    absl::MutexLock lock(&limiter_mu_);
+    std::shared_ptr<LimiterTenant>& tenant = limiter_tenants_[slot.number];
+    if (tenant == nullptr) tenant = options_.limiter->AddTenant(slot.id);
+    return tenant;
+  }
+
+  void ForgetLimiterTenant(uint64_t number) {
+    absl::MutexLock lock(&limiter_mu_);
+    limiter_tenants_.erase(number);
+  }
+
+  void ForgetLimiterTenants() {
+    absl::MutexLock lock(&limiter_mu_);
+    limiter_tenants_.clear();
   }
 
   // Runs the handler of `job`, then acks or nacks it.
@@ -189,6 +232,7 @@ class WorkerGroupBase : public JobWorkerGroup {
   const JobWorkersOptions options_;
   const std::vector<std::string> types_;
   const absl::Duration lease_;
+  const LimitClass limit_class_;  // valid when options_.limiter is set
   std::atomic<bool> stop_{false};
   std::atomic<int> running_{0};
   std::atomic<uint64_t> succeeded_{0};
@@ -210,8 +254,12 @@ class WorkerGroupBase : public JobWorkerGroup {
     WakeThreads();
     for (std::thread& t : threads) t.join();
     DropTenants();
+    ForgetLimiterTenants();
   }
 
+  absl::Mutex limiter_mu_;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<LimiterTenant>> limiter_tenants_
+      ABSL_GUARDED_BY(limiter_mu_);
   absl::Mutex stop_mu_ ABSL_ACQUIRED_BEFORE(threads_mu_);
   absl::Mutex threads_mu_;
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(threads_mu_);
@@ -236,9 +284,11 @@ class TenantWorkerGroup final : public WorkerGroupBase {
  private:
   void Run(int) override {
     while (!stop_.load()) {
-      absl::StatusOr<JobPermit> permit = Acquire(slot_);
+      absl::StatusOr<JobPermit> permit = Acquire(slot_, /*wait=*/true);
       if (!permit.ok()) {
         if (TenantStopped(permit.status())) return;
+        // A full class: Acquire already waited idle_poll; look at stop_.
+        if (absl::IsDeadlineExceeded(permit.status())) continue;
         Pause(RetryAfterOr(permit.status(), options_.idle_poll));
         continue;
       }
@@ -316,8 +366,11 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
   }
 
   void OnPurge(uint64_t number) override {
-    absl::MutexLock lock(&mu_);
-    ForgetLocked(number);
+    {
+      absl::MutexLock lock(&mu_);
+      ForgetLocked(number);
+    }
+    ForgetLimiterTenant(number);
   }
 
  private:
@@ -356,10 +409,10 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
 
   // One turn of one tenant: at most one claim.
   void ServeTurn(uint64_t number, const std::shared_ptr<TenantSlot>& slot) {
-    TenantState state = slot->state.load();
-    if (state == TenantState::kDeleting) return Forget(number);
-    if (state != TenantState::kActive) return Recheck(number, options_.idle_poll);
-    absl::StatusOr<JobPermit> permit = Acquire(slot);
+    ::tenancy::TenantState state = slot->state.load();
+    if (state == ::tenancy::TenantState::kDeleting) return Forget(number);
+    if (state != ::tenancy::TenantState::kActive) return Recheck(number, options_.idle_poll);
+    absl::StatusOr<JobPermit> permit = Acquire(slot, /*wait=*/false);
     if (!permit.ok()) {
       if (GetErrorReason(permit.status()) == ErrorReason::kTenantDeleted) {
         return Forget(number);
@@ -405,7 +458,7 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
       absl::StatusOr<bool> pending = false;
       {
         CallGuard guard(*slot);
-        if (slot->state.load() == TenantState::kDeleting) continue;
+        if (slot->state.load() == ::tenancy::TenantState::kDeleting) continue;
         pending = runtime_->HasPendingJobs(*slot);
       }
       if (!pending.ok()) {
@@ -562,6 +615,9 @@ absl::Status ValidateWorkerOptions(const JobWorkersOptions& options,
   }
   if (options.lease < absl::ZeroDuration() || options.lease > jobs.max_lease) {
     return absl::InvalidArgumentError("job workers: lease must be in [0, max_lease]");
+  }
+  if (options.limiter != nullptr) {
+    TENANCY_RETURN_IF_ERROR(options.limiter->Class(options.limit_class).status());
   }
   return absl::OkStatus();
 }

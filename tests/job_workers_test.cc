@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "jobs_fixture.h"
 #include "tenancy/jobs.h"
+#include "tenancy/limiter.h"
 #include "tenancy/status.h"
 
 namespace tenancy {
@@ -367,6 +368,87 @@ TEST_CASE("JobWorkers: every handler runs inside a permit from the acquire hook"
   CHECK(outside_permit.load() == 0);
   CHECK(hook.held.load() == 0);  // every permit given back
   CHECK(jobs.Counts()->queued == 0);
+}
+
+TEST_CASE("JobWorkers: handlers run inside the limiter's jobs class, at both tiers",
+          "[jobs][workers]") {
+  JobsFixture f(/*fake_clock=*/false);
+  LimiterOptions limits;
+  limits.default_tenant_limits = {{"jobs", 2}};
+  limits.global_limits = {{"jobs", 3}};
+  std::shared_ptr<Limiter> limiter = *Limiter::Create(limits);
+  constexpr int kPerTenant = 20;
+  const std::vector<std::string> ids = {"a", "b", "c"};
+  for (const std::string& id : ids) {
+    JobQueue jobs = f.Create(id).jobs();
+    for (int i = 0; i < kPerTenant; ++i) REQUIRE(jobs.Enqueue(Spec("work")).ok());
+  }
+
+  absl::Mutex mu;
+  std::map<std::string, int> running;  // tenant -> handlers running now
+  int running_total = 0, max_total = 0, max_one = 0, done = 0;
+  JobWorkersOptions options;
+  options.limiter = limiter;  // limit_class "jobs" by default
+  options.handlers["work"] = [&](const Tenant& t, const Job&) {
+    {
+      absl::MutexLock lock(&mu);
+      max_one = std::max(max_one, ++running[t.id()]);
+      max_total = std::max(max_total, ++running_total);
+    }
+    // Overlap handlers, so a permit released too early shows.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    absl::MutexLock lock(&mu);
+    --running[t.id()];
+    --running_total;
+    ++done;
+    return absl::OkStatus();
+  };
+
+  SECTION("all tenants") {
+    options.threads = 8;
+    auto workers = JobWorkers::ForAllTenants(*f.engine, options);
+    REQUIRE(workers.ok());
+    REQUIRE(WaitFor([&] {
+      absl::MutexLock lock(&mu);
+      return done == kPerTenant * static_cast<int>(ids.size());
+    }));
+    (*workers)->Stop();
+    absl::MutexLock lock(&mu);
+    CHECK(max_one <= 2);
+    CHECK(max_total <= 3);
+  }
+  SECTION("one tenant") {
+    options.threads = 6;
+    auto workers = JobWorkers::ForTenant(f.Get("a"), options);
+    REQUIRE(workers.ok());
+    REQUIRE(WaitFor([&] {
+      absl::MutexLock lock(&mu);
+      return done == kPerTenant;
+    }));
+    (*workers)->Stop();
+    absl::MutexLock lock(&mu);
+    CHECK(max_one <= 2);
+  }
+  // Every job was admitted by the limiter, and every permit given back.
+  auto cls = limiter->Class("jobs");
+  REQUIRE(cls.ok());
+  int64_t admitted = 0;
+  for (const std::string& id : ids) {
+    std::shared_ptr<LimiterTenant> tenant = limiter->GetTenant(id);
+    if (tenant == nullptr) continue;
+    LimiterCounters counters = limiter->TenantCounters(*tenant, *cls);
+    admitted += counters.admitted;
+    CHECK(counters.in_use == 0);
+  }
+  {
+    absl::MutexLock lock(&mu);
+    CHECK(admitted >= done);
+  }
+  CHECK(limiter->GlobalCounters(*cls).in_use == 0);
+
+  JobWorkersOptions bad = options;
+  bad.limit_class = "not a class!";
+  CHECK(absl::IsInvalidArgument(JobWorkers::ForAllTenants(*f.engine, bad).status()));
 }
 
 }  // namespace

@@ -83,9 +83,11 @@ TEST_CASE("JobQueue: each job is claimed by exactly one of many concurrent claim
       }
     });
   }
+  // A lost job must fail the test, not hang it.
+  const absl::Time give_up = absl::Now() + absl::Seconds(120);
   for (int c = 0; c < kClaimers; ++c) {
     threads.emplace_back([&, c] {
-      while (acked.load() < kTotal && errors.load() == 0) {
+      while (acked.load() < kTotal && errors.load() == 0 && absl::Now() < give_up) {
         ClaimOptions options;
         options.type = c % 3 == 0 ? "" : (c % 3 == 1 ? "a" : "b");
         options.lease = absl::Minutes(5);
@@ -356,6 +358,57 @@ TEST_CASE("JobQueue: claims take the highest priority first, then the oldest", "
   CHECK(MustClaim(jobs, "").payload == "c1");
 }
 
+TEST_CASE("JobQueue: claim order holds across many jobs, restarts and expired leases",
+          "[jobs]") {
+  JobsFixture f;
+  f.Create("acme");
+  auto jobs = [&f] { return f.Get("acme").jobs(); };
+  // 200 jobs, priorities -3..3 in a scrambled order; served by priority,
+  // then in enqueue order (the same clock reading: the id breaks the tie).
+  constexpr int kJobs = 200;
+  std::vector<std::pair<int, int>> expected;  // (-priority, index)
+  for (int i = 0; i < kJobs; ++i) {
+    JobSpec spec = Spec("t", std::to_string(i));
+    spec.priority = (i * 7919) % 7 - 3;
+    REQUIRE(jobs().Enqueue(spec).ok());
+    expected.emplace_back(-spec.priority, i);
+  }
+  std::sort(expected.begin(), expected.end());
+  auto payload_at = [&](int k) { return std::to_string(expected[k].second); };
+
+  std::vector<Job> held;
+  for (int k = 0; k < 50; ++k) {
+    Job job = MustClaim(jobs(), "t", absl::Seconds(10));
+    REQUIRE(job.payload == payload_at(k));
+    held.push_back(job);
+  }
+  for (int k = 50; k < 80; ++k) {
+    Job job = MustClaim(jobs(), "t", absl::Minutes(10));
+    REQUIRE(job.payload == payload_at(k));
+    REQUIRE(jobs().Ack(job.id, job.lease).ok());
+  }
+  CHECK(*jobs().Counts() == JobCounts{120, 0, 50, 0});
+  f.Reopen();
+  CHECK(*jobs().Counts() == JobCounts{120, 0, 50, 0});
+  f.clock->Advance(absl::Seconds(11));
+  // The expired ones come back first, at their old places, then the rest.
+  for (int k = 0; k < 50; ++k) {
+    Job job = MustClaim(jobs(), "t", absl::Minutes(10));
+    REQUIRE(job.payload == payload_at(k));
+    CHECK(job.attempts == 2);
+    REQUIRE(jobs().Ack(job.id, job.lease).ok());
+  }
+  for (int k = 80; k < kJobs; ++k) {
+    Job job = MustClaim(jobs(), "t", absl::Minutes(10));
+    REQUIRE(job.payload == payload_at(k));
+    REQUIRE(jobs().Ack(job.id, job.lease).ok());
+  }
+  CHECK(NothingToClaim(jobs(), "t"));
+  CHECK(*jobs().Counts() == JobCounts{});
+  for (const Job& job : held) CHECK(absl::IsNotFound(jobs().Ack(job.id, job.lease)));
+  RequireUsageMatchesRecount(f.Get("acme"));
+}
+
 TEST_CASE("JobQueue: state survives close and reopen, with leases honoured", "[jobs]") {
   JobsFixture f;
   f.Create("acme");
@@ -499,7 +552,7 @@ TEST_CASE("JobQueue: usage equals a recount after job operations", "[jobs]") {
   RequireUsageMatchesRecount(f.Get("acme"));
 }
 
-TEST_CASE("JobQueue: a job is charged its payload, twice its type and 71 bytes",
+TEST_CASE("JobQueue: a job is charged its payload, twice its type and 79 bytes",
           "[jobs]") {
   JobsFixture f;
   Tenant tenant = f.Create("acme");
@@ -511,7 +564,7 @@ TEST_CASE("JobQueue: a job is charged its payload, twice its type and 71 bytes",
   JobSpec spec = Spec(type, payload);
   REQUIRE(jobs.Enqueue(spec).ok());
   const uint64_t charged = tenant.usage().bytes - before;
-  CHECK(charged == payload.size() + 2 * type.size() + 71);
+  CHECK(charged == payload.size() + 2 * type.size() + 79);
   // Claims, short nacks and lease expiry move the job without new bytes.
   Job job = MustClaim(jobs, type, absl::Seconds(5));
   CHECK(tenant.usage().bytes - before == charged);

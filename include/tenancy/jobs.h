@@ -47,7 +47,7 @@
 //
 // Storage. While it exists (dead jobs included) a job is charged against
 // Quota::storage_bytes: its payload, twice its type, its idempotency key, its
-// last error and 71 bytes (its record and one index entry); an idempotency key
+// last error and 79 bytes (its record and one index entry); an idempotency key
 // adds itself + 9 bytes more. Claim, ack, lease expiry, promotion and requeue
 // never add to that charge, so a tenant at its quota can always drain its
 // queue; only Enqueue (and a Nack that lengthens the stored error) may be
@@ -95,6 +95,7 @@
 namespace tenancy {
 
 class Engine;
+class Limiter;
 namespace internal {
 class JobWorkerGroup;
 }  // namespace internal
@@ -355,13 +356,13 @@ using JobHandler =
 // taken (a limiter Permit moved into a shared_ptr, say).
 using JobPermit = std::shared_ptr<void>;
 
-// Taken before each claim on behalf of `tenant` and held until the job's
-// handler has returned and its ack or nack is written: the place to take a
-// permit of the tenant's "jobs" limit class. An error skips the tenant's turn
-// (all-tenant workers) or waits (per-tenant workers) for the error's
-// GetRetryAfter(), else idle_poll, before trying again. All-tenant workers
-// share their threads among tenants, so the hook should not block there:
-// refuse at once (TryAcquire) rather than wait.
+// Taken before each claim on behalf of `tenant` (after the limiter's permit,
+// if JobWorkersOptions::limiter is set) and held until the job's handler has
+// returned and its ack or nack is written: the place to hold any other
+// resource per job. An error skips the tenant's turn (all-tenant workers) or
+// waits (per-tenant workers) for the error's GetRetryAfter(), else idle_poll,
+// before trying again. All-tenant workers share their threads among tenants,
+// so the hook should not block there: refuse at once rather than wait.
 using JobAcquire =
     std::function<absl::StatusOr<JobPermit>(const Tenant& tenant)>;
 
@@ -372,6 +373,20 @@ struct JobWorkersOptions {
   // Job type -> handler. Workers claim only these types. Must not be empty;
   // types must be valid. Fixed at start.
   std::map<std::string, JobHandler> handlers;
+
+  // Runs each handler inside a permit of class `limit_class` for the job's
+  // tenant (tenancy/limiter.h: the tenant tier, then the global tier), held
+  // from before the claim until the ack or nack is written. Tenants are named
+  // to the limiter by id; one it does not know is added with the default
+  // limits (Limiter::AddTenant). All-tenant workers use TryAcquire: a full
+  // class or an empty bucket skips the tenant's turn until its Retry-After.
+  // Per-tenant workers use Acquire, waiting up to idle_poll at a time.
+  // Default: nullptr (no limiter). Fixed at start; the workers share
+  // ownership of the limiter.
+  std::shared_ptr<Limiter> limiter;
+  // The limit class, e.g. "jobs" or "jobs/email". Must be a valid class name
+  // when `limiter` is set. Default: "jobs". Fixed at start.
+  std::string limit_class = "jobs";
 
   // Optional (empty: none). See JobAcquire. Fixed at start.
   JobAcquire acquire;
