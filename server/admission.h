@@ -29,7 +29,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "route_table.h"
+#include "tenancy/limiter.h"
 #include "tenancy/metrics.h"
 #include "tenancy/tenant.h"
 
@@ -46,33 +48,40 @@ class AdmissionTenant {
  public:
   AdmissionTenant(const AdmissionTenant&) = delete;
   AdmissionTenant& operator=(const AdmissionTenant&) = delete;
-  ~AdmissionTenant();
 
  private:
   friend class Admission;
   AdmissionTenant() = default;
 
-  struct Rep;
-  std::unique_ptr<Rep> rep_;
-  // When the spec was last compared with what the limiter applies (ns since
-  // the steady clock's epoch).
+  // Constant after Admission::AddTenant.
+  std::string id_;
+  std::shared_ptr<LimiterTenant> limiter_tenant_;
+  // When the spec is next compared with what the limiter applies (ns on the
+  // steady clock). Read on every request, so it is atomic.
   std::atomic<int64_t> next_sync_ns_{0};
+
+  // What was last applied to the limiter.
+  absl::Mutex mu_;
+  bool applied_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, int64_t> applied_limits_ ABSL_GUARDED_BY(mu_);
+  double applied_rps_ ABSL_GUARDED_BY(mu_) = 0;
+  double applied_burst_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// Holds the request's permits; gives them back when destroyed. Move-only.
+// Holds the request's permit; gives it back when destroyed. Move-only.
 class AdmissionTicket {
  public:
-  AdmissionTicket();
-  AdmissionTicket(AdmissionTicket&&) noexcept;
-  AdmissionTicket& operator=(AdmissionTicket&&) noexcept;
+  AdmissionTicket() = default;
+  AdmissionTicket(AdmissionTicket&&) noexcept = default;
+  AdmissionTicket& operator=(AdmissionTicket&&) noexcept = default;
   AdmissionTicket(const AdmissionTicket&) = delete;
   AdmissionTicket& operator=(const AdmissionTicket&) = delete;
-  ~AdmissionTicket();
 
  private:
   friend class Admission;
-  struct Rep;
-  std::unique_ptr<Rep> rep_;
+  explicit AdmissionTicket(Permit permit) : permit_(std::move(permit)) {}
+
+  Permit permit_;
 };
 
 struct AdmissionOptions {
@@ -114,11 +123,14 @@ class Admission {
   void Collect(MetricSink& sink) const;
 
  private:
-  explicit Admission(AdmissionOptions options);
-  struct Rep;
+  Admission(AdmissionOptions options, std::unique_ptr<Limiter> limiter);
 
+  // Constant after Create.
   const AdmissionOptions options_;
-  std::unique_ptr<Rep> rep_;
+  // Destroyed after every ticket: the Router (which holds tickets only during
+  // requests) goes first.
+  const std::unique_ptr<Limiter> limiter_;
+  LimitClass classes_[kNumLimitClasses];
 };
 
 }  // namespace tenancy::internal

@@ -50,6 +50,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
 
   internal::Router* router = server->router_.get();
   internal::HttpTransport& t = *server->transport_;
+  t.set_head_handler([router](const internal::RequestHead& head) {
+    return router->DecideHead(head);
+  });
   t.set_pre_routing_handler([router](const httplib::Request& req,
                                      httplib::Response& res) {
     return router->Handle(req, res);

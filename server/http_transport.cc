@@ -49,6 +49,10 @@ struct Connection {
   uint64_t body_bytes = 0;      // of the request in the buffer, once ready
   bool transfer_encoding = false;
   size_t head_bytes = 0;
+  // The head handler has decided on the request at the front of the buffer,
+  // and admitted it with this context.
+  bool head_decided = false;
+  std::unique_ptr<ExchangeContext> context;
 
   // Constant after accept.
   std::string remote_ip;
@@ -58,7 +62,9 @@ struct Connection {
 };
 
 struct HttpTransport::Frame {
-  enum class Kind { kNeedMore, kReady, kError };
+  // kNeedMore: no complete head yet. kHead: the head is complete, the body
+  // the reactor buffers is not. kReady: the request is complete in memory.
+  enum class Kind { kNeedMore, kHead, kReady, kError };
   Kind kind = Kind::kNeedMore;
   size_t head_bytes = 0;
   uint64_t body_bytes = 0;
@@ -141,12 +147,14 @@ std::string CannedResponse(int status, std::string_view code,
 
 // Best effort: the socket may not take it all at once; the client of a
 // refused request gets what fits.
-void SendNow(int fd, std::string_view data) {
+bool SendNow(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n <= 0) return;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
     data.remove_prefix(static_cast<size_t>(n));
   }
+  return true;
 }
 
 // Inspects the bytes of one request (the buffer after blank lines). Finds the
@@ -330,20 +338,21 @@ absl::Status Exchange::ReadBody(std::string* out) {
 
 const std::string& Exchange::remote_ip() const { return connection_->remote_ip; }
 
-std::optional<std::string_view> Exchange::RawHeader(std::string_view name,
-                                                    bool* repeated) const {
+std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
+                                              std::string_view name,
+                                              bool* repeated) {
   std::optional<std::string_view> found;
   if (repeated != nullptr) *repeated = false;
-  std::string_view head = raw_head_;
-  size_t pos = head.find("\r\n");  // skip the request line
-  while (pos != std::string_view::npos && pos + 2 < head.size()) {
+  size_t pos = raw_head.find("\r\n");  // skip the request line
+  while (pos != std::string_view::npos && pos + 2 < raw_head.size()) {
     pos += 2;
-    size_t eol = head.find("\r\n", pos);
-    std::string_view line =
-        head.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+    size_t eol = raw_head.find("\r\n", pos);
+    std::string_view line = raw_head.substr(
+        pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
     pos = eol;
     size_t colon = line.find(':');
-    if (colon == std::string_view::npos || !EqualsIgnoreCase(line.substr(0, colon), name)) {
+    if (colon == std::string_view::npos ||
+        !EqualsIgnoreCase(line.substr(0, colon), name)) {
       continue;
     }
     if (found.has_value()) {
@@ -691,12 +700,57 @@ HttpTransport::Frame HttpTransport::InspectBuffered(Connection* c) {
     c->scan_from = 0;
   }
   Frame f = InspectRequest(c->in, options_, &c->scan_from);
-  if (f.kind == Frame::Kind::kReady) {
+  if (f.kind == Frame::Kind::kReady || f.kind == Frame::Kind::kHead) {
     c->head_bytes = f.head_bytes;
     c->body_bytes = f.body_bytes;
     c->transfer_encoding = f.transfer_encoding;
   }
   return f;
+}
+
+HttpTransport::Step HttpTransport::Advance(Connection* c) {
+  for (;;) {
+    Frame f = InspectBuffered(c);
+    if (f.kind == Frame::Kind::kError) {
+      bad_heads_total_.fetch_add(1, std::memory_order_relaxed);
+      RefuseAndDrain(c, f.status, f.code, f.message);
+      return Step::kGone;
+    }
+    if (f.kind == Frame::Kind::kNeedMore) return Step::kNeedMore;
+    if (!c->head_decided && head_handler_) {
+      const std::string_view raw = std::string_view(c->in).substr(0, f.head_bytes - 2);
+      RequestHead head;
+      head.raw = raw;
+      size_t sp1 = raw.find(' ');
+      size_t sp2 = raw.find(' ', sp1 + 1);
+      head.method = raw.substr(0, sp1);
+      head.target = raw.substr(sp1 + 1, sp2 - sp1 - 1);
+      head.body_length = f.body_bytes;
+      head.has_transfer_encoding = f.transfer_encoding;
+      const bool body_pending = f.body_bytes > 0 || f.transfer_encoding;
+      const bool last = c->served + 1 >= options_.keep_alive_max_requests;
+      head.refusal_closes = body_pending || last || c->peer_closed || stopping();
+      head.remote_ip = &c->remote_ip;
+      HeadDecision decision = head_handler_(head);
+      if (!decision.refusal.empty()) {
+        const bool sent = SendNow(c->fd, decision.refusal);
+        ++c->served;
+        if (!sent || head.refusal_closes) {
+          if (body_pending) {
+            StartDraining(c);
+          } else {
+            Close(c);
+          }
+          return Step::kGone;
+        }
+        c->in_off = f.head_bytes;  // on to the next pipelined request
+        continue;
+      }
+      c->context = std::move(decision.context);
+    }
+    c->head_decided = true;
+    return f.kind == Frame::Kind::kReady ? Step::kReady : Step::kNeedMore;
+  }
 }
 
 void HttpTransport::OnReadable(Connection* c) {
@@ -728,18 +782,15 @@ void HttpTransport::OnReadable(Connection* c) {
     Close(c);
     return;
   }
-  Frame f = InspectBuffered(c);
-  switch (f.kind) {
-    case Frame::Kind::kReady: {
+  switch (Advance(c)) {
+    case Step::kReady: {
       absl::MutexLock lock(&mu_);
       DispatchLocked(c);
       return;
     }
-    case Frame::Kind::kError:
-      bad_heads_total_.fetch_add(1, std::memory_order_relaxed);
-      RefuseAndDrain(c, f.status, f.code, f.message);
+    case Step::kGone:
       return;
-    case Frame::Kind::kNeedMore:
+    case Step::kNeedMore:
       break;
   }
   if (c->peer_closed) {
@@ -884,13 +935,11 @@ void HttpTransport::Serve(Worker* w, Connection* c) {
       StartDraining(c);
       return;
     }
-    Frame f = InspectBuffered(c);
-    if (f.kind == Frame::Kind::kError) {
-      bad_heads_total_.fetch_add(1, std::memory_order_relaxed);
-      RefuseAndDrain(c, f.status, f.code, f.message);
-      return;
-    }
-    if (f.kind == Frame::Kind::kReady) {
+    c->head_decided = false;
+    c->context.reset();
+    Step step = Advance(c);
+    if (step == Step::kGone) return;
+    if (step == Step::kReady) {
       // A pipelined request: serve it here unless others wait for a worker.
       bool others;
       {
@@ -916,55 +965,68 @@ void HttpTransport::Serve(Worker* w, Connection* c) {
 }
 
 bool HttpTransport::Linger(Worker* w, Connection* c) {
-  bool linger = options_.worker_linger.count() > 0;
-  if (linger) {
-    absl::MutexLock lock(&mu_);
-    // Someone waiting for a worker needs this one more.
-    linger = ready_.empty() && !stopping_;
+  // Each round waits up to worker_linger for the next request. Requests
+  // refused on their head are answered here too (a refusing client does not
+  // get to bounce its connection through the reactor each time); a partial
+  // head goes to the reactor, which waits for slow clients without a worker.
+  for (;;) {
+    bool linger = options_.worker_linger.count() > 0;
     if (linger) {
-      w->signaled = false;
-      lingering_.push_back(w);
+      absl::MutexLock lock(&mu_);
+      // Someone waiting for a worker needs this one more.
+      linger = ready_.empty() && !stopping_;
+      if (linger) {
+        w->signaled = false;
+        lingering_.push_back(w);
+      }
     }
-  }
-  if (!linger) {
-    HandBack(c);
-    return false;
-  }
-  pollfd fds[2] = {{c->fd, POLLIN | POLLRDHUP, 0}, {w->wake_fd, POLLIN, 0}};
-  int rc = ::poll(fds, 2, static_cast<int>(options_.worker_linger.count()));
-  bool signaled;
-  {
-    absl::MutexLock lock(&mu_);
-    signaled = w->signaled;
-    if (!signaled) {
-      lingering_.erase(std::find(lingering_.begin(), lingering_.end(), w));
+    if (!linger) {
+      HandBack(c);
+      return false;
     }
-  }
-  if (signaled) {
-    uint64_t value;
-    [[maybe_unused]] ssize_t n = ::read(w->wake_fd, &value, sizeof(value));
-    HandBack(c);
-    return false;
-  }
-  if (rc > 0 && (fds[0].revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+    pollfd fds[2] = {{c->fd, POLLIN | POLLRDHUP, 0}, {w->wake_fd, POLLIN, 0}};
+    int rc = ::poll(fds, 2, static_cast<int>(options_.worker_linger.count()));
+    bool signaled;
+    {
+      absl::MutexLock lock(&mu_);
+      signaled = w->signaled;
+      if (!signaled) {
+        lingering_.erase(std::find(lingering_.begin(), lingering_.end(), w));
+      }
+    }
+    if (signaled) {
+      uint64_t value;
+      [[maybe_unused]] ssize_t n = ::read(w->wake_fd, &value, sizeof(value));
+      HandBack(c);
+      return false;
+    }
+    if (rc <= 0 ||
+        (fds[0].revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) == 0) {
+      HandBack(c);  // quiet: the reactor keeps it
+      return false;
+    }
     if (!ReadAvailable(c)) {
       Close(c);
       return false;
     }
-    Frame f = InspectBuffered(c);
-    if (f.kind == Frame::Kind::kReady) return true;
-    if (f.kind == Frame::Kind::kError) {
-      bad_heads_total_.fetch_add(1, std::memory_order_relaxed);
-      RefuseAndDrain(c, f.status, f.code, f.message);
-      return false;
+    switch (Advance(c)) {
+      case Step::kReady:
+        return true;
+      case Step::kGone:
+        return false;
+      case Step::kNeedMore:
+        break;
     }
     if (c->peer_closed) {
       Close(c);
       return false;
     }
+    if (!c->in.empty()) {
+      HandBack(c);
+      return false;
+    }
+    // Everything received was answered (refusals): wait for more.
   }
-  HandBack(c);
-  return false;
 }
 
 HttpTransport::ServeResult HttpTransport::ServeOne(Connection* c) {
@@ -972,7 +1034,7 @@ HttpTransport::ServeResult HttpTransport::ServeOne(Connection* c) {
   ConnectionStream stream(this, c);
   Exchange exchange(this, c, &stream,
                     std::string_view(c->in).substr(start, c->head_bytes),
-                    c->body_bytes, c->transfer_encoding);
+                    c->body_bytes, c->transfer_encoding, std::move(c->context));
   bool close_connection = c->peer_closed ||
                           c->served + 1 >= options_.keep_alive_max_requests;
   {
@@ -1126,11 +1188,11 @@ HttpTransport::Frame InspectRequest(std::string_view data,
   f.body_bytes = length;
   // Small bodies are read here, so a slow small upload holds no worker; a
   // client that waits for "100 Continue" must get a worker's answer first.
-  if (!f.transfer_encoding && !f.expect_continue && length > 0 &&
-      length <= o.prebuffer_body_bytes && data.size() < head_bytes + length) {
-    return Frame{};
-  }
-  f.kind = Frame::Kind::kReady;
+  f.kind = !f.transfer_encoding && !f.expect_continue && length > 0 &&
+                   length <= o.prebuffer_body_bytes &&
+                   data.size() < head_bytes + length
+               ? Frame::Kind::kHead
+               : Frame::Kind::kReady;
   return f;
 }
 

@@ -18,10 +18,15 @@
 //   - a fixed pool of workers runs httplib's Server::process_request on the
 //     buffered request through a Stream of ours, so every read has a
 //     deadline and writes are coalesced into one send();
-//   - the request's handler (the pre-routing handler, see http_server.cc)
-//     decides before any body byte is read; it reads larger bodies itself
-//     through Exchange::ReadBody, under a deadline that allows
-//     min_transfer_bytes_per_second;
+//   - a head handler (the router's admission: route, credentials, limits)
+//     decides on each request as soon as its head has arrived, before any
+//     body byte is waited for, on whichever thread owns the connection. A
+//     refusal is written right there, without httplib and without waking a
+//     worker; an admitted request carries the handler's context (its permit)
+//     to the worker that runs it;
+//   - the request's handler (httplib's pre-routing handler, see
+//     http_server.cc) reads larger bodies itself through Exchange::ReadBody,
+//     under a deadline that allows min_transfer_bytes_per_second;
 //   - after a response, a worker waits briefly (worker_linger) for the next
 //     request on the same connection, which keeps keep-alive clients on one
 //     thread as httplib does, but gives the connection back to the reactor
@@ -45,6 +50,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -131,6 +137,60 @@ struct TransportCounters {
 struct Connection;
 class HttpTransport;
 
+// Finds header `name` (case-insensitive) in a raw request head (request line
+// and CRLF-separated header lines, as the transport checked them). Returns
+// its value with surrounding whitespace trimmed, or nullopt. *repeated is set
+// when the header appears more than once (the first value is returned).
+std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
+                                              std::string_view name,
+                                              bool* repeated = nullptr);
+
+// A request whose head has arrived, as the head handler sees it. Valid only
+// during the call.
+struct RequestHead {
+  // Request line and headers exactly as received. httplib 0.11.4
+  // percent-decodes the header values it hands out ("key%00" becomes "key"),
+  // so credentials are read from here.
+  std::string_view raw;
+  std::string_view method;
+  std::string_view target;
+  uint64_t body_length = 0;  // Content-Length (0 if none)
+  bool has_transfer_encoding = false;
+  // A refusal of this request closes the connection: its body would be
+  // unread, or the server is stopping.
+  bool refusal_closes = false;
+  const std::string* remote_ip = nullptr;
+
+  std::optional<std::string_view> Header(std::string_view name,
+                                         bool* repeated = nullptr) const {
+    return FindRawHeader(raw, name, repeated);
+  }
+};
+
+// State a head handler attaches to an admitted request (the router's
+// prepared call, holding the request's permit). Destroyed when the request
+// is done.
+class ExchangeContext {
+ public:
+  ExchangeContext() = default;
+  ExchangeContext(const ExchangeContext&) = delete;
+  ExchangeContext& operator=(const ExchangeContext&) = delete;
+  virtual ~ExchangeContext() = default;
+};
+
+// What a head handler decided.
+struct HeadDecision {
+  // Empty: admitted. Otherwise the complete HTTP response of the refusal,
+  // written as is (with "Connection: close" when RequestHead::refusal_closes).
+  std::string refusal;
+  // Admitted: handed to the request's Exchange.
+  std::unique_ptr<ExchangeContext> context;
+};
+
+// Called once per request, as soon as its head has arrived. Must not block
+// (it runs on the reactor thread too) and must be thread-safe.
+using HeadHandler = std::function<HeadDecision(const RequestHead& head)>;
+
 // What the request handler sees of the request's connection. Valid during the
 // request, on the worker thread serving it.
 class Exchange {
@@ -164,11 +224,16 @@ class Exchange {
   // becomes "key", "%0d%0a" a line break), so credentials are read from here.
   std::string_view raw_head() const { return raw_head_; }
 
-  // The value of header `name` (case-insensitive) in the raw head, with
-  // surrounding whitespace trimmed; nullopt if absent. *repeated is set when
-  // the header appears more than once (the first value is returned).
+  // The value of header `name` in the raw head (see FindRawHeader).
   std::optional<std::string_view> RawHeader(std::string_view name,
-                                            bool* repeated = nullptr) const;
+                                            bool* repeated = nullptr) const {
+    return FindRawHeader(raw_head_, name, repeated);
+  }
+
+  // The head handler's context for this request, or nullptr; TakeContext
+  // hands it over to the caller.
+  ExchangeContext* context() const { return context_.get(); }
+  std::unique_ptr<ExchangeContext> TakeContext() { return std::move(context_); }
 
   // True if the connection will be closed after this response.
   bool WillClose() const;
@@ -177,13 +242,15 @@ class Exchange {
   friend class HttpTransport;
   Exchange(HttpTransport* transport, Connection* connection,
            httplib::Stream* stream, std::string_view raw_head,
-           uint64_t body_length, bool has_transfer_encoding)
+           uint64_t body_length, bool has_transfer_encoding,
+           std::unique_ptr<ExchangeContext> context)
       : transport_(transport),
         connection_(connection),
         stream_(stream),
         raw_head_(raw_head),
         body_length_(body_length),
-        has_transfer_encoding_(has_transfer_encoding) {}
+        has_transfer_encoding_(has_transfer_encoding),
+        context_(std::move(context)) {}
 
   HttpTransport* const transport_;
   Connection* const connection_;
@@ -196,6 +263,7 @@ class Exchange {
   bool body_read_ = false;
   bool body_complete_ = false;
   size_t body_from_buffer_ = 0;  // body bytes taken from the read buffer
+  std::unique_ptr<ExchangeContext> context_;
 };
 
 class HttpTransport final : public httplib::Server {
@@ -209,6 +277,9 @@ class HttpTransport final : public httplib::Server {
   // Binds and listens on host:port (port 0 picks a free port); returns the
   // port. UNAVAILABLE if the address cannot be bound.
   absl::StatusOr<int> Bind(const std::string& host, int port);
+
+  // Installs the head handler. REQUIRES: called before Start.
+  void set_head_handler(HeadHandler handler) { head_handler_ = std::move(handler); }
 
   // Starts the reactor and the workers. REQUIRES: Bind succeeded.
   absl::Status Start();
@@ -256,6 +327,14 @@ class HttpTransport final : public httplib::Server {
   // Skips blank lines before a request and inspects the buffer.
   Frame InspectBuffered(Connection* c);
 
+  // Moves the request at the front of c's buffer along: checks its head,
+  // asks the head handler once, answers refusals (and goes on to the next
+  // pipelined request). kReady: an admitted request is complete in memory.
+  // kNeedMore: more bytes are needed (the caller still owns c). kGone: c was
+  // closed or handed to the reactor to drain; the caller must not touch it.
+  enum class Step { kReady, kNeedMore, kGone };
+  Step Advance(Connection* c);
+
   // Ownership hand-offs (see the .cc for the protocol).
   void DispatchLocked(Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandBack(Connection* c);
@@ -270,6 +349,7 @@ class HttpTransport final : public httplib::Server {
 
   // Constant after construction / Start.
   const TransportOptions options_;
+  HeadHandler head_handler_;
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;  // eventfd: tells the reactor to stop

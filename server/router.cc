@@ -36,17 +36,16 @@ bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
   return true;
 }
 
-// Header values are read from the raw head (Exchange::RawHeader): httplib
+// Header values are read from the raw head (RequestHead::Header): httplib
 // 0.11.4 percent-decodes the values it hands out, which would turn
 // "Bearer <key>%00" into "Bearer <key>".
 
 // A header that must appear at most once. nullopt if absent; an empty string
 // if repeated (an empty value is refused by every caller).
-std::optional<std::string> SingleHeader(const Exchange* exchange,
+std::optional<std::string> SingleHeader(const RequestHead& head,
                                         std::string_view name) {
-  if (exchange == nullptr) return std::nullopt;
   bool repeated = false;
-  std::optional<std::string_view> value = exchange->RawHeader(name, &repeated);
+  std::optional<std::string_view> value = head.Header(name, &repeated);
   if (!value.has_value()) return std::nullopt;
   if (repeated) return std::string();
   return std::string(*value);
@@ -54,8 +53,8 @@ std::optional<std::string> SingleHeader(const Exchange* exchange,
 
 // The credential of "Authorization: Bearer <token>". nullopt if the header is
 // absent; an empty string if it is present but not one clean bearer token.
-std::optional<std::string> BearerToken(const Exchange* exchange) {
-  std::optional<std::string> value = SingleHeader(exchange, "Authorization");
+std::optional<std::string> BearerToken(const RequestHead& head) {
+  std::optional<std::string> value = SingleHeader(head, "Authorization");
   if (!value.has_value() || value->empty()) return value;
   std::string_view v = *value;
   if (!StartsWithIgnoreCase(v, "bearer ")) return std::string();
@@ -63,6 +62,30 @@ std::optional<std::string> BearerToken(const Exchange* exchange) {
   while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
   if (!IsCleanCredential(v)) return std::string();
   return std::string(v);
+}
+
+// A complete HTTP/1.1 response for a refusal decided on the head, in the
+// form httplib writes its own.
+std::string FormatRefusal(const HttpError& error, bool head_request, bool close,
+                          int keep_alive_seconds, size_t keep_alive_max) {
+  std::string body = ErrorBody(error.code, error.message);
+  std::string out = Cat("HTTP/1.1 ", error.status, " ", ReasonPhrase(error.status),
+                        "\r\nContent-Type: application/json\r\nContent-Length: ",
+                        body.size(), "\r\n");
+  if (error.retry_after_seconds.has_value()) {
+    out += Cat("Retry-After: ", *error.retry_after_seconds, "\r\n");
+  }
+  if (!error.allow.empty()) out += Cat("Allow: ", error.allow, "\r\n");
+  if (error.status == 401) out += "WWW-Authenticate: Bearer\r\n";
+  if (close) {
+    out += "Connection: close\r\n";
+  } else {
+    out += Cat("Keep-Alive: timeout=", keep_alive_seconds, ", max=", keep_alive_max,
+               "\r\n");
+  }
+  out += "\r\n";
+  if (!head_request) out += body;
+  return out;
 }
 
 HttpError Unauthenticated(std::string message) {
@@ -109,77 +132,99 @@ httplib::Server::HandlerResponse Router::HandleError(const httplib::Request&,
   return httplib::Server::HandlerResponse::Handled;
 }
 
-namespace {
-// The call prepared by the Expect: 100-continue handler, taken over by the
-// pre-routing handler of the same request on the same thread.
-thread_local std::unique_ptr<Router::Call> tls_prepared;
-thread_local const Exchange* tls_prepared_for = nullptr;
-}  // namespace
+HeadDecision Router::DecideHead(const RequestHead& head) {
+  auto call = std::make_unique<Call>(head.method, head.target);
+  std::optional<HttpError> error = Prepare(*call, head);
+  HeadDecision decision;
+  if (!error.has_value()) {
+    decision.context = std::move(call);
+    return decision;
+  }
+  Account(*call, error->status, error);
+  if (error->internal) LogInternal(*call, *error);
+  const auto& t = options_.transport;
+  decision.refusal = FormatRefusal(
+      *error, head.method == "HEAD", head.refusal_closes,
+      static_cast<int>(std::max<int64_t>(
+          1, std::chrono::duration_cast<std::chrono::seconds>(t.keep_alive_timeout)
+                 .count())),
+      t.keep_alive_max_requests);
+  return decision;
+}
+
+std::unique_ptr<Router::Call> Router::PrepareLate(const httplib::Request& req,
+                                                  std::optional<HttpError>* error) {
+  auto call = std::make_unique<Call>(req.method, req.target);
+  Exchange* exchange = HttpTransport::Current();
+  RequestHead head;
+  if (exchange != nullptr) {
+    head.raw = exchange->raw_head();
+    head.body_length = exchange->body_length();
+    head.has_transfer_encoding = exchange->has_transfer_encoding();
+  }
+  head.method = call->method;
+  head.target = call->target;
+  *error = Prepare(*call, head);
+  return call;
+}
 
 int Router::HandleExpectContinue(const httplib::Request& req,
                                  httplib::Response& res) {
   Exchange* exchange = HttpTransport::Current();
-  auto call = std::make_unique<Call>(req, res, exchange);
-  std::optional<HttpError> error = Prepare(*call);
-  if (error.has_value()) {
-    Finish(*call, error);
-    // httplib writes this response without a Content-Length; the connection
-    // closes after it (the body was never read), which also frames it.
-    res.set_header("Content-Length", std::to_string(res.body.size()));
-    return res.status;
-  }
-  tls_prepared = std::move(call);
-  tls_prepared_for = exchange;
-  return 100;
+  if (exchange != nullptr && exchange->context() != nullptr) return 100;
+  // No head decision (not served by HttpTransport's head handler).
+  std::optional<HttpError> error;
+  std::unique_ptr<Call> call = PrepareLate(req, &error);
+  if (!error.has_value()) return 100;
+  call->req = &req;
+  call->res = &res;
+  ReplyError(*call, *error);
+  Account(*call, res.status, error);
+  // httplib writes this response without a Content-Length; the connection
+  // closes after it (the body was never read), which also frames it.
+  res.set_header("Content-Length", std::to_string(res.body.size()));
+  return res.status;
 }
 
 httplib::Server::HandlerResponse Router::Handle(const httplib::Request& req,
                                                 httplib::Response& res) {
   Exchange* exchange = HttpTransport::Current();
-  if (exchange != nullptr) exchange->MarkHandled();
   std::unique_ptr<Call> call;
   std::optional<HttpError> error;
-  if (tls_prepared != nullptr && tls_prepared_for == exchange) {
-    call = std::move(tls_prepared);
-    tls_prepared_for = nullptr;
-  } else {
-    tls_prepared.reset();
-    tls_prepared_for = nullptr;
-    call = std::make_unique<Call>(req, res, exchange);
-    error = Prepare(*call);
+  if (exchange != nullptr) {
+    exchange->MarkHandled();
+    call.reset(static_cast<Call*>(exchange->TakeContext().release()));
   }
+  if (call == nullptr) call = PrepareLate(req, &error);
+  call->req = &req;
+  call->res = &res;
+  call->exchange = exchange;
   if (!error.has_value()) error = Execute(*call);
-  Finish(*call, error);
+  if (error.has_value()) ReplyError(*call, *error);
+  Account(*call, res.status, error);
   return httplib::Server::HandlerResponse::Handled;
 }
 
-std::optional<HttpError> Router::Prepare(Call& call) {
-  const httplib::Request& req = call.req;
+std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
   HttpError error;
-  if (!MatchRoute(req.method, req.target, &call.match, &error)) return error;
+  if (!MatchRoute(call.method, call.target, &call.match, &error)) return error;
   const RouteId route = call.match.id;
 
-  // Framing, before anything of the body is read.
-  if (call.exchange != nullptr) {
-    if (call.exchange->has_transfer_encoding()) {
-      return MakeHttpError(411, "length_required",
-                           "Transfer-Encoding (chunked) request bodies are not "
-                           "accepted; send Content-Length");
-    }
-    const uint64_t length = call.exchange->body_length();
-    if (RouteTakesBody(route)) {
-      const uint64_t limit = RouteTakesJson(route)
-                                 ? options_.max_json_body_bytes
-                                 : engine_->options().max_value_bytes;
-      if (length > limit) {
-        return MakeHttpError(
-            413, "too_large",
-            Cat("request body of ", length, " bytes is over the limit of ",
-                limit));
-      }
-    } else if (length > 0) {
-      // Not read; the connection closes after the response.
-      call.exchange->CloseAfterResponse();
+  // Framing, before anything of the body is read. (A body a route does not
+  // take is never read; the transport closes the connection after the
+  // response.)
+  if (head.has_transfer_encoding) {
+    return MakeHttpError(411, "length_required",
+                         "Transfer-Encoding (chunked) request bodies are not "
+                         "accepted; send Content-Length");
+  }
+  if (RouteTakesBody(route)) {
+    const uint64_t limit = RouteTakesJson(route) ? options_.max_json_body_bytes
+                                                 : engine_->options().max_value_bytes;
+    if (head.body_length > limit) {
+      return MakeHttpError(413, "too_large",
+                           Cat("request body of ", head.body_length,
+                               " bytes is over the limit of ", limit));
     }
   }
 
@@ -188,7 +233,7 @@ std::optional<HttpError> Router::Prepare(Call& call) {
       return std::nullopt;
     case RouteKind::kAdmin:
       if (route == RouteId::kMetrics && options_.metrics_public) return std::nullopt;
-      return AuthorizeAdmin(call.exchange, route);
+      return AuthorizeAdmin(head, route);
     case RouteKind::kTenant:
       break;
   }
@@ -197,9 +242,9 @@ std::optional<HttpError> Router::Prepare(Call& call) {
     return MakeHttpError(501, "not_implemented",
                          "the cache and jobs routes are not served by this build");
   }
-  if (auto e = ResolveTenant(call); e.has_value()) return e;
+  if (auto e = ResolveTenant(call, head); e.has_value()) return e;
   call.runtime = RuntimeFor(*call.tenant);
-  call.runtime->series.calls[static_cast<int>(ParseHttpMethod(req.method))]
+  call.runtime->series.calls[static_cast<int>(ParseHttpMethod(call.method))]
       ->Increment();
   admission_->Sync(*call.tenant, *call.runtime->admission, /*force=*/false);
   absl::Status state = IsWriteRoute(route) ? call.tenant->CheckWritable()
@@ -211,7 +256,7 @@ std::optional<HttpError> Router::Prepare(Call& call) {
   return std::nullopt;
 }
 
-std::optional<HttpError> Router::AuthorizeAdmin(const Exchange* exchange,
+std::optional<HttpError> Router::AuthorizeAdmin(const RequestHead& head,
                                                 RouteId route) {
   if (!admin_key_.configured()) {
     if (!logged_no_admin_key_.exchange(true)) {
@@ -223,8 +268,8 @@ std::optional<HttpError> Router::AuthorizeAdmin(const Exchange* exchange,
     return MakeHttpError(403, "forbidden",
                          "the admin API is disabled: no admin key is configured");
   }
-  std::optional<std::string> header = SingleHeader(exchange, "X-Admin-Key");
-  std::optional<std::string> bearer = BearerToken(exchange);
+  std::optional<std::string> header = SingleHeader(head, "X-Admin-Key");
+  std::optional<std::string> bearer = BearerToken(head);
   if (!header.has_value() && !bearer.has_value()) {
     return Unauthenticated("admin key required (X-Admin-Key or Bearer)");
   }
@@ -239,11 +284,11 @@ std::optional<HttpError> Router::AuthorizeAdmin(const Exchange* exchange,
   return std::nullopt;
 }
 
-std::optional<HttpError> Router::ResolveTenant(Call& call) {
+std::optional<HttpError> Router::ResolveTenant(Call& call, const RequestHead& head) {
   // A tenant named by X-Tenant-ID.
   std::optional<std::string> named;
   if (call.match.tenant_prefix) named = call.match.tenant;
-  std::optional<std::string> header = SingleHeader(call.exchange, "X-Tenant-ID");
+  std::optional<std::string> header = SingleHeader(head, "X-Tenant-ID");
   if (header.has_value()) {
     if (!IsCleanCredential(*header) || !ValidateTenantId(*header).ok()) {
       return MakeHttpError(400, "invalid_argument", "bad X-Tenant-ID");
@@ -265,7 +310,7 @@ std::optional<HttpError> Router::ResolveTenant(Call& call) {
   if (options_.auth == AuthMode::kTrusted) {
     if (named.has_value()) return open(*named);
     if (!options_.host_suffix.empty()) {
-      std::string host = SingleHeader(call.exchange, "Host").value_or("");
+      std::string host = SingleHeader(head, "Host").value_or("");
       std::string_view h = host;
       if (size_t colon = h.rfind(':');
           colon != std::string_view::npos && h.find(']') == std::string_view::npos) {
@@ -286,8 +331,8 @@ std::optional<HttpError> Router::ResolveTenant(Call& call) {
   }
 
   // api-key mode.
-  std::optional<std::string> bearer = BearerToken(call.exchange);
-  std::optional<std::string> admin_header = SingleHeader(call.exchange, "X-Admin-Key");
+  std::optional<std::string> bearer = BearerToken(head);
+  std::optional<std::string> admin_header = SingleHeader(head, "X-Admin-Key");
   if (bearer.has_value() && !bearer->empty()) {
     auto tenant = engine_->ResolveApiKey(*bearer);
     if (tenant.ok()) {
@@ -374,15 +419,13 @@ std::optional<HttpError> Router::Execute(Call& call) {
   }
   switch (call.match.id) {
     case RouteId::kHealth: {
-      call.res.set_content(R"({"status":"ok"})", "application/json");
-      call.res.status = 200;
+      ReplyJson(*call.res, 200, R"({"status":"ok"})");
       return std::nullopt;
     }
     case RouteId::kVersion: {
       JsonWriter w;
       w.BeginObject().Key("version").String(TENANCY_VERSION_STRING).EndObject();
-      call.res.set_content(w.Release(), "application/json");
-      call.res.status = 200;
+      ReplyJson(*call.res, 200, w.Release());
       return std::nullopt;
     }
     case RouteId::kKvGet: return KvGet(call);
@@ -411,22 +454,19 @@ std::optional<HttpError> Router::Execute(Call& call) {
   return MakeHttpError(404, "not_found", "no such route");
 }
 
-void Router::Finish(Call& call, const std::optional<HttpError>& error) {
-  if (error.has_value()) {
-    ReplyError(call, *error);
-    if (call.runtime != nullptr) {
-      if (std::optional<Rejection> r = RejectionOfCode(error->code)) {
-        call.runtime->series.rejections[static_cast<int>(*r)]->Increment();
-      }
+void Router::Account(Call& call, int status, const std::optional<HttpError>& error) {
+  if (error.has_value() && call.runtime != nullptr) {
+    if (std::optional<Rejection> r = RejectionOfCode(error->code)) {
+      call.runtime->series.rejections[static_cast<int>(*r)]->Increment();
     }
   }
   const double seconds =
       std::chrono::duration<double>(Clock::now() - call.start).count();
-  metrics_->ObserveResponse(call.match.id, call.res.status, seconds);
+  metrics_->ObserveResponse(call.match.id, status, seconds);
 }
 
 void Router::ReplyError(Call& call, const HttpError& error) {
-  httplib::Response& res = call.res;
+  httplib::Response& res = *call.res;
   res.status = error.status;
   res.set_content(ErrorBody(error.code, error.message), "application/json");
   if (error.retry_after_seconds.has_value()) {
@@ -434,13 +474,15 @@ void Router::ReplyError(Call& call, const HttpError& error) {
   }
   if (!error.allow.empty()) res.set_header("Allow", error.allow);
   if (error.status == 401) res.set_header("WWW-Authenticate", "Bearer");
-  if (error.internal) {
-    logger_->Log(LogLevel::kError,
-                 Cat(call.req.method, " ", RouteName(call.match.id),
-                     call.tenant.has_value() ? Cat(" tenant \"", call.tenant->id(), "\"")
-                                             : std::string(),
-                     ": ", error.log_detail));
-  }
+  if (error.internal) LogInternal(call, error);
+}
+
+void Router::LogInternal(const Call& call, const HttpError& error) {
+  logger_->Log(LogLevel::kError,
+               Cat(call.method, " ", RouteName(call.match.id),
+                   call.tenant.has_value() ? Cat(" tenant \"", call.tenant->id(), "\"")
+                                           : std::string(),
+                   ": ", error.log_detail));
 }
 
 }  // namespace tenancy::internal

@@ -1,19 +1,21 @@
-// Router: serves every request tenancyd receives, from httplib's pre-routing
-// handler, i.e. after the head is parsed and before any body byte is read.
+// Router: serves every request tenancyd receives, in two halves.
 //
-// For each request, in order (each step may answer and stop):
+// DecideHead (the transport's head handler) runs as soon as a request's head
+// has arrived, before any body byte is waited for, on the thread that owns
+// the connection. In order, each step may refuse:
 //   1. route: MatchRoute on the raw target (404, 405, 400 bad id / escape);
 //   2. framing: a Transfer-Encoding is 411; a Content-Length over the route's
-//      limit is 413; nothing of the body has been read;
+//      limit is 413;
 //   3. credentials: admin key for admin routes (403 when none is configured,
 //      401 when missing or wrong); for tenant routes the auth mode decides
 //      the tenant (401, 403, 404, 400);
 //   4. tenant state: disabled 403, deleted 404, read-only 403 for writes;
-//   5. admission: the tenant's limit classes and rate (429 + Retry-After);
-//   6. body: read (bounded, with a deadline), then the route's handler runs
-//      over the library's public API.
-// Steps 1-5 also answer "Expect: 100-continue", so a refused client never
-// sends its body.
+//   5. admission: the tenant's limit classes and rate (429 + Retry-After).
+// A refusal is a complete HTTP response the transport writes at once; an
+// admitted request becomes a Call (holding its permit) that travels with the
+// request to a worker, where Handle (httplib's pre-routing handler) runs
+//   6. body: read (bounded, with a deadline), then the route's handler over
+//      the library's public API.
 //
 // Thread safety: safe for concurrent access from multiple threads without any
 // external synchronization.
@@ -63,11 +65,15 @@ class Router {
   Router& operator=(const Router&) = delete;
   ~Router();
 
-  // httplib's pre-routing handler. Always answers (Handled).
+  // The transport's head handler: steps 1-5, as soon as the head has
+  // arrived. A refusal is returned as a complete HTTP response; an admitted
+  // request carries its prepared Call (and permit) to the worker.
+  HeadDecision DecideHead(const RequestHead& head);
+  // httplib's pre-routing handler: step 6. Always answers (Handled).
   httplib::Server::HandlerResponse Handle(const httplib::Request& req,
                                           httplib::Response& res);
-  // httplib's Expect: 100-continue handler: 100 when the request passes steps
-  // 1-5, else the refusal's status (with its body written to `res`).
+  // httplib's Expect: 100-continue handler: 100 for an admitted request, else
+  // the refusal's status (with its body written to `res`).
   int HandleExpectContinue(const httplib::Request& req, httplib::Response& res);
   // httplib's error handler: gives a JSON body to errors httplib produced
   // itself (a request it could not parse).
@@ -78,16 +84,20 @@ class Router {
 
  private:
   // Steps 1-5. nullopt: admitted.
-  std::optional<HttpError> Prepare(Call& call);
-  std::optional<HttpError> AuthorizeAdmin(const Exchange* exchange,
-                                          RouteId route);
-  std::optional<HttpError> ResolveTenant(Call& call);
+  std::optional<HttpError> Prepare(Call& call, const RequestHead& head);
+  std::optional<HttpError> AuthorizeAdmin(const RequestHead& head, RouteId route);
+  std::optional<HttpError> ResolveTenant(Call& call, const RequestHead& head);
+  // Steps 1-5 for a request that reached httplib without a head decision.
+  std::unique_ptr<Call> PrepareLate(const httplib::Request& req,
+                                    std::optional<HttpError>* error);
   std::shared_ptr<TenantRuntime> RuntimeFor(const Tenant& tenant);
   void ForgetTenant(const std::string& id, uint64_t number);
   // Step 6.
   std::optional<HttpError> Execute(Call& call);
-  void Finish(Call& call, const std::optional<HttpError>& error);
+  // Counts the request in the metrics (and a refusal as a rejection).
+  void Account(Call& call, int status, const std::optional<HttpError>& error);
   void ReplyError(Call& call, const HttpError& error);
+  void LogInternal(const Call& call, const HttpError& error);
 
   // Tenant routes (routes_tenant.cc).
   std::optional<HttpError> KvGet(Call& call);

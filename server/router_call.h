@@ -12,27 +12,31 @@
 #include <string>
 
 #include "admission.h"
+#include "http_transport.h"
 #include "route_table.h"
 #include "router.h"
 #include "tenancy/tenant.h"
 
 namespace tenancy::internal {
 
-// Not thread-safe: lives on the worker thread serving the request.
-struct Router::Call {
-  Call(const httplib::Request& request, httplib::Response& response,
-       Exchange* ex)
-      : req(request),
-        res(response),
-        exchange(ex),
+// Not thread-safe: one thread at a time (the one deciding on the head, then
+// the worker running the request). Prepared when the head arrives and handed
+// to the request's Exchange as its context, with the request's permit.
+struct Router::Call final : public ExchangeContext {
+  Call(std::string_view request_method, std::string_view request_target)
+      : method(request_method),
+        target(request_target),
         start(std::chrono::steady_clock::now()) {}
-  Call(const Call&) = delete;
-  Call& operator=(const Call&) = delete;
 
-  const httplib::Request& req;
-  httplib::Response& res;
-  Exchange* const exchange;  // nullptr only outside HttpTransport
+  const std::string method;
+  // The raw request target; match.query points into it.
+  const std::string target;
   const std::chrono::steady_clock::time_point start;
+
+  // Set when the request runs (httplib's pre-routing handler).
+  const httplib::Request* req = nullptr;
+  httplib::Response* res = nullptr;
+  Exchange* exchange = nullptr;
 
   RouteMatch match;
   // Tenant routes: the tenant the request acts on, and its runtime.

@@ -65,7 +65,7 @@ std::optional<HttpError> Router::AdminListTenants(Call& call) {
     w.String(page->next_start_after);
   }
   w.EndObject();
-  ReplyJson(call.res, 200, w.Release());
+  ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
 
@@ -97,7 +97,7 @@ std::optional<HttpError> Router::AdminCreateTenant(Call& call) {
       .Key("key_id").String(key->key_id)
       .Key("status").String(TenantStateName(info->state))
       .EndObject();
-  ReplyJson(call.res, 201, w.Release());
+  ReplyJson(*call.res, 201, w.Release());
   return std::nullopt;
 }
 
@@ -115,7 +115,7 @@ std::optional<HttpError> Router::AdminPutTenant(Call& call) {
   }
   JsonWriter w;
   WriteTenantDetail(w, result->info, admission_->EffectiveLimits(result->info.spec));
-  ReplyJson(call.res, 200, w.Release());
+  ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
 
@@ -124,14 +124,14 @@ std::optional<HttpError> Router::AdminGetTenant(Call& call) {
   if (!info.ok()) return HttpErrorFromStatus(info.status());
   JsonWriter w;
   WriteTenantDetail(w, *info, admission_->EffectiveLimits(info->spec));
-  ReplyJson(call.res, 200, w.Release());
+  ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
 
 std::optional<HttpError> Router::AdminDisableTenant(Call& call) {
   absl::Status s = engine_->registry().Disable(call.match.admin_tenant);
   if (!s.ok()) return HttpErrorFromStatus(s);
-  ReplyStatus(call.res, 200, call.match.admin_tenant, "disabled");
+  ReplyStatus(*call.res, 200, call.match.admin_tenant, "disabled");
   return std::nullopt;
 }
 
@@ -141,7 +141,7 @@ std::optional<HttpError> Router::AdminEnableTenant(Call& call) {
   if (!s.ok()) return HttpErrorFromStatus(s);
   auto info = registry.Get(call.match.admin_tenant);
   if (!info.ok()) return HttpErrorFromStatus(info.status());
-  ReplyStatus(call.res, 200, call.match.admin_tenant, TenantStateName(info->state));
+  ReplyStatus(*call.res, 200, call.match.admin_tenant, TenantStateName(info->state));
   return std::nullopt;
 }
 
@@ -154,7 +154,7 @@ std::optional<HttpError> Router::AdminPurgeTenant(Call& call) {
   if (!s.ok()) return HttpErrorFromStatus(s);
   ForgetTenant(id, info->number);
   logger_->Log(LogLevel::kInfo, Cat("admin: purged tenant \"", id, "\""));
-  ReplyStatus(call.res, 200, id, "purged");
+  ReplyStatus(*call.res, 200, id, "purged");
   return std::nullopt;
 }
 
@@ -170,7 +170,7 @@ std::optional<HttpError> Router::AdminListKeys(Call& call) {
     w.EndObject();
   }
   w.EndArray().EndObject();
-  ReplyJson(call.res, 200, w.Release());
+  ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
 
@@ -186,7 +186,7 @@ std::optional<HttpError> Router::AdminCreateKey(Call& call) {
       .Key("api_key").String(key->secret)
       .Key("prefix").String(key->prefix)
       .EndObject();
-  ReplyJson(call.res, 201, w.Release());
+  ReplyJson(*call.res, 201, w.Release());
   return std::nullopt;
 }
 
@@ -194,7 +194,7 @@ std::optional<HttpError> Router::AdminRevokeKey(Call& call) {
   absl::Status s =
       engine_->registry().RevokeApiKey(call.match.admin_tenant, call.match.key_id);
   if (!s.ok()) return HttpErrorFromStatus(s);
-  call.res.status = 204;
+  call.res->status = 204;
   return std::nullopt;
 }
 
@@ -212,14 +212,14 @@ std::optional<HttpError> Router::AdminStats(Call& call) {
       .Key("last_active");
   WriteTime(w, info->requests.last_active);
   w.EndObject();
-  ReplyJson(call.res, 200, w.Release());
+  ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
 
 std::optional<HttpError> Router::MetricsText(Call& call) {
-  call.res.status = 200;
-  call.res.body = metrics_->registry().ExpositionText();
-  call.res.set_header("Content-Type", std::string(kPrometheusTextContentType));
+  call.res->status = 200;
+  call.res->body = metrics_->registry().ExpositionText();
+  call.res->set_header("Content-Type", std::string(kPrometheusTextContentType));
   return std::nullopt;
 }
 

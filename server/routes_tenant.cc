@@ -55,23 +55,23 @@ void WriteKeyValue(JsonWriter& w, std::string_view key, std::string_view value) 
 std::optional<HttpError> Router::KvGet(Call& call) {
   auto value = call.tenant->kv().Get(call.match.key);
   if (!value.ok()) return HttpErrorFromStatus(value.status());
-  call.res.status = 200;
-  call.res.body = *std::move(value);
-  call.res.set_header("Content-Type", "application/octet-stream");
+  call.res->status = 200;
+  call.res->body = *std::move(value);
+  call.res->set_header("Content-Type", "application/octet-stream");
   return std::nullopt;
 }
 
 std::optional<HttpError> Router::KvPut(Call& call) {
   absl::Status s = call.tenant->kv().Put(call.match.key, call.body);
   if (!s.ok()) return HttpErrorFromStatus(s);
-  call.res.status = 204;
+  call.res->status = 204;
   return std::nullopt;
 }
 
 std::optional<HttpError> Router::KvDelete(Call& call) {
   absl::Status s = call.tenant->kv().Delete(call.match.key);
   if (!s.ok()) return HttpErrorFromStatus(s);
-  call.res.status = 204;
+  call.res->status = 204;
   return std::nullopt;
 }
 
@@ -171,7 +171,7 @@ std::optional<HttpError> Router::KvScan(Call& call) {
     w.Null();
   }
   w.EndObject();
-  ReplyJson(call.res, 200, w.Release());
+  ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
 
@@ -244,7 +244,7 @@ std::optional<HttpError> Router::Batch(Call& call) {
   if (!s.ok()) return HttpErrorFromStatus(s);
   JsonWriter w;
   w.BeginObject().Key("applied").Uint(batch.size()).EndObject();
-  ReplyJson(call.res, 200, w.Release());
+  ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
 
@@ -267,7 +267,7 @@ std::optional<HttpError> Router::Usage(Call& call) {
   w.Key("api_calls_today").Uint(requests.calls_today).Key("last_active");
   WriteTime(w, requests.last_active);
   w.EndObject();
-  ReplyJson(call.res, 200, w.Release());
+  ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
 

@@ -271,4 +271,6 @@ void WriteTenantSummary(JsonWriter& w, const TenantInfo& info) {
   w.EndObject();
 }
 
+#undef SPEC_ASSIGN_OR_RETURN
+
 }  // namespace tenancy::internal

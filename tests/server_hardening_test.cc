@@ -167,6 +167,41 @@ TEST_CASE("Hardening: Expect: 100-continue is answered before the body",
   }
 }
 
+TEST_CASE("Hardening: a request is refused as soon as its head arrives, "
+          "before a small body",
+          "[server][hardening]") {
+  ServerFixture f;
+  std::string key = f.CreateTenant("alpha");
+  SECTION("a body is expected: refused, then closed") {
+    RawConnection raw(f.port());
+    raw.Send(Head("PUT /v1/kv/k HTTP/1.1",
+                  {"Authorization: Bearer wrong", "Content-Length: 10"}));
+    Reply r = raw.ReadResponse(milliseconds(5000));
+    CHECK(r.status == 401);
+    CHECK(r.Header("Connection") == "close");
+    CHECK(raw.ClosedByPeer());
+  }
+  SECTION("no body: refused, and the connection serves the next request") {
+    RawConnection raw(f.port());
+    raw.Send(Head("GET /v1/kv/k HTTP/1.1", {"Authorization: Bearer wrong"}) +
+             Head("GET /nope HTTP/1.1", {}) +
+             Head("PUT /v1/kv/k HTTP/1.1",
+                  {"Authorization: Bearer " + key, "Content-Length: 2"}) +
+             "ok" + Head("GET /v1/kv/k HTTP/1.1", {"Authorization: Bearer " + key}));
+    Reply first = raw.ReadResponse();
+    CHECK(first.status == 401);
+    CHECK(first.Header("WWW-Authenticate") == "Bearer");
+    CHECK(first.ErrorCode() == "unauthenticated");
+    CHECK(first.Header("Connection").empty());
+    CHECK(raw.ReadResponse().status == 404);
+    CHECK(raw.ReadResponse().status == 204);
+    Reply last = raw.ReadResponse();
+    CHECK(last.status == 200);
+    CHECK(last.body == "ok");
+  }
+  CHECK(f.engine->GetTenant("alpha")->usage().keys <= 1);
+}
+
 TEST_CASE("Hardening: pipelined requests are answered in order",
           "[server][hardening]") {
   ServerFixture f;
