@@ -40,6 +40,8 @@ absl::StatusOr<uint64_t> Engine::GetIntProperty(std::string_view property) const
   return value;
 }
 
+Limiter& Engine::limiter() { return core_->limiter(); }
+
 const EngineOptions& Engine::options() const { return core_->options(); }
 
 Logger& Engine::logger() const { return core_->logger(); }

@@ -99,7 +99,14 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Open(
   }
   TENANCY_RETURN_IF_ERROR(JobRuntime::ValidateOptions(options.jobs));
   if (options.logger == nullptr) options.logger = NewStderrLogger();
+  LimiterOptions limiter_options = options.limiter;
   std::unique_ptr<EngineCore> core(new EngineCore(std::move(options)));
+  auto limiter = Limiter::Create(std::move(limiter_options));
+  if (!limiter.ok()) {
+    return absl::InvalidArgumentError(internal::StrCat(
+        "engine: options.limiter: ", limiter.status().message()));
+  }
+  core->limiter_ = *std::move(limiter);
   core->jobs_ = std::make_unique<JobRuntime>(core.get());
   TENANCY_RETURN_IF_ERROR(core->OpenDatabase());
   TENANCY_RETURN_IF_ERROR(core->LoadRegistry());
@@ -400,6 +407,54 @@ void EngineCore::ApplySpecToSlot(TenantSlot& slot, const TenantSpec& spec) {
                      : spec.read_only ? TenantState::kReadOnly
                                       : TenantState::kActive);
   }
+  ApplyLimitsLocked(slot);
+}
+
+void EngineCore::ApplyLimitsLocked(TenantSlot& slot) {
+  if (slot.limiter_handle == nullptr) return;
+  const Quota& quota = slot.spec.quota;
+  RateLimits rates;
+  if (quota.requests_per_second > 0) {
+    // Quota::burst 0 means max(1, rate); a bucket holds at least one token.
+    const double burst =
+        quota.burst > 0 ? quota.burst : std::max(1.0, quota.requests_per_second);
+    rates[std::string(kAllClasses)] =
+        RateLimit{quota.requests_per_second, std::max(1.0, burst)};
+  }
+  // ValidateSpec admitted these, so only a full class table (4096 names) or a
+  // concurrent purge can refuse them; the previous limits then stay in force.
+  absl::Status limits = limiter_->SetTenantLimits(slot.id, slot.spec.limits);
+  absl::Status rate = limiter_->SetTenantRates(slot.id, rates);
+  if (!limits.ok() || !rate.ok()) {
+    Log(LogLevel::kWarning,
+        internal::StrCat("tenant \"", slot.id, "\": limits not applied: ",
+                         (!limits.ok() ? limits : rate).message()));
+  }
+}
+
+absl::StatusOr<LimiterTenant*> EngineCore::LimiterTenantOf(TenantSlot& slot) {
+  LimiterTenant* tenant = slot.limiter_tenant.load(std::memory_order_acquire);
+  if (tenant != nullptr) return tenant;
+  absl::MutexLock lock(&slot.mu);
+  // Checked under `mu`: a purge marks the slot deleting before it removes the
+  // tenant from the limiter, so a late first call cannot add it back.
+  if (slot.state.load() == TenantState::kDeleting) {
+    return MakeError(absl::StatusCode::kNotFound, ErrorReason::kTenantDeleted,
+                     internal::StrCat("tenant \"", slot.id, "\": deleted"));
+  }
+  if (slot.limiter_handle == nullptr) {
+    slot.limiter_handle = limiter_->AddTenant(slot.id);
+    ApplyLimitsLocked(slot);
+    slot.limiter_tenant.store(slot.limiter_handle.get(), std::memory_order_release);
+  }
+  return slot.limiter_handle.get();
+}
+
+ConcurrencyLimits EngineCore::EffectiveLimits(const TenantSlot& slot) const {
+  ConcurrencyLimits limits = limiter_->DefaultTenantLimits();
+  absl::MutexLock lock(&slot.mu);
+  for (const auto& [name, limit] : slot.spec.limits) limits[name] = limit;
+  return limits;
 }
 
 TenantInfo EngineCore::InfoOf(const TenantSlot& slot) const {

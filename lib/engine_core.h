@@ -104,6 +104,11 @@ class TenantSlot {
   // Writers shared; DeleteRange / Recount exclusive.
   absl::Mutex range_mu;
 
+  // The tenant at the engine's Limiter, added at its first acquisition so
+  // that idle tenants cost the limiter nothing. Set once (under `mu`), never
+  // cleared: the pointer stays valid as long as the slot (limiter_handle).
+  std::atomic<LimiterTenant*> limiter_tenant{nullptr};
+
   // Registry view of the tenant.
   mutable absl::Mutex mu;
   TenantSpec spec ABSL_GUARDED_BY(mu);
@@ -111,6 +116,7 @@ class TenantSlot {
   absl::Time updated_at ABSL_GUARDED_BY(mu);
   std::vector<ApiKeyInfo> keys ABSL_GUARDED_BY(mu);
   std::vector<Sha256Digest> key_digests ABSL_GUARDED_BY(mu);  // parallel to keys
+  std::shared_ptr<LimiterTenant> limiter_handle ABSL_GUARDED_BY(mu);
 };
 
 // Registers a data call with its tenant for as long as it lives, and checks the
@@ -199,6 +205,11 @@ class EngineCore {
   // --- Jobs (job_queue.cc) ---
   JobRuntime& jobs() const { return *jobs_; }
   // One write whose caller knows the size of the value it replaces (nullopt:
+  Limiter& limiter() const { return *limiter_; }
+  // The slot's tenant at the limiter, added (with the spec's limits and
+  // rate) on first use. NOT_FOUND (kTenantDeleted) for a purged tenant.
+  absl::StatusOr<LimiterTenant*> LimiterTenantOf(TenantSlot& slot);
+  ConcurrencyLimits EffectiveLimits(const TenantSlot& slot) const;
   // absent), because it serialises every writer of the key itself (the job
   // queue holds its tenant's job mutex). ApplyKnownWrites applies them as
   // ApplyWrites does, with exact accounting and quota refusal, but without
@@ -297,6 +308,9 @@ class EngineCore {
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
   std::shared_ptr<rocksdb::ColumnFamilyHandle> shared_cf_;
+  // Pushes the spec's limits and rate to the slot's limiter tenant, if it has
+  // one yet.
+  void ApplyLimitsLocked(TenantSlot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(slot.mu);
   rocksdb::ColumnFamilyOptions data_cf_options_;
   // Dedicated column families found at Open, until their tenants claim them;
   // any left over are orphans and are dropped. Tenant handles are destroyed
@@ -304,6 +318,7 @@ class EngineCore {
   absl::flat_hash_map<std::string, std::shared_ptr<rocksdb::ColumnFamilyHandle>>
       pending_dedicated_;
   std::vector<std::function<void(uint64_t)>> purge_listeners_;
+  std::unique_ptr<Limiter> limiter_;  // set in Open
   std::unique_ptr<JobRuntime> jobs_;  // set in Open; stopped first in ~EngineCore
 #if TENANCY_THREAD_SANITIZER
   // RocksDB's group commit hands one thread's batch to another through

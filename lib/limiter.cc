@@ -63,11 +63,11 @@ struct alignas(64) ClassNode {
   mutable TokenBucket global_rate;
 };
 
-struct TenantState;
+struct LimiterTenantState;
 
 // One tenant's semaphore, bucket and counters for one class.
 struct alignas(64) TenantClassState {
-  TenantClassState(const TenantState* tenant_in, const ClassNode* node_in,
+  TenantClassState(const LimiterTenantState* tenant_in, const ClassNode* node_in,
                    TenantClassState* parent, int64_t limit)
       : tenant(tenant_in), node(node_in), sem(limit) {
     if (parent != nullptr) path = parent->path;
@@ -77,7 +77,7 @@ struct alignas(64) TenantClassState {
   TenantClassState& operator=(const TenantClassState&) = delete;
 
   // Constant after construction
-  const TenantState* const tenant;
+  const LimiterTenantState* const tenant;
   const ClassNode* const node;
   // This tenant's states along the class path, root first.
   std::array<TenantClassState*, kMaxLimitClassDepth> path{};
@@ -93,7 +93,7 @@ struct alignas(64) TenantClassState {
 };
 
 // Class id -> this tenant's state, readable without a lock. A full table is
-// replaced by a bigger copy; old tables stay alive (in TenantState::tables)
+// replaced by a bigger copy; old tables stay alive (in LimiterTenantState::tables)
 // until the tenant goes, so a reader holding one never dangles.
 struct ClassTable {
   explicit ClassTable(size_t n)
@@ -102,10 +102,10 @@ struct ClassTable {
   const std::unique_ptr<std::atomic<TenantClassState*>[]> slots;
 };
 
-struct TenantState {
-  explicit TenantState(std::string id_in) : id(std::move(id_in)) {}
-  TenantState(const TenantState&) = delete;
-  TenantState& operator=(const TenantState&) = delete;
+struct LimiterTenantState {
+  explicit LimiterTenantState(std::string id_in) : id(std::move(id_in)) {}
+  LimiterTenantState(const LimiterTenantState&) = delete;
+  LimiterTenantState& operator=(const LimiterTenantState&) = delete;
 
   TenantClassState* Find(int class_id) const {
     const ClassTable* table = table_.load(std::memory_order_acquire);
@@ -134,7 +134,7 @@ struct TenantState {
   // written by every request when set.
   alignas(64) TokenBucket rate;
 
-  // Lock order: LimiterRep::mu, then TenantState::mu, then semaphore mutexes.
+  // Lock order: LimiterRep::mu, then LimiterTenantState::mu, then semaphore mutexes.
   absl::Mutex mu;
   std::vector<std::unique_ptr<ClassTable>> tables ABSL_GUARDED_BY(mu);
   std::vector<std::unique_ptr<TenantClassState>> states ABSL_GUARDED_BY(mu);
@@ -289,7 +289,7 @@ class LimiterRep {
     auto it =
         tenants_.find(absl::string_view(tenant_id.data(), tenant_id.size()));
     if (it != tenants_.end()) return it->second;
-    auto state = std::make_unique<TenantState>(std::string(tenant_id));
+    auto state = std::make_unique<LimiterTenantState>(std::string(tenant_id));
     {
       absl::MutexLock tenant_lock(&state->mu);
       ApplyTenantLocked(*state);
@@ -324,7 +324,7 @@ class LimiterRep {
     absl::MutexLock lock(&mu_);
     std::shared_ptr<LimiterTenant> tenant = FindTenantLocked(tenant_id);
     if (tenant == nullptr) return NoSuchTenant(tenant_id);
-    TenantState& state = *tenant->state_;
+    LimiterTenantState& state = *tenant->state_;
     absl::MutexLock tenant_lock(&state.mu);
     state.limit_overrides = overrides;
     ApplyTenantLocked(state);
@@ -337,11 +337,21 @@ class LimiterRep {
     absl::MutexLock lock(&mu_);
     std::shared_ptr<LimiterTenant> tenant = FindTenantLocked(tenant_id);
     if (tenant == nullptr) return NoSuchTenant(tenant_id);
-    TenantState& state = *tenant->state_;
+    LimiterTenantState& state = *tenant->state_;
     absl::MutexLock tenant_lock(&state.mu);
     state.rate_overrides = overrides;
     ApplyTenantLocked(state);
     return absl::OkStatus();
+  }
+
+  ConcurrencyLimits DefaultTenantLimits() const {
+    absl::MutexLock lock(&mu_);
+    return default_limits_;
+  }
+
+  ConcurrencyLimits GlobalLimits() const {
+    absl::MutexLock lock(&mu_);
+    return global_limits_;
   }
 
   absl::Status SetDefaultTenantLimits(const ConcurrencyLimits& limits) {
@@ -388,7 +398,7 @@ class LimiterRep {
   absl::StatusOr<Permit> Acquire(LimiterTenant& tenant, const LimitClass& cls,
                                  std::chrono::steady_clock::time_point deadline,
                                  bool blocking) {
-    TenantState& state = *tenant.state_;
+    LimiterTenantState& state = *tenant.state_;
     const ClassNode& node = *cls.node_;
     if (state.removed.load(std::memory_order_relaxed)) {
       return TenantRemoved(state);
@@ -448,7 +458,7 @@ class LimiterRep {
 
   LimiterCounters TenantCounters(const LimiterTenant& tenant,
                                  const LimitClass& cls) const {
-    TenantState& state = *tenant.state_;
+    LimiterTenantState& state = *tenant.state_;
     const ClassNode& node = *cls.node_;
     if (const TenantClassState* s = state.Find(node.id); s != nullptr) {
       return Row(state, *s);
@@ -470,7 +480,7 @@ class LimiterRep {
     std::vector<LimiterCounters> rows;
     absl::MutexLock lock(&mu_);
     for (const auto& [id, tenant] : tenants_) {
-      TenantState& state = *tenant->state_;
+      LimiterTenantState& state = *tenant->state_;
       absl::MutexLock tenant_lock(&state.mu);
       for (const auto& s : state.states) rows.push_back(Row(state, *s));
     }
@@ -501,7 +511,7 @@ class LimiterRep {
     return limit;
   }
 
-  static LimiterCounters Row(const TenantState& state,
+  static LimiterCounters Row(const LimiterTenantState& state,
                              const TenantClassState& s) {
     LimiterCounters row;
     row.tier = LimitTier::kTenant;
@@ -530,7 +540,7 @@ class LimiterRep {
   }
 
   static void Notify(LimiterObserver* observer, LimiterEvent::Type type,
-                     LimitTier tier, const TenantState& state,
+                     LimitTier tier, const LimiterTenantState& state,
                      std::string_view class_name) {
     LimiterEvent event;
     event.type = type;
@@ -546,7 +556,7 @@ class LimiterRep {
   }
 
   ABSL_ATTRIBUTE_NOINLINE static absl::Status TenantRemoved(
-      const TenantState& state) {
+      const LimiterTenantState& state) {
     return MakeError(
         absl::StatusCode::kNotFound, ErrorReason::kTenantDeleted,
         absl::StrFormat("tenant \"%s\": removed from the limiter", state.id));
@@ -559,7 +569,7 @@ class LimiterRep {
   void DropQuiescentLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::erase_if(removed_, [](const std::shared_ptr<LimiterTenant>& tenant) {
       if (tenant.use_count() != 1) return false;
-      TenantState& state = *tenant->state_;
+      LimiterTenantState& state = *tenant->state_;
       absl::MutexLock tenant_lock(&state.mu);
       return state.QuiescentLocked();
     });
@@ -603,7 +613,7 @@ class LimiterRep {
     return raw;
   }
 
-  int64_t EffectiveLimitLocked(const TenantState& state,
+  int64_t EffectiveLimitLocked(const LimiterTenantState& state,
                                std::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, state.mu) {
     if (const int64_t* v = FindIn(state.limit_overrides, name)) return *v;
@@ -611,7 +621,7 @@ class LimiterRep {
     return FairSemaphore::kUnlimited;
   }
 
-  const RateLimit* EffectiveRateLocked(const TenantState& state,
+  const RateLimit* EffectiveRateLocked(const LimiterTenantState& state,
                                        std::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, state.mu) {
     if (const RateLimit* r = FindIn(state.rate_overrides, name)) return r;
@@ -619,7 +629,7 @@ class LimiterRep {
   }
 
   // Pushes the effective numbers into every semaphore and bucket of `state`.
-  void ApplyTenantLocked(TenantState& state)
+  void ApplyTenantLocked(LimiterTenantState& state)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, state.mu) {
     ApplyRate(state.rate, EffectiveRateLocked(state, kAllClasses));
     for (const auto& s : state.states) {
@@ -630,21 +640,21 @@ class LimiterRep {
 
   void ApplyAllTenantsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const auto& [id, tenant] : tenants_) {
-      TenantState& state = *tenant->state_;
+      LimiterTenantState& state = *tenant->state_;
       absl::MutexLock tenant_lock(&state.mu);
       ApplyTenantLocked(state);
     }
   }
 
   // First use of `node` by `state`: creates its state (and its parents').
-  ABSL_ATTRIBUTE_NOINLINE TenantClassState* StateFor(TenantState& state,
+  ABSL_ATTRIBUTE_NOINLINE TenantClassState* StateFor(LimiterTenantState& state,
                                                      const ClassNode& node) {
     absl::MutexLock lock(&mu_);
     absl::MutexLock tenant_lock(&state.mu);
     return StateForLocked(state, node);
   }
 
-  TenantClassState* StateForLocked(TenantState& state, const ClassNode& node)
+  TenantClassState* StateForLocked(LimiterTenantState& state, const ClassNode& node)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, state.mu) {
     if (TenantClassState* s = state.Find(node.id)) return s;
     TenantClassState* parent =
@@ -679,7 +689,7 @@ class LimiterRep {
   // The token buckets of a path, in the order TakeTokens() visits them:
   // tenant-wide, tenant per class (root first), global-wide, global per class.
   using BucketList = std::array<TokenBucket*, 2 * (kMaxLimitClassDepth + 1)>;
-  int BucketsOf(TenantState& state, TenantClassState& leaf, BucketList* all) {
+  int BucketsOf(LimiterTenantState& state, TenantClassState& leaf, BucketList* all) {
     const ClassNode& node = *leaf.node;
     int n = 0;
     (*all)[n++] = &state.rate;
@@ -694,7 +704,7 @@ class LimiterRep {
   // Returns -1 on success, else the position (in BucketsOf() order) of the
   // bucket that refused, with *now and *wait set. The clock is read only if
   // some bucket is limited, and only once.
-  ABSL_ATTRIBUTE_ALWAYS_INLINE int TakeTokens(TenantState& state,
+  ABSL_ATTRIBUTE_ALWAYS_INLINE int TakeTokens(LimiterTenantState& state,
                                               TenantClassState& leaf,
                                               RateCharge* charge, int64_t* now,
                                               int64_t* wait) {
@@ -733,7 +743,7 @@ class LimiterRep {
     return -1;
   }
 
-  ABSL_ATTRIBUTE_NOINLINE absl::Status RateRefusal(TenantState& state,
+  ABSL_ATTRIBUTE_NOINLINE absl::Status RateRefusal(LimiterTenantState& state,
                                                    TenantClassState& leaf,
                                                    int refused, int64_t now,
                                                    int64_t wait) {
@@ -767,7 +777,7 @@ class LimiterRep {
   }
 
   ABSL_ATTRIBUTE_NOINLINE absl::Status ConcurrencyRefusal(
-      const TenantState& state, TenantClassState& leaf, LimitTier tier,
+      const LimiterTenantState& state, TenantClassState& leaf, LimitTier tier,
       const FairSemaphore& sem, const std::string& class_name, bool timed_out) {
     leaf.rejected_concurrency.fetch_add(1, std::memory_order_relaxed);
     const int64_t limit = sem.limit();
@@ -787,7 +797,7 @@ class LimiterRep {
   }
 
   ABSL_ATTRIBUTE_NOINLINE bool Wait(
-      FairSemaphore& sem, TenantState& state, TenantClassState& leaf,
+      FairSemaphore& sem, LimiterTenantState& state, TenantClassState& leaf,
       LimitTier tier, std::string_view class_name,
       std::chrono::steady_clock::time_point deadline) {
     if (observer_ != nullptr) {
@@ -878,7 +888,7 @@ std::optional<LimitRejection> GetLimitRejection(const absl::Status& status) {
 
 std::string_view LimitClass::name() const { return node_->name; }
 
-LimiterTenant::LimiterTenant(std::unique_ptr<internal::TenantState> state)
+LimiterTenant::LimiterTenant(std::unique_ptr<internal::LimiterTenantState> state)
     : state_(std::move(state)) {}
 
 LimiterTenant::~LimiterTenant() = default;
@@ -985,6 +995,12 @@ absl::Status Limiter::SetTenantRates(std::string_view tenant_id,
                                      const RateLimits& overrides) {
   return rep_->SetTenantRates(tenant_id, overrides);
 }
+
+ConcurrencyLimits Limiter::DefaultTenantLimits() const {
+  return rep_->DefaultTenantLimits();
+}
+
+ConcurrencyLimits Limiter::GlobalLimits() const { return rep_->GlobalLimits(); }
 
 absl::Status Limiter::SetDefaultTenantLimits(const ConcurrencyLimits& limits) {
   return rep_->SetDefaultTenantLimits(limits);

@@ -1,5 +1,6 @@
 #include "tenancy/tenant.h"
 
+#include "status_macros.h"
 #include "str_cat.h"
 #include "engine_core.h"
 #include "tenancy/jobs.h"
@@ -82,6 +83,23 @@ void Tenant::RecordCall(CallKind kind) const { core_->RecordCall(*slot_, kind); 
 absl::Status Tenant::CheckReadable() const {
   return internal::CheckReadableState(*slot_);
 }
+absl::StatusOr<Permit> Tenant::Acquire(
+    const LimitClass& cls, std::chrono::steady_clock::time_point deadline) const {
+  TENANCY_RETURN_IF_ERROR(internal::CheckReadableState(*slot_));
+  TENANCY_ASSIGN_OR_RETURN(LimiterTenant * tenant, core_->LimiterTenantOf(*slot_));
+  return core_->limiter().Acquire(*tenant, cls, deadline);
+}
+
+absl::StatusOr<Permit> Tenant::TryAcquire(const LimitClass& cls) const {
+  TENANCY_RETURN_IF_ERROR(internal::CheckReadableState(*slot_));
+  TENANCY_ASSIGN_OR_RETURN(LimiterTenant * tenant, core_->LimiterTenantOf(*slot_));
+  return core_->limiter().TryAcquire(*tenant, cls);
+}
+
+ConcurrencyLimits Tenant::EffectiveLimits() const {
+  return core_->EffectiveLimits(*slot_);
+}
+
 
 absl::Status Tenant::CheckWritable() const {
   return internal::CheckWritableState(*slot_);

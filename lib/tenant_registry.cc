@@ -2,6 +2,7 @@
 
 #include "tenancy/tenant_registry.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -28,6 +29,8 @@ absl::Status ValidateLimitClass(std::string_view id, std::string_view name) {
   bool valid = !name.empty() && name.size() <= 128 && name.front() != '/' &&
                name.back() != '/' && name.find("//") == std::string_view::npos;
   for (char c : name) valid = valid && (IsLimitClassChar(c) || c == '/');
+  // The limiter's deepest class path.
+  valid = valid && std::count(name.begin(), name.end(), '/') < kMaxLimitClassDepth;
   if (!valid) {
     return absl::InvalidArgumentError(internal::StrCat(
         "tenant \"", id, "\": invalid limit class \"", name,
@@ -57,11 +60,12 @@ absl::Status EngineCore::ValidateSpec(const TenantSpec& spec) const {
     }
   }
   const Quota& q = spec.quota;
-  if (!std::isfinite(q.requests_per_second) || q.requests_per_second < 0 ||
-      !std::isfinite(q.burst) || q.burst < 0) {
+  // The limiter's token buckets take at most 1e9 per second and in a burst.
+  if (!(q.requests_per_second >= 0 && q.requests_per_second <= 1e9) ||
+      !(q.burst >= 0 && q.burst <= 1e9)) {
     return absl::InvalidArgumentError(internal::StrCat(
         "tenant \"", spec.id,
-        "\": requests_per_second and burst must be finite and >= 0"));
+        "\": requests_per_second and burst must be in [0, 1e9]"));
   }
   for (const auto& [name, value] : spec.labels) {
     if (name.empty() || name.size() > 128 || value.size() > 1024) {
@@ -360,6 +364,8 @@ absl::Status EngineCore::PurgeTenant(std::string_view id) {
     {
       absl::MutexLock lock(&slot->mu);
       digests = slot->key_digests;
+      // Under `mu`, after the state: LimiterTenantOf cannot add it back.
+      limiter_->RemoveTenant(slot->id);
     }
     absl::MutexLock index(&index_mu_);
     for (const Sha256Digest& d : digests) keys_.erase(d);

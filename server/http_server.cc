@@ -34,9 +34,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
 
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(options)));
   const ServerOptions& o = server->options_;
-  auto admission = internal::Admission::Create(internal::AdmissionOptions{
-      .default_tenant_limits = o.default_tenant_limits,
-      .global_limits = o.global_limits});
+  auto admission = internal::Admission::Create(
+      engine, internal::AdmissionOptions{
+                  .default_tenant_limits = o.default_tenant_limits,
+                  .global_limits = o.global_limits});
   if (!admission.ok()) return admission.status();
   server->admission_ = *std::move(admission);
   server->metrics_ = std::make_unique<internal::ServerMetrics>(engine, o.logger);

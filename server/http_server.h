@@ -93,11 +93,14 @@ struct ServerOptions {
   // Per-tenant concurrency of the server's limit classes (see README,
   // "Limits"): every tenant request holds a "requests" permit; writes hold
   // "requests/writes", scans "requests/scans" (each also holding its parent).
-  // A tenant's spec "limits" override these per class.
+  // A tenant's spec "limits" override these per class. Defaults at the
+  // engine's limiter, filled in at Start where the engine has none (so a
+  // tenants file or EngineOptions::limiter wins).
   // Default: requests 32, requests/writes 16, requests/scans 4.
   std::map<std::string, int64_t> default_tenant_limits = {
       {"requests", 32}, {"requests/writes", 16}, {"requests/scans", 4}};
-  // Concurrency of the same classes over all tenants together.
+  // Concurrency of the same classes over all tenants together, filled in at
+  // the engine's limiter likewise.
   // Default: empty (unlimited; the worker threads bound it anyway).
   std::map<std::string, int64_t> global_limits;
 

@@ -246,11 +246,10 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
   call.runtime = RuntimeFor(*call.tenant);
   call.runtime->series.calls[static_cast<int>(ParseHttpMethod(call.method))]
       ->Increment();
-  admission_->Sync(*call.tenant, *call.runtime->admission, /*force=*/false);
   absl::Status state = IsWriteRoute(route) ? call.tenant->CheckWritable()
                                            : call.tenant->CheckReadable();
   if (!state.ok()) return HttpErrorFromStatus(state);
-  auto ticket = admission_->Admit(*call.runtime->admission, LimitClassOfRoute(route));
+  auto ticket = admission_->Admit(*call.tenant, LimitClassOfRoute(route));
   if (!ticket.ok()) return HttpErrorFromStatus(ticket.status());
   call.ticket = std::move(*ticket);
   return std::nullopt;
@@ -388,7 +387,6 @@ std::shared_ptr<TenantRuntime> Router::RuntimeFor(const Tenant& tenant) {
   auto runtime = std::make_shared<TenantRuntime>();
   runtime->id = tenant.id();
   runtime->series = metrics_->ResolveTenant(tenant.id());
-  runtime->admission = admission_->AddTenant(tenant);
   absl::MutexLock lock(&shard.mu);
   auto [it, inserted] = shard.tenants.emplace(number, runtime);
   return it->second;
@@ -400,7 +398,6 @@ void Router::ForgetTenant(const std::string& id, uint64_t number) {
     absl::MutexLock lock(&shard.mu);
     shard.tenants.erase(number);
   }
-  admission_->RemoveTenant(id);
   metrics_->ForgetTenant(id);
 }
 

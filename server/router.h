@@ -48,12 +48,11 @@
 
 namespace tenancy::internal {
 
-// What the server keeps per tenant for the hot path: its metric children and
-// its admission handle, resolved once. Keyed by the tenant's internal number.
+// What the server keeps per tenant for the hot path: its metric children,
+// resolved once. Keyed by the tenant's internal number.
 struct TenantRuntime {
   std::string id;
   TenantSeries series;
-  std::shared_ptr<AdmissionTenant> admission;
 };
 
 class Router {

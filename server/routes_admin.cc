@@ -109,10 +109,6 @@ std::optional<HttpError> Router::AdminPutTenant(Call& call) {
   absl::MutexLock lock(&admin_mu_);
   auto result = engine_->registry().Upsert(*spec);
   if (!result.ok()) return HttpErrorFromStatus(result.status());
-  // Live at once: apply the new limits and rate now, not at the next sync.
-  if (auto tenant = engine_->GetTenant(spec->id); tenant.ok()) {
-    admission_->Sync(*tenant, *RuntimeFor(*tenant)->admission, /*force=*/true);
-  }
   JsonWriter w;
   WriteTenantDetail(w, result->info, admission_->EffectiveLimits(result->info.spec));
   ReplyJson(*call.res, 200, w.Release());

@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tenancy/jobs.h"
+#include "tenancy/limiter.h"
 #include "tenancy/logger.h"
 #include "tenancy/tenant.h"
 
@@ -75,6 +76,16 @@ struct EngineOptions {
   // as UNAVAILABLE instead of blocking the caller. Default: true.
   bool fail_writes_on_stall = true;
 
+  // Concurrency and rate limits
+  // The engine's Limiter (tenancy/limiter.h, Engine::limiter()): per-tenant
+  // defaults and global limits for every limit class the host uses. A tenant's
+  // spec overrides the defaults per class (TenantSpec::limits) and its quota's
+  // requests_per_second/burst become its kAllClasses rate; the engine keeps
+  // the limiter in step with the registry (create, update, purge).
+  // Default: LimiterOptions{} (no limits). Limits and rates may change at
+  // runtime through Engine::limiter().
+  LimiterOptions limiter;
+
   // Jobs
 
   // Leases, backoff, limits and the clock of every tenant's JobQueue (see
@@ -112,6 +123,11 @@ class Engine {
   // A RocksDB property of the default-or-shared column family, e.g.
   // "rocksdb.estimate-num-keys". NOT_FOUND if RocksDB does not know it.
   absl::StatusOr<uint64_t> GetIntProperty(std::string_view property) const;
+
+  // The tiered limiter every tenant of this engine acquires through
+  // (Tenant::Acquire). Resolve classes here once (Limiter::Class) and change
+  // defaults and global limits live. Valid as long as the Engine.
+  Limiter& limiter();
 
   const EngineOptions& options() const;
   Logger& logger() const;

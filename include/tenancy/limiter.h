@@ -82,7 +82,7 @@ namespace internal {
 class LimiterRep;
 struct ClassNode;
 struct TenantClassState;
-struct TenantState;
+struct LimiterTenantState;
 }  // namespace internal
 
 class Limiter;
@@ -240,9 +240,9 @@ class LimiterTenant {
  private:
   friend class Limiter;
   friend class internal::LimiterRep;
-  explicit LimiterTenant(std::unique_ptr<internal::TenantState> state);
+  explicit LimiterTenant(std::unique_ptr<internal::LimiterTenantState> state);
 
-  const std::unique_ptr<internal::TenantState> state_;
+  const std::unique_ptr<internal::LimiterTenantState> state_;
 };
 
 // The right to run one request of one class for one tenant: a slot of every
@@ -387,6 +387,10 @@ class Limiter {
   absl::Status SetDefaultTenantRates(const RateLimits& rates);
   absl::Status SetGlobalLimits(const ConcurrencyLimits& limits);
   absl::Status SetGlobalRates(const RateLimits& rates);
+
+  // The maps last set (or given in LimiterOptions).
+  ConcurrencyLimits DefaultTenantLimits() const;
+  ConcurrencyLimits GlobalLimits() const;
 
   // ---------------------------------------------------------------------
   // Acquisition (fast path: lock-free unless a semaphore is full)

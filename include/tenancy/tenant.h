@@ -9,6 +9,7 @@
 #define TENANCY_TENANT_H_
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tenancy/limiter.h"
 
 namespace tenancy {
 
@@ -192,6 +194,21 @@ class Tenant {
   absl::Status CheckReadable() const;
   // As CheckReadable, and PERMISSION_DENIED (kTenantReadOnly) when read-only.
   absl::Status CheckWritable() const;
+  // A permit of limit class `cls` (from Engine::limiter().Class()) on behalf
+  // of this tenant: the tenant tier (the spec's limits over the engine's
+  // defaults, and the quota's request rate), then the global tier. See
+  // Limiter::Acquire for the waiting rules and the errors; also NOT_FOUND
+  // (kTenantDeleted) once the tenant is purged. The caller owns the Permit;
+  // it must not outlive the Engine.
+  absl::StatusOr<Permit> Acquire(
+      const LimitClass& cls,
+      std::chrono::steady_clock::time_point deadline) const;
+  // As Acquire, but never waits (Limiter::TryAcquire).
+  absl::StatusOr<Permit> TryAcquire(const LimitClass& cls) const;
+  // The concurrency limits in force for this tenant: the limiter's current
+  // defaults overlaid with the spec's limits. For display.
+  ConcurrencyLimits EffectiveLimits() const;
+
 
  private:
   friend class internal::EngineCore;
