@@ -204,12 +204,12 @@ class EngineCore {
 
   // --- Jobs (job_queue.cc) ---
   JobRuntime& jobs() const { return *jobs_; }
-  // One write whose caller knows the size of the value it replaces (nullopt:
   Limiter& limiter() const { return *limiter_; }
   // The slot's tenant at the limiter, added (with the spec's limits and
   // rate) on first use. NOT_FOUND (kTenantDeleted) for a purged tenant.
   absl::StatusOr<LimiterTenant*> LimiterTenantOf(TenantSlot& slot);
   ConcurrencyLimits EffectiveLimits(const TenantSlot& slot) const;
+  // One write whose caller knows the size of the value it replaces (nullopt:
   // absent), because it serialises every writer of the key itself (the job
   // queue holds its tenant's job mutex). ApplyKnownWrites applies them as
   // ApplyWrites does, with exact accounting and quota refusal, but without
@@ -289,6 +289,9 @@ class EngineCore {
   void AddKeyToUnpublishedSlot(TenantSlot& slot, ApiKeyInfo key,
                                const Sha256Digest& digest)
       ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Pushes the spec's limits and rate to the slot's limiter tenant, if it has
+  // one yet.
+  void ApplyLimitsLocked(TenantSlot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(slot.mu);
   absl::Status PurgeSlotData(TenantSlot& slot);
   absl::Status ValidateSpec(const TenantSpec& spec) const;
   absl::Status ReserveUsage(TenantSlot& slot, int64_t delta_bytes,
@@ -308,9 +311,6 @@ class EngineCore {
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
   std::shared_ptr<rocksdb::ColumnFamilyHandle> shared_cf_;
-  // Pushes the spec's limits and rate to the slot's limiter tenant, if it has
-  // one yet.
-  void ApplyLimitsLocked(TenantSlot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(slot.mu);
   rocksdb::ColumnFamilyOptions data_cf_options_;
   // Dedicated column families found at Open, until their tenants claim them;
   // any left over are orphans and are dropped. Tenant handles are destroyed

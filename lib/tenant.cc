@@ -80,9 +80,6 @@ RequestStats Tenant::requests() const { return core_->RequestStatsOf(*slot_); }
 
 void Tenant::RecordCall(CallKind kind) const { core_->RecordCall(*slot_, kind); }
 
-absl::Status Tenant::CheckReadable() const {
-  return internal::CheckReadableState(*slot_);
-}
 absl::StatusOr<Permit> Tenant::Acquire(
     const LimitClass& cls, std::chrono::steady_clock::time_point deadline) const {
   TENANCY_RETURN_IF_ERROR(internal::CheckReadableState(*slot_));
@@ -100,6 +97,9 @@ ConcurrencyLimits Tenant::EffectiveLimits() const {
   return core_->EffectiveLimits(*slot_);
 }
 
+absl::Status Tenant::CheckReadable() const {
+  return internal::CheckReadableState(*slot_);
+}
 
 absl::Status Tenant::CheckWritable() const {
   return internal::CheckWritableState(*slot_);
