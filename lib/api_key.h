@@ -1,9 +1,10 @@
 // API key secrets: generation (OpenSSL's RAND_bytes), hashing (SHA-256) and
 // the public parts shown to operators.
 //
-// A generated secret is "tk_" + key_id + "_" + 43 characters of base64url
-// (32 random bytes). key_id is 16 hex characters (8 random bytes); the public
-// prefix is "tk_" + key_id, so logs can tell keys apart without the secret.
+// A generated secret is "tk_" + key_id + "_" + 32 characters of base64url
+// (24 random bytes): 52 bytes in all, one SHA-256 block. key_id is 16 hex
+// characters (8 random bytes); the public prefix is "tk_" + key_id, so logs
+// can tell keys apart without the secret.
 
 #ifndef TENANCY_LIB_API_KEY_H_
 #define TENANCY_LIB_API_KEY_H_

@@ -99,6 +99,9 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Open(
   }
   TENANCY_RETURN_IF_ERROR(JobRuntime::ValidateOptions(options.jobs));
   if (options.logger == nullptr) options.logger = NewStderrLogger();
+  if (!options.keep_mutex_deadlock_detection) {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
   LimiterOptions limiter_options = options.limiter;
   std::unique_ptr<EngineCore> core(new EngineCore(std::move(options)));
   auto limiter = Limiter::Create(std::move(limiter_options));

@@ -29,7 +29,9 @@ TEST_CASE("ApiKeys: a created key resolves to its tenant until revoked",
   auto key = f.registry().CreateApiKey("acme");
   REQUIRE(key.ok());
   CHECK(key->secret.rfind(key->prefix, 0) == 0);
-  CHECK(key->secret.size() > key->prefix.size() + 40);
+  // "<prefix>_" and 192 random bits in base64url; one SHA-256 block.
+  CHECK(key->secret.size() == key->prefix.size() + 1 + 32);
+  CHECK(key->secret.size() <= 55);
   auto resolved = f.engine->ResolveApiKey(key->secret);
   REQUIRE(resolved.ok());
   CHECK(resolved->id() == "acme");

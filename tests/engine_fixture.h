@@ -51,6 +51,8 @@ struct EngineFixture {
     EngineOptions options;
     options.path = (dir.path() / "db").string();
     options.logger = logger;
+    // Keep Abseil's lock-order checking on in tests: an inversion aborts.
+    options.keep_mutex_deadlock_detection = true;
     options.memtable_budget_bytes = 64 << 20;
     options.block_cache_bytes = 16 << 20;
     return options;

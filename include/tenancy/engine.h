@@ -75,6 +75,16 @@ struct EngineOptions {
   // Request threads write with RocksDB's no_slowdown: a write stall comes back
   // as UNAVAILABLE instead of blocking the caller. Default: true.
   bool fail_writes_on_stall = true;
+  // Leave Abseil's Mutex deadlock detection as the process has it. Debian
+  // bookworm's Abseil is built without NDEBUG, so detection is on by default:
+  // every absl::Mutex acquisition then goes through a process-wide lock-order
+  // graph behind a global lock (about 3x the cost of an uncontended lock, and
+  // a point of contention between all threads) and every mutex ever locked
+  // keeps a graph node. When false, Open turns detection off for the whole
+  // process (absl::SetMutexDeadlockDetectionMode(kIgnore)), as a release
+  // build of Abseil would have it. Tests that want lock-order checking set
+  // true. Default: false.
+  bool keep_mutex_deadlock_detection = false;
 
   // Concurrency and rate limits
   // The engine's Limiter (tenancy/limiter.h, Engine::limiter()): per-tenant
