@@ -1527,17 +1527,23 @@ void JobRuntime::WaitForChange(uint64_t number, uint64_t generation,
 
 absl::StatusOr<std::optional<Job>> JobRuntime::Claim(
     const std::shared_ptr<TenantSlot>& slot, const std::vector<std::string>& types,
-    absl::Duration lease, absl::Time deadline) {
+    absl::Duration lease, absl::Time deadline,
+    const std::atomic<bool>* cancel) {
   bool first = true;
   for (;;) {
     TENANCY_ASSIGN_OR_RETURN(ClaimAttempt attempt,
                              TryClaim(slot, types, lease, /*record_call=*/first));
     first = false;
-    if (attempt.job.has_value() || absl::Now() >= deadline) {
+    const absl::Time now = absl::Now();
+    if (attempt.job.has_value() || now >= deadline ||
+        (cancel != nullptr && cancel->load())) {
       return std::move(attempt.job);
     }
-    WaitForChange(slot->number, attempt.generation, attempt.due_us, deadline,
-                  nullptr);
+    // Nobody Wake()s for a caller's flag: look at it every kClaimCancelPoll.
+    WaitForChange(slot->number, attempt.generation, attempt.due_us,
+                  cancel == nullptr ? deadline
+                                    : std::min(deadline, now + kClaimCancelPoll),
+                  cancel);
   }
 }
 
@@ -1820,7 +1826,8 @@ absl::StatusOr<std::optional<Job>> JobQueue::Claim(const ClaimOptions& options) 
   if (!options.type.empty()) types.push_back(options.type);
   absl::Duration lease =
       options.lease == absl::ZeroDuration() ? o.default_lease : options.lease;
-  return runtime.Claim(tenant_.slot_, types, lease, absl::Now() + options.wait);
+  return runtime.Claim(tenant_.slot_, types, lease, absl::Now() + options.wait,
+                       options.cancel);
 }
 
 absl::Status JobQueue::Ack(std::string_view id, std::string_view lease) const {

@@ -211,11 +211,12 @@ class JobRuntime {
   void WaitForChange(uint64_t number, uint64_t generation, int64_t due_us,
                      absl::Time deadline, const std::atomic<bool>* cancel);
   // TryClaim, then WaitForChange until `deadline`, in a loop; nullopt when
-  // the deadline passes with nothing claimable.
+  // the deadline passes with nothing claimable, or once `*cancel` (if not
+  // null) is true, which it looks at every kClaimCancelPoll.
   absl::StatusOr<std::optional<Job>> Claim(
       const std::shared_ptr<TenantSlot>& slot,
       const std::vector<std::string>& types, absl::Duration lease,
-      absl::Time deadline);
+      absl::Time deadline, const std::atomic<bool>* cancel);
   absl::Status Ack(const std::shared_ptr<TenantSlot>& slot, std::string_view id,
                    std::string_view lease);
   absl::StatusOr<Job> Nack(const std::shared_ptr<TenantSlot>& slot,

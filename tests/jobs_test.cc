@@ -683,6 +683,31 @@ TEST_CASE("JobQueue: a blocking claim sleeps until an enqueue wakes it", "[jobs]
     CHECK(absl::Now() - start < absl::Seconds(60));
     CHECK(GetErrorReason(claimed.status()) == ErrorReason::kTenantDeleted);
   }
+  SECTION("its cancel flag ends the wait with none, counted as one call") {
+    std::atomic<bool> cancel{false};
+    const uint64_t calls_before =
+        jobs.tenant().requests().calls_by_kind[static_cast<int>(CallKind::kJobs)];
+    absl::StatusOr<std::optional<Job>> claimed;
+    std::thread claimer([&] {
+      ClaimOptions options = ClaimOf("t");
+      options.wait = absl::Seconds(120);
+      options.cancel = &cancel;
+      claimed = jobs.Claim(options);
+    });
+    // Several polls of the flag pass unset first.
+    std::this_thread::sleep_for(std::chrono::milliseconds(350));
+    absl::Time start = absl::Now();
+    cancel.store(true);
+    claimer.join();
+    CHECK(absl::Now() - start < absl::Seconds(60));
+    REQUIRE(claimed.ok());
+    CHECK_FALSE(claimed->has_value());
+    CHECK(jobs.tenant().requests().calls_by_kind[static_cast<int>(CallKind::kJobs)] ==
+          calls_before + 1);
+    // Nothing was left claimed by the cancelled wait.
+    REQUIRE(jobs.Enqueue(Spec("t")).ok());
+    CHECK(jobs.Counts()->queued == 1);
+  }
 }
 
 TEST_CASE("JobQueue: bad input is refused and changes nothing", "[jobs]") {

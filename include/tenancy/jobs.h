@@ -77,6 +77,7 @@
 #ifndef TENANCY_JOBS_H_
 #define TENANCY_JOBS_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -106,6 +107,8 @@ inline constexpr size_t kMaxJobTypeBytes = 128;
 inline constexpr size_t kMaxIdempotencyKeyBytes = 256;
 // The longest stored error message of a Nack, in bytes (longer is truncated).
 inline constexpr size_t kMaxJobErrorBytes = 1024;
+// How often a waiting Claim looks at ClaimOptions::cancel, in real time.
+inline constexpr absl::Duration kClaimCancelPoll = absl::Milliseconds(100);
 
 // Engine-wide job settings: EngineOptions::jobs. Intentionally copyable.
 struct JobQueueOptions {
@@ -235,6 +238,10 @@ struct ClaimOptions {
   // the tenant; it does not poll. Zero: return at once. Must be in
   // [0, max_claim_wait].
   absl::Duration wait = absl::ZeroDuration();
+  // Optional (nullptr: none). While the claim waits, it gives up and returns
+  // nullopt once *cancel is true, within kClaimCancelPoll: a server uses it to
+  // end long polls when it shuts down. Read only; must outlive the call.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct NackOptions {
