@@ -111,6 +111,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Open(
   }
   core->limiter_ = *std::move(limiter);
   core->jobs_ = std::make_unique<JobRuntime>(core.get());
+  TENANCY_RETURN_IF_ERROR(core->OpenCache());
   TENANCY_RETURN_IF_ERROR(core->OpenDatabase());
   TENANCY_RETURN_IF_ERROR(core->LoadRegistry());
   TENANCY_RETURN_IF_ERROR(core->ResumePurges());
@@ -325,6 +326,7 @@ absl::Status EngineCore::ResumePurges() {
 
 EngineCore::~EngineCore() {
   if (jobs_ != nullptr) jobs_->Shutdown();  // job worker threads first
+  CloseCache();
   if (db_ == nullptr) return;
   FlushRequestStats().IgnoreError();
   {
@@ -410,6 +412,7 @@ void EngineCore::ApplySpecToSlot(TenantSlot& slot, const TenantSpec& spec) {
                      : spec.read_only ? TenantState::kReadOnly
                                       : TenantState::kActive);
   }
+  ApplyCacheSpecLocked(slot);
   ApplyLimitsLocked(slot);
 }
 

@@ -223,6 +223,24 @@ class EngineCore {
   // Every tenant now (all states).
   std::vector<std::shared_ptr<TenantSlot>> SlotsSnapshot() const;
 
+  // --- Cache (tenant_cache.cc) ---
+  // The engine's cache (options().cache, set by OpenCache).
+  Cache& cache() const { return *options_.cache; }
+  // Creates the cache if options().cache is unset, claims it for this engine
+  // (INVALID_ARGUMENT if another open engine has it or it holds entries) and
+  // registers the purge listener that drops a purged tenant's entries.
+  // REQUIRES: during Open, before LoadRegistry.
+  absl::Status OpenCache();
+  // Drops every tenant's entries and budget override and gives the claim
+  // back. Idempotent; called by ~EngineCore.
+  void CloseCache();
+  // Applies the slot's spec to the cache: its budget (Quota::cache_bytes, 0:
+  // the cache's default), and, once the state says disabled or deleting, drops
+  // its entries. Called by ApplySpecToSlot after the state is stored, which
+  // TenantCache's writes rely on (see tenant_cache.cc).
+  void ApplyCacheSpecLocked(TenantSlot& slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(slot.mu);
+
   // --- Misc ---
   absl::Status Flush();
   absl::Status FlushRequestStats();
@@ -318,6 +336,7 @@ class EngineCore {
   absl::flat_hash_map<std::string, std::shared_ptr<rocksdb::ColumnFamilyHandle>>
       pending_dedicated_;
   std::vector<std::function<void(uint64_t)>> purge_listeners_;
+  bool cache_claimed_ = false;  // OpenCache claimed options_.cache
   std::unique_ptr<Limiter> limiter_;  // set in Open
   std::unique_ptr<JobRuntime> jobs_;  // set in Open; stopped first in ~EngineCore
 #if TENANCY_THREAD_SANITIZER

@@ -3,6 +3,7 @@
 #include "status_macros.h"
 #include "str_cat.h"
 #include "engine_core.h"
+#include "tenancy/cache.h"
 #include "tenancy/jobs.h"
 #include "tenancy/kv_store.h"
 
@@ -68,6 +69,8 @@ TenantSpec Tenant::spec() const {
 KvStore Tenant::kv() const { return KvStore(*this); }
 
 JobQueue Tenant::jobs() const { return JobQueue(*this); }
+
+TenantCache Tenant::cache() const { return TenantCache(*this); }
 
 Usage Tenant::usage() const {
   int64_t bytes = slot_->used_bytes.load(std::memory_order_relaxed);

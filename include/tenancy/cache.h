@@ -1,11 +1,21 @@
 // Cache: an in-memory, sharded, tenant-scoped key-value cache with TTL, atomic
 // increment, prefix delete and a per-tenant memory budget.
 //
-// Tenants are named to the cache by their internal tenant number (the one the
-// TenantRegistry assigns; never the id text). Every entry belongs to exactly
-// one tenant: two tenants may use the same key bytes and never see each
-// other's entries. Keys and values are arbitrary bytes (empty, 0x00 and 0xFF
-// included).
+// Two ways in:
+//   * Tenant::cache() returns a TenantCache: one tenant's view of its Engine's
+//     cache, checking the tenant's state and limits like KvStore does. This is
+//     what hosts use.
+//   * Cache is the cache itself (EngineOptions::cache, or standalone from
+//     Cache::Create). Tenants are named to it by their internal tenant number
+//     (the one the TenantRegistry assigns; never the id text).
+//
+//   tenancy::TenantCache cache = tenant.cache();
+//   absl::Status s = cache.Set("session:42", blob, std::chrono::minutes(5));
+//   auto hits = cache.Increment("hits:/home", 1);
+//
+// Every entry belongs to exactly one tenant: two tenants may use the same key
+// bytes and never see each other's entries. Keys and values are arbitrary
+// bytes (empty, 0x00 and 0xFF included).
 //
 // Memory. Each entry is charged
 //     key.size() + value.size() + kCacheEntryOverheadBytes
@@ -39,9 +49,10 @@
 // before live ones), and a few at a time on every write to its shard, from a
 // per-shard heap ordered by expiry time: no operation scans the cache.
 //
-// Thread safety: a Cache is safe for concurrent access from multiple threads
-// without any external synchronization. Increment is atomic: concurrent
-// increments of one key never lose an update.
+// Thread safety: Cache and TenantCache are safe for concurrent access from
+// multiple threads without any external synchronization. Increment is atomic:
+// concurrent increments of one key never lose an update. CacheOptions and
+// CacheStats are plain values (not thread-safe; copy them).
 
 #ifndef TENANCY_CACHE_H_
 #define TENANCY_CACHE_H_
@@ -54,9 +65,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tenancy/tenant.h"
 
 namespace tenancy {
 
@@ -210,6 +223,79 @@ class Cache {
   // Counters of the whole cache. Each shard is read atomically, the whole
   // is not a single snapshot under concurrent writes.
   virtual CacheStats TotalStats() = 0;
+};
+
+// One tenant's part of its Engine's cache (EngineOptions::cache). A cheap
+// handle from Tenant::cache(); copying it copies a Tenant handle.
+//
+// Each call checks the tenant's state, as KvStore does, and counts as a call
+// of kind CallKind::kCache in the tenant's request counters (Stats excepted):
+//   * Get needs the tenant readable (active or read-only);
+//   * Set, Increment, Delete and DeletePrefix need it writable: a read-only
+//     tenant's cache is read-only too, because "read-only" is a promise that
+//     nothing the tenant holds changes.
+// Disabling or purging a tenant drops all its entries (and a write racing the
+// transition removes what it wrote), so a tenant enabled again starts with an
+// empty cache. Making a tenant read-only keeps its entries.
+//
+// The tenant's budget is its spec's Quota::cache_bytes, or the cache's
+// CacheOptions::default_tenant_budget_bytes when that is 0; it is applied when
+// the engine loads, creates or updates the tenant, live (a lower budget evicts
+// the tenant's least recently used entries at once).
+//
+// Status codes common to every call:
+//   PERMISSION_DENIED  tenant disabled (kTenantDisabled) or, for writes,
+//                      read-only (kTenantReadOnly)
+//   NOT_FOUND          tenant purged (kTenantDeleted); for Get, the key
+//   INVALID_ARGUMENT   a key over EngineOptions::max_key_bytes or a value over
+//                      the tenant's value limit (Quota::max_value_bytes, else
+//                      EngineOptions::max_value_bytes), or an entry that could
+//                      never fit the tenant's budget (all kTooLarge); a bad TTL
+// Messages name the tenant by its id.
+class TenantCache {
+ public:
+  // Intentionally copyable: a TenantCache is a Tenant handle.
+  TenantCache(const TenantCache&) = default;
+  TenantCache& operator=(const TenantCache&) = default;
+
+  const Tenant& tenant() const { return tenant_; }
+
+  // The live value of `key`, as Cache::Get. NOT_FOUND if absent or expired.
+  absl::StatusOr<std::string> Get(std::string_view key) const;
+
+  // Stores `value` under `key`, as Cache::Set: a `ttl` must be in
+  // (0, CacheOptions::max_ttl]; without one the entry lives until deleted or
+  // evicted. The cache makes room by evicting the tenant's own least recently
+  // used entries: a write is never refused because the cache is full.
+  absl::Status Set(
+      std::string_view key, std::string_view value,
+      std::optional<std::chrono::nanoseconds> ttl = std::nullopt) const;
+
+  // Removes `key`. Idempotent. Returns true if a live entry was removed.
+  absl::StatusOr<bool> Delete(std::string_view key) const;
+
+  // Atomically adds `by` to the decimal int64 stored under `key` (absent: 0)
+  // and returns the result, as Cache::Increment: `ttl` applies only to a key
+  // this call creates. INVALID_ARGUMENT if the stored value is not a decimal
+  // int64; OUT_OF_RANGE if the result would overflow. Nothing changes on an
+  // error.
+  absl::StatusOr<int64_t> Increment(
+      std::string_view key, int64_t by = 1,
+      std::optional<std::chrono::nanoseconds> ttl = std::nullopt) const;
+
+  // Removes every entry whose key starts with `prefix` (all for an empty
+  // prefix); returns how many live entries were removed.
+  absl::StatusOr<size_t> DeletePrefix(std::string_view prefix) const;
+
+  // The tenant's counters and budget now (Cache::TenantStats). Never fails;
+  // not counted as a call.
+  CacheStats Stats() const;
+
+ private:
+  friend class Tenant;
+  explicit TenantCache(Tenant tenant) : tenant_(std::move(tenant)) {}
+
+  Tenant tenant_;
 };
 
 }  // namespace tenancy

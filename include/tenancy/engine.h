@@ -10,8 +10,9 @@
 //   absl::Status s = acme->kv().Put("greeting", "hello");
 //
 // Thread safety: safe for concurrent access from multiple threads without any
-// external synchronization. REQUIRES: every Tenant, KvStore and TenantRegistry
-// reference obtained from an Engine is dropped before the Engine is destroyed.
+// external synchronization. REQUIRES: every Tenant, KvStore, JobQueue,
+// TenantCache and TenantRegistry reference obtained from an Engine is dropped
+// before the Engine is destroyed.
 
 #ifndef TENANCY_ENGINE_H_
 #define TENANCY_ENGINE_H_
@@ -24,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tenancy/cache.h"
 #include "tenancy/jobs.h"
 #include "tenancy/limiter.h"
 #include "tenancy/logger.h"
@@ -101,6 +103,21 @@ struct EngineOptions {
   // Leases, backoff, limits and the clock of every tenant's JobQueue (see
   // tenancy/jobs.h). Default: JobQueueOptions{}. Fixed after Open.
   JobQueueOptions jobs;
+
+  // Cache
+
+  // The in-memory cache behind every tenant's TenantCache (Tenant::cache(),
+  // tenancy/cache.h). A tenant's budget in it is its spec's
+  // Quota::cache_bytes, or the cache's default_tenant_budget_bytes when that
+  // is 0. Default (nullptr): the engine creates one with CacheOptions{} (256
+  // MiB in all, 16 MiB per tenant). Pass one made with Cache::Create to size
+  // it or to give it a clock; after Open, options().cache is the cache in use
+  // (its TotalStats() are the engine's totals). The engine shares ownership.
+  // One Cache serves one Engine at a time: tenants are named to it by their
+  // engine-local numbers, so Open refuses (INVALID_ARGUMENT) a cache that
+  // another open Engine uses or that holds entries, and the Engine drops all
+  // its entries and budgets when it is destroyed. Fixed after Open.
+  std::shared_ptr<Cache> cache;
 };
 
 class Engine {

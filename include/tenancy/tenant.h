@@ -32,6 +32,7 @@ class EngineCore;
 class KvStore;
 class JobQueue;
 class JobWorkers;
+class TenantCache;
 
 // Where a tenant's data lives.
 enum class Placement {
@@ -179,6 +180,10 @@ class Tenant {
   // handle.
   JobQueue jobs() const;
 
+  // The tenant's part of the engine's cache (tenancy/cache.h). Cheap; the
+  // result holds this handle.
+  TenantCache cache() const;
+
   // Exact usage now.
   Usage usage() const;
 
@@ -215,6 +220,7 @@ class Tenant {
   friend class KvStore;
   friend class JobQueue;
   friend class JobWorkers;
+  friend class TenantCache;
   Tenant(std::shared_ptr<internal::TenantSlot> slot, internal::EngineCore* core);
 
   std::shared_ptr<internal::TenantSlot> slot_;
