@@ -21,6 +21,21 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   if (options.port < 0 || options.port > 65535) {
     return absl::InvalidArgumentError("port must be in [0, 65535]");
   }
+  if (options.max_claim_wait_seconds < 0 ||
+      options.max_claim_wait_seconds > 300 ||
+      absl::Seconds(options.max_claim_wait_seconds) >
+          engine->options().jobs.max_claim_wait) {
+    return absl::InvalidArgumentError(
+        "max_claim_wait_seconds must be in [0, 300] and within the engine's "
+        "jobs.max_claim_wait");
+  }
+  if (options.max_waiting_claims < -1 ||
+      options.max_waiting_claims >= options.threads ||
+      options.max_waiting_claims_per_tenant < -1) {
+    return absl::InvalidArgumentError(
+        "max_waiting_claims must be in [-1, threads) and "
+        "max_waiting_claims_per_tenant >= -1");
+  }
   if (options.auth == AuthMode::kTrusted) {
     if (absl::Status s = ValidateTenantId(options.default_tenant); !s.ok()) {
       return absl::InvalidArgumentError(
@@ -93,6 +108,9 @@ HttpServer::~HttpServer() {
 }
 
 void HttpServer::Shutdown() {
+  // Claims waiting for a job end first: the transport waits for every
+  // request in flight.
+  if (router_ != nullptr) router_->BeginShutdown();
   if (transport_ != nullptr) transport_->Stop();
 }
 

@@ -107,6 +107,22 @@ struct ServerOptions {
   // Connections, timeouts and request-head bounds (see http_transport.h).
   // `threads` above overrides transport.worker_threads.
   internal::TransportOptions transport;
+
+  // Jobs (POST /v1/jobs/claim)
+
+  // Longest wait_s a claim may ask for, in seconds; more is 400. A waiting
+  // claim holds a worker thread. Must be in [0, 300] and within the engine's
+  // JobQueueOptions::max_claim_wait. Default: 20 (as SQS's long polls).
+  int max_claim_wait_seconds = 20;
+  // Claims that may wait for a job at once, over all tenants. A claim that
+  // finds no job while every slot is taken answers 429 concurrency_limited
+  // (Retry-After: 1) instead of waiting, so that waiting claims never hold
+  // every worker. Must be < threads. -1: threads / 2 (so with one thread no
+  // claim waits). Default: -1.
+  int max_waiting_claims = -1;
+  // The same per tenant, so that one tenant's pollers cannot take every
+  // slot. -1: max(1, max_waiting_claims / 2). Default: -1.
+  int max_waiting_claims_per_tenant = -1;
 };
 
 class HttpServer {

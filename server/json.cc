@@ -403,6 +403,27 @@ absl::StatusOr<std::optional<uint64_t>> JsonObjectReader::OptionalUint(
   return std::optional<uint64_t>(static_cast<uint64_t>(d));
 }
 
+absl::StatusOr<std::optional<int64_t>> JsonObjectReader::OptionalInt(
+    std::string_view field) {
+  auto found = Find(field);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<int64_t>();
+  const simdjson::dom::element& e = **found;
+  int64_t i;
+  if (e.is_int64()) {
+    if (e.get_int64().get(i)) return WrongType(field, "an integer");
+    return std::optional<int64_t>(i);
+  }
+  if (e.is_uint64()) return WrongType(field, "an integer within int64");
+  // -1e3 or 5.0: accept doubles that are exact integers.
+  double d;
+  if (e.get_double().get(d) || !(d >= -9.007199254740992e15) ||
+      d > 9.007199254740992e15 || d != std::floor(d)) {
+    return WrongType(field, "an integer");
+  }
+  return std::optional<int64_t>(static_cast<int64_t>(d));
+}
+
 absl::StatusOr<std::optional<simdjson::dom::object>>
 JsonObjectReader::OptionalObject(std::string_view field) {
   auto found = Find(field);

@@ -112,6 +112,9 @@ class JsonObjectReader {
       std::string_view field);
   // A non-negative integer (a JSON number without fraction or exponent).
   absl::StatusOr<std::optional<uint64_t>> OptionalUint(std::string_view field);
+  // An integer within int64 (a JSON number without fraction, or a double
+  // that is an exact integer within +-2^53).
+  absl::StatusOr<std::optional<int64_t>> OptionalInt(std::string_view field);
   absl::StatusOr<std::optional<simdjson::dom::object>> OptionalObject(
       std::string_view field);
   absl::StatusOr<std::optional<simdjson::dom::array>> OptionalArray(

@@ -45,6 +45,67 @@ bool DecodeTenantId(std::string_view raw, std::string* id, HttpError* error) {
 bool Is(std::string_view method, std::string_view want) { return method == want; }
 bool IsGet(std::string_view method) { return method == "GET" || method == "HEAD"; }
 
+// /v1/cache/{key}: GET, PUT, DELETE; POST /v1/cache/{key}/incr. The key is
+// everything after "/v1/cache/" (a '/' in it may be raw or %2F), except that
+// a POST's trailing "/incr" names the operation.
+bool MatchCache(std::string_view method, std::string_view rest, RouteMatch* m,
+                HttpError* error) {
+  constexpr std::string_view kIncr = "/incr";
+  std::string_view raw_key = rest;
+  if (Is(method, "POST")) {
+    if (rest.size() < kIncr.size() ||
+        rest.substr(rest.size() - kIncr.size()) != kIncr) {
+      return WrongMethod(error, "GET, HEAD, PUT, DELETE");
+    }
+    raw_key = rest.substr(0, rest.size() - kIncr.size());
+    m->id = RouteId::kCacheIncr;
+  } else if (IsGet(method)) {
+    m->id = RouteId::kCacheGet;
+  } else if (Is(method, "PUT")) {
+    m->id = RouteId::kCachePut;
+  } else if (Is(method, "DELETE")) {
+    m->id = RouteId::kCacheDelete;
+  } else {
+    return WrongMethod(error, "GET, HEAD, PUT, DELETE");
+  }
+  auto key = PercentDecode(raw_key, /*plus_is_space=*/false);
+  if (!key.ok()) {
+    return Fail(error, 400, "invalid_argument", "bad percent-escape in key");
+  }
+  m->key = std::move(*key);
+  return true;
+}
+
+// /v1/jobs/claim, /v1/jobs/{id}, /v1/jobs/{id}/ack, /v1/jobs/{id}/nack.
+bool MatchJob(std::string_view method, std::string_view rest, RouteMatch* m,
+              HttpError* error) {
+  if (rest == "claim") {
+    if (!Is(method, "POST")) return WrongMethod(error, "POST");
+    m->id = RouteId::kJobClaim;
+    return true;
+  }
+  const size_t slash = rest.find('/');
+  const std::string_view raw_id = rest.substr(0, slash);
+  const std::string_view sub =
+      slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  if (raw_id.empty()) return NoRoute(error);
+  if (sub.empty()) {
+    if (!IsGet(method)) return WrongMethod(error, "GET, HEAD");
+    m->id = RouteId::kJobGet;
+  } else if (sub == "/ack" || sub == "/nack") {
+    if (!Is(method, "POST")) return WrongMethod(error, "POST");
+    m->id = sub == "/ack" ? RouteId::kJobAck : RouteId::kJobNack;
+  } else {
+    return NoRoute(error);
+  }
+  auto id = PercentDecode(raw_id, /*plus_is_space=*/false);
+  if (!id.ok()) {
+    return Fail(error, 400, "invalid_argument", "bad percent-escape in job id");
+  }
+  m->job_id = std::move(*id);
+  return true;
+}
+
 bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m,
              HttpError* error) {
   if (path == "/v1/kv") {
@@ -79,13 +140,16 @@ bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m,
     m->id = RouteId::kUsage;
     return true;
   }
-  if (path == "/v1/cache" || StartsWith(path, "/v1/cache/")) {
-    m->id = RouteId::kCache;
+  if (StartsWith(path, "/v1/cache/")) {
+    return MatchCache(method, path.substr(10), m, error);
+  }
+  if (path == "/v1/jobs") {
+    if (!Is(method, "POST")) return WrongMethod(error, "POST");
+    m->id = RouteId::kJobEnqueue;
     return true;
   }
-  if (path == "/v1/jobs" || StartsWith(path, "/v1/jobs/")) {
-    m->id = RouteId::kJobs;
-    return true;
+  if (StartsWith(path, "/v1/jobs/")) {
+    return MatchJob(method, path.substr(9), m, error);
   }
   return NoRoute(error);
 }
@@ -168,8 +232,15 @@ std::string_view RouteName(RouteId id) {
     case RouteId::kKvScan: return "kv_scan";
     case RouteId::kBatch: return "batch";
     case RouteId::kUsage: return "usage";
-    case RouteId::kCache: return "cache";
-    case RouteId::kJobs: return "jobs";
+    case RouteId::kCacheGet: return "cache_get";
+    case RouteId::kCachePut: return "cache_put";
+    case RouteId::kCacheDelete: return "cache_delete";
+    case RouteId::kCacheIncr: return "cache_incr";
+    case RouteId::kJobEnqueue: return "job_enqueue";
+    case RouteId::kJobClaim: return "job_claim";
+    case RouteId::kJobAck: return "job_ack";
+    case RouteId::kJobNack: return "job_nack";
+    case RouteId::kJobGet: return "job_get";
     case RouteId::kAdminListTenants: return "admin_list_tenants";
     case RouteId::kAdminCreateTenant: return "admin_create_tenant";
     case RouteId::kAdminGetTenant: return "admin_get_tenant";
@@ -199,8 +270,15 @@ RouteKind KindOf(RouteId id) {
     case RouteId::kKvScan:
     case RouteId::kBatch:
     case RouteId::kUsage:
-    case RouteId::kCache:
-    case RouteId::kJobs:
+    case RouteId::kCacheGet:
+    case RouteId::kCachePut:
+    case RouteId::kCacheDelete:
+    case RouteId::kCacheIncr:
+    case RouteId::kJobEnqueue:
+    case RouteId::kJobClaim:
+    case RouteId::kJobAck:
+    case RouteId::kJobNack:
+    case RouteId::kJobGet:
       return RouteKind::kTenant;
     default:
       return RouteKind::kAdmin;
@@ -211,6 +289,10 @@ bool RouteTakesBody(RouteId id) {
   switch (id) {
     case RouteId::kKvPut:
     case RouteId::kBatch:
+    case RouteId::kCachePut:
+    case RouteId::kJobEnqueue:
+    case RouteId::kJobAck:
+    case RouteId::kJobNack:
     case RouteId::kAdminCreateTenant:
     case RouteId::kAdminPutTenant:
       return true;
@@ -220,7 +302,8 @@ bool RouteTakesBody(RouteId id) {
 }
 
 bool RouteTakesJson(RouteId id) {
-  return RouteTakesBody(id) && id != RouteId::kKvPut;
+  return RouteTakesBody(id) && id != RouteId::kKvPut &&
+         id != RouteId::kCachePut;
 }
 
 bool MatchRoute(std::string_view method, std::string_view target,

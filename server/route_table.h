@@ -26,8 +26,15 @@ enum class RouteId : int {
   kKvScan,
   kBatch,
   kUsage,
-  kCache,  // served by a later issue: 501 for now
-  kJobs,   // served by a later issue: 501 for now
+  kCacheGet,
+  kCachePut,
+  kCacheDelete,
+  kCacheIncr,
+  kJobEnqueue,
+  kJobClaim,
+  kJobAck,
+  kJobNack,
+  kJobGet,
   kAdminListTenants,
   kAdminCreateTenant,
   kAdminGetTenant,
@@ -53,9 +60,11 @@ enum class RouteKind {
 // Short lower_snake_case name ("kv_get"), for metrics labels.
 std::string_view RouteName(RouteId id);
 RouteKind KindOf(RouteId id);
-// The route takes a request body (PUT /v1/kv, POST /v1/batch, admin writes).
+// The route takes a request body (PUT /v1/kv, PUT /v1/cache, POST
+// /v1/batch, the job writes, admin writes).
 bool RouteTakesBody(RouteId id);
-// The body is JSON (everything but PUT /v1/kv).
+// The body is JSON (everything but the raw values of PUT /v1/kv and PUT
+// /v1/cache).
 bool RouteTakesJson(RouteId id);
 
 struct RouteMatch {
@@ -63,8 +72,11 @@ struct RouteMatch {
   // The request came as /t/{id}/...; `tenant` is the decoded, valid id.
   bool tenant_prefix = false;
   std::string tenant;
-  // kv routes: the key, percent-decoded from the path (may be empty).
+  // kv and cache routes: the key, percent-decoded from the path (may be
+  // empty).
   std::string key;
+  // /v1/jobs/{id}...: the job id, percent-decoded (the library checks it).
+  std::string job_id;
   // /admin/tenants/{id}...: the decoded, valid id.
   std::string admin_tenant;
   // /admin/tenants/{id}/keys/{key_id}: the decoded key id.

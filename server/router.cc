@@ -93,8 +93,21 @@ HttpError Unauthenticated(std::string message) {
 }
 
 bool IsWriteRoute(RouteId id) {
-  return id == RouteId::kKvPut || id == RouteId::kKvDelete ||
-         id == RouteId::kBatch;
+  switch (id) {
+    case RouteId::kKvPut:
+    case RouteId::kKvDelete:
+    case RouteId::kBatch:
+    case RouteId::kCachePut:
+    case RouteId::kCacheDelete:
+    case RouteId::kCacheIncr:
+    case RouteId::kJobEnqueue:
+    case RouteId::kJobClaim:  // a claim changes the job it leases
+    case RouteId::kJobAck:
+    case RouteId::kJobNack:
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace
@@ -108,6 +121,13 @@ Router::Router(const ServerOptions& options, Engine* engine,
       admission_(admission),
       logger_(std::move(logger)),
       admin_key_(options.admin_key) {
+  max_waiting_claims_ = options.max_waiting_claims >= 0
+                            ? options.max_waiting_claims
+                            : options.threads / 2;
+  max_waiting_claims_per_tenant_ =
+      options.max_waiting_claims_per_tenant >= 0
+          ? options.max_waiting_claims_per_tenant
+          : std::max(1, max_waiting_claims_ / 2);
   if (!admin_key_.configured()) {
     logger_->Log(LogLevel::kWarning,
                  "admin API disabled: no admin key configured "
@@ -238,10 +258,6 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
       break;
   }
 
-  if (route == RouteId::kCache || route == RouteId::kJobs) {
-    return MakeHttpError(501, "not_implemented",
-                         "the cache and jobs routes are not served by this build");
-  }
   if (auto e = ResolveTenant(call, head); e.has_value()) return e;
   call.runtime = RuntimeFor(*call.tenant);
   call.runtime->series.calls[static_cast<int>(ParseHttpMethod(call.method))]
@@ -443,8 +459,15 @@ std::optional<HttpError> Router::Execute(Call& call) {
     case RouteId::kAdminRevokeKey: return AdminRevokeKey(call);
     case RouteId::kAdminStats: return AdminStats(call);
     case RouteId::kMetrics: return MetricsText(call);
-    case RouteId::kCache:
-    case RouteId::kJobs:
+    case RouteId::kCacheGet: return CacheGet(call);
+    case RouteId::kCachePut: return CachePut(call);
+    case RouteId::kCacheDelete: return CacheDelete(call);
+    case RouteId::kCacheIncr: return CacheIncr(call);
+    case RouteId::kJobEnqueue: return JobEnqueue(call);
+    case RouteId::kJobClaim: return JobClaim(call);
+    case RouteId::kJobAck: return JobAck(call);
+    case RouteId::kJobNack: return JobNack(call);
+    case RouteId::kJobGet: return JobGet(call);
     case RouteId::kUnmatched:
       break;
   }

@@ -79,6 +79,10 @@ class Router {
   httplib::Server::HandlerResponse HandleError(const httplib::Request& req,
                                                httplib::Response& res);
 
+  // The server is stopping: claims waiting for a job give up (answering 204)
+  // within kClaimCancelPoll, so that they do not hold up the drain.
+  void BeginShutdown() { stopping_.store(true); }
+
   struct Call;
 
  private:
@@ -105,6 +109,21 @@ class Router {
   std::optional<HttpError> KvScan(Call& call);
   std::optional<HttpError> Batch(Call& call);
   std::optional<HttpError> Usage(Call& call);
+
+  // Cache and job routes (routes_jobs_cache.cc).
+  std::optional<HttpError> CacheGet(Call& call);
+  std::optional<HttpError> CachePut(Call& call);
+  std::optional<HttpError> CacheDelete(Call& call);
+  std::optional<HttpError> CacheIncr(Call& call);
+  std::optional<HttpError> JobEnqueue(Call& call);
+  std::optional<HttpError> JobClaim(Call& call);
+  std::optional<HttpError> JobAck(Call& call);
+  std::optional<HttpError> JobNack(Call& call);
+  std::optional<HttpError> JobGet(Call& call);
+  // Takes one of the slots of claims that may wait for a job (in all and for
+  // the tenant); false when none is free. ReleaseClaimWait gives it back.
+  bool TryReserveClaimWait(uint64_t tenant);
+  void ReleaseClaimWait(uint64_t tenant);
 
   // Admin routes (routes_admin.cc).
   std::optional<HttpError> AdminListTenants(Call& call);
@@ -142,6 +161,18 @@ class Router {
 
   // Refusals of the admin API while no key is configured are logged once.
   std::atomic<bool> logged_no_admin_key_{false};
+
+  // Claims that may wait for a job at once, in all and per tenant (see
+  // ServerOptions::max_waiting_claims). Constant after construction.
+  int max_waiting_claims_ = 0;
+  int max_waiting_claims_per_tenant_ = 0;
+  // Claims waiting now: in all, and per tenant number (only while > 0).
+  absl::Mutex waiting_mu_;
+  int waiting_claims_ ABSL_GUARDED_BY(waiting_mu_) = 0;
+  absl::flat_hash_map<uint64_t, int> waiting_by_tenant_
+      ABSL_GUARDED_BY(waiting_mu_);
+  // Set by BeginShutdown; waiting claims watch it (ClaimOptions::cancel).
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace tenancy::internal

@@ -693,15 +693,6 @@ TEST_CASE("Server: the admin key acts on any tenant through /t/{id}/",
   CHECK(c.Get("/t/nosuch/v1/kv/k", Admin()).status == 404);
 }
 
-TEST_CASE("Server: cache and jobs routes are not served by this build",
-          "[server]") {
-  ServerFixture f;
-  std::string a = f.CreateTenant("alpha");
-  TestClient c = f.Client();
-  CHECK(c.Get("/v1/cache/x", Bearer(a)).status == 501);
-  CHECK(c.Post("/v1/jobs", "{}", Bearer(a)).status == 501);
-}
-
 TEST_CASE("Server: over the tenant's request rate is 429 rate_limited with "
           "Retry-After",
           "[server][limits]") {
