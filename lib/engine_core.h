@@ -171,6 +171,7 @@ class EngineCore {
                                                 std::string prefix);
   absl::Status RevokeApiKey(std::string_view id, std::string_view key_id);
   absl::StatusOr<std::vector<ApiKeyInfo>> ListApiKeys(std::string_view id) const;
+  absl::StatusOr<ApiKeyOwner> FindApiKeyOwner(const Sha256Digest& digest) const;
 
   // --- Lookup ---
   absl::StatusOr<Tenant> GetTenant(std::string_view id);

@@ -487,6 +487,27 @@ absl::StatusOr<std::vector<ApiKeyInfo>> EngineCore::ListApiKeys(
   return slot->keys;
 }
 
+absl::StatusOr<ApiKeyOwner> EngineCore::FindApiKeyOwner(
+    const Sha256Digest& digest) const {
+  std::shared_ptr<TenantSlot> slot;
+  std::string key_id;
+  {
+    absl::ReaderMutexLock index(&index_mu_);
+    auto it = keys_.find(digest);
+    if (it != keys_.end()) {
+      slot = it->second.slot;
+      key_id = it->second.key_id;
+    }
+  }
+  if (slot != nullptr && slot->state.load() != TenantState::kDeleting) {
+    absl::MutexLock lock(&slot->mu);
+    for (const ApiKeyInfo& info : slot->keys) {
+      if (info.key_id == key_id) return ApiKeyOwner{slot->id, info};
+    }
+  }
+  return absl::NotFoundError("api key: no tenant holds it");
+}
+
 }  // namespace internal
 
 // --- TenantRegistry: the public face of the registry half of EngineCore ---
@@ -564,6 +585,17 @@ absl::StatusOr<ApiKeyInfo> TenantRegistry::ImportApiKeyHash(
   std::string hex(sha256_hex);
   return core_->ImportApiKeyDigest(id, *digest, "imp-" + hex.substr(0, 12),
                                    "sha256:" + hex.substr(0, 8));
+}
+
+absl::StatusOr<ApiKeyOwner> TenantRegistry::FindApiKey(
+    std::string_view sha256_hex) const {
+  std::optional<internal::Sha256Digest> digest =
+      internal::DigestFromHex(sha256_hex);
+  if (!digest.has_value()) {
+    return absl::InvalidArgumentError(
+        "api key hash must be 64 lower-case hex characters");
+  }
+  return core_->FindApiKeyOwner(*digest);
 }
 
 absl::Status TenantRegistry::RevokeApiKey(std::string_view id,

@@ -30,6 +30,12 @@ struct ListOptions {
   size_t limit = 100;
 };
 
+// Who holds an API key (TenantRegistry::FindApiKey). Intentionally copyable.
+struct ApiKeyOwner {
+  std::string tenant_id;
+  ApiKeyInfo key;
+};
+
 struct TenantPage {
   std::vector<TenantInfo> tenants;
   // Pass as ListOptions::start_after for the next page; empty when done.
@@ -101,6 +107,13 @@ class TenantRegistry {
                                           std::string_view secret);
   absl::StatusOr<ApiKeyInfo> ImportApiKeyHash(std::string_view id,
                                               std::string_view sha256_hex);
+
+  // The tenant holding the key whose SHA-256 is `sha256_hex` (64 lower-case
+  // hex characters) and the key's public info: lets a caller that manages
+  // keys by hash (a tenants file) check a key before ImportApiKeyHash.
+  // NOT_FOUND if no tenant holds it (or its tenant is being purged);
+  // INVALID_ARGUMENT for a malformed hash.
+  absl::StatusOr<ApiKeyOwner> FindApiKey(std::string_view sha256_hex) const;
 
   // Revokes one key, live at once. NOT_FOUND if the tenant or key is absent.
   absl::Status RevokeApiKey(std::string_view id, std::string_view key_id);
