@@ -1,11 +1,12 @@
 // tenancyd: the multi-tenant key-value server (API.md is its contract).
 //
-//   tenancyd --data-dir DIR [--listen HOST:PORT] [--admin-key-file FILE]
-//            [--auth api-key|trusted] [--threads N] [--default-tenant ID]
-//            [--host-suffix SUFFIX] [--metrics-public]
+//   tenancyd --data-dir DIR [--listen HOST:PORT] [--config FILE]
+//            [--admin-key-file FILE] [--auth api-key|trusted] [--threads N]
+//            [--default-tenant ID] [--host-suffix SUFFIX] [--metrics-public]
 //
 // Prints "tenancyd listening on HOST:PORT" once it accepts connections.
 // SIGTERM / SIGINT: stop accepting, finish requests in flight, flush, exit 0.
+// SIGHUP: re-read and apply the tenants file (--config) at once.
 
 #include <signal.h>
 #include <unistd.h>
@@ -22,17 +23,20 @@
 
 #include "absl/synchronization/mutex.h"
 #include "http_server.h"
+#include "tenancy/config_file.h"
 #include "tenancy/engine.h"
 
 namespace {
 
 constexpr char kUsage[] =
-    "usage: tenancyd --data-dir DIR [--listen HOST:PORT] [--admin-key-file FILE]\n"
-    "                [--auth api-key|trusted] [--threads N] [--default-tenant ID]\n"
-    "                [--host-suffix SUFFIX] [--metrics-public]\n"
+    "usage: tenancyd --data-dir DIR [--listen HOST:PORT] [--config FILE]\n"
+    "                [--admin-key-file FILE] [--auth api-key|trusted] [--threads N]\n"
+    "                [--default-tenant ID] [--host-suffix SUFFIX] [--metrics-public]\n"
     "\n"
     "  --data-dir DIR         RocksDB directory; created if missing\n"
     "  --listen HOST:PORT     default 127.0.0.1:8080; port 0 picks a free port\n"
+    "  --config FILE          tenants file (tenants, keys, limits); applied at\n"
+    "                         start, re-applied when it changes and on SIGHUP\n"
     "  --admin-key-file FILE  the admin key (or env TENANCY_ADMIN_KEY); without\n"
     "                         one, every admin route answers 403\n"
     "  --auth MODE            api-key (default): the Bearer key picks the tenant;\n"
@@ -91,6 +95,7 @@ int main(int argc, char** argv) {
   tenancy::ServerOptions options;
   std::string data_dir;
   std::string admin_key_file;
+  std::string config_path;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     auto value = [&](std::string_view flag) -> std::string {
@@ -107,6 +112,8 @@ int main(int argc, char** argv) {
       if (!ParseHostPort(listen, &options.host, &options.port)) {
         Fail("--listen wants HOST:PORT, got \"" + listen + "\"");
       }
+    } else if (arg == "--config") {
+      config_path = value(arg);
     } else if (arg == "--admin-key-file") {
       admin_key_file = value(arg);
     } else if (arg == "--auth") {
@@ -153,6 +160,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   tenancy::EngineOptions engine_options;
@@ -162,10 +170,30 @@ int main(int argc, char** argv) {
     std::cerr << "tenancyd: open " << data_dir << ": " << engine.status() << "\n";
     return 1;
   }
+  // The tenants file is applied before the server accepts anything, so its
+  // tenants and keys work from the first request; a file that is refused at
+  // start stops tenancyd (the reason is in the log).
+  std::unique_ptr<tenancy::ConfigFile> config;
+  if (!config_path.empty()) {
+    tenancy::ConfigFileOptions config_options;
+    config_options.path = config_path;
+    auto opened = tenancy::ConfigFile::Open(engine->get(), config_options);
+    if (!opened.ok()) {
+      std::cerr << "tenancyd: --config " << config_path << ": " << opened.status()
+                << "\n";
+      return 1;
+    }
+    config = *std::move(opened);
+  }
   auto server = tenancy::HttpServer::Start(options, engine->get());
   if (!server.ok()) {
     std::cerr << "tenancyd: " << server.status() << "\n";
     return 1;
+  }
+  tenancy::CollectorHandle config_metrics;
+  if (config != nullptr) {
+    config_metrics = (*server)->metrics().AddCollector(
+        [file = config.get()](tenancy::MetricSink& sink) { file->CollectMetrics(sink); });
   }
   const std::string& host = (*server)->host();
   std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
@@ -173,13 +201,25 @@ int main(int argc, char** argv) {
             << std::endl;
 
   int signal_number = 0;
-  while (sigwait(&signals, &signal_number) != 0) {
+  while (true) {
+    if (sigwait(&signals, &signal_number) != 0) continue;
+    if (signal_number != SIGHUP) break;
+    if (config == nullptr) {
+      (*engine)->logger().Log(tenancy::LogLevel::kWarning,
+                              "tenancyd: SIGHUP: no --config to reload");
+      continue;
+    }
+    (*engine)->logger().Log(tenancy::LogLevel::kInfo,
+                            "tenancyd: SIGHUP: reloading the tenants file");
+    config->Reload().IgnoreError();  // logged, counted; the last good one stays
   }
   (*engine)->logger().Log(tenancy::LogLevel::kInfo,
                           std::string("tenancyd: ") + strsignal(signal_number) +
                               ": draining");
   (*server)->Shutdown();
+  config_metrics.Remove();
   server->reset();
+  config.reset();
   absl::Status flushed = (*engine)->Flush();
   if (!flushed.ok()) {
     std::cerr << "tenancyd: flush: " << flushed << "\n";
