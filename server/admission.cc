@@ -18,6 +18,13 @@ LimitClassId LimitClassOfRoute(RouteId route) {
     case RouteId::kKvPut:
     case RouteId::kKvDelete:
     case RouteId::kBatch:
+    case RouteId::kCachePut:
+    case RouteId::kCacheDelete:
+    case RouteId::kCacheIncr:
+    case RouteId::kJobEnqueue:
+    case RouteId::kJobClaim:
+    case RouteId::kJobAck:
+    case RouteId::kJobNack:
       return LimitClassId::kWrites;
     case RouteId::kKvScan:
       return LimitClassId::kScans;

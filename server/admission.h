@@ -3,7 +3,8 @@
 // Limit classes the server uses (hierarchical: a permit for a child class
 // also holds its parent):
 //   requests           every tenant request      default 32 per tenant
-//   requests/writes    PUT/DELETE kv, batch      default 16 per tenant
+//   requests/writes    PUT/DELETE kv, batch,     default 16 per tenant
+//                      cache writes, job enqueue/claim/ack/nack
 //   requests/scans     GET /v1/kv (scan)         default 4 per tenant
 // They are defaults at the engine's Limiter (Engine::limiter()): a default the
 // engine already has for a class (EngineOptions::limiter, a tenants file)

@@ -253,7 +253,7 @@ TEST_CASE(
   REQUIRE(first.status == 201);
   CHECK(first.Json("created")->get_bool().value());
   Reply retry = c.Post("/v1/jobs", body, Bearer(a));
-  CHECK(retry.status == 200);
+  CHECK(retry.status == 201);
   CHECK(retry.JsonString("id") == first.JsonString("id"));
   CHECK_FALSE(retry.Json("created")->get_bool().value());
   CHECK(s.Jobs("alpha").Counts()->queued == 1);

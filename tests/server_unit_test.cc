@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "absl/status/status.h"
+#include "admission.h"
 #include "http_status.h"
 #include "json.h"
 #include "request_target.h"
@@ -207,3 +208,21 @@ TEST_CASE("HttpStatus: every status maps to API.md's status and code", "[status]
 
 }  // namespace
 }  // namespace tenancy::internal
+
+TEST_CASE("Admission: every route that changes state holds the writes class",
+          "[server][admission]") {
+  using tenancy::internal::LimitClassId;
+  using tenancy::internal::LimitClassOfRoute;
+  using tenancy::internal::RouteId;
+  for (RouteId write : {RouteId::kKvPut, RouteId::kKvDelete, RouteId::kBatch,
+                        RouteId::kCachePut, RouteId::kCacheDelete,
+                        RouteId::kCacheIncr, RouteId::kJobEnqueue,
+                        RouteId::kJobClaim, RouteId::kJobAck, RouteId::kJobNack}) {
+    CHECK(LimitClassOfRoute(write) == LimitClassId::kWrites);
+  }
+  CHECK(LimitClassOfRoute(RouteId::kKvScan) == LimitClassId::kScans);
+  for (RouteId read : {RouteId::kKvGet, RouteId::kCacheGet, RouteId::kJobGet,
+                       RouteId::kUsage}) {
+    CHECK(LimitClassOfRoute(read) == LimitClassId::kRequests);
+  }
+}

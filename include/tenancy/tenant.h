@@ -194,11 +194,6 @@ class Tenant {
   // library count themselves; a host counts calls the library does not see.
   void RecordCall(CallKind kind) const;
 
-  // OK when the tenant accepts reads (active or read-only); PERMISSION_DENIED
-  // (kTenantDisabled) or NOT_FOUND (kTenantDeleted) otherwise.
-  absl::Status CheckReadable() const;
-  // As CheckReadable, and PERMISSION_DENIED (kTenantReadOnly) when read-only.
-  absl::Status CheckWritable() const;
   // A permit of limit class `cls` (from Engine::limiter().Class()) on behalf
   // of this tenant: the tenant tier (the spec's limits over the engine's
   // defaults, and the quota's request rate), then the global tier. See
@@ -214,6 +209,11 @@ class Tenant {
   // defaults overlaid with the spec's limits. For display.
   ConcurrencyLimits EffectiveLimits() const;
 
+  // OK when the tenant accepts reads (active or read-only); PERMISSION_DENIED
+  // (kTenantDisabled) or NOT_FOUND (kTenantDeleted) otherwise.
+  absl::Status CheckReadable() const;
+  // As CheckReadable, and PERMISSION_DENIED (kTenantReadOnly) when read-only.
+  absl::Status CheckWritable() const;
 
  private:
   friend class internal::EngineCore;
