@@ -69,7 +69,7 @@ TEST_CASE("ApiKeys: rotation keeps two keys live, and both survive reopen",
   CHECK(f.engine->ResolveApiKey(new_key->secret)->id() == "acme");
 }
 
-TEST_CASE("ApiKeys: imported keys work by plaintext or hash; owners are exclusive",
+TEST_CASE("ApiKeys: imported keys work by plaintext or hash, and owners are exclusive",
           "[api_key]") {
   EngineFixture f;
   f.Create("acme");

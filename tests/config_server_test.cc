@@ -176,7 +176,7 @@ TEST_CASE("tenants file over HTTP: the seeded default limits are in force for a 
 }
 
 TEST_CASE("tenants file over HTTP: a broken file changes nothing and the metrics "
-          "say so; a fixed file applies",
+          "say so, and a fixed file applies",
           "[config][server]") {
   ConfigServer s(File(Entry("acme", kAcmeKey)));
   TestClient c = s.Client();

@@ -273,7 +273,7 @@ TEST_CASE("Server: --metrics-public serves /metrics without the admin key, and "
   CHECK(c.Get("/admin/tenants").status == 401);
 }
 
-TEST_CASE("Server: POST /admin/tenants returns a key once; an existing id is 409",
+TEST_CASE("Server: POST /admin/tenants returns a key once, and an existing id is 409",
           "[server][admin]") {
   ServerFixture f;
   TestClient c = f.Client();
@@ -505,7 +505,7 @@ TEST_CASE("Server: scan pages through keys in order with prefix, range and rever
   CHECK(c.Get("/v1/kv?reverse=true&cursor=" + cursor, Bearer(a)).status == 400);
 }
 
-TEST_CASE("Server: a scan's response is bounded; the cursor continues it",
+TEST_CASE("Server: a scan's response is bounded and the cursor continues it",
           "[server][kv]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.max_scan_response_bytes = 3000;

@@ -214,7 +214,7 @@ TEST_CASE("TenantCache: purging a tenant drops its entries and its budget",
 }
 
 TEST_CASE(
-    "TenantCache: disabling a tenant drops its entries; enabled again "
+    "TenantCache: disabling a tenant drops its entries, and enabled again "
     "it starts empty",
     "[tenant_cache]") {
   CacheFixture f;
