@@ -457,10 +457,12 @@ absl::StatusOr<LimiterTenant*> EngineCore::LimiterTenantOf(TenantSlot& slot) {
 }
 
 ConcurrencyLimits EngineCore::EffectiveLimits(const TenantSlot& slot) const {
-  ConcurrencyLimits limits = limiter_->DefaultTenantLimits();
-  absl::MutexLock lock(&slot.mu);
-  for (const auto& [name, limit] : slot.spec.limits) limits[name] = limit;
-  return limits;
+  ConcurrencyLimits overrides;
+  {
+    absl::MutexLock lock(&slot.mu);
+    overrides = slot.spec.limits;
+  }
+  return limiter_->EffectiveTenantLimits(overrides);
 }
 
 TenantInfo EngineCore::InfoOf(const TenantSlot& slot) const {

@@ -1002,6 +1002,13 @@ ConcurrencyLimits Limiter::DefaultTenantLimits() const {
 
 ConcurrencyLimits Limiter::GlobalLimits() const { return rep_->GlobalLimits(); }
 
+ConcurrencyLimits Limiter::EffectiveTenantLimits(
+    const ConcurrencyLimits& overrides) const {
+  ConcurrencyLimits limits = DefaultTenantLimits();
+  for (const auto& [name, limit] : overrides) limits[name] = limit;
+  return limits;
+}
+
 absl::Status Limiter::SetDefaultTenantLimits(const ConcurrencyLimits& limits) {
   return rep_->SetDefaultTenantLimits(limits);
 }

@@ -65,9 +65,7 @@ absl::StatusOr<AdmissionTicket> Admission::Admit(const Tenant& tenant,
 
 std::map<std::string, int64_t> Admission::EffectiveLimits(
     const TenantSpec& spec) const {
-  std::map<std::string, int64_t> limits = limiter_->DefaultTenantLimits();
-  for (const auto& [name, limit] : spec.limits) limits[name] = limit;
-  return limits;
+  return limiter_->EffectiveTenantLimits(spec.limits);
 }
 
 void Admission::Collect(MetricSink& sink) const {

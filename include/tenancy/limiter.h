@@ -391,6 +391,9 @@ class Limiter {
   // The maps last set (or given in LimiterOptions).
   ConcurrencyLimits DefaultTenantLimits() const;
   ConcurrencyLimits GlobalLimits() const;
+  // The tenant-tier limits in force for a tenant whose overrides are
+  // `overrides`: the defaults now, overlaid with them. For display.
+  ConcurrencyLimits EffectiveTenantLimits(const ConcurrencyLimits& overrides) const;
 
   // ---------------------------------------------------------------------
   // Acquisition (fast path: lock-free unless a semaphore is full)
