@@ -8,12 +8,12 @@
 #include "api_key.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "secure_random.h"
 
 namespace tenancy::internal {
 namespace {
@@ -93,8 +93,8 @@ absl::StatusOr<GeneratedKey> GenerateApiKey() {
   // bytes, under the 55 that SHA-256 hashes in one compression block (a
   // 256-bit secret would make every resolution hash two).
   uint8_t secret_bytes[24];
-  if (RAND_bytes(id_bytes, sizeof(id_bytes)) != 1 ||
-      RAND_bytes(secret_bytes, sizeof(secret_bytes)) != 1) {
+  if (!SecureRandomBytes(id_bytes, sizeof(id_bytes)).ok() ||
+      !SecureRandomBytes(secret_bytes, sizeof(secret_bytes)).ok()) {
     return absl::InternalError("api key: random generator failed");
   }
   GeneratedKey key;

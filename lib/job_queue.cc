@@ -6,12 +6,12 @@
 #include <deque>
 #include <utility>
 
-#include "absl/random/random.h"
 #include "absl/strings/str_format.h"
 #include "job_runtime.h"
 #include "key_encoding.h"
 #include "meta_records.h"
 #include "rocksdb_status.h"
+#include "secure_random.h"
 #include "status_macros.h"
 #include "str_cat.h"
 #include "tenancy/jobs.h"
@@ -245,19 +245,9 @@ bool HexDecode(std::string_view hex, std::string* out) {
   return true;
 }
 
-uint64_t NewLeaseToken() {
-  thread_local absl::InsecureBitGen gen;
-  uint64_t token;
-  do {
-    token = absl::Uniform<uint64_t>(gen);
-  } while (token == 0);  // 0 means "no lease"
-  return token;
-}
-
-double UniformUnit() {
-  thread_local absl::InsecureBitGen gen;
-  return absl::Uniform<double>(gen, 0.0, 1.0);
-}
+// A lease token: unguessable, so that only the claimer can ack or nack (0
+// means "no lease").
+absl::StatusOr<uint64_t> NewLeaseToken() { return SecureRandomU64(/*nonzero=*/true); }
 
 int64_t DurationMicros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
@@ -865,7 +855,7 @@ int64_t BackoffMicros(const JobQueueOptions& options, uint32_t attempts) {
   double max = absl::ToDoubleMicroseconds(options.backoff_max);
   int exponent = static_cast<int>(std::min<uint32_t>(attempts > 0 ? attempts - 1 : 0, 62));
   double delay = std::min(max, std::ldexp(base, exponent));
-  delay *= 1.0 - options.backoff_jitter * UniformUnit();
+  delay *= 1.0 - options.backoff_jitter * RandomUnitInterval();
   return static_cast<int64_t>(delay);
 }
 
@@ -1037,7 +1027,7 @@ absl::StatusOr<std::optional<Job>> ClaimLocked(
     ClaimedJob c;
     c.ready_key = ready_key;
     c.expiry_us = cx.now + lease_us;
-    c.token = NewLeaseToken();
+    TENANCY_ASSIGN_OR_RETURN(c.token, NewLeaseToken());
     c.attempts = state.attempts + 1;
     c.failure = state.failure;
     c.record_size = stored->size;
