@@ -46,6 +46,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     options.logger = std::shared_ptr<Logger>(std::shared_ptr<Logger>{}, &engine->logger());
   }
   options.transport.worker_threads = options.threads;
+  // The server's classes follow the worker count unless given.
+  options.default_tenant_limits.try_emplace("requests", int64_t{4} * options.threads);
+  options.default_tenant_limits.try_emplace("requests/writes",
+                                            int64_t{2} * options.threads);
+  options.default_tenant_limits.try_emplace("requests/scans",
+                                            std::max(1, options.threads / 2));
 
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(options)));
   const ServerOptions& o = server->options_;
@@ -69,29 +75,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   t.set_head_handler([router](const internal::RequestHead& head) {
     return router->DecideHead(head);
   });
-  t.set_pre_routing_handler([router](const httplib::Request& req,
-                                     httplib::Response& res) {
-    return router->Handle(req, res);
-  });
-  t.set_expect_100_continue_handler(
-      [router](const httplib::Request& req, httplib::Response& res) {
-        return router->HandleExpectContinue(req, res);
-      });
-  t.set_error_handler(httplib::Server::HandlerWithResponse(
-      [router](const httplib::Request& req, httplib::Response& res) {
-        return router->HandleError(req, res);
-      }));
-  t.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                             std::exception_ptr) {
-    res.status = 500;
-    res.set_content(internal::ErrorBody("internal", "internal error"),
-                    "application/json");
-  });
-
-  // httplib never reads a body for us (the router does, after its checks);
-  // this bound is only a backstop.
-  t.set_payload_max_length(std::max<size_t>(o.max_json_body_bytes,
-                                            engine->options().max_value_bytes));
+  t.set_request_handler([router](internal::Exchange& exchange) { router->Handle(exchange); });
 
   auto port = t.Bind(o.host, o.port);
   if (!port.ok()) return port.status();

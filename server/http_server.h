@@ -91,14 +91,17 @@ struct ServerOptions {
   // Default: 16 MiB.
   size_t max_scan_response_bytes = size_t{16} << 20;
   // Per-tenant concurrency of the server's limit classes (see README,
-  // "Limits"): every tenant request holds a "requests" permit; writes hold
-  // "requests/writes", scans "requests/scans" (each also holding its parent).
-  // A tenant's spec "limits" override these per class. Defaults at the
-  // engine's limiter, filled in at Start where the engine has none (so a
-  // tenants file or EngineOptions::limiter wins).
-  // Default: requests 32, requests/writes 16, requests/scans 4.
-  std::map<std::string, int64_t> default_tenant_limits = {
-      {"requests", 32}, {"requests/writes", 16}, {"requests/scans", 4}};
+  // "Limits"): every tenant request holds a "requests" permit from its head
+  // to its response (queued or running); writes hold "requests/writes",
+  // scans "requests/scans" (each also holding its parent). A tenant's spec
+  // "limits" override these per class. Defaults at the engine's limiter,
+  // filled in at Start where the engine has none (so a tenants file or
+  // EngineOptions::limiter wins). A class not given here follows the worker
+  // count: requests 4 x threads, requests/writes 2 x threads,
+  // requests/scans max(1, threads / 2) (32, 16 and 4 with 8 threads). How
+  // many of a tenant's requests run at once is the transport's
+  // max_running_per_lane (half the workers by default).
+  std::map<std::string, int64_t> default_tenant_limits;
   // Concurrency of the same classes over all tenants together, filled in at
   // the engine's limiter likewise.
   // Default: empty (unlimited; the worker threads bound it anyway).

@@ -7,69 +7,106 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
-#include "text.h"
 #include "http_status.h"
+#include "text.h"
 
 // Ownership protocol. A Connection is owned by exactly one of: the reactor
-// (registered and armed in epoll, or being read by the reactor), the ready
-// queue, or one worker. Only the owner touches its buffers; ownership changes
-// under mu_, which also gives ThreadSanitizer (and the memory model) the
-// happens-before edge between the old owner's writes and the new owner's
-// reads. Every fd is registered in epoll with EPOLLONESHOT for its whole life:
-// arming it (ArmLocked, under mu_) is what hands it to the reactor, and it
-// fires once.
+// (armed in epoll, in the reactor's ready list, or being worked on by the
+// reactor), a ready queue, or one worker. Only the owner touches its buffers;
+// ownership changes under mu_, which also gives ThreadSanitizer (and the
+// memory model) the happens-before edge between the old owner's writes and
+// the new owner's reads. Every fd is registered in epoll with EPOLLONESHOT
+// for its whole life: arming it (ArmLocked, under mu_) is what hands it to
+// the reactor, and it fires once.
+//
+// A request's life: the owner reads its head (Advance), asks the head
+// handler, and for an admitted request reserves its body in the lane's
+// buffer budget and reads the body (the reactor, or a lingering worker while
+// it arrives at once); complete, it is dispatched to the lane's queue (or
+// run at once by a worker that already holds the connection, when the
+// scheduler allows). A worker runs it and writes the response without
+// waiting; what the client does not take at once is finished by the
+// reactor. Then the next request on the connection.
 
 namespace tenancy::internal {
 
 using Clock = std::chrono::steady_clock;
 
+struct Peer {
+  std::string ip;
+  std::vector<Connection*> connections;  // protected by HttpTransport::mu_
+};
+
 struct Connection {
   enum class Owner { kReactor, kQueued, kWorker };
-  enum class Phase { kIdle, kHead, kDraining };
+  enum class Phase { kIdle, kHead, kBody, kWriting, kDraining };
 
   int fd = -1;
   Owner owner = Owner::kReactor;  // protected by HttpTransport::mu_
+  Peer* peer = nullptr;           // constant after accept
 
   // Touched only by the owner.
   Phase phase = Phase::kIdle;
   Clock::time_point deadline;
-  std::string in;           // received bytes; [in_off, size) not consumed
+  Clock::time_point idle_since;
+  std::string in;  // received bytes; [in_off, size) not consumed
   size_t in_off = 0;
-  size_t scan_from = 0;     // where the search for the end of the head resumes
+  size_t scan_from = 0;  // where the search for the end of the head resumes
   bool peer_closed = false;  // EOF read
   size_t served = 0;
   size_t drained = 0;
-  uint64_t body_bytes = 0;      // of the request in the buffer, once ready
-  bool transfer_encoding = false;
-  size_t head_bytes = 0;
-  // The head handler has decided on the request at the front of the buffer,
-  // and admitted it with this context.
+  int refusals_this_turn = 0;
+
+  // The request at the front of `in` (from offset 0 once inspected).
   bool head_decided = false;
+  size_t head_bytes = 0;
+  uint64_t body_bytes = 0;  // Content-Length
+  bool keep_alive = true;   // as the client asked (HTTP version, Connection)
+  bool http10 = false;
+  bool takes_body = false;   // admitted with a body the route reads
+  bool unread_body = false;  // a body the route does not take: close after
+  Lane lane;
   std::unique_ptr<ExchangeContext> context;
+  int64_t body_reserved = 0;  // in lane.key's buffer budget
+  bool body_pending = false;  // counted in HttpTransport::bodies_pending_
+
+  // A response the reactor is finishing.
+  std::string out_head;
+  std::string out_body;
+  size_t out_off = 0;  // over out_head then out_body
+  uint64_t out_lane = 0;
+  int64_t out_reserved = 0;  // in out_lane's buffer budget
+  bool close_after_write = false;
 
   // Constant after accept.
   std::string remote_ip;
-  int remote_port = 0;
-  std::string local_ip;
-  int local_port = 0;
+
+  size_t buffered() const { return in.size() - in_off; }
+  size_t out_remaining() const {
+    return out_head.size() + out_body.size() - out_off;
+  }
 };
 
 struct HttpTransport::Frame {
-  // kNeedMore: no complete head yet. kHead: the head is complete, the body
-  // the reactor buffers is not. kReady: the request is complete in memory.
-  enum class Kind { kNeedMore, kHead, kReady, kError };
+  // kNeedMore: no complete head yet. kHead: the head is complete.
+  enum class Kind { kNeedMore, kHead, kError };
   Kind kind = Kind::kNeedMore;
   size_t head_bytes = 0;
   uint64_t body_bytes = 0;
   bool transfer_encoding = false;
   bool expect_continue = false;
+  bool keep_alive = true;
+  bool http10 = false;
   int status = 0;
   std::string_view code;
   std::string_view message;
@@ -78,7 +115,8 @@ struct HttpTransport::Frame {
 class HttpTransport::Worker {
  public:
   std::thread thread;
-  int wake_fd = -1;  // eventfd: "stop lingering, others need a worker"
+  bool background = false;  // constant after Start
+  int wake_fd = -1;  // eventfd: "stop lingering, a request waits for a worker"
   // Protected by HttpTransport::mu_: set when taken off lingering_ by a
   // dispatcher (who then writes wake_fd).
   bool signaled = false;
@@ -86,10 +124,10 @@ class HttpTransport::Worker {
 
 namespace {
 
-thread_local Exchange* tls_exchange = nullptr;
-
 char kListenTag;
 char kWakeTag;
+
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 int64_t MillisUntil(Clock::time_point deadline) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -98,13 +136,14 @@ int64_t MillisUntil(Clock::time_point deadline) {
   return ms < 0 ? 0 : ms;
 }
 
+char Lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
+    if (Lower(a[i]) != Lower(b[i])) return false;
   }
   return true;
 }
@@ -123,26 +162,38 @@ std::string_view TrimOws(std::string_view s) {
   return s;
 }
 
-void AddressOf(const sockaddr_storage& addr, std::string* ip, int* port) {
+// True if the comma-separated header value lists `token` (case-insensitive).
+bool ListsToken(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view item = TrimOws(value.substr(0, comma));
+    if (EqualsIgnoreCase(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+std::string AddressOf(const sockaddr_storage& addr) {
   char buf[INET6_ADDRSTRLEN] = {0};
   if (addr.ss_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
     inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
-    *port = ntohs(in->sin_port);
   } else if (addr.ss_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
     inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf));
-    *port = ntohs(in6->sin6_port);
   }
-  *ip = buf;
+  return buf;
 }
 
+// A response the transport writes itself, always followed by a close.
 std::string CannedResponse(int status, std::string_view code,
-                           std::string_view message) {
+                           std::string_view message, bool retry_after = false) {
   std::string body = ErrorBody(code, message);
   return Cat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
-                      "\r\nContent-Type: application/json\r\nContent-Length: ",
-                      body.size(), "\r\nConnection: close\r\n\r\n", body);
+             "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
+             retry_after ? "\r\nRetry-After: 1" : "", "\r\nConnection: close\r\n\r\n",
+             body);
 }
 
 // Best effort: the socket may not take it all at once; the client of a
@@ -157,10 +208,60 @@ bool SendNow(int fd, std::string_view data) {
   return true;
 }
 
+// Sends what the socket takes now of head[off..] + body. Returns the new
+// offset, or -1 on a connection error.
+int64_t SendSome(int fd, std::string_view head, std::string_view body, size_t off) {
+  const size_t total = head.size() + body.size();
+  while (off < total) {
+    iovec iov[2];
+    int count = 0;
+    if (off < head.size()) {
+      iov[count++] = {const_cast<char*>(head.data()) + off, head.size() - off};
+      if (!body.empty()) iov[count++] = {const_cast<char*>(body.data()), body.size()};
+    } else {
+      size_t at = off - head.size();
+      iov[count++] = {const_cast<char*>(body.data()) + at, body.size() - at};
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    return -1;
+  }
+  return static_cast<int64_t>(off);
+}
+
+bool HasNoBody(int status) { return status < 200 || status == 204 || status == 304; }
+
+// The status line and headers of `response`.
+std::string ResponseHead(const HttpResponse& response, bool close, bool http10) {
+  std::string out = Cat("HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status),
+                        "\r\n");
+  for (const auto& [name, value] : response.headers) {
+    out += Cat(name, ": ", value, "\r\n");
+  }
+  if (!HasNoBody(response.status)) {
+    out += Cat("Content-Length: ", response.body.size(), "\r\n");
+  }
+  if (close) {
+    out += "Connection: close\r\n";
+  } else if (http10) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+  return out;
+}
+
 // Inspects the bytes of one request (the buffer after blank lines). Finds the
 // end of its head, checks the head against the limits and the grammar that
 // matters for framing (CRLF line ends, no control bytes, no obs-fold, one
-// Content-Length), and says whether the request is complete in memory.
+// Content-Length, HTTP/1.x), and reads what framing needs from it.
 // *scan_from remembers how far the search for the end of the head got.
 HttpTransport::Frame InspectRequest(std::string_view data,
                                     const TransportOptions& o,
@@ -169,174 +270,15 @@ HttpTransport::Frame InspectRequest(std::string_view data,
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// The stream httplib reads the request from and writes the response to.
+// Exchange and header lookup
 
-class HttpTransport::ConnectionStream final : public httplib::Stream {
- public:
-  ConnectionStream(HttpTransport* transport, Connection* c)
-      : transport_(transport), c_(c) {}
-  ~ConnectionStream() override {
-    if (slow_slot_) transport_->ReleaseSlowIo();
+void Exchange::BeginLongWait() {
+  if (release_lane_) {
+    std::function<void()> release = std::move(release_lane_);
+    release_lane_ = nullptr;
+    release();
   }
-
-  // Result of Receive() when no slow-I/O slot is free.
-  static constexpr ssize_t kBusy = -2;
-
-  bool is_readable() const override {
-    if (c_->in_off < c_->in.size()) return true;
-    pollfd p{c_->fd, POLLIN, 0};
-    return ::poll(&p, 1, static_cast<int>(transport_->options_.io_timeout.count())) > 0;
-  }
-  bool is_writable() const override { return true; }
-
-  // Serves the buffered request; reading past it (which httplib never does,
-  // since the handlers read bodies through Exchange) has a deadline.
-  ssize_t read(char* ptr, size_t size) override {
-    if (c_->in_off < c_->in.size()) {
-      size_t n = std::min(size, c_->in.size() - c_->in_off);
-      std::memcpy(ptr, c_->in.data() + c_->in_off, n);
-      c_->in_off += n;
-      return static_cast<ssize_t>(n);
-    }
-    return Receive(ptr, size, Clock::now() + transport_->options_.io_timeout);
-  }
-
-  ssize_t write(const char* ptr, size_t size) override {
-    out_.append(ptr, size);
-    if (out_.size() >= kFlushAt && !Flush()) return -1;
-    return static_cast<ssize_t>(size);
-  }
-
-  void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    ip = c_->remote_ip;
-    port = c_->remote_port;
-  }
-  void get_local_ip_and_port(std::string& ip, int& port) const override {
-    ip = c_->local_ip;
-    port = c_->local_port;
-  }
-  socket_t socket() const override { return c_->fd; }
-
-  // Reads from the socket (never the buffer) until `deadline`; a wait of
-  // more than io_timeout without a byte fails too. Pending output is sent
-  // first (a "100 Continue" must reach the client before it sends).
-  // Returns bytes read, 0 on EOF, -1 on timeout or error, kBusy if it would
-  // have to wait and no slow-I/O slot is free.
-  ssize_t Receive(char* ptr, size_t size, Clock::time_point deadline) {
-    if (!Flush()) return -1;
-    for (;;) {
-      ssize_t n = ::recv(c_->fd, ptr, size, MSG_DONTWAIT);
-      if (n >= 0) return n;
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
-      if (!TakeSlowSlot()) return kBusy;
-      int64_t wait = std::min<int64_t>(MillisUntil(deadline),
-                                       transport_->options_.io_timeout.count());
-      if (wait <= 0) return -1;
-      pollfd p{c_->fd, POLLIN, 0};
-      int rc = ::poll(&p, 1, static_cast<int>(wait));
-      if (rc == 0) return -1;
-      if (rc < 0 && errno != EINTR) return -1;
-    }
-  }
-
-  // Sends everything written so far. False if the client does not take it
-  // fast enough (io_timeout without progress, or below the minimum rate).
-  bool Flush() {
-    if (out_.empty()) return true;
-    const TransportOptions& o = transport_->options_;
-    Clock::time_point deadline =
-        Clock::now() + o.io_timeout +
-        std::chrono::milliseconds(out_.size() * 1000 /
-                                  std::max<uint64_t>(1, o.min_transfer_bytes_per_second));
-    std::string_view data = out_;
-    while (!data.empty()) {
-      ssize_t n = ::send(c_->fd, data.data(), data.size(),
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        data.remove_prefix(static_cast<size_t>(n));
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        out_.clear();
-        return false;
-      }
-      if (!TakeSlowSlot()) {
-        out_.clear();
-        return false;
-      }
-      int64_t wait = std::min<int64_t>(MillisUntil(deadline), o.io_timeout.count());
-      pollfd p{c_->fd, POLLOUT, 0};
-      if (wait <= 0 || ::poll(&p, 1, static_cast<int>(wait)) <= 0) {
-        out_.clear();
-        return false;
-      }
-    }
-    out_.clear();
-    return true;
-  }
-
- private:
-  static constexpr size_t kFlushAt = 64 << 10;
-
-  // A worker about to wait on its client takes a slot first, and keeps it
-  // for the rest of the request.
-  bool TakeSlowSlot() {
-    if (!slow_slot_) slow_slot_ = transport_->TryAcquireSlowIo();
-    return slow_slot_;
-  }
-
-  HttpTransport* const transport_;
-  Connection* const c_;
-  std::string out_;
-  bool slow_slot_ = false;
-};
-
-// ---------------------------------------------------------------------------
-// Exchange
-
-absl::Status Exchange::ReadBody(std::string* out) {
-  if (body_read_) return absl::FailedPreconditionError("body already read");
-  body_read_ = true;
-  out->clear();
-  out->reserve(body_length_);
-  Connection* c = connection_;
-  size_t buffered = std::min<uint64_t>(body_length_, c->in.size() - c->in_off);
-  out->append(c->in, c->in_off, buffered);
-  c->in_off += buffered;
-  body_from_buffer_ = buffered;
-  uint64_t remaining = body_length_ - buffered;
-  if (remaining > 0) {
-    const TransportOptions& o = transport_->options_;
-    Clock::time_point deadline =
-        Clock::now() + o.io_timeout +
-        std::chrono::milliseconds(remaining * 1000 /
-                                  std::max<uint64_t>(1, o.min_transfer_bytes_per_second));
-    auto* stream = static_cast<HttpTransport::ConnectionStream*>(stream_);
-    char buf[64 << 10];
-    while (remaining > 0) {
-      ssize_t n = stream->Receive(buf, std::min<uint64_t>(remaining, sizeof(buf)),
-                                  deadline);
-      if (n == 0) {
-        return absl::UnavailableError("the client closed the connection");
-      }
-      if (n == HttpTransport::ConnectionStream::kBusy) {
-        return absl::ResourceExhaustedError(
-            "the server is busy waiting on other slow clients; retry");
-      }
-      if (n < 0) {
-        return absl::DeadlineExceededError("request body: client too slow");
-      }
-      out->append(buf, static_cast<size_t>(n));
-      remaining -= static_cast<uint64_t>(n);
-    }
-  }
-  body_complete_ = true;
-  return absl::OkStatus();
 }
-
-const std::string& Exchange::remote_ip() const { return connection_->remote_ip; }
 
 std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
                                               std::string_view name,
@@ -364,44 +306,15 @@ std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
   return found;
 }
 
-bool Exchange::WillClose() const {
-  return close_after_ || !handled_ || has_transfer_encoding_ ||
-         transport_->stopping() ||
-         (body_length_ > 0 && !body_complete_);
-}
-
 // ---------------------------------------------------------------------------
-// HttpTransport
+// HttpTransport: setup and shutdown
 
 HttpTransport::HttpTransport(TransportOptions options)
-    : options_(std::move(options)) {
-  // httplib advertises these in its Keep-Alive header.
-  set_keep_alive_max_count(options_.keep_alive_max_requests);
-  set_keep_alive_timeout(std::max<time_t>(
-      1, std::chrono::duration_cast<std::chrono::seconds>(options_.keep_alive_timeout)
-             .count()));
-  // A response that is followed by a close says so.
-  set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
-    Exchange* ex = Current();
-    if (ex != nullptr && ex->WillClose()) {
-      res.headers.erase("Keep-Alive");
-      if (res.get_header_value("Connection") != "close") {
-        res.set_header("Connection", "close");
-      }
-    }
-  });
-}
+    : options_(std::move(options)) {}
 
 HttpTransport::~HttpTransport() {
   Stop();
   if (listen_fd_ >= 0) ::close(listen_fd_);
-}
-
-Exchange* HttpTransport::Current() { return tls_exchange; }
-
-bool HttpTransport::process_and_close_socket(socket_t sock) {
-  ::close(sock);
-  return false;
 }
 
 absl::StatusOr<int> HttpTransport::Bind(const std::string& host, int port) {
@@ -414,8 +327,7 @@ absl::StatusOr<int> HttpTransport::Bind(const std::string& host, int port) {
   int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(),
                          &hints, &result);
   if (rc != 0) {
-    return absl::UnavailableError(
-        Cat("resolve ", host, ": ", gai_strerror(rc)));
+    return absl::UnavailableError(Cat("resolve ", host, ": ", gai_strerror(rc)));
   }
   std::string last_error = "no address";
   for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
@@ -438,21 +350,23 @@ absl::StatusOr<int> HttpTransport::Bind(const std::string& host, int port) {
   }
   ::freeaddrinfo(result);
   if (listen_fd_ < 0) {
-    return absl::UnavailableError(
-        Cat("bind ", host, ":", port, ": ", last_error));
+    return absl::UnavailableError(Cat("bind ", host, ":", port, ": ", last_error));
   }
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
   ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::string ip;
-  int bound_port = 0;
-  AddressOf(addr, &ip, &bound_port);
-  return bound_port;
+  if (addr.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
+  }
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
 }
 
 absl::Status HttpTransport::Start() {
   if (listen_fd_ < 0) return absl::FailedPreconditionError("not bound");
   if (started_) return absl::FailedPreconditionError("already started");
+  if (!head_handler_ || !request_handler_) {
+    return absl::FailedPreconditionError("handlers not set");
+  }
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epoll_fd_ < 0 || wake_fd_ < 0) {
@@ -465,11 +379,26 @@ absl::Status HttpTransport::Start() {
   ev.data.ptr = &kWakeTag;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
 
-  int n = std::max(1, options_.worker_threads);
-  slow_io_limit_ = options_.max_slow_io_workers > 0 ? options_.max_slow_io_workers
-                                                    : std::max(1, n - 1);
-  for (int i = 0; i < n; ++i) {
+  foreground_threads_ = std::max(1, options_.worker_threads);
+  background_threads_ = options_.background_threads > 0
+                            ? options_.background_threads
+                            : std::max(1, foreground_threads_ / 4);
+  const int per_lane = options_.max_running_per_lane > 0
+                           ? options_.max_running_per_lane
+                           : std::max(1, foreground_threads_ / 2);
+  // Tenant work never takes the last foreground worker: it is the control
+  // lane's (admin requests) whatever the tenants do.
+  const int tenant_total = std::max(1, foreground_threads_ - 1);
+  {
+    absl::MutexLock lock(&mu_);
+    foreground_ = std::make_unique<FairQueue<Connection*>>(
+        std::min(per_lane, tenant_total), tenant_total);
+    background_ = std::make_unique<FairQueue<Connection*>>(
+        std::max(1, background_threads_ / 2), background_threads_);
+  }
+  for (int i = 0; i < foreground_threads_ + background_threads_; ++i) {
     auto w = std::make_unique<Worker>();
+    w->background = i >= foreground_threads_;
     w->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd < 0) {
       return absl::InternalError(Cat("eventfd: ", std::strerror(errno)));
@@ -492,7 +421,8 @@ void HttpTransport::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    work_cv_.SignalAll();
+    foreground_cv_.SignalAll();
+    background_cv_.SignalAll();
     for (Worker* w : lingering_) {
       w->signaled = true;
       uint64_t one = 1;
@@ -502,10 +432,12 @@ void HttpTransport::Stop() {
   }
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof(one));
-  // The reactor first: it stops accepting and dispatching and closes what it
-  // owns; then the workers serve every request already queued and exit.
-  reactor_.join();
+  // The workers serve every request already queued and exit; the reactor
+  // stops accepting, closes what is idle or half-received, finishes the
+  // responses it writes (the workers' last ones included), then exits.
   for (auto& w : workers_) w->thread.join();
+  n = ::write(wake_fd_, &one, sizeof(one));
+  reactor_.join();
   std::vector<Connection*> left;
   {
     absl::MutexLock lock(&mu_);
@@ -519,37 +451,65 @@ void HttpTransport::Stop() {
   listen_fd_ = -1;
 }
 
-bool HttpTransport::TryAcquireSlowIo() {
-  int in_use = slow_io_in_use_.load(std::memory_order_relaxed);
-  while (in_use < slow_io_limit_) {
-    if (slow_io_in_use_.compare_exchange_weak(in_use, in_use + 1,
-                                              std::memory_order_acquire)) {
-      return true;
-    }
-  }
-  slow_io_refusals_total_.fetch_add(1, std::memory_order_relaxed);
-  return false;
-}
-
-void HttpTransport::ReleaseSlowIo() {
-  slow_io_in_use_.fetch_sub(1, std::memory_order_release);
-}
-
 TransportCounters HttpTransport::Counters() const {
   TransportCounters c;
   {
     absl::MutexLock lock(&mu_);
     c.open_connections = static_cast<int64_t>(connections_.size());
-    c.queued_requests = static_cast<int64_t>(ready_.size());
+    c.queued_requests = static_cast<int64_t>(
+        control_.size() + (foreground_ ? foreground_->queued() : 0) +
+        (background_ ? background_->queued() : 0));
+    c.busy_workers = busy_workers_;
+    c.buffered_bytes = buffered_;
   }
-  c.busy_workers = busy_workers_.load(std::memory_order_relaxed);
   c.accepted_total = accepted_total_.load(std::memory_order_relaxed);
   c.refused_connections_total =
       refused_connections_total_.load(std::memory_order_relaxed);
+  c.refused_peer_connections_total =
+      refused_peer_connections_total_.load(std::memory_order_relaxed);
+  c.evicted_idle_total = evicted_idle_total_.load(std::memory_order_relaxed);
   c.head_timeouts_total = head_timeouts_total_.load(std::memory_order_relaxed);
   c.bad_heads_total = bad_heads_total_.load(std::memory_order_relaxed);
-  c.slow_io_refusals_total = slow_io_refusals_total_.load(std::memory_order_relaxed);
+  c.body_timeouts_total = body_timeouts_total_.load(std::memory_order_relaxed);
+  c.buffer_refusals_total = buffer_refusals_total_.load(std::memory_order_relaxed);
+  c.aborted_responses_total =
+      aborted_responses_total_.load(std::memory_order_relaxed);
   return c;
+}
+
+// ---------------------------------------------------------------------------
+// Budgets
+
+bool HttpTransport::ReserveBufferLocked(uint64_t lane, int64_t bytes) {
+  if (bytes <= 0) return true;
+  int64_t& mine = buffered_by_lane_[lane];
+  if (mine + bytes > static_cast<int64_t>(options_.max_buffered_bytes_per_lane) ||
+      buffered_ + bytes > static_cast<int64_t>(options_.max_buffered_bytes)) {
+    if (mine == 0) buffered_by_lane_.erase(lane);
+    buffer_refusals_total_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  mine += bytes;
+  buffered_ += bytes;
+  return true;
+}
+
+void HttpTransport::ReleaseBufferLocked(uint64_t lane, int64_t bytes) {
+  if (bytes <= 0) return;
+  auto it = buffered_by_lane_.find(lane);
+  if (it != buffered_by_lane_.end() && (it->second -= bytes) <= 0) {
+    buffered_by_lane_.erase(it);
+  }
+  buffered_ -= bytes;
+}
+
+void HttpTransport::ReleaseAllBuffers(Connection* c) {
+  if (c->body_reserved == 0 && c->out_reserved == 0) return;
+  absl::MutexLock lock(&mu_);
+  ReleaseBufferLocked(c->lane.key, c->body_reserved);
+  ReleaseBufferLocked(c->out_lane, c->out_reserved);
+  c->body_reserved = 0;
+  c->out_reserved = 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -559,26 +519,66 @@ void HttpTransport::ReactorLoop() {
   constexpr auto kSweepEvery = std::chrono::milliseconds(100);
   epoll_event events[128];
   Clock::time_point next_sweep = Clock::now() + kSweepEvery;
+  bool listening = true;
+  std::vector<Connection*> ready;
   for (;;) {
-    int timeout = static_cast<int>(MillisUntil(next_sweep));
+    {
+      absl::MutexLock lock(&mu_);
+      ready.swap(reactor_ready_);
+    }
+    for (Connection* c : ready) Process(c);
+    ready.clear();
+    bool more_ready;
+    {
+      absl::MutexLock lock(&mu_);
+      more_ready = !reactor_ready_.empty();
+    }
+    int timeout = more_ready ? 0 : static_cast<int>(MillisUntil(next_sweep));
     int n = ::epoll_wait(epoll_fd_, events, 128, timeout);
     for (int i = 0; i < n; ++i) {
       void* p = events[i].data.ptr;
       if (p == &kListenTag) {
         AcceptAll();
       } else if (p == &kWakeTag) {
-        // Stop requested; checked below.
+        uint64_t value;
+        [[maybe_unused]] ssize_t r = ::read(wake_fd_, &value, sizeof(value));
       } else {
-        OnReadable(static_cast<Connection*>(p));
+        OnEvent(static_cast<Connection*>(p), events[i].events);
       }
     }
+    bool stopping, done;
     {
       absl::MutexLock lock(&mu_);
-      if (stopping_) break;
+      stopping = stopping_;
+      done = stopping && busy_workers_ == 0 && writing_ == 0 && bodies_pending_ == 0 &&
+             control_.empty() && foreground_->queued() == 0 &&
+             background_->queued() == 0 && reactor_ready_.empty();
+    }
+    if (stopping && listening) {
+      // No new connections; close every connection the reactor owns that is
+      // not finishing a response (idle, half-received or draining).
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+      listening = false;
+    }
+    if (stopping) {
+      std::vector<Connection*> mine;
+      {
+        absl::MutexLock lock(&mu_);
+        for (Connection* c : connections_) {
+          if (c->owner == Connection::Owner::kReactor &&
+              c->phase != Connection::Phase::kWriting && !c->body_pending) {
+            mine.push_back(c);
+          }
+        }
+        // Connections in the ready list are closed here too.
+        reactor_ready_.clear();
+      }
+      for (Connection* c : mine) Close(c);
+      if (done) break;
     }
     Clock::time_point now = Clock::now();
     if (now >= next_sweep) {
-      if (accept_paused_) {
+      if (accept_paused_ && listening) {
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.ptr = &kListenTag;
@@ -589,17 +589,6 @@ void HttpTransport::ReactorLoop() {
       next_sweep = now + kSweepEvery;
     }
   }
-  // Stopping: no new connections; close every connection the reactor owns
-  // (idle, half-received or draining). Queued ones are the workers' now.
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
-  std::vector<Connection*> mine;
-  {
-    absl::MutexLock lock(&mu_);
-    for (Connection* c : connections_) {
-      if (c->owner == Connection::Owner::kReactor) mine.push_back(c);
-    }
-  }
-  for (Connection* c : mine) Close(c);
 }
 
 void HttpTransport::AcceptAll() {
@@ -607,7 +596,7 @@ void HttpTransport::AcceptAll() {
     sockaddr_storage addr{};
     socklen_t len = sizeof(addr);
     int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
-                       SOCK_CLOEXEC);
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR) continue;
       if (errno == EMFILE || errno == ENFILE) {
@@ -619,15 +608,26 @@ void HttpTransport::AcceptAll() {
       return;  // EAGAIN: done
     }
     accepted_total_.fetch_add(1, std::memory_order_relaxed);
-    size_t open;
+    std::string ip = AddressOf(addr);
+    size_t from_peer = 0, open = 0;
     {
       absl::MutexLock lock(&mu_);
+      auto it = peers_.find(ip);
+      if (it != peers_.end()) from_peer = it->second->connections.size();
       open = connections_.size();
     }
-    if (open >= options_.max_connections) {
+    if (from_peer >= options_.max_connections_per_peer && !EvictIdle(&ip)) {
+      refused_peer_connections_total_.fetch_add(1, std::memory_order_relaxed);
+      SendNow(fd, CannedResponse(503, "unavailable",
+                                 "too many connections from this address",
+                                 /*retry_after=*/true));
+      ::close(fd);
+      continue;
+    }
+    if (open >= options_.max_connections && !EvictIdle(nullptr)) {
       refused_connections_total_.fetch_add(1, std::memory_order_relaxed);
-      SendNow(fd, CannedResponse(503, "unavailable", "too many connections"));
-      ::shutdown(fd, SHUT_RDWR);
+      SendNow(fd, CannedResponse(503, "unavailable", "too many connections",
+                                 /*retry_after=*/true));
       ::close(fd);
       continue;
     }
@@ -635,14 +635,18 @@ void HttpTransport::AcceptAll() {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
     auto* c = new Connection;
     c->fd = fd;
-    AddressOf(addr, &c->remote_ip, &c->remote_port);
-    sockaddr_storage local{};
-    socklen_t local_len = sizeof(local);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
-    AddressOf(local, &c->local_ip, &c->local_port);
+    c->remote_ip = std::move(ip);
     c->phase = Connection::Phase::kIdle;
-    c->deadline = Clock::now() + options_.head_timeout;
+    c->idle_since = Clock::now();
+    c->deadline = c->idle_since + options_.head_timeout;
     absl::MutexLock lock(&mu_);
+    auto& slot = peers_[c->remote_ip];
+    if (slot == nullptr) {
+      slot = std::make_unique<Peer>();
+      slot->ip = c->remote_ip;
+    }
+    c->peer = slot.get();
+    c->peer->connections.push_back(c);
     connections_.insert(c);
     c->owner = Connection::Owner::kReactor;
     epoll_event ev{};
@@ -652,23 +656,209 @@ void HttpTransport::AcceptAll() {
   }
 }
 
-void HttpTransport::ArmLocked(Connection* c) {
+bool HttpTransport::EvictIdle(const std::string* peer_ip) {
+  // Only the reactor takes connections from itself, and this is the reactor,
+  // so a connection found idle here stays so until it is closed below. (One
+  // with a request waiting in reactor_ready_ has bytes buffered: not idle.)
+  Connection* oldest = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto consider = [&oldest](Connection* c) {
+      if (c->owner == Connection::Owner::kReactor &&
+          c->phase == Connection::Phase::kIdle && c->buffered() == 0 &&
+          (oldest == nullptr || c->idle_since < oldest->idle_since)) {
+        oldest = c;
+      }
+    };
+    if (peer_ip != nullptr) {
+      auto it = peers_.find(*peer_ip);
+      if (it != peers_.end()) {
+        for (Connection* c : it->second->connections) consider(c);
+      }
+    } else {
+      for (Connection* c : connections_) consider(c);
+    }
+  }
+  if (oldest == nullptr) return false;
+  evicted_idle_total_.fetch_add(1, std::memory_order_relaxed);
+  Close(oldest);
+  return true;
+}
+
+void HttpTransport::ArmLocked(Connection* c, bool for_write) {
   c->owner = Connection::Owner::kReactor;
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  ev.events = (for_write ? EPOLLOUT : EPOLLIN) | EPOLLRDHUP | EPOLLONESHOT;
   ev.data.ptr = c;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+void HttpTransport::OnEvent(Connection* c, uint32_t events) {
+  {
+    // Pairs with the lock the previous owner held when it armed `c`.
+    absl::MutexLock lock(&mu_);
+  }
+  c->refusals_this_turn = 0;
+  switch (c->phase) {
+    case Connection::Phase::kDraining: {
+      char buf[16 << 10];
+      for (;;) {
+        ssize_t n = ::recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0) {
+          c->drained += static_cast<size_t>(n);
+          if (c->drained >= options_.drain_max_bytes) break;
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          absl::MutexLock lock(&mu_);
+          ArmLocked(c);
+          return;
+        }
+        break;  // EOF or error
+      }
+      Close(c);
+      return;
+    }
+    case Connection::Phase::kWriting: {
+      int64_t off = SendSome(c->fd, c->out_head, c->out_body, c->out_off);
+      if (off < 0) {
+        aborted_responses_total_.fetch_add(1, std::memory_order_relaxed);
+        Close(c);
+        return;
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        const int64_t sent = off - static_cast<int64_t>(c->out_off);
+        const int64_t release = std::min(sent, c->out_reserved);
+        ReleaseBufferLocked(c->out_lane, release);
+        c->out_reserved -= release;
+        c->out_off = static_cast<size_t>(off);
+        if (c->out_remaining() > 0) {
+          ArmLocked(c, /*for_write=*/true);
+          return;
+        }
+        --writing_;
+      }
+      FinishWrite(c);
+      return;
+    }
+    default:
+      break;
+  }
+  (void)events;
+  if (!ReadAvailable(c)) {
+    Close(c);
+    return;
+  }
+  Process(c);
+}
+
+void HttpTransport::FinishWrite(Connection* c) {
+  c->out_head.clear();
+  c->out_head.shrink_to_fit();
+  c->out_body.clear();
+  c->out_body.shrink_to_fit();
+  c->out_off = 0;
+  ReleaseAllBuffers(c);
+  if (c->close_after_write) {
+    if (c->unread_body) {
+      StartDraining(c);
+    } else {
+      Close(c);
+    }
+    return;
+  }
+  c->phase = Connection::Phase::kIdle;
+  Process(c);
+}
+
+void HttpTransport::Process(Connection* c) {
+  if (stopping() && !c->head_decided) {
+    Close(c);  // no new requests once stopping
+    return;
+  }
+  switch (Advance(c)) {
+    case Step::kReady: {
+      bool queued;
+      {
+        absl::MutexLock lock(&mu_);
+        queued = DispatchLocked(c);
+      }
+      if (!queued) Close(c);
+      return;
+    }
+    case Step::kGone:
+      return;
+    case Step::kYield: {
+      absl::MutexLock lock(&mu_);
+      c->owner = Connection::Owner::kReactor;
+      reactor_ready_.push_back(c);
+      return;
+    }
+    case Step::kNeedMore:
+      break;
+  }
+  if (c->peer_closed) {
+    Close(c);
+    return;
+  }
+  HandBack(c);
+}
+
+void HttpTransport::Sweep(Clock::time_point now) {
+  std::vector<Connection*> expired;
+  {
+    absl::MutexLock lock(&mu_);
+    for (Connection* c : connections_) {
+      if (c->owner == Connection::Owner::kReactor && c->deadline <= now &&
+          std::find(reactor_ready_.begin(), reactor_ready_.end(), c) ==
+              reactor_ready_.end()) {
+        expired.push_back(c);
+      }
+    }
+  }
+  for (Connection* c : expired) {
+    switch (c->phase) {
+      case Connection::Phase::kHead:
+        head_timeouts_total_.fetch_add(1, std::memory_order_relaxed);
+        SendNow(c->fd, CannedResponse(408, "request_timeout",
+                                      "the request was not received in time"));
+        break;
+      case Connection::Phase::kBody:
+        body_timeouts_total_.fetch_add(1, std::memory_order_relaxed);
+        SendNow(c->fd, CannedResponse(408, "request_timeout",
+                                      "the request body was not received in time"));
+        break;
+      case Connection::Phase::kWriting:
+        // The client did not take the response in time: it cannot be
+        // finished, so the connection closes and the client sees a short
+        // body (its Content-Length says so).
+        aborted_responses_total_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      default:
+        break;
+    }
+    Close(c);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Reading and framing
+
 bool HttpTransport::ReadAvailable(Connection* c) {
-  const size_t cap = options_.max_head_bytes + options_.prebuffer_body_bytes + 4096;
-  char buf[16 << 10];
-  while (c->in.size() - c->in_off < cap) {
-    size_t want = std::min(sizeof(buf), cap - (c->in.size() - c->in_off));
-    ssize_t n = ::recv(c->fd, buf, want, MSG_DONTWAIT);
+  // How much the current request may hold: its head (and a little of the
+  // next pipelined one), or exactly its head and body once admitted.
+  const size_t want = c->head_decided
+                          ? c->head_bytes + (c->takes_body ? c->body_bytes : 0)
+                          : c->in_off + options_.max_head_bytes + 4096;
+  char buf[64 << 10];
+  while (c->in.size() < want) {
+    size_t room = std::min(sizeof(buf), want - c->in.size());
+    ssize_t n = ::recv(c->fd, buf, room, MSG_DONTWAIT);
     if (n > 0) {
       c->in.append(buf, static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < want) return true;
+      if (static_cast<size_t>(n) < room) return true;
       continue;
     }
     if (n == 0) {
@@ -699,42 +889,41 @@ HttpTransport::Frame HttpTransport::InspectBuffered(Connection* c) {
     c->in_off = 0;
     c->scan_from = 0;
   }
-  Frame f = InspectRequest(c->in, options_, &c->scan_from);
-  if (f.kind == Frame::Kind::kReady || f.kind == Frame::Kind::kHead) {
-    c->head_bytes = f.head_bytes;
-    c->body_bytes = f.body_bytes;
-    c->transfer_encoding = f.transfer_encoding;
-  }
-  return f;
+  return InspectRequest(c->in, options_, &c->scan_from);
 }
 
 HttpTransport::Step HttpTransport::Advance(Connection* c) {
   for (;;) {
-    Frame f = InspectBuffered(c);
-    if (f.kind == Frame::Kind::kError) {
-      bad_heads_total_.fetch_add(1, std::memory_order_relaxed);
-      RefuseAndDrain(c, f.status, f.code, f.message);
-      return Step::kGone;
-    }
-    if (f.kind == Frame::Kind::kNeedMore) return Step::kNeedMore;
-    if (!c->head_decided && head_handler_) {
+    if (!c->head_decided) {
+      Frame f = InspectBuffered(c);
+      if (f.kind == Frame::Kind::kError) {
+        bad_heads_total_.fetch_add(1, std::memory_order_relaxed);
+        RefuseAndDrain(c, f.status, f.code, f.message);
+        return Step::kGone;
+      }
+      if (f.kind == Frame::Kind::kNeedMore) return Step::kNeedMore;
+      if (c->refusals_this_turn >= options_.max_refusals_per_turn) {
+        return Step::kYield;
+      }
       const std::string_view raw = std::string_view(c->in).substr(0, f.head_bytes - 2);
       RequestHead head;
       head.raw = raw;
-      size_t sp1 = raw.find(' ');
-      size_t sp2 = raw.find(' ', sp1 + 1);
+      const size_t sp1 = raw.find(' ');
+      const size_t sp2 = raw.find(' ', sp1 + 1);
       head.method = raw.substr(0, sp1);
       head.target = raw.substr(sp1 + 1, sp2 - sp1 - 1);
       head.body_length = f.body_bytes;
       head.has_transfer_encoding = f.transfer_encoding;
       const bool body_pending = f.body_bytes > 0 || f.transfer_encoding;
       const bool last = c->served + 1 >= options_.keep_alive_max_requests;
-      head.refusal_closes = body_pending || last || c->peer_closed || stopping();
+      head.refusal_closes =
+          body_pending || last || !f.keep_alive || c->peer_closed || stopping();
       head.remote_ip = &c->remote_ip;
       HeadDecision decision = head_handler_(head);
-      if (!decision.refusal.empty()) {
-        const bool sent = SendNow(c->fd, decision.refusal);
+      if (!decision.immediate.empty()) {
+        const bool sent = SendNow(c->fd, decision.immediate);
         ++c->served;
+        ++c->refusals_this_turn;
         if (!sent || head.refusal_closes) {
           if (body_pending) {
             StartDraining(c);
@@ -746,93 +935,83 @@ HttpTransport::Step HttpTransport::Advance(Connection* c) {
         c->in_off = f.head_bytes;  // on to the next pipelined request
         continue;
       }
+      c->head_decided = true;
+      c->head_bytes = f.head_bytes;
+      c->body_bytes = f.body_bytes;
+      c->keep_alive = f.keep_alive;
+      c->http10 = f.http10;
+      c->lane = decision.lane;
       c->context = std::move(decision.context);
-    }
-    c->head_decided = true;
-    return f.kind == Frame::Kind::kReady ? Step::kReady : Step::kNeedMore;
-  }
-}
-
-void HttpTransport::OnReadable(Connection* c) {
-  {
-    // Pairs with the lock the previous owner held when it armed `c`.
-    absl::MutexLock lock(&mu_);
-  }
-  if (c->phase == Connection::Phase::kDraining) {
-    char buf[16 << 10];
-    for (;;) {
-      ssize_t n = ::recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
-      if (n > 0) {
-        c->drained += static_cast<size_t>(n);
-        if (c->drained >= options_.drain_max_bytes) break;
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        absl::MutexLock lock(&mu_);
-        ArmLocked(c);
-        return;
-      }
-      break;  // EOF or error
-    }
-    Close(c);
-    return;
-  }
-  if (!ReadAvailable(c)) {
-    Close(c);
-    return;
-  }
-  switch (Advance(c)) {
-    case Step::kReady: {
-      absl::MutexLock lock(&mu_);
-      DispatchLocked(c);
-      return;
-    }
-    case Step::kGone:
-      return;
-    case Step::kNeedMore:
-      break;
-  }
-  if (c->peer_closed) {
-    Close(c);
-    return;
-  }
-  if (c->phase == Connection::Phase::kIdle && !c->in.empty()) {
-    c->phase = Connection::Phase::kHead;
-    c->deadline = Clock::now() + options_.head_timeout;
-  }
-  absl::MutexLock lock(&mu_);
-  ArmLocked(c);
-}
-
-void HttpTransport::Sweep(Clock::time_point now) {
-  std::vector<Connection*> expired;
-  {
-    absl::MutexLock lock(&mu_);
-    for (Connection* c : connections_) {
-      if (c->owner == Connection::Owner::kReactor && c->deadline <= now) {
-        expired.push_back(c);
+      c->takes_body = decision.takes_body && f.body_bytes > 0;
+      c->unread_body = body_pending && !c->takes_body;
+      if (c->takes_body) {
+        const bool complete = c->in.size() >= f.head_bytes + f.body_bytes;
+        bool reserved;
+        {
+          absl::MutexLock lock(&mu_);
+          reserved = ReserveBufferLocked(c->lane.key, static_cast<int64_t>(f.body_bytes));
+          if (reserved && !complete) {
+            c->body_pending = true;
+            ++bodies_pending_;
+          }
+        }
+        if (!reserved) {
+          c->context.reset();
+          RefuseAndDrain(c, 503, "unavailable",
+                         "too many request bodies in flight for this tenant; retry");
+          return Step::kGone;
+        }
+        c->body_reserved = static_cast<int64_t>(f.body_bytes);
+        c->in.reserve(f.head_bytes + f.body_bytes);
+        if (f.expect_continue && !complete) SendNow(c->fd, kContinue);
+        c->phase = Connection::Phase::kBody;
+        c->deadline = Clock::now() + options_.io_timeout +
+                      std::chrono::milliseconds(
+                          f.body_bytes * 1000 /
+                          std::max<uint64_t>(1, options_.min_transfer_bytes_per_second));
       }
     }
-  }
-  for (Connection* c : expired) {
-    if (c->phase == Connection::Phase::kHead) {
-      head_timeouts_total_.fetch_add(1, std::memory_order_relaxed);
-      SendNow(c->fd, CannedResponse(408, "request_timeout",
-                                    "the request was not received in time"));
-    }
-    Close(c);
+    const size_t needed = c->head_bytes + (c->takes_body ? c->body_bytes : 0);
+    return c->in.size() >= needed ? Step::kReady : Step::kNeedMore;
   }
 }
 
 // ---------------------------------------------------------------------------
 // Hand-offs
 
-void HttpTransport::DispatchLocked(Connection* c) {
+void HttpTransport::SettleBodyLocked(Connection* c) {
+  if (!c->body_pending) return;
+  c->body_pending = false;
+  if (--bodies_pending_ == 0 && stopping_) {
+    foreground_cv_.SignalAll();
+    background_cv_.SignalAll();
+  }
+}
+
+bool HttpTransport::DispatchLocked(Connection* c) {
+  // Stopping, the workers stay while a body is pending or a queue is not
+  // empty, so only a request that was not in flight can find them gone.
+  if (stopping_ && !c->body_pending && WorkerMayExitLocked(nullptr)) return false;
+  SettleBodyLocked(c);
   c->owner = Connection::Owner::kQueued;
-  ready_.push_back(c);
-  if (idle_workers_ > 0) {
-    work_cv_.Signal();
+  if (c->lane.key == Lane::kControl && !c->lane.background) {
+    control_.push_back(c);
+    WakeLocked(/*background=*/false);
+    return true;
+  }
+  FairQueue<Connection*>& queue = c->lane.background ? *background_ : *foreground_;
+  queue.Push(c->lane.key, c);
+  if (queue.HasRunnable()) WakeLocked(c->lane.background);
+  return true;
+}
+
+void HttpTransport::WakeLocked(bool background) {
+  if (background) {
+    if (idle_background_ > 0) background_cv_.Signal();
+    return;
+  }
+  if (idle_foreground_ > 0) {
+    foreground_cv_.Signal();
   } else if (!lingering_.empty()) {
     Worker* w = lingering_.back();
     lingering_.pop_back();
@@ -843,16 +1022,22 @@ void HttpTransport::DispatchLocked(Connection* c) {
 }
 
 void HttpTransport::HandBack(Connection* c) {
-  if (c->in_off < c->in.size()) {
-    c->phase = Connection::Phase::kHead;
-    c->deadline = Clock::now() + options_.head_timeout;
+  const Clock::time_point now = Clock::now();
+  if (c->head_decided) {
+    c->phase = Connection::Phase::kBody;  // deadline set when admitted
+  } else if (c->buffered() > 0) {
+    if (c->phase != Connection::Phase::kHead) {
+      c->phase = Connection::Phase::kHead;
+      c->deadline = now + options_.head_timeout;
+    }
   } else {
     c->phase = Connection::Phase::kIdle;
-    c->deadline = Clock::now() + options_.keep_alive_timeout;
+    c->idle_since = now;
+    c->deadline = now + options_.keep_alive_timeout;
   }
   {
     absl::MutexLock lock(&mu_);
-    if (!stopping_) {
+    if (!stopping_ || c->body_pending) {  // a request in flight is finished
       ArmLocked(c);
       return;
     }
@@ -860,17 +1045,15 @@ void HttpTransport::HandBack(Connection* c) {
   Close(c);
 }
 
-void HttpTransport::Requeue(Connection* c) {
-  absl::MutexLock lock(&mu_);
-  DispatchLocked(c);
-}
-
 void HttpTransport::StartDraining(Connection* c) {
   ::shutdown(c->fd, SHUT_WR);
+  ReleaseAllBuffers(c);
+  c->context.reset();
   c->phase = Connection::Phase::kDraining;
   c->deadline = Clock::now() + options_.drain_timeout;
   c->drained = 0;
   c->in.clear();
+  c->in.shrink_to_fit();
   c->in_off = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -882,17 +1065,38 @@ void HttpTransport::StartDraining(Connection* c) {
   Close(c);
 }
 
+void HttpTransport::StartWriting(Connection* c) {
+  c->phase = Connection::Phase::kWriting;
+  c->deadline = Clock::now() + options_.io_timeout +
+                std::chrono::milliseconds(
+                    c->out_remaining() * 1000 /
+                    std::max<uint64_t>(1, options_.min_transfer_bytes_per_second));
+  absl::MutexLock lock(&mu_);
+  ++writing_;
+  ArmLocked(c, /*for_write=*/true);
+}
+
 void HttpTransport::RefuseAndDrain(Connection* c, int status,
                                    std::string_view code,
                                    std::string_view message) {
-  SendNow(c->fd, CannedResponse(status, code, message));
+  SendNow(c->fd, CannedResponse(status, code, message, status == 503));
   StartDraining(c);
 }
 
 void HttpTransport::Close(Connection* c) {
   {
     absl::MutexLock lock(&mu_);
+    ReleaseBufferLocked(c->lane.key, c->body_reserved);
+    ReleaseBufferLocked(c->out_lane, c->out_reserved);
+    if (c->phase == Connection::Phase::kWriting) --writing_;
+    SettleBodyLocked(c);
     connections_.erase(c);
+    std::vector<Connection*>& mine = c->peer->connections;
+    mine.erase(std::find(mine.begin(), mine.end(), c));
+    if (mine.empty()) {
+      const std::string ip = c->peer->ip;
+      peers_.erase(ip);
+    }
   }
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
   ::close(c->fd);
@@ -900,120 +1104,189 @@ void HttpTransport::Close(Connection* c) {
 }
 
 // ---------------------------------------------------------------------------
-// Workers
+// Workers and the scheduler
+
+Connection* HttpTransport::NextLocked(Worker* w) {
+  Connection* c = nullptr;
+  uint64_t lane = 0;
+  if (w->background) {
+    if (!background_->Pop(&lane, &c)) return nullptr;
+  } else if (!control_.empty()) {
+    c = control_.front();
+    control_.pop_front();
+  } else if (!foreground_->Pop(&lane, &c)) {
+    return nullptr;
+  }
+  c->owner = Connection::Owner::kWorker;
+  ++busy_workers_;
+  return c;
+}
+
+bool HttpTransport::MayRunInlineLocked(Worker* w, const Lane& lane) {
+  if (lane.background != w->background) return false;
+  if (w->background) return background_->TryRunInline(lane.key);
+  if (!control_.empty()) return false;  // admin requests go first
+  if (lane.key == Lane::kControl) return true;
+  return foreground_->TryRunInline(lane.key);
+}
+
+void HttpTransport::DoneLocked(Worker* w, Connection* c) {
+  if (c->lane.key == Lane::kControl && !c->lane.background) return;
+  FairQueue<Connection*>& queue = c->lane.background ? *background_ : *foreground_;
+  queue.Done(c->lane.key);
+  if (queue.HasRunnable()) WakeLocked(c->lane.background);
+}
+
+bool HttpTransport::WorkerMayExitLocked(const Worker* w) const {
+  if (!stopping_ || bodies_pending_ > 0) return false;
+  const size_t background = background_->queued();
+  const size_t foreground = control_.size() + foreground_->queued();
+  if (w == nullptr) return background == 0 && foreground == 0;
+  return (w->background ? background : foreground) == 0;
+}
 
 void HttpTransport::WorkerLoop(Worker* w) {
+  if (w->background && options_.background_nice > 0) {
+    // Linux keeps a nice value per thread; raising it needs no privilege.
+    const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+    errno = 0;
+    int now = ::getpriority(PRIO_PROCESS, tid);
+    if (errno == 0) ::setpriority(PRIO_PROCESS, tid, now + options_.background_nice);
+  }
+  absl::CondVar& cv = w->background ? background_cv_ : foreground_cv_;
+  int& idle = w->background ? idle_background_ : idle_foreground_;
   for (;;) {
     Connection* c = nullptr;
     {
       absl::MutexLock lock(&mu_);
-      while (ready_.empty() && !stopping_) {
-        ++idle_workers_;
-        work_cv_.Wait(&mu_);
-        --idle_workers_;
+      while ((c = NextLocked(w)) == nullptr) {
+        if (WorkerMayExitLocked(w)) return;
+        ++idle;
+        cv.Wait(&mu_);
+        --idle;
       }
-      if (ready_.empty()) return;
-      c = ready_.front();
-      ready_.pop_front();
-      c->owner = Connection::Owner::kWorker;
     }
-    busy_workers_.fetch_add(1, std::memory_order_relaxed);
     Serve(w, c);
-    busy_workers_.fetch_sub(1, std::memory_order_relaxed);
+    absl::MutexLock lock(&mu_);
+    --busy_workers_;
   }
 }
 
 void HttpTransport::Serve(Worker* w, Connection* c) {
-  for (;;) {
-    ServeResult result = ServeOne(c);
-    ++c->served;
-    if (result == ServeResult::kClose) {
-      Close(c);
-      return;
-    }
-    if (result == ServeResult::kDrainAndClose) {
-      StartDraining(c);
-      return;
-    }
-    c->head_decided = false;
-    c->context.reset();
-    Step step = Advance(c);
-    if (step == Step::kGone) return;
-    if (step == Step::kReady) {
-      // A pipelined request: serve it here unless others wait for a worker.
-      bool others;
-      {
-        absl::MutexLock lock(&mu_);
-        others = !ready_.empty();
-      }
-      if (others) {
-        Requeue(c);
-        return;
-      }
-      continue;
-    }
-    if (c->peer_closed) {
-      Close(c);
-      return;
-    }
-    if (!c->in.empty()) {  // part of the next request: the reactor waits
-      HandBack(c);
-      return;
-    }
-    if (!Linger(w, c)) return;
+  while (ServeOne(w, c) && Continue(w, c)) {
   }
 }
 
-bool HttpTransport::Linger(Worker* w, Connection* c) {
-  // Each round waits up to worker_linger for the next request. Requests
-  // refused on their head are answered here too (a refusing client does not
-  // get to bounce its connection through the reactor each time); a partial
-  // head goes to the reactor, which waits for slow clients without a worker.
-  for (;;) {
-    bool linger = options_.worker_linger.count() > 0;
-    if (linger) {
-      absl::MutexLock lock(&mu_);
-      // Someone waiting for a worker needs this one more.
-      linger = ready_.empty() && !stopping_;
-      if (linger) {
-        w->signaled = false;
-        lingering_.push_back(w);
-      }
-    }
-    if (!linger) {
-      HandBack(c);
-      return false;
-    }
-    pollfd fds[2] = {{c->fd, POLLIN | POLLRDHUP, 0}, {w->wake_fd, POLLIN, 0}};
-    int rc = ::poll(fds, 2, static_cast<int>(options_.worker_linger.count()));
-    bool signaled;
+bool HttpTransport::ServeOne(Worker* w, Connection* c) {
+  Exchange ex;
+  const std::string_view raw = std::string_view(c->in).substr(0, c->head_bytes - 2);
+  const size_t sp1 = raw.find(' ');
+  const size_t sp2 = raw.find(' ', sp1 + 1);
+  ex.method_ = raw.substr(0, sp1);
+  ex.target_ = raw.substr(sp1 + 1, sp2 - sp1 - 1);
+  ex.raw_head_ = raw;
+  if (c->takes_body) ex.body_ = std::string_view(c->in).substr(c->head_bytes, c->body_bytes);
+  ex.remote_ip_ = &c->remote_ip;
+  ex.context_ = std::move(c->context);
+  bool lane_released = false;
+  ex.release_lane_ = [this, w, c, &lane_released] {
+    absl::MutexLock lock(&mu_);
+    DoneLocked(w, c);
+    lane_released = true;
+  };
+  request_handler_(ex);
+  ex.context_.reset();  // the permit goes back before the response is sent
+  {
+    absl::MutexLock lock(&mu_);
+    if (!lane_released) DoneLocked(w, c);
+    ReleaseBufferLocked(c->lane.key, c->body_reserved);
+    c->body_reserved = 0;
+  }
+
+  const bool head_request = ex.method_ == "HEAD";
+  const bool close = ex.close_after_ || c->unread_body || !c->keep_alive ||
+                     c->peer_closed || c->served + 1 >= options_.keep_alive_max_requests ||
+                     stopping();
+  HttpResponse& response = ex.response_;
+  std::string head = ResponseHead(response, close, c->http10);
+  std::string_view body =
+      head_request || HasNoBody(response.status) ? std::string_view() : response.body;
+  // The request's bytes are done with (ex's views point into them).
+  c->in_off = c->head_bytes + (c->takes_body ? c->body_bytes : 0);
+  c->head_decided = false;
+  ++c->served;
+  const int64_t off = SendSome(c->fd, head, body, 0);
+  if (off < 0) {
+    Close(c);
+    return false;
+  }
+  const size_t total = head.size() + body.size();
+  if (static_cast<size_t>(off) < total) {
+    // The client does not take it all now: the reactor finishes it, within
+    // the lane's buffer budget, while this worker moves on.
+    const auto remaining = static_cast<int64_t>(total - static_cast<size_t>(off));
+    bool reserved;
     {
       absl::MutexLock lock(&mu_);
-      signaled = w->signaled;
-      if (!signaled) {
-        lingering_.erase(std::find(lingering_.begin(), lingering_.end(), w));
-      }
+      reserved = ReserveBufferLocked(c->lane.key, remaining);
     }
-    if (signaled) {
-      uint64_t value;
-      [[maybe_unused]] ssize_t n = ::read(w->wake_fd, &value, sizeof(value));
-      HandBack(c);
-      return false;
-    }
-    if (rc <= 0 ||
-        (fds[0].revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) == 0) {
-      HandBack(c);  // quiet: the reactor keeps it
-      return false;
-    }
-    if (!ReadAvailable(c)) {
+    if (!reserved) {
+      aborted_responses_total_.fetch_add(1, std::memory_order_relaxed);
       Close(c);
       return false;
     }
+    c->out_lane = c->lane.key;
+    c->out_reserved = remaining;
+    c->out_head = std::move(head);
+    if (head_request || HasNoBody(response.status)) {
+      c->out_body.clear();
+    } else {
+      c->out_body = std::move(response.body);
+    }
+    c->out_off = static_cast<size_t>(off);
+    c->close_after_write = close;
+    StartWriting(c);
+    return false;
+  }
+  if (close) {
+    if (c->unread_body) {
+      StartDraining(c);
+    } else {
+      Close(c);
+    }
+    return false;
+  }
+  return true;
+}
+
+bool HttpTransport::Continue(Worker* w, Connection* c) {
+  c->context.reset();
+  c->refusals_this_turn = 0;
+  for (;;) {
     switch (Advance(c)) {
-      case Step::kReady:
-        return true;
       case Step::kGone:
         return false;
+      case Step::kReady: {
+        bool queued;
+        {
+          absl::MutexLock lock(&mu_);
+          if (MayRunInlineLocked(w, c->lane)) {
+            SettleBodyLocked(c);
+            return true;
+          }
+          queued = DispatchLocked(c);
+        }
+        if (!queued) Close(c);
+        return false;
+      }
+      case Step::kYield: {
+        absl::MutexLock lock(&mu_);
+        c->owner = Connection::Owner::kReactor;
+        reactor_ready_.push_back(c);
+        uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof(one));
+        return false;
+      }
       case Step::kNeedMore:
         break;
     }
@@ -1021,46 +1294,57 @@ bool HttpTransport::Linger(Worker* w, Connection* c) {
       Close(c);
       return false;
     }
-    if (!c->in.empty()) {
+    if (c->buffered() > 0 || w->background) {
+      // Part of the next request, or a background worker (which does not
+      // wait on clients): the reactor takes it from here.
       HandBack(c);
       return false;
     }
-    // Everything received was answered (refusals): wait for more.
+    if (!Linger(w, c)) return false;
+    c->refusals_this_turn = 0;
   }
 }
 
-HttpTransport::ServeResult HttpTransport::ServeOne(Connection* c) {
-  const size_t start = c->in_off;
-  ConnectionStream stream(this, c);
-  Exchange exchange(this, c, &stream,
-                    std::string_view(c->in).substr(start, c->head_bytes),
-                    c->body_bytes, c->transfer_encoding, std::move(c->context));
-  bool close_connection = c->peer_closed ||
-                          c->served + 1 >= options_.keep_alive_max_requests;
+bool HttpTransport::Linger(Worker* w, Connection* c) {
+  bool linger = options_.worker_linger.count() > 0;
+  if (linger) {
+    absl::MutexLock lock(&mu_);
+    // Someone waiting for a worker needs this one more.
+    linger = !stopping_ && control_.empty() && !foreground_->HasRunnable();
+    if (linger) {
+      w->signaled = false;
+      lingering_.push_back(w);
+    }
+  }
+  if (!linger) {
+    HandBack(c);
+    return false;
+  }
+  pollfd fds[2] = {{c->fd, POLLIN | POLLRDHUP, 0}, {w->wake_fd, POLLIN, 0}};
+  int rc = ::poll(fds, 2, static_cast<int>(options_.worker_linger.count()));
+  bool signaled;
   {
     absl::MutexLock lock(&mu_);
-    close_connection = close_connection || stopping_;
+    signaled = w->signaled;
+    if (!signaled) {
+      lingering_.erase(std::find(lingering_.begin(), lingering_.end(), w));
+    }
   }
-  if (close_connection) exchange.CloseAfterResponse();
-  bool connection_closed = false;
-  tls_exchange = &exchange;
-  bool ok = process_request(stream, close_connection, connection_closed, nullptr);
-  tls_exchange = nullptr;
-  ok = stream.Flush() && ok;
-  if (!ok) return ServeResult::kClose;
-  // httplib must have consumed exactly the head we framed (and the handler
-  // the body it read from the buffer); anything else means the two parsers
-  // disagree about where this request ends, and the connection cannot be
-  // trusted for another request.
-  const size_t consumed = c->in_off - start;
-  const bool in_sync = consumed == c->head_bytes + exchange.body_from_buffer_;
-  if (exchange.WillClose() || !in_sync) {
-    return c->in_off < c->in.size() || !exchange.body_complete_
-               ? ServeResult::kDrainAndClose
-               : ServeResult::kClose;
+  if (signaled) {
+    uint64_t value;
+    [[maybe_unused]] ssize_t n = ::read(w->wake_fd, &value, sizeof(value));
+    HandBack(c);
+    return false;
   }
-  if (connection_closed) return ServeResult::kClose;
-  return ServeResult::kKeepAlive;
+  if (rc <= 0 || (fds[0].revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) == 0) {
+    HandBack(c);  // quiet: the reactor keeps it
+    return false;
+  }
+  if (!ReadAvailable(c)) {
+    Close(c);
+    return false;
+  }
+  return true;  // the caller advances on what arrived
 }
 
 // ---------------------------------------------------------------------------
@@ -1114,6 +1398,7 @@ HttpTransport::Frame InspectRequest(std::string_view data,
   size_t headers = 0;
   size_t pos = 0;
   bool request_line = true;
+  std::optional<std::string_view> connection;
   while (pos <= head.size()) {
     size_t eol = head.find("\r\n", pos);
     if (eol == std::string_view::npos) eol = head.size();
@@ -1122,8 +1407,7 @@ HttpTransport::Frame InspectRequest(std::string_view data,
     for (char ch : line) {
       auto u = static_cast<unsigned char>(ch);
       if ((u < 0x20 && ch != '\t') || u == 0x7F) {
-        return Refuse(400, "invalid_argument",
-                      "control character in request head");
+        return Refuse(400, "invalid_argument", "control character in request head");
       }
     }
     if (request_line) {
@@ -1137,6 +1421,17 @@ HttpTransport::Frame InspectRequest(std::string_view data,
           line.find(' ', sp2 + 1) != std::string_view::npos ||
           line.find('\t') != std::string_view::npos) {
         return Refuse(400, "invalid_argument", "malformed request line");
+      }
+      for (char ch : line.substr(0, sp1)) {
+        if (!IsTokenChar(ch)) return Refuse(400, "invalid_argument", "malformed method");
+      }
+      std::string_view version = line.substr(sp2 + 1);
+      if (version == "HTTP/1.1") {
+        f.http10 = false;
+      } else if (version == "HTTP/1.0") {
+        f.http10 = true;
+      } else {
+        return Refuse(400, "invalid_argument", "only HTTP/1.1 and HTTP/1.0 are served");
       }
       continue;
     }
@@ -1175,24 +1470,24 @@ HttpTransport::Frame InspectRequest(std::string_view data,
       f.transfer_encoding = true;
     } else if (EqualsIgnoreCase(name, "expect")) {
       f.expect_continue = EqualsIgnoreCase(value, "100-continue");
+    } else if (EqualsIgnoreCase(name, "connection")) {
+      if (connection.has_value()) {
+        return Refuse(400, "invalid_argument", "more than one Connection header");
+      }
+      connection = value;
     }
   }
   if (head_bytes > o.max_head_bytes) {
     return Refuse(431, "too_large", "request headers too large");
   }
   if (f.transfer_encoding && have_length) {
-    return Refuse(400, "invalid_argument",
-                  "both Content-Length and Transfer-Encoding");
+    return Refuse(400, "invalid_argument", "both Content-Length and Transfer-Encoding");
   }
+  f.keep_alive = f.http10 ? connection.has_value() && ListsToken(*connection, "keep-alive")
+                          : !(connection.has_value() && ListsToken(*connection, "close"));
+  f.kind = Frame::Kind::kHead;
   f.head_bytes = head_bytes;
   f.body_bytes = length;
-  // Small bodies are read here, so a slow small upload holds no worker; a
-  // client that waits for "100 Continue" must get a worker's answer first.
-  f.kind = !f.transfer_encoding && !f.expect_continue && length > 0 &&
-                   length <= o.prebuffer_body_bytes &&
-                   data.size() < head_bytes + length
-               ? Frame::Kind::kHead
-               : Frame::Kind::kReady;
   return f;
 }
 

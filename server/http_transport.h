@@ -1,49 +1,48 @@
-// HttpTransport: connections, threads and timeouts for tenancyd, with
-// cpp-httplib 0.11.4 doing the HTTP parsing and response writing.
+// HttpTransport: tenancyd's HTTP/1.1 connections, threads and fairness.
 //
-// Why not httplib's own listen loop. As Debian compiles it, httplib::Server
-// listens with a backlog of 5, gives each connection a worker thread for its
-// whole life (idle keep-alive included), and bounds reads only per recv()
-// call, so a client sending one byte a second holds a worker forever: a few
-// slow clients stop the server. Header count is unbounded too. The compiled
-// library's limits (CPPHTTPLIB_*) cannot be changed from here.
+// It frames requests and writes responses itself (cpp-httplib is not on the
+// server path), so nothing it does is decided by a library default: no
+// `Range` handling, no response compression, no header map nobody reads, one
+// parse of each head.
 //
-// What this does instead:
-//   - one reactor thread (epoll) accepts connections and reads each request's
-//     head (request line and headers, and a small body) without a worker. A
-//     connection reaches a worker only when its request is complete in
-//     memory, so slow or idle clients never hold a worker; their heads are
-//     bounded in bytes, header lines and time, and refused with 400/408/414/
-//     431 (JSON error body, connection closed) when they break a bound;
-//   - a fixed pool of workers runs httplib's Server::process_request on the
-//     buffered request through a Stream of ours, so every read has a
-//     deadline and writes are coalesced into one send();
-//   - a head handler (the router's admission: route, credentials, limits)
-//     decides on each request as soon as its head has arrived, before any
-//     body byte is waited for, on whichever thread owns the connection. A
-//     refusal is written right there, without httplib and without waking a
-//     worker; an admitted request carries the handler's context (its permit)
-//     to the worker that runs it;
-//   - the request's handler (httplib's pre-routing handler, see
-//     http_server.cc) reads larger bodies itself through Exchange::ReadBody,
-//     under a deadline that allows min_transfer_bytes_per_second;
-//   - after a response, a worker waits briefly (worker_linger) for the next
-//     request on the same connection, which keeps keep-alive clients on one
-//     thread as httplib does, but gives the connection back to the reactor
-//     at once when another connection is waiting for a worker;
-//   - a connection whose request body was not read (a refusal in
-//     pre-routing) is closed after the response, with a bounded "lingering
-//     close" in the reactor so the client reads the response before the
-//     socket is reset.
+// Threads and who owns a connection:
+//   - one reactor thread (epoll) accepts connections, reads request heads,
+//     asks the head handler about each head as soon as it is complete (before
+//     any body byte is waited for), reads admitted bodies into memory, and
+//     finishes responses that the client does not take at once. Slow or idle
+//     clients therefore hold no worker, only bounded memory;
+//   - foreground workers run requests whose bodies are in memory; after a
+//     response a worker lingers briefly on the connection for its next
+//     request (keep-alive without a hand-off between threads);
+//   - background workers, at a lower OS priority (nice), run the requests the
+//     head handler marks heavy (large batches and scans), so that a small
+//     request of another tenant runs next instead of after them.
 //
-// Thread safety: Bind, Start and Stop are called from one thread. Current()
-// is for the worker thread serving a request. Counters() is safe from any
-// thread.
+// Isolation (one tenant, or one client, never takes the server):
+//   - connections: at most max_connections in all and
+//     max_connections_per_peer per client address. At either cap the oldest
+//     idle keep-alive connection (of that peer, or of anyone) is closed to
+//     make room; only when none is idle is the new one refused (503,
+//     Retry-After);
+//   - workers: admitted requests wait in a FairQueue per lane (tenant) and
+//     workers take them round-robin across lanes; a lane runs at most
+//     max_running_per_lane requests at once, and tenant work never takes the
+//     last foreground worker, which stays for the control lane (admin
+//     requests), served first;
+//   - memory: request heads are bounded in bytes, lines and time; bodies and
+//     unsent responses count against a per-lane buffer budget and a total
+//     one (over either: 503 for a body, the connection closed for a
+//     response); a response that has started is finished or its connection
+//     closed, never cut short silently, and counted;
+//   - time: heads, bodies and responses each have a deadline that allows
+//     min_transfer_bytes_per_second; a client too slow is closed (408 when
+//     nothing was answered yet).
+//
+// Thread safety: Bind, Start and Stop are called from one thread; Counters()
+// is safe from any thread. Handlers are called concurrently.
 
 #ifndef TENANCY_SERVER_HTTP_TRANSPORT_H_
 #define TENANCY_SERVER_HTTP_TRANSPORT_H_
-
-#include <httplib.h>
 
 #include <atomic>
 #include <chrono>
@@ -56,38 +55,49 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "fair_queue.h"
 
 namespace tenancy::internal {
 
 struct TransportOptions {
   // Performance
 
-  // Threads that run requests. Default: 8. Fixed after Start.
+  // Foreground threads that run requests. Default: 8. Fixed after Start.
   int worker_threads = 8;
+  // Background threads for heavy requests. 0: max(1, worker_threads / 4).
+  int background_threads = 0;
+  // Added to the nice value of background threads (Linux, per thread).
+  // Default: 10 (a nice-0 thread then gets about 90% of a contended core).
+  int background_nice = 10;
   // How long a worker waits for the next request on a keep-alive connection
-  // before handing it to the reactor (at once if another connection waits
-  // for a worker). Default: 100 ms.
+  // before handing it to the reactor (at once if another request waits for
+  // a worker). Default: 100 ms.
   std::chrono::milliseconds worker_linger{100};
   // listen() backlog. Default: 1024.
   int listen_backlog = 1024;
-  // Workers that may wait on a slow client at once: reading a body that is
-  // not in memory yet, or writing a response the client does not take. A
-  // request that would exceed it is refused (503, or the connection closed
-  // for a response), so that at least one worker always serves clients that
-  // keep up. 0: worker_threads - 1 (at least 1).
-  int max_slow_io_workers = 0;
+
+  // Fairness
+
+  // Requests one lane (tenant) may run at once on the foreground workers.
+  // 0: max(1, worker_threads / 2). On the background workers:
+  // max(1, background_threads / 2).
+  int max_running_per_lane = 0;
 
   // Limits
 
-  // Open connections; more are answered 503 and closed. Default: 1024.
+  // Open connections in all, and per client address; see "Isolation".
+  // Defaults: 1024 and 64.
   size_t max_connections = 1024;
+  size_t max_connections_per_peer = 64;
   // Request line, in bytes; longer is 414. Default: 8 KiB.
   size_t max_request_line_bytes = 8 << 10;
   // Request line and headers together, in bytes; more is 431.
@@ -95,25 +105,28 @@ struct TransportOptions {
   size_t max_head_bytes = 16 << 10;
   // Header lines; more is 431. Default: 100.
   size_t max_header_count = 100;
-  // Bodies up to this size are read by the reactor before the request goes
-  // to a worker, so that a slow small upload holds no worker.
-  // Default: 64 KiB.
-  size_t prebuffer_body_bytes = 64 << 10;
   // Requests served on one connection before it is closed. Default: 1000.
   size_t keep_alive_max_requests = 1000;
+  // Bytes of request bodies being received and of responses waiting for a
+  // slow client, per lane and in all. Default: 64 MiB and 512 MiB.
+  size_t max_buffered_bytes_per_lane = size_t{64} << 20;
+  size_t max_buffered_bytes = size_t{512} << 20;
+  // Requests refused on their head that one connection may have answered in
+  // one turn before others get theirs (a client pipelining refusals).
+  // Default: 16.
+  int max_refusals_per_turn = 16;
 
   // Timeouts
 
-  // From the first byte of a request to its complete head (and prebuffered
-  // body); later is 408. Default: 5 s.
+  // From the first byte of a request to its complete head; later is 408.
+  // Default: 5 s.
   std::chrono::milliseconds head_timeout{5000};
   // An idle keep-alive connection is closed after this. Default: 5 s.
   std::chrono::milliseconds keep_alive_timeout{5000};
-  // A body read or response write that makes no progress for this long
-  // fails. Default: 1 s.
+  // A body or response gets io_timeout plus its size at
+  // min_transfer_bytes_per_second; later, the connection is closed.
+  // Defaults: 1 s, 1 MiB/s.
   std::chrono::milliseconds io_timeout{1000};
-  // A body or response must move at least this fast on average (on top of
-  // io_timeout), or it fails. Default: 1 MiB/s.
   uint64_t min_transfer_bytes_per_second = uint64_t{1} << 20;
   // After a refusal with an unread body, the reactor discards what the client
   // still sends for at most this long and this many bytes, then closes.
@@ -127,15 +140,17 @@ struct TransportCounters {
   int64_t open_connections = 0;
   int64_t queued_requests = 0;  // complete requests waiting for a worker
   int64_t busy_workers = 0;
+  int64_t buffered_bytes = 0;   // bodies being received, responses unsent
   uint64_t accepted_total = 0;
-  uint64_t refused_connections_total = 0;  // over max_connections
-  uint64_t head_timeouts_total = 0;        // 408
-  uint64_t bad_heads_total = 0;            // 400, 414, 431 from the reactor
-  uint64_t slow_io_refusals_total = 0;     // max_slow_io_workers reached
+  uint64_t refused_connections_total = 0;       // at max_connections
+  uint64_t refused_peer_connections_total = 0;  // at max_connections_per_peer
+  uint64_t evicted_idle_total = 0;  // idle keep-alive closed to make room
+  uint64_t head_timeouts_total = 0;         // 408 before the head was complete
+  uint64_t bad_heads_total = 0;             // 400, 414, 431 from the reactor
+  uint64_t body_timeouts_total = 0;         // 408: a body arrived too slowly
+  uint64_t buffer_refusals_total = 0;       // 503: over a buffer budget
+  uint64_t aborted_responses_total = 0;     // started, then the connection closed
 };
-
-struct Connection;
-class HttpTransport;
 
 // Finds header `name` (case-insensitive) in a raw request head (request line
 // and CRLF-separated header lines, as the transport checked them). Returns
@@ -148,16 +163,15 @@ std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
 // A request whose head has arrived, as the head handler sees it. Valid only
 // during the call.
 struct RequestHead {
-  // Request line and headers exactly as received. httplib 0.11.4
-  // percent-decodes the header values it hands out ("key%00" becomes "key"),
-  // so credentials are read from here.
+  // Request line and headers exactly as received (header values are never
+  // decoded, so credentials are compared byte for byte).
   std::string_view raw;
   std::string_view method;
   std::string_view target;
   uint64_t body_length = 0;  // Content-Length (0 if none)
   bool has_transfer_encoding = false;
-  // A refusal of this request closes the connection: its body would be
-  // unread, or the server is stopping.
+  // An immediate answer to this request closes the connection: its body
+  // would be unread, or the server is stopping.
   bool refusal_closes = false;
   const std::string* remote_ip = nullptr;
 
@@ -178,119 +192,132 @@ class ExchangeContext {
   virtual ~ExchangeContext() = default;
 };
 
+// Where an admitted request waits for a worker. Intentionally copyable.
+struct Lane {
+  // Admin requests: served first, never capped.
+  static constexpr uint64_t kControl = 0;
+  // kControl, or a tenant's number + 1 (TenantLane).
+  uint64_t key = kControl;
+  // Heavy work: runs on the background workers.
+  bool background = false;
+
+  static uint64_t TenantLane(uint64_t tenant_number) { return tenant_number + 1; }
+};
+
 // What a head handler decided.
 struct HeadDecision {
-  // Empty: admitted. Otherwise the complete HTTP response of the refusal,
-  // written as is (with "Connection: close" when RequestHead::refusal_closes).
-  std::string refusal;
+  // Non-empty: the complete HTTP response, written at once without a worker
+  // (a refusal, or a constant answer), with "Connection: close" when
+  // RequestHead::refusal_closes.
+  std::string immediate;
   // Admitted: handed to the request's Exchange.
   std::unique_ptr<ExchangeContext> context;
+  Lane lane;
+  // The route reads a request body. A body it does not take is never read:
+  // the connection closes after the response.
+  bool takes_body = true;
 };
 
 // Called once per request, as soon as its head has arrived. Must not block
 // (it runs on the reactor thread too) and must be thread-safe.
 using HeadHandler = std::function<HeadDecision(const RequestHead& head)>;
 
-// What the request handler sees of the request's connection. Valid during the
-// request, on the worker thread serving it.
+// A response, as the request handler fills it in. Content-Length and the
+// connection headers are the transport's. Intentionally copyable.
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  // Other header lines, in order ("Content-Type", "Retry-After", ...).
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  void set_header(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+  }
+};
+
+// One admitted request with its body in memory, as the request handler sees
+// it, on the worker thread serving it. Valid during the call.
 class Exchange {
  public:
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
-  // Content-Length of the request (0 if none).
-  uint64_t body_length() const { return body_length_; }
-  // True if the request has a Transfer-Encoding (tenancyd refuses them).
-  bool has_transfer_encoding() const { return has_transfer_encoding_; }
-
-  // Reads the whole body (body_length() bytes) into *out. Call at most once,
-  // after the request is admitted. DEADLINE_EXCEEDED if the client is too
-  // slow, UNAVAILABLE if it goes away, RESOURCE_EXHAUSTED if the body is not
-  // in memory yet and max_slow_io_workers workers already wait on clients.
-  absl::Status ReadBody(std::string* out);
-
-  // The handler has taken the request over (set by the pre-routing handler):
-  // without it the transport assumes httplib refused the request itself and
-  // closes the connection.
-  void MarkHandled() { handled_ = true; }
-  // Close the connection after the response (a protocol error, a refusal).
-  void CloseAfterResponse() { close_after_ = true; }
-
-  // The peer's address, as text.
-  const std::string& remote_ip() const;
-
-  // The request's head exactly as received (request line and headers, CRLF
-  // line ends). httplib 0.11.4 percent-decodes header values ("key%00"
-  // becomes "key", "%0d%0a" a line break), so credentials are read from here.
+  std::string_view method() const { return method_; }
+  std::string_view target() const { return target_; }
+  // The request's head exactly as received (request line and headers).
   std::string_view raw_head() const { return raw_head_; }
-
   // The value of header `name` in the raw head (see FindRawHeader).
   std::optional<std::string_view> RawHeader(std::string_view name,
                                             bool* repeated = nullptr) const {
     return FindRawHeader(raw_head_, name, repeated);
   }
+  // The whole body (empty if the route takes none).
+  std::string_view body() const { return body_; }
+  const std::string& remote_ip() const { return *remote_ip_; }
 
-  // The head handler's context for this request, or nullptr; TakeContext
-  // hands it over to the caller.
+  // The head handler's context; TakeContext hands it over to the caller.
   ExchangeContext* context() const { return context_.get(); }
   std::unique_ptr<ExchangeContext> TakeContext() { return std::move(context_); }
 
-  // True if the connection will be closed after this response.
-  bool WillClose() const;
+  HttpResponse& response() { return response_; }
+  // Close the connection after the response.
+  void CloseAfterResponse() { close_after_ = true; }
+
+  // The handler is about to wait for something other than CPU (a claim
+  // waiting for a job): its lane stops counting it as running, so the
+  // tenant's other requests are not held up behind it. The worker stays
+  // busy. Idempotent.
+  void BeginLongWait();
 
  private:
   friend class HttpTransport;
-  Exchange(HttpTransport* transport, Connection* connection,
-           httplib::Stream* stream, std::string_view raw_head,
-           uint64_t body_length, bool has_transfer_encoding,
-           std::unique_ptr<ExchangeContext> context)
-      : transport_(transport),
-        connection_(connection),
-        stream_(stream),
-        raw_head_(raw_head),
-        body_length_(body_length),
-        has_transfer_encoding_(has_transfer_encoding),
-        context_(std::move(context)) {}
+  Exchange() = default;
 
-  HttpTransport* const transport_;
-  Connection* const connection_;
-  httplib::Stream* const stream_;
-  const std::string_view raw_head_;
-  const uint64_t body_length_;
-  const bool has_transfer_encoding_;
-  bool handled_ = false;
-  bool close_after_ = false;
-  bool body_read_ = false;
-  bool body_complete_ = false;
-  size_t body_from_buffer_ = 0;  // body bytes taken from the read buffer
+  std::string_view method_;
+  std::string_view target_;
+  std::string_view raw_head_;
+  std::string_view body_;
+  const std::string* remote_ip_ = nullptr;
   std::unique_ptr<ExchangeContext> context_;
+  HttpResponse response_;
+  bool close_after_ = false;
+  // Set by the transport: how BeginLongWait releases the lane.
+  std::function<void()> release_lane_;
 };
 
-class HttpTransport final : public httplib::Server {
+// Called on a worker for each admitted request. Must fill in the response.
+using RequestHandler = std::function<void(Exchange& exchange)>;
+
+struct Connection;
+struct Peer;
+
+class HttpTransport final {
  public:
   explicit HttpTransport(TransportOptions options);
   HttpTransport(const HttpTransport&) = delete;
   HttpTransport& operator=(const HttpTransport&) = delete;
   // Stops if still running.
-  ~HttpTransport() override;
+  ~HttpTransport();
 
   // Binds and listens on host:port (port 0 picks a free port); returns the
   // port. UNAVAILABLE if the address cannot be bound.
   absl::StatusOr<int> Bind(const std::string& host, int port);
 
-  // Installs the head handler. REQUIRES: called before Start.
+  // REQUIRES: called before Start.
   void set_head_handler(HeadHandler handler) { head_handler_ = std::move(handler); }
+  void set_request_handler(RequestHandler handler) {
+    request_handler_ = std::move(handler);
+  }
 
-  // Starts the reactor and the workers. REQUIRES: Bind succeeded.
+  // Starts the reactor and the workers. REQUIRES: Bind succeeded, both
+  // handlers set.
   absl::Status Start();
 
   // Stops accepting, closes idle and half-received connections, lets the
   // workers finish every request already received (answered with
-  // "Connection: close"), and joins every thread. Idempotent.
+  // "Connection: close") and the reactor finish the responses it is
+  // writing (within their deadlines), and joins every thread. Idempotent.
   void Stop();
-
-  // The exchange of the request the calling thread is serving, or nullptr.
-  static Exchange* Current();
 
   // True once Stop() has begun.
   bool stopping() const { return stopping_flag_.load(std::memory_order_acquire); }
@@ -301,81 +328,134 @@ class HttpTransport final : public httplib::Server {
   struct Frame;
 
  private:
-  friend class Exchange;
   class Worker;
-  class ConnectionStream;
-
-  enum class ServeResult { kKeepAlive, kClose, kDrainAndClose };
-
-  // httplib::Server's per-connection entry point; not used (we accept
-  // ourselves), but overridden so nothing can reach httplib's thread pool.
-  bool process_and_close_socket(socket_t sock) override;
+  enum class Step { kReady, kNeedMore, kYield, kGone };
 
   void ReactorLoop();
   void AcceptAll();
-  void OnReadable(Connection* c);
+  // Makes room for one more connection: closes the oldest idle connection
+  // of `peer_ip` (of anyone's when nullptr). False if none is idle.
+  bool EvictIdle(const std::string* peer_ip);
+  void OnEvent(Connection* c, uint32_t events);
+  // The reactor moves `c` along after reading or writing: dispatches a ready
+  // request, re-arms for more bytes, or closes.
+  void Process(Connection* c);
+  // A response the reactor was finishing is out: next request, or close.
+  void FinishWrite(Connection* c);
   void Sweep(std::chrono::steady_clock::time_point now);
+
   void WorkerLoop(Worker* w);
+  // Serves `c`'s ready request on `w`, then the connection's next requests
+  // while the scheduler lets it keep them.
   void Serve(Worker* w, Connection* c);
-  ServeResult ServeOne(Connection* c);
+  // Runs the request at the front of c's buffer and writes its response.
+  // False if the connection is gone or handed to the reactor.
+  bool ServeOne(Worker* w, Connection* c);
   // Waits for the next request on `c`; true if one is ready in c's buffer
   // (the worker keeps c), false if `c` was handed on or closed.
   bool Linger(Worker* w, Connection* c);
+  // After a request on `c` is done (on worker `w`): moves on to the next
+  // request in its buffer. True if `w` may run it now.
+  bool Continue(Worker* w, Connection* c);
 
-  // Reads what is available without blocking. False on EOF or error.
+  // Reads what is available without blocking, up to what the current phase
+  // needs. False on EOF or error.
   bool ReadAvailable(Connection* c);
   // Skips blank lines before a request and inspects the buffer.
   Frame InspectBuffered(Connection* c);
 
   // Moves the request at the front of c's buffer along: checks its head,
-  // asks the head handler once, answers refusals (and goes on to the next
-  // pipelined request). kReady: an admitted request is complete in memory.
-  // kNeedMore: more bytes are needed (the caller still owns c). kGone: c was
-  // closed or handed to the reactor to drain; the caller must not touch it.
-  enum class Step { kReady, kNeedMore, kGone };
+  // asks the head handler once, answers immediate responses (and goes on to
+  // the next pipelined request), reserves the admitted body's buffer.
+  // kReady: an admitted request is complete in memory. kNeedMore: more bytes
+  // are needed (the caller still owns c). kYield: this connection had its
+  // share of refusals for one turn (the caller still owns c). kGone: c was
+  // closed or handed on to drain; the caller must not touch it.
   Step Advance(Connection* c);
 
   // Ownership hand-offs (see the .cc for the protocol).
-  void DispatchLocked(Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queue `c`'s ready request for a worker. False when stopping (the workers
+  // may be gone): the caller closes `c` instead.
+  bool DispatchLocked(Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `c`'s admitted request is no longer waiting for its body (it is ready,
+  // or gone): it leaves bodies_pending_.
+  void SettleBodyLocked(Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandBack(Connection* c);
-  void Requeue(Connection* c);
   void StartDraining(Connection* c);
+  void StartWriting(Connection* c);
   void RefuseAndDrain(Connection* c, int status, std::string_view code,
                       std::string_view message);
   void Close(Connection* c);
-  void ArmLocked(Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool TryAcquireSlowIo();
-  void ReleaseSlowIo();
+  void ArmLocked(Connection* c, bool for_write = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The lane budget (TransportOptions::max_buffered_bytes_per_lane).
+  bool ReserveBufferLocked(uint64_t lane, int64_t bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseBufferLocked(uint64_t lane, int64_t bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseAllBuffers(Connection* c);
+  // The scheduler: the next request `w` may run, or nullptr.
+  Connection* NextLocked(Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool MayRunInlineLocked(Worker* w, const Lane& lane)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DoneLocked(Worker* w, Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WakeLocked(bool background) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stopping, and nothing left for worker `w`'s kind to run.
+  bool WorkerMayExitLocked(const Worker* w) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction / Start.
   const TransportOptions options_;
   HeadHandler head_handler_;
+  RequestHandler request_handler_;
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
-  int wake_fd_ = -1;  // eventfd: tells the reactor to stop
+  int wake_fd_ = -1;  // eventfd: tells the reactor to look at stopping_
   std::thread reactor_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  int foreground_threads_ = 1;
+  int background_threads_ = 1;
   bool started_ = false;
   bool stopped_ = false;
   bool accept_paused_ = false;  // reactor thread only
 
   mutable absl::Mutex mu_;
-  absl::CondVar work_cv_;
+  absl::CondVar foreground_cv_;
+  absl::CondVar background_cv_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<Connection*> connections_ ABSL_GUARDED_BY(mu_);
-  std::deque<Connection*> ready_ ABSL_GUARDED_BY(mu_);
-  int idle_workers_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, std::unique_ptr<Peer>> peers_
+      ABSL_GUARDED_BY(mu_);
+  // Requests ready to run: admin first, then tenants fairly.
+  std::deque<Connection*> control_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<FairQueue<Connection*>> foreground_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<FairQueue<Connection*>> background_ ABSL_GUARDED_BY(mu_);
+  int idle_foreground_ ABSL_GUARDED_BY(mu_) = 0;
+  int idle_background_ ABSL_GUARDED_BY(mu_) = 0;
+  int busy_workers_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Worker*> lingering_ ABSL_GUARDED_BY(mu_);
+  // Buffer budgets: bytes reserved per lane (only while > 0), and in all.
+  absl::flat_hash_map<uint64_t, int64_t> buffered_by_lane_ ABSL_GUARDED_BY(mu_);
+  int64_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
+  // Connections the reactor owns with a complete request head it has not
+  // looked at yet (a connection that had its turn of refusals): not armed in
+  // epoll, looked at on the reactor's next round.
+  std::vector<Connection*> reactor_ready_ ABSL_GUARDED_BY(mu_);
+  // Connections the reactor is writing a response to.
+  int writing_ ABSL_GUARDED_BY(mu_) = 0;
+  // Admitted requests whose bodies are still arriving: in flight, so the
+  // workers stay for them when stopping.
+  int bodies_pending_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::atomic<bool> stopping_flag_{false};  // mirrors stopping_, lock-free
-  std::atomic<int64_t> busy_workers_{0};
   std::atomic<uint64_t> accepted_total_{0};
   std::atomic<uint64_t> refused_connections_total_{0};
+  std::atomic<uint64_t> refused_peer_connections_total_{0};
+  std::atomic<uint64_t> evicted_idle_total_{0};
   std::atomic<uint64_t> head_timeouts_total_{0};
   std::atomic<uint64_t> bad_heads_total_{0};
-  std::atomic<uint64_t> slow_io_refusals_total_{0};
-  int slow_io_limit_ = 1;  // constant after Start
-  std::atomic<int> slow_io_in_use_{0};
+  std::atomic<uint64_t> body_timeouts_total_{0};
+  std::atomic<uint64_t> buffer_refusals_total_{0};
+  std::atomic<uint64_t> aborted_responses_total_{0};
 };
 
 }  // namespace tenancy::internal

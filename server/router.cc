@@ -64,19 +64,19 @@ std::optional<std::string> BearerToken(const RequestHead& head) {
   return std::string(v);
 }
 
-// A complete HTTP/1.1 response for a refusal decided on the head, in the
-// form httplib writes its own.
-std::string FormatRefusal(const HttpError& error, bool head_request, bool close,
-                          int keep_alive_seconds, size_t keep_alive_max) {
-  std::string body = ErrorBody(error.code, error.message);
-  std::string out = Cat("HTTP/1.1 ", error.status, " ", ReasonPhrase(error.status),
-                        "\r\nContent-Type: application/json\r\nContent-Length: ",
-                        body.size(), "\r\n");
-  if (error.retry_after_seconds.has_value()) {
-    out += Cat("Retry-After: ", *error.retry_after_seconds, "\r\n");
-  }
-  if (!error.allow.empty()) out += Cat("Allow: ", error.allow, "\r\n");
-  if (error.status == 401) out += "WWW-Authenticate: Bearer\r\n";
+// Bodies larger than this make a request background work.
+constexpr uint64_t kBackgroundBodyBytes = 256 << 10;
+
+// A complete HTTP/1.1 response decided on the head: a refusal, or a
+// constant answer.
+std::string FormatHead(int status, size_t body_size) {
+  return Cat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
+             "\r\nContent-Type: application/json\r\nContent-Length: ", body_size,
+             "\r\n");
+}
+
+std::string FinishHead(std::string out, std::string_view body, bool head_request,
+                       bool close, int keep_alive_seconds, size_t keep_alive_max) {
   if (close) {
     out += "Connection: close\r\n";
   } else {
@@ -86,6 +86,25 @@ std::string FormatRefusal(const HttpError& error, bool head_request, bool close,
   out += "\r\n";
   if (!head_request) out += body;
   return out;
+}
+
+std::string FormatResponse(int status, std::string_view body, bool head_request,
+                           bool close, int keep_alive_seconds, size_t keep_alive_max) {
+  return FinishHead(FormatHead(status, body.size()), body, head_request, close,
+                    keep_alive_seconds, keep_alive_max);
+}
+
+std::string FormatRefusal(const HttpError& error, bool head_request, bool close,
+                          int keep_alive_seconds, size_t keep_alive_max) {
+  std::string body = ErrorBody(error.code, error.message);
+  std::string out = FormatHead(error.status, body.size());
+  if (error.retry_after_seconds.has_value()) {
+    out += Cat("Retry-After: ", *error.retry_after_seconds, "\r\n");
+  }
+  if (!error.allow.empty()) out += Cat("Allow: ", error.allow, "\r\n");
+  if (error.status == 401) out += "WWW-Authenticate: Bearer\r\n";
+  return FinishHead(std::move(out), body, head_request, close, keep_alive_seconds,
+                    keep_alive_max);
 }
 
 HttpError Unauthenticated(std::string message) {
@@ -138,91 +157,80 @@ Router::Router(const ServerOptions& options, Engine* engine,
 
 Router::~Router() = default;
 
-httplib::Server::HandlerResponse Router::HandleError(const httplib::Request&,
-                                                     httplib::Response& res) {
-  if (res.body.empty()) {
-    std::string_view code = res.status == 400   ? "invalid_argument"
-                            : res.status == 404 ? "not_found"
-                            : res.status == 413 || res.status == 414
-                                ? "too_large"
-                                : res.status >= 500 ? "internal"
-                                                    : "invalid_argument";
-    res.set_content(ErrorBody(code, ReasonPhrase(res.status)), "application/json");
-  }
-  return httplib::Server::HandlerResponse::Handled;
-}
-
 HeadDecision Router::DecideHead(const RequestHead& head) {
   auto call = std::make_unique<Call>(head.method, head.target);
   std::optional<HttpError> error = Prepare(*call, head);
   HeadDecision decision;
+  const auto& t = options_.transport;
+  const int keep_alive_seconds = static_cast<int>(std::max<int64_t>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(t.keep_alive_timeout).count()));
   if (!error.has_value()) {
+    // Constant answers need no worker.
+    switch (call->match.id) {
+      case RouteId::kHealth:
+      case RouteId::kVersion: {
+        std::string body = call->match.id == RouteId::kHealth
+                               ? std::string(R"({"status":"ok"})")
+                               : Cat(R"({"version":")", TENANCY_VERSION_STRING, "\"}");
+        decision.immediate =
+            FormatResponse(200, body, head.method == "HEAD", head.refusal_closes,
+                           keep_alive_seconds, t.keep_alive_max_requests);
+        Account(*call, 200, std::nullopt);
+        return decision;
+      }
+      default:
+        break;
+    }
+    decision.lane = LaneOf(*call, head);
+    decision.takes_body = RouteTakesBody(call->match.id);
     decision.context = std::move(call);
     return decision;
   }
   Account(*call, error->status, error);
   if (error->internal) LogInternal(*call, *error);
-  const auto& t = options_.transport;
-  decision.refusal = FormatRefusal(
-      *error, head.method == "HEAD", head.refusal_closes,
-      static_cast<int>(std::max<int64_t>(
-          1, std::chrono::duration_cast<std::chrono::seconds>(t.keep_alive_timeout)
-                 .count())),
-      t.keep_alive_max_requests);
+  decision.immediate = FormatRefusal(*error, head.method == "HEAD",
+                                     head.refusal_closes, keep_alive_seconds,
+                                     t.keep_alive_max_requests);
   return decision;
 }
 
-std::unique_ptr<Router::Call> Router::PrepareLate(const httplib::Request& req,
-                                                  std::optional<HttpError>* error) {
-  auto call = std::make_unique<Call>(req.method, req.target);
-  Exchange* exchange = HttpTransport::Current();
-  RequestHead head;
-  if (exchange != nullptr) {
-    head.raw = exchange->raw_head();
-    head.body_length = exchange->body_length();
-    head.has_transfer_encoding = exchange->has_transfer_encoding();
+Lane Router::LaneOf(const Call& call, const RequestHead& head) const {
+  Lane lane;
+  if (!call.tenant.has_value()) return lane;  // admin: the control lane
+  lane.key = Lane::TenantLane(call.tenant->number());
+  // Heavy work runs on the background workers, at a lower OS priority: a
+  // large body (a batch of thousands of operations, a large value) or a
+  // scan that asks for more than one default page.
+  switch (call.match.id) {
+    case RouteId::kKvScan: {
+      auto params = ParseQuery(call.match.query);
+      if (params.ok()) {
+        for (const auto& [name, value] : *params) {
+          if (name != "limit") continue;
+          // Digits only is checked by the route; longer than "100" is more.
+          lane.background = value.size() > 3 || (value.size() == 3 && value > "100");
+        }
+      }
+      break;
+    }
+    default:
+      lane.background = head.body_length > kBackgroundBodyBytes;
+      break;
   }
-  head.method = call->method;
-  head.target = call->target;
-  *error = Prepare(*call, head);
-  return call;
+  return lane;
 }
 
-int Router::HandleExpectContinue(const httplib::Request& req,
-                                 httplib::Response& res) {
-  Exchange* exchange = HttpTransport::Current();
-  if (exchange != nullptr && exchange->context() != nullptr) return 100;
-  // No head decision (not served by HttpTransport's head handler).
-  std::optional<HttpError> error;
-  std::unique_ptr<Call> call = PrepareLate(req, &error);
-  if (!error.has_value()) return 100;
-  call->req = &req;
-  call->res = &res;
-  ReplyError(*call, *error);
-  Account(*call, res.status, error);
-  // httplib writes this response without a Content-Length; the connection
-  // closes after it (the body was never read), which also frames it.
-  res.set_header("Content-Length", std::to_string(res.body.size()));
-  return res.status;
-}
-
-httplib::Server::HandlerResponse Router::Handle(const httplib::Request& req,
-                                                httplib::Response& res) {
-  Exchange* exchange = HttpTransport::Current();
-  std::unique_ptr<Call> call;
-  std::optional<HttpError> error;
-  if (exchange != nullptr) {
-    exchange->MarkHandled();
-    call.reset(static_cast<Call*>(exchange->TakeContext().release()));
+void Router::Handle(Exchange& exchange) {
+  std::unique_ptr<Call> call(static_cast<Call*>(exchange.TakeContext().release()));
+  call->res = &exchange.response();
+  call->exchange = &exchange;
+  call->body = exchange.body();
+  std::optional<HttpError> error = Execute(*call);
+  if (error.has_value()) {
+    ReplyError(*call, *error);
+    if (error->status == 408 || error->status >= 500) exchange.CloseAfterResponse();
   }
-  if (call == nullptr) call = PrepareLate(req, &error);
-  call->req = &req;
-  call->res = &res;
-  call->exchange = exchange;
-  if (!error.has_value()) error = Execute(*call);
-  if (error.has_value()) ReplyError(*call, *error);
-  Account(*call, res.status, error);
-  return httplib::Server::HandlerResponse::Handled;
+  Account(*call, call->res->status, error);
 }
 
 std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
@@ -418,29 +426,10 @@ void Router::ForgetTenant(const std::string& id, uint64_t number) {
 }
 
 std::optional<HttpError> Router::Execute(Call& call) {
-  if (RouteTakesBody(call.match.id) && call.exchange != nullptr) {
-    absl::Status read = call.exchange->ReadBody(&call.body);
-    if (!read.ok()) {
-      call.exchange->CloseAfterResponse();
-      if (absl::IsResourceExhausted(read)) {
-        HttpError busy = MakeHttpError(503, "unavailable", std::string(read.message()));
-        busy.retry_after_seconds = 1;
-        return busy;
-      }
-      return MakeHttpError(408, "request_timeout", std::string(read.message()));
-    }
-  }
   switch (call.match.id) {
-    case RouteId::kHealth: {
-      ReplyJson(*call.res, 200, R"({"status":"ok"})");
-      return std::nullopt;
-    }
-    case RouteId::kVersion: {
-      JsonWriter w;
-      w.BeginObject().Key("version").String(TENANCY_VERSION_STRING).EndObject();
-      ReplyJson(*call.res, 200, w.Release());
-      return std::nullopt;
-    }
+    case RouteId::kHealth:
+    case RouteId::kVersion:
+      break;  // answered on the head (DecideHead)
     case RouteId::kKvGet: return KvGet(call);
     case RouteId::kKvPut: return KvPut(call);
     case RouteId::kKvDelete: return KvDelete(call);
@@ -486,9 +475,10 @@ void Router::Account(Call& call, int status, const std::optional<HttpError>& err
 }
 
 void Router::ReplyError(Call& call, const HttpError& error) {
-  httplib::Response& res = *call.res;
+  HttpResponse& res = *call.res;
   res.status = error.status;
-  res.set_content(ErrorBody(error.code, error.message), "application/json");
+  res.body = ErrorBody(error.code, error.message);
+  res.set_header("Content-Type", "application/json");
   if (error.retry_after_seconds.has_value()) {
     res.set_header("Retry-After", std::to_string(*error.retry_after_seconds));
   }

@@ -11,19 +11,19 @@
 //      the tenant (401, 403, 404, 400);
 //   4. tenant state: disabled 403, deleted 404, read-only 403 for writes;
 //   5. admission: the tenant's limit classes and rate (429 + Retry-After).
-// A refusal is a complete HTTP response the transport writes at once; an
-// admitted request becomes a Call (holding its permit) that travels with the
-// request to a worker, where Handle (httplib's pre-routing handler) runs
-//   6. body: read (bounded, with a deadline), then the route's handler over
-//      the library's public API.
+// A refusal (or a constant answer: /health, /version) is a complete HTTP
+// response the transport writes at once; an admitted request becomes a Call
+// (holding its permit) that travels with the request to a worker, in the
+// lane of its tenant (admin requests in the control lane; large batches and
+// scans marked background), where Handle runs
+//   6. the route's handler over the library's public API, with the body the
+//      transport read into memory.
 //
 // Thread safety: safe for concurrent access from multiple threads without any
 // external synchronization.
 
 #ifndef TENANCY_SERVER_ROUTER_H_
 #define TENANCY_SERVER_ROUTER_H_
-
-#include <httplib.h>
 
 #include <array>
 #include <atomic>
@@ -68,16 +68,8 @@ class Router {
   // arrived. A refusal is returned as a complete HTTP response; an admitted
   // request carries its prepared Call (and permit) to the worker.
   HeadDecision DecideHead(const RequestHead& head);
-  // httplib's pre-routing handler: step 6. Always answers (Handled).
-  httplib::Server::HandlerResponse Handle(const httplib::Request& req,
-                                          httplib::Response& res);
-  // httplib's Expect: 100-continue handler: 100 for an admitted request, else
-  // the refusal's status (with its body written to `res`).
-  int HandleExpectContinue(const httplib::Request& req, httplib::Response& res);
-  // httplib's error handler: gives a JSON body to errors httplib produced
-  // itself (a request it could not parse).
-  httplib::Server::HandlerResponse HandleError(const httplib::Request& req,
-                                               httplib::Response& res);
+  // The transport's request handler: step 6. Always answers.
+  void Handle(Exchange& exchange);
 
   // The server is stopping: claims waiting for a job give up (answering 204)
   // within kClaimCancelPoll, so that they do not hold up the drain.
@@ -90,9 +82,8 @@ class Router {
   std::optional<HttpError> Prepare(Call& call, const RequestHead& head);
   std::optional<HttpError> AuthorizeAdmin(const RequestHead& head, RouteId route);
   std::optional<HttpError> ResolveTenant(Call& call, const RequestHead& head);
-  // Steps 1-5 for a request that reached httplib without a head decision.
-  std::unique_ptr<Call> PrepareLate(const httplib::Request& req,
-                                    std::optional<HttpError>* error);
+  // Where the admitted request waits for a worker (step 5's result).
+  Lane LaneOf(const Call& call, const RequestHead& head) const;
   std::shared_ptr<TenantRuntime> RuntimeFor(const Tenant& tenant);
   void ForgetTenant(const std::string& id, uint64_t number);
   // Step 6.

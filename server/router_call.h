@@ -4,8 +4,6 @@
 #ifndef TENANCY_SERVER_ROUTER_CALL_H_
 #define TENANCY_SERVER_ROUTER_CALL_H_
 
-#include <httplib.h>
-
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -33,9 +31,8 @@ struct Router::Call final : public ExchangeContext {
   const std::string target;
   const std::chrono::steady_clock::time_point start;
 
-  // Set when the request runs (httplib's pre-routing handler).
-  const httplib::Request* req = nullptr;
-  httplib::Response* res = nullptr;
+  // Set when the request runs (Router::Handle).
+  HttpResponse* res = nullptr;
   Exchange* exchange = nullptr;
 
   RouteMatch match;
@@ -44,12 +41,12 @@ struct Router::Call final : public ExchangeContext {
   std::shared_ptr<TenantRuntime> runtime;
   AdmissionTicket ticket;
   bool via_admin_key = false;
-  // The request body, once read.
-  std::string body;
+  // The request body (the transport's buffer; valid while the request runs).
+  std::string_view body;
 };
 
 // Sets a JSON response.
-inline void ReplyJson(httplib::Response& res, int status, std::string body) {
+inline void ReplyJson(HttpResponse& res, int status, std::string body) {
   res.status = status;
   res.body = std::move(body);
   res.set_header("Content-Type", "application/json");

@@ -16,13 +16,11 @@ HttpError Invalid(std::string message) {
 }
 
 // The body of a JSON admin route, parsed; an empty body is an empty object.
-absl::StatusOr<simdjson::dom::object> JsonBody(const std::string& body) {
-  static const std::string kEmptyObject = "{}";
-  return ParseJsonObject(ThreadLocalJsonParser(),
-                         body.empty() ? kEmptyObject : body);
+absl::StatusOr<simdjson::dom::object> JsonBody(std::string_view body) {
+  return ParseJsonObject(ThreadLocalJsonParser(), body.empty() ? "{}" : body);
 }
 
-void ReplyStatus(httplib::Response& res, int status, std::string_view id,
+void ReplyStatus(HttpResponse& res, int status, std::string_view id,
                  std::string_view state) {
   JsonWriter w;
   w.BeginObject().Key("tenant_id").String(id).Key("status").String(state).EndObject();

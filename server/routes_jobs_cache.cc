@@ -372,6 +372,8 @@ std::optional<HttpError> Router::JobClaim(Call& call) {
   if (waits) {
     options.wait = wait;
     options.cancel = &stopping_;
+    // Waiting is not work: the tenant's other requests may run meanwhile.
+    call.exchange->BeginLongWait();
   }
   auto claimed = call.tenant->jobs().Claim(options);
   if (waits) ReleaseClaimWait(number);

@@ -210,19 +210,37 @@ void ServerMetrics::WatchTransport(const HttpTransport* transport) {
     sink.AddCounter("tenancy_http_connections_accepted_total",
                     "Connections accepted", {},
                     static_cast<double>(c.accepted_total));
+    sink.AddGauge("tenancy_http_buffered_bytes",
+                  "Bytes of request bodies being received and responses "
+                  "waiting for slow clients",
+                  {}, static_cast<double>(c.buffered_bytes));
     sink.AddCounter("tenancy_http_connections_refused_total",
-                    "Connections refused (over max_connections)", {},
+                    "Connections refused, by the cap they hit", {{"cap", "global"}},
                     static_cast<double>(c.refused_connections_total));
+    sink.AddCounter("tenancy_http_connections_refused_total",
+                    "Connections refused, by the cap they hit", {{"cap", "peer"}},
+                    static_cast<double>(c.refused_peer_connections_total));
+    sink.AddCounter("tenancy_http_idle_connections_evicted_total",
+                    "Idle keep-alive connections closed to make room for new ones",
+                    {}, static_cast<double>(c.evicted_idle_total));
     sink.AddCounter("tenancy_http_head_timeouts_total",
                     "Requests whose head did not arrive in time (408)", {},
                     static_cast<double>(c.head_timeouts_total));
+    sink.AddCounter("tenancy_http_body_timeouts_total",
+                    "Requests whose body did not arrive in time (408)", {},
+                    static_cast<double>(c.body_timeouts_total));
     sink.AddCounter("tenancy_http_bad_heads_total",
                     "Request heads refused before routing (400, 414, 431)", {},
                     static_cast<double>(c.bad_heads_total));
-    sink.AddCounter("tenancy_http_slow_io_refusals_total",
-                    "Requests refused because every slow-I/O worker slot was "
-                    "taken by clients sending or reading slowly",
-                    {}, static_cast<double>(c.slow_io_refusals_total));
+    sink.AddCounter("tenancy_http_buffer_refusals_total",
+                    "Bodies refused (503) or responses abandoned because a "
+                    "tenant's (or the server's) buffer budget was spent",
+                    {}, static_cast<double>(c.buffer_refusals_total));
+    sink.AddCounter("tenancy_http_aborted_responses_total",
+                    "Responses that had started and could not be finished "
+                    "(the client did not take them in time): the connection "
+                    "was closed",
+                    {}, static_cast<double>(c.aborted_responses_total));
   });
   absl::MutexLock lock(&collectors_mu_);
   transport_collector_ = std::move(handle);
