@@ -532,6 +532,10 @@ absl::StatusOr<ScanResult> KvStore::Scan(const ScanOptions& options) const {
     return absl::InvalidArgumentError(internal::StrCat(
         "tenant \"", slot.id, "\": scan limit must be in [1, ", kMaxScanLimit, "]"));
   }
+  if (options.max_bytes < 1) {
+    return absl::InvalidArgumentError(
+        internal::StrCat("tenant \"", slot.id, "\": scan max_bytes must be >= 1"));
+  }
   TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, options.prefix));
   TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, options.start));
   if (options.end.has_value()) TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, *options.end));
@@ -582,16 +586,17 @@ absl::StatusOr<ScanResult> KvStore::Scan(const ScanOptions& options) const {
   } else {
     it->Seek(lower_slice);
   }
+  size_t bytes = 0;
   while (it->Valid()) {
-    if (result.items.size() == options.limit) {
-      const std::string& last = result.items.back().key;
-      result.cursor.reserve(last.size() + 1);
-      result.cursor.push_back(options.reverse ? kCursorReverse : kCursorForward);
-      result.cursor.append(last);
-      break;
-    }
     rocksdb::Slice key = it->key();
     key.remove_prefix(internal::kKeyHeaderSize);
+    const size_t item_bytes = key.size() + it->value().size();
+    if (result.items.size() == options.limit ||
+        (!result.items.empty() && bytes + item_bytes > options.max_bytes)) {
+      result.cursor = ScanCursorAfter(options, result.items.back().key);
+      break;
+    }
+    bytes += item_bytes;
     result.items.push_back(KeyValue{key.ToString(), it->value().ToString()});
     if (options.reverse) {
       it->Prev();
@@ -602,6 +607,15 @@ absl::StatusOr<ScanResult> KvStore::Scan(const ScanOptions& options) const {
   TENANCY_RETURN_IF_ERROR(internal::FromRocksStatus(
       it->status(), internal::StrCat("tenant \"", slot.id, "\": scan")));
   return result;
+}
+
+std::string KvStore::ScanCursorAfter(const ScanOptions& options,
+                                     std::string_view last_key) {
+  std::string cursor;
+  cursor.reserve(last_key.size() + 1);
+  cursor.push_back(options.reverse ? kCursorReverse : kCursorForward);
+  cursor.append(last_key);
+  return cursor;
 }
 
 absl::StatusOr<RecountResult> KvStore::Recount(bool repair) const {

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <utility>
 #include <set>
 
 #include "str_cat.h"
@@ -60,6 +62,20 @@ absl::Status EngineCore::ValidateSpec(const TenantSpec& spec) const {
     }
   }
   const Quota& q = spec.quota;
+  // Usage is kept in int64 counters: a quota above 2^63-1 could never be
+  // compared with it honestly (it would wrap negative and refuse every write).
+  constexpr uint64_t kMaxQuota = static_cast<uint64_t>(INT64_MAX);
+  for (const auto& [name, value] :
+       {std::pair<const char*, uint64_t>{"storage_bytes", q.storage_bytes},
+        {"max_keys", q.max_keys},
+        {"max_value_bytes", q.max_value_bytes},
+        {"max_queued_jobs", q.max_queued_jobs},
+        {"cache_bytes", q.cache_bytes}}) {
+    if (value > kMaxQuota) {
+      return absl::InvalidArgumentError(internal::StrCat(
+          "tenant \"", spec.id, "\": quota.", name, " must be at most 2^63-1"));
+    }
+  }
   // The limiter's token buckets take at most 1e9 per second and in a burst.
   if (!(q.requests_per_second >= 0 && q.requests_per_second <= 1e9) ||
       !(q.burst >= 0 && q.burst <= 1e9)) {

@@ -3,6 +3,7 @@
 //   tenancyd --data-dir DIR [--listen HOST:PORT] [--config FILE]
 //            [--admin-key-file FILE] [--auth api-key|trusted] [--threads N]
 //            [--default-tenant ID] [--host-suffix SUFFIX] [--metrics-public]
+//            [--max-connections N] [--max-connections-per-peer N]
 //
 // Prints "tenancyd listening on HOST:PORT" once it accepts connections.
 // SIGTERM / SIGINT: stop accepting, finish requests in flight, flush, exit 0.
@@ -32,6 +33,7 @@ constexpr char kUsage[] =
     "usage: tenancyd --data-dir DIR [--listen HOST:PORT] [--config FILE]\n"
     "                [--admin-key-file FILE] [--auth api-key|trusted] [--threads N]\n"
     "                [--default-tenant ID] [--host-suffix SUFFIX] [--metrics-public]\n"
+    "                [--max-connections N] [--max-connections-per-peer N]\n"
     "\n"
     "  --data-dir DIR         RocksDB directory; created if missing\n"
     "  --listen HOST:PORT     default 127.0.0.1:8080; port 0 picks a free port\n"
@@ -44,11 +46,28 @@ constexpr char kUsage[] =
     "  --threads N            HTTP worker threads (default 8)\n"
     "  --default-tenant ID    trusted mode: tenant of requests naming none\n"
     "  --host-suffix SUFFIX   trusted mode: Host acme.SUFFIX is tenant acme\n"
-    "  --metrics-public       serve GET /metrics without the admin key\n";
+    "  --metrics-public       serve GET /metrics without the admin key\n"
+    "  --max-connections N    open connections in all (default 1024)\n"
+    "  --max-connections-per-peer N\n"
+    "                         open connections per client address (default 64);\n"
+    "                         at either cap the oldest idle one is closed first\n";
 
 [[noreturn]] void Fail(const std::string& message) {
   std::cerr << "tenancyd: " << message << "\n";
   std::exit(2);
+}
+
+// A whole number in [min, max], or Fail naming the flag.
+long ParseCount(std::string_view flag, const std::string& text, long min, long max) {
+  char* end = nullptr;
+  errno = 0;
+  long value = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || end == text.c_str() || *end != '\0' || errno != 0 || value < min ||
+      value > max) {
+    Fail(std::string(flag) + " must be a whole number in [" + std::to_string(min) + ", " +
+         std::to_string(max) + "]");
+  }
+  return value;
 }
 
 bool ParseHostPort(std::string_view text, std::string* host, int* port) {
@@ -126,13 +145,13 @@ int main(int argc, char** argv) {
         Fail("--auth must be api-key or trusted");
       }
     } else if (arg == "--threads") {
-      std::string n = value(arg);
-      char* end = nullptr;
-      long threads = std::strtol(n.c_str(), &end, 10);
-      if (end == n.c_str() || *end != '\0' || threads < 1 || threads > 1024) {
-        Fail("--threads must be in [1, 1024]");
-      }
-      options.threads = static_cast<int>(threads);
+      options.threads = static_cast<int>(ParseCount(arg, value(arg), 1, 1024));
+    } else if (arg == "--max-connections") {
+      options.transport.max_connections =
+          static_cast<size_t>(ParseCount(arg, value(arg), 1, 1 << 20));
+    } else if (arg == "--max-connections-per-peer") {
+      options.transport.max_connections_per_peer =
+          static_cast<size_t>(ParseCount(arg, value(arg), 1, 1 << 20));
     } else if (arg == "--default-tenant") {
       options.default_tenant = value(arg);
     } else if (arg == "--host-suffix") {

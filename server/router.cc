@@ -111,6 +111,53 @@ HttpError Unauthenticated(std::string message) {
   return MakeHttpError(401, "unauthenticated", std::move(message));
 }
 
+// Trusted mode with --host-suffix: the tenant a request's Host names.
+// nullopt for the bare suffix (the default tenant); INVALID_ARGUMENT for no
+// Host, two, or one that is neither SUFFIX nor ID.SUFFIX. Host names are
+// case-insensitive; a port and one trailing dot are ignored.
+absl::StatusOr<std::optional<std::string>> TenantOfHost(const RequestHead& head,
+                                                        std::string_view suffix) {
+  bool repeated = false;
+  std::optional<std::string_view> value = head.Header("Host", &repeated);
+  if (!value.has_value() || value->empty()) {
+    return absl::InvalidArgumentError("a Host header is required");
+  }
+  if (repeated) return absl::InvalidArgumentError("more than one Host header");
+  std::string_view h = *value;
+  if (!h.empty() && h.front() == '[') {
+    return absl::InvalidArgumentError("the Host is not under the server's suffix");
+  }
+  if (size_t colon = h.rfind(':'); colon != std::string_view::npos) {
+    std::string_view port = h.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string_view::npos) {
+      return absl::InvalidArgumentError("malformed Host port");
+    }
+    h = h.substr(0, colon);
+  }
+  if (!h.empty() && h.back() == '.') h.remove_suffix(1);
+  std::string host(h);
+  for (char& ch : host) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  std::string want(suffix);
+  if (!want.empty() && want.back() == '.') want.pop_back();
+  for (char& ch : want) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  if (host == want) return std::optional<std::string>();
+  if (host.size() > want.size() + 1 &&
+      host.compare(host.size() - want.size(), want.size(), want) == 0 &&
+      host[host.size() - want.size() - 1] == '.') {
+    std::string sub = host.substr(0, host.size() - want.size() - 1);
+    if (!ValidateTenantId(sub).ok()) {
+      return absl::InvalidArgumentError("the Host's subdomain is not a tenant id");
+    }
+    return std::optional<std::string>(std::move(sub));
+  }
+  return absl::InvalidArgumentError("the Host is not under the server's suffix");
+}
+
 bool IsWriteRoute(RouteId id) {
   switch (id) {
     case RouteId::kKvPut:
@@ -333,22 +380,14 @@ std::optional<HttpError> Router::ResolveTenant(Call& call, const RequestHead& he
   if (options_.auth == AuthMode::kTrusted) {
     if (named.has_value()) return open(*named);
     if (!options_.host_suffix.empty()) {
-      std::string host = SingleHeader(head, "Host").value_or("");
-      std::string_view h = host;
-      if (size_t colon = h.rfind(':');
-          colon != std::string_view::npos && h.find(']') == std::string_view::npos) {
-        h = h.substr(0, colon);
+      // The Host decides: it must be there once and be SUFFIX (the default
+      // tenant) or ID.SUFFIX. Anything else is refused rather than guessed,
+      // so a malformed or smuggled Host never lands in the default tenant.
+      auto tenant = TenantOfHost(head, options_.host_suffix);
+      if (!tenant.ok()) {
+        return MakeHttpError(400, "invalid_argument", std::string(tenant.status().message()));
       }
-      const std::string suffix = "." + options_.host_suffix;
-      if (h.size() > suffix.size() &&
-          StartsWithIgnoreCase(h.substr(h.size() - suffix.size()), suffix)) {
-        std::string sub(h.substr(0, h.size() - suffix.size()));
-        if (!ValidateTenantId(sub).ok()) {
-          return MakeHttpError(400, "invalid_argument",
-                               "the Host's subdomain is not a tenant id");
-        }
-        return open(sub);
-      }
+      if (tenant->has_value()) return open(**tenant);
     }
     return open(options_.default_tenant);
   }

@@ -15,26 +15,9 @@ HttpError Invalid(std::string message) {
   return MakeHttpError(400, "invalid_argument", std::move(message));
 }
 
-// Scan cursors are ours, not the library's: base64url of a direction byte
-// ('f' or 'r') and the last key returned. That lets a scan stop early when
-// its response grows too large, and continue exactly after the last key.
-std::string MakeCursor(bool reverse, std::string_view last_key) {
-  std::string raw;
-  raw.reserve(last_key.size() + 1);
-  raw.push_back(reverse ? 'r' : 'f');
-  raw.append(last_key);
-  return Base64UrlEncode(raw);
-}
-
-// Narrows `options` to the keys after `last_key` in the scan's direction.
-void ContinueAfter(std::string_view last_key, ScanOptions* options) {
-  if (!options->reverse) {
-    std::string next(last_key);
-    next.push_back('\0');  // the smallest key after last_key
-    if (next > options->start) options->start = std::move(next);
-  } else if (!options->end.has_value() || last_key < *options->end) {
-    options->end = std::string(last_key);
-  }
+// A scan's cursor on the wire: base64url of the library's cursor.
+std::string WireCursor(std::string_view library_cursor) {
+  return Base64UrlEncode(library_cursor);
 }
 
 // Writes a key and a value as strings, or both as base64 with
@@ -126,47 +109,31 @@ std::optional<HttpError> Router::KvScan(Call& call) {
   }
   if (cursor.has_value() && !cursor->empty()) {
     auto raw = Base64UrlDecode(*cursor);
-    if (!raw.ok() || raw->empty() || ((*raw)[0] != 'f' && (*raw)[0] != 'r') ||
-        ((*raw)[0] == 'r') != options.reverse) {
-      return Invalid("bad cursor");
-    }
-    ContinueAfter(std::string_view(*raw).substr(1), &options);
+    if (!raw.ok() || raw->empty()) return Invalid("bad cursor");
+    options.cursor = *std::move(raw);  // the library checks it belongs here
   }
 
-  // The library materialises a page in memory, so pages are asked for in
-  // small chunks: a scan of large values stops at the response budget
-  // without holding `limit` of them at once.
-  constexpr size_t kChunk = 32;
-  const KvStore kv = call.tenant->kv();
+  // One library call, bounded in bytes by the response budget; the JSON
+  // (escapes, base64) may grow past it, so writing stops there too, and the
+  // cursor continues after the last item written.
+  options.max_bytes = options_.max_scan_response_bytes;
+  auto result = call.tenant->kv().Scan(options);
+  if (!result.ok()) return HttpErrorFromStatus(result.status());
   JsonWriter w;
   w.BeginObject().Key("items").BeginArray();
-  size_t remaining = options.limit;
-  size_t written = 0;
-  bool more = true;
-  bool truncated = false;
-  std::string last_key;
-  while (remaining > 0 && more && !truncated) {
-    ScanOptions chunk = options;
-    chunk.limit = std::min(remaining, kChunk);
-    if (written > 0) ContinueAfter(last_key, &chunk);
-    auto result = kv.Scan(chunk);
-    if (!result.ok()) return HttpErrorFromStatus(result.status());
-    for (const KeyValue& item : result->items) {
-      if (written > 0 && w.view().size() + item.key.size() + item.value.size() >
-                             options_.max_scan_response_bytes) {
-        truncated = true;
-        break;
-      }
-      WriteKeyValue(w, item.key, item.value);
-      ++written;
-      --remaining;
-      last_key = item.key;
+  std::string next = std::move(result->cursor);
+  for (size_t i = 0; i < result->items.size(); ++i) {
+    const KeyValue& item = result->items[i];
+    if (i > 0 && w.view().size() + item.key.size() + item.value.size() >
+                     options_.max_scan_response_bytes) {
+      next = KvStore::ScanCursorAfter(options, result->items[i - 1].key);
+      break;
     }
-    more = !result->cursor.empty() && !result->items.empty();
+    WriteKeyValue(w, item.key, item.value);
   }
   w.EndArray().Key("cursor");
-  if (written > 0 && (truncated || more)) {
-    w.String(MakeCursor(options.reverse, last_key));
+  if (!next.empty()) {
+    w.String(WireCursor(next));
   } else {
     w.Null();
   }

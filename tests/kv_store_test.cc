@@ -210,5 +210,62 @@ TEST_CASE("KvStore: a large delete range (range tombstone path) is exact and "
   CHECK(recount->counted == recount->recorded);
 }
 
+TEST_CASE("KvStore: a scan page is bounded in bytes and always holds one item",
+          "[kv][scan]") {
+  EngineFixture f;
+  KvStore kv = f.Create("acme").kv();
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(kv.Put("k" + std::to_string(100 + i), std::string(1000, 'v')).ok());
+  }
+  for (bool reverse : {false, true}) {
+    ScanOptions options;
+    options.limit = 1000;
+    options.reverse = reverse;
+    options.max_bytes = 4 * 1004;  // four items of 4 + 1000 bytes
+    std::vector<std::string> all;
+    int pages = 0;
+    do {
+      auto page = kv.Scan(options);
+      REQUIRE(page.ok());
+      CHECK(page->items.size() <= 4);
+      for (const KeyValue& item : page->items) all.push_back(item.key);
+      options.cursor = page->cursor;
+      ++pages;
+    } while (!options.cursor.empty() && pages < 100);
+    CHECK(pages == 5);
+    REQUIRE(all.size() == 20);
+    CHECK(all.front() == (reverse ? "k119" : "k100"));
+  }
+  // One item larger than the budget still comes back, alone.
+  REQUIRE(kv.Put("huge", std::string(100000, 'h')).ok());
+  ScanOptions options;
+  options.prefix = "huge";
+  options.max_bytes = 10;
+  auto page = kv.Scan(options);
+  REQUIRE(page.ok());
+  CHECK(page->items.size() == 1);
+  options.max_bytes = 0;
+  CHECK(absl::IsInvalidArgument(kv.Scan(options).status()));
+}
+
+TEST_CASE("KvStore: a cursor continues after a key of the maximum length",
+          "[kv][scan]") {
+  EngineFixture f;
+  KvStore kv = f.Create("acme").kv();
+  const size_t max_key = f.engine->options().max_key_bytes;
+  std::string a(max_key, 'a'), b(max_key, 'b');
+  REQUIRE(kv.Put(a, "1").ok());
+  REQUIRE(kv.Put(b, "2").ok());
+  for (bool reverse : {false, true}) {
+    ScanOptions options;
+    options.reverse = reverse;
+    options.cursor = KvStore::ScanCursorAfter(options, reverse ? b : a);
+    auto page = kv.Scan(options);
+    REQUIRE(page.ok());
+    REQUIRE(page->items.size() == 1);
+    CHECK(page->items[0].key == (reverse ? a : b));
+  }
+}
+
 }  // namespace
 }  // namespace tenancy

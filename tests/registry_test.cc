@@ -215,5 +215,24 @@ TEST_CASE("Registry: purge reclaims the space of a shared tenant and leaves "
   CHECK(*f.engine->GetTenant("small")->kv().Get("k") == "kept");
 }
 
+TEST_CASE("Registry: quota values above 2^63-1 are refused and nothing is "
+          "created",
+          "[registry]") {
+  EngineFixture f;
+  for (int field = 0; field < 5; ++field) {
+    TenantSpec spec;
+    spec.id = "huge";
+    uint64_t* values[] = {&spec.quota.storage_bytes, &spec.quota.max_keys,
+                          &spec.quota.max_value_bytes, &spec.quota.max_queued_jobs,
+                          &spec.quota.cache_bytes};
+    *values[field] = uint64_t{1} << 63;
+    CHECK(absl::IsInvalidArgument(f.registry().Create(spec).status()));
+    *values[field] = static_cast<uint64_t>(INT64_MAX);
+    REQUIRE(f.registry().Create(spec).ok());
+    REQUIRE(f.registry().Purge("huge").ok());
+  }
+  CHECK(absl::IsNotFound(f.registry().Get("huge").status()));
+}
+
 }  // namespace
 }  // namespace tenancy

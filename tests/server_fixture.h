@@ -127,13 +127,30 @@ inline httplib::Headers Admin() { return {{"X-Admin-Key", kAdminKey}}; }
 // A raw TCP connection to the server.
 class RawConnection {
  public:
-  explicit RawConnection(int port) {
+  // From `source` (a loopback address such as "127.0.0.2", so that the
+  // server sees another peer) when given; with a receive buffer of
+  // `receive_buffer` bytes when > 0 (a client that reads slowly fills it).
+  explicit RawConnection(int port, const char* source = nullptr,
+                         int receive_buffer = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+    }
+    if (source != nullptr) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &from.sin_addr);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0) {
+        ::close(fd_);
+        throw std::runtime_error("bind source address");
+      }
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ::close(fd_);
       throw std::runtime_error("connect");
     }
     int yes = 1;

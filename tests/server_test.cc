@@ -669,7 +669,7 @@ TEST_CASE("Server: trusted mode takes the tenant from the path, header, host or 
   REQUIRE(c.Put("/v1/kv/k", "from-header", {{"X-Tenant-ID", "beta"}}).status == 204);
   REQUIRE(c.Put("/v1/kv/k", "from-host", {{"Host", "gamma.example.test:8080"}}).status ==
           204);
-  REQUIRE(c.Put("/v1/kv/k", "from-default").status == 204);
+  REQUIRE(c.Put("/v1/kv/k", "from-default", {{"Host", "example.test"}}).status == 204);
   CHECK(*f.engine->GetTenant("alpha")->kv().Get("k") == "from-path");
   CHECK(*f.engine->GetTenant("beta")->kv().Get("k") == "from-header");
   CHECK(*f.engine->GetTenant("gamma")->kv().Get("k") == "from-host");

@@ -75,9 +75,16 @@ struct ScanOptions {
   std::optional<std::string> end;
   // At most this many items; must be in [1, KvStore::kMaxScanLimit].
   size_t limit = 100;
+  // At most this many bytes of keys and values in one page: a page stops
+  // before the item that would pass it (and continues from there through
+  // the cursor), but always holds at least one item whatever its size.
+  // Bounds the memory a scan holds. Must be >= 1. Default: 16 MiB.
+  size_t max_bytes = size_t{16} << 20;
   // Descending key order when true.
   bool reverse = false;
-  // Continue after a previous page: ScanResult::cursor of the same options.
+  // Continue after a previous page: ScanResult::cursor of the same options
+  // (or KvStore::ScanCursorAfter). Keys are compared exclusively, so a
+  // cursor works at a key of the maximum length.
   std::string cursor;
 };
 
@@ -128,6 +135,11 @@ class KvStore {
 
   // One page of keys in order; see ScanOptions.
   absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const;
+
+  // The cursor that continues a scan with `options` after `last_key`, for a
+  // caller that stops short of the page it was given (a response budget).
+  static std::string ScanCursorAfter(const ScanOptions& options,
+                                     std::string_view last_key);
 
   // Scans the tenant's whole range (all namespaces) and compares the result
   // with the usage ledger; when `repair`, sets the ledger to what was counted.
