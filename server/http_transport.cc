@@ -273,11 +273,9 @@ HttpTransport::Frame InspectRequest(std::string_view data,
 // Exchange and header lookup
 
 void Exchange::BeginLongWait() {
-  if (release_lane_) {
-    std::function<void()> release = std::move(release_lane_);
-    release_lane_ = nullptr;
-    release();
-  }
+  if (lane_released_ || transport_ == nullptr) return;
+  lane_released_ = true;
+  transport_->ReleaseLane(static_cast<HttpTransport::Worker*>(worker_), connection_);
 }
 
 std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
@@ -1145,6 +1143,11 @@ bool HttpTransport::WorkerMayExitLocked(const Worker* w) const {
   return (w->background ? background : foreground) == 0;
 }
 
+void HttpTransport::ReleaseLane(Worker* w, Connection* c) {
+  absl::MutexLock lock(&mu_);
+  DoneLocked(w, c);
+}
+
 void HttpTransport::WorkerLoop(Worker* w) {
   if (w->background && options_.background_nice > 0) {
     // Linux keeps a nice value per thread; raising it needs no privilege.
@@ -1188,17 +1191,14 @@ bool HttpTransport::ServeOne(Worker* w, Connection* c) {
   if (c->takes_body) ex.body_ = std::string_view(c->in).substr(c->head_bytes, c->body_bytes);
   ex.remote_ip_ = &c->remote_ip;
   ex.context_ = std::move(c->context);
-  bool lane_released = false;
-  ex.release_lane_ = [this, w, c, &lane_released] {
-    absl::MutexLock lock(&mu_);
-    DoneLocked(w, c);
-    lane_released = true;
-  };
+  ex.transport_ = this;
+  ex.worker_ = w;
+  ex.connection_ = c;
   request_handler_(ex);
   ex.context_.reset();  // the permit goes back before the response is sent
   {
     absl::MutexLock lock(&mu_);
-    if (!lane_released) DoneLocked(w, c);
+    if (!ex.lane_released_) DoneLocked(w, c);
     ReleaseBufferLocked(c->lane.key, c->body_reserved);
     c->body_reserved = 0;
   }

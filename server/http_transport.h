@@ -235,6 +235,10 @@ struct HttpResponse {
   }
 };
 
+struct Connection;
+struct Peer;
+class HttpTransport;
+
 // One admitted request with its body in memory, as the request handler sees
 // it, on the worker thread serving it. Valid during the call.
 class Exchange {
@@ -281,15 +285,15 @@ class Exchange {
   std::unique_ptr<ExchangeContext> context_;
   HttpResponse response_;
   bool close_after_ = false;
-  // Set by the transport: how BeginLongWait releases the lane.
-  std::function<void()> release_lane_;
+  // For BeginLongWait: who runs the request, and whether its lane let go.
+  HttpTransport* transport_ = nullptr;
+  void* worker_ = nullptr;  // HttpTransport::Worker
+  Connection* connection_ = nullptr;
+  bool lane_released_ = false;
 };
 
 // Called on a worker for each admitted request. Must fill in the response.
 using RequestHandler = std::function<void(Exchange& exchange)>;
-
-struct Connection;
-struct Peer;
 
 class HttpTransport final {
  public:
@@ -399,6 +403,9 @@ class HttpTransport final {
   bool MayRunInlineLocked(Worker* w, const Lane& lane)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DoneLocked(Worker* w, Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Exchange::BeginLongWait: the request on `c` stops counting in its lane.
+  void ReleaseLane(Worker* w, Connection* c);
+  friend class Exchange;
   void WakeLocked(bool background) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stopping, and nothing left for worker `w`'s kind to run.
   bool WorkerMayExitLocked(const Worker* w) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -303,6 +303,8 @@ simdjson::dom::parser& ThreadLocalJsonParser() {
 
 absl::StatusOr<simdjson::dom::object> ParseJsonObject(
     simdjson::dom::parser& parser, std::string_view text) {
+  // An empty body may have no storage at all; simdjson copies from it.
+  if (text.data() == nullptr) text = std::string_view("", 0);
   simdjson::dom::element root;
   auto error = parser.parse(text.data(), text.size()).get(root);
   if (error) {

@@ -1,0 +1,506 @@
+// Noisy neighbour: tenant B's latency while tenant A misbehaves, against B's
+// latency alone, in one run on one machine.
+//
+// tenancyd runs as a child process (the real binary, default flags). B's
+// client runs in this process at normal priority: small GETs at a steady
+// rate on keep-alive connections, each request timed from send to the last
+// byte of its response. A's client runs in a child process of its own at
+// nice 19, from another loopback address (127.0.0.2), standing for a client
+// on another machine. Phases, each A's misbehaviour for --seconds while B
+// measures (after a ramp-up), with a pause between them:
+//   alone          A does nothing (the baseline)
+//   flood          A floods far over its rate limit (100 req/s) on 8
+//                  keep-alive connections, 16 requests pipelined at a time
+//   batches        8 parallel POST /v1/batch of 10,000 operations, in a loop
+//   scans          4 parallel GET /v1/kv?limit=10000 over 1 KiB values
+//   slow readers   10 connections that ask for a 4 MiB value and read it at
+//                  80 KiB/s (below the server's minimum rate), then again
+//   idle conns     500 connections from one address (over the per-address
+//                  cap of 64), each sending GET /health every 4 s,
+//                  reconnecting at once when refused or closed
+// Figures: B's p99 in each phase over B's p99 alone (target <= 2, goal 1.5),
+// with p50 beside it; and the server's CPU per refused request in the flood
+// against its CPU per served GET in a GET flood of a third tenant (info).
+//
+//   noisy_neighbour [--seconds S] [--rate R] [--tenancyd PATH]
+//
+// Timing numbers live here, never in tests.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr char kAdminKey[] = "noisy-neighbour-admin-key";
+
+// ---------------------------------------------------------------------------
+// A blocking HTTP/1.1 client on a raw socket: enough for fixed requests and
+// Content-Length responses.
+
+class Connection {
+ public:
+  Connection(int port, const char* source, int receive_buffer = 0) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+    }
+    int yes = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &from.sin_addr);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof(from));
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<uint16_t>(port));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 0;
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection() { ::close(fd_); }
+
+  bool ok() const { return ok_; }
+
+  bool Send(std::string_view data) {
+    while (ok_ && !data.empty()) {
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) ok_ = false;
+      if (n > 0) data.remove_prefix(static_cast<size_t>(n));
+    }
+    return ok_;
+  }
+
+  // Reads one response; returns its status (0 when the connection failed).
+  // With `read_slowly`, the body is read 4 KiB at a time every 50 ms.
+  int Read(std::string* body = nullptr, bool read_slowly = false) {
+    size_t end;
+    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill()) return 0;
+    }
+    const int status = std::atoi(buffer_.c_str() + 9);
+    size_t length = 0;
+    size_t at = buffer_.find("Content-Length: ");
+    if (at != std::string::npos && at < end) length = std::strtoul(buffer_.c_str() + at + 16, nullptr, 10);
+    buffer_.erase(0, end + 4);
+    while (buffer_.size() < length) {
+      if (read_slowly) std::this_thread::sleep_for(milliseconds(50));
+      if (!Fill(read_slowly ? 4096 : sizeof(chunk_))) return 0;
+    }
+    if (body != nullptr) body->assign(buffer_, 0, length);
+    buffer_.erase(0, length);
+    return status;
+  }
+
+ private:
+  bool Fill(size_t at_most = sizeof(chunk_)) {
+    ssize_t n = ::recv(fd_, chunk_, std::min(at_most, sizeof(chunk_)), 0);
+    if (n <= 0) {
+      ok_ = false;
+      return false;
+    }
+    buffer_.append(chunk_, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  bool ok_ = false;
+  std::string buffer_;
+  char chunk_[64 << 10];
+};
+
+std::string Request(const std::string& method, const std::string& target,
+                    const std::string& key, const std::string& body = "") {
+  std::string out = method + " " + target + " HTTP/1.1\r\nHost: bench\r\n";
+  if (!key.empty()) out += "Authorization: Bearer " + key + "\r\n";
+  if (!body.empty() || method == "PUT" || method == "POST") {
+    out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  return out + "\r\n" + body;
+}
+
+// One request on a fresh connection (setup only).
+int Call(int port, const std::string& request, std::string* body = nullptr) {
+  Connection c(port, "127.0.0.1");
+  if (!c.Send(request)) return 0;
+  return c.Read(body);
+}
+
+std::string JsonField(const std::string& body, const std::string& field) {
+  size_t at = body.find("\"" + field + "\":\"");
+  if (at == std::string::npos) return "";
+  at += field.size() + 4;
+  return body.substr(at, body.find('"', at) - at);
+}
+
+std::string BatchBody(int ops, int first, size_t value_bytes) {
+  std::string body = R"({"ops":[)";
+  const std::string value(value_bytes, 'v');
+  for (int i = 0; i < ops; ++i) {
+    if (i > 0) body += ",";
+    char key[32];
+    std::snprintf(key, sizeof(key), "key-%08d", first + i);
+    body += std::string(R"({"op":"put","key":")") + key + R"(","value":")" + value + "\"}";
+  }
+  return body + "]}";
+}
+
+// ---------------------------------------------------------------------------
+// A's misbehaviour, in its own process (noisy_neighbour --misbehave ...).
+
+int Misbehave(const std::string& mode, int port, const std::string& key) {
+  ::setpriority(PRIO_PROCESS, 0, 19);
+  std::vector<std::thread> threads;
+  auto forever = [&](int n, auto body) {
+    for (int i = 0; i < n; ++i) threads.emplace_back([body, i] { body(i); });
+  };
+  const char* from = "127.0.0.2";
+  if (mode == "flood") {
+    const std::string one = Request("GET", "/v1/kv/k", key);
+    std::string sixteen;
+    for (int i = 0; i < 16; ++i) sixteen += one;
+    forever(8, [=](int) {
+      for (;;) {
+        Connection c(port, from);
+        while (c.Send(sixteen)) {
+          for (int i = 0; i < 16 && c.ok(); ++i) c.Read();
+        }
+      }
+    });
+  } else if (mode == "batches") {
+    const std::string batch = Request("POST", "/v1/batch", key, BatchBody(10000, 0, 10));
+    forever(8, [=](int) {
+      for (;;) {
+        Connection c(port, from);
+        while (c.Send(batch) && c.Read() != 0) {
+        }
+      }
+    });
+  } else if (mode == "scans") {
+    const std::string scan = Request("GET", "/v1/kv?limit=10000", key);
+    forever(4, [=](int) {
+      for (;;) {
+        Connection c(port, from);
+        std::string body;
+        while (c.Send(scan) && c.Read(&body) != 0) {
+        }
+      }
+    });
+  } else if (mode == "slow") {
+    const std::string get = Request("GET", "/v1/kv/big", key);
+    forever(10, [=](int) {
+      for (;;) {
+        Connection c(port, from, 4096);
+        if (c.Send(get)) c.Read(nullptr, /*read_slowly=*/true);
+      }
+    });
+  } else if (mode == "idle") {
+    const std::string health = Request("GET", "/health", "");
+    forever(500, [=](int) {
+      for (;;) {
+        Connection c(port, from);
+        while (c.Send(health) && c.Read() == 200) {
+          std::this_thread::sleep_for(std::chrono::seconds(4));
+        }
+        std::this_thread::sleep_for(milliseconds(10));
+      }
+    });
+  } else if (mode == "served") {
+    const std::string one = Request("GET", "/v1/kv/k", key);
+    std::string sixteen;
+    for (int i = 0; i < 16; ++i) sixteen += one;
+    forever(8, [=](int) {
+      for (;;) {
+        Connection c(port, from);
+        while (c.Send(sixteen)) {
+          for (int i = 0; i < 16 && c.ok(); ++i) c.Read();
+        }
+      }
+    });
+  } else {
+    std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+    return 2;
+  }
+  for (auto& t : threads) t.join();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// The server and the measurements.
+
+struct Server {
+  pid_t pid = -1;
+  int port = 0;
+};
+
+Server StartTenancyd(const std::string& binary, const std::filesystem::path& dir) {
+  int out[2];
+  if (::pipe(out) != 0) std::exit(2);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    ::setenv("TENANCY_ADMIN_KEY", kAdminKey, 1);
+    const std::string data = (dir / "data").string();
+    ::execl(binary.c_str(), binary.c_str(), "--data-dir", data.c_str(), "--listen",
+            "127.0.0.1:0", static_cast<char*>(nullptr));
+    std::_Exit(127);
+  }
+  ::close(out[1]);
+  std::string line;
+  char ch;
+  while (::read(out[0], &ch, 1) == 1 && ch != '\n') line += ch;
+  ::close(out[0]);
+  Server s;
+  s.pid = pid;
+  size_t colon = line.rfind(':');
+  s.port = colon == std::string::npos ? 0 : std::atoi(line.c_str() + colon + 1);
+  if (s.port == 0) {
+    std::fprintf(stderr, "tenancyd did not start: %s\n", line.c_str());
+    std::exit(2);
+  }
+  return s;
+}
+
+double ProcessCpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');
+  std::vector<std::string> fields;
+  size_t pos = paren + 2;
+  while (pos < stat.size()) {
+    size_t end = stat.find(' ', pos);
+    fields.push_back(stat.substr(pos, end - pos));
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  // Fields after the comm: state is [0]; utime [11], stime [12].
+  const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return (std::atof(fields[11].c_str()) + std::atof(fields[12].c_str())) / ticks;
+}
+
+pid_t StartMisbehaving(const std::string& self, const std::string& mode, int port,
+                       const std::string& key) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string p = std::to_string(port);
+    ::execl(self.c_str(), self.c_str(), "--misbehave", mode.c_str(), p.c_str(),
+            key.c_str(), static_cast<char*>(nullptr));
+    std::_Exit(127);
+  }
+  return pid;
+}
+
+void StopMisbehaving(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+struct Latencies {
+  std::vector<double> ms;
+  int errors = 0;
+  double Percentile(double p) {
+    if (ms.empty()) return 0;
+    std::sort(ms.begin(), ms.end());
+    size_t i = std::min(ms.size() - 1, static_cast<size_t>(p * static_cast<double>(ms.size())));
+    return ms[i];
+  }
+};
+
+// B's steady GETs: `rate` per second over 2 keep-alive connections, for
+// `seconds`.
+Latencies MeasureB(int port, const std::string& key, int rate, int seconds) {
+  constexpr int kConnections = 2;
+  const std::string get = Request("GET", "/v1/kv/k", key);
+  std::vector<Latencies> per(kConnections);
+  std::vector<std::thread> threads;
+  const auto interval = std::chrono::nanoseconds(1'000'000'000LL * kConnections / rate);
+  const auto start = Clock::now();
+  const auto end = start + std::chrono::seconds(seconds);
+  for (int t = 0; t < kConnections; ++t) {
+    threads.emplace_back([&, t] {
+      auto c = std::make_unique<Connection>(port, "127.0.0.1");
+      auto next = start + interval * t / kConnections;
+      while (next < end) {
+        std::this_thread::sleep_until(next);
+        const auto sent = Clock::now();
+        int status = c->Send(get) ? c->Read() : 0;
+        const auto done = Clock::now();
+        if (status != 200) {
+          ++per[t].errors;
+          c = std::make_unique<Connection>(port, "127.0.0.1");
+        } else {
+          per[t].ms.push_back(std::chrono::duration<double, std::milli>(done - sent).count());
+        }
+        next += interval;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  Latencies all;
+  for (auto& l : per) {
+    all.ms.insert(all.ms.end(), l.ms.begin(), l.ms.end());
+    all.errors += l.errors;
+  }
+  return all;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 5 && std::string(argv[1]) == "--misbehave") {
+    return Misbehave(argv[2], std::atoi(argv[3]), argv[4]);
+  }
+  int seconds = 8;
+  int rate = 400;
+  std::string tenancyd = TENANCY_TENANCYD;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    if (flag == "--seconds") {
+      seconds = std::atoi(argv[i + 1]);
+    } else if (flag == "--rate") {
+      rate = std::atoi(argv[i + 1]);
+    } else if (flag == "--tenancyd") {
+      tenancyd = argv[i + 1];
+    } else {
+      std::fprintf(stderr, "usage: noisy_neighbour [--seconds S] [--rate R] [--tenancyd PATH]\n");
+      return 2;
+    }
+  }
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  auto dir = std::filesystem::temp_directory_path() /
+             ("noisy_neighbour-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  Server server = StartTenancyd(tenancyd, dir);
+  const int port = server.port;
+
+  // Tenants: A (no rate limit), A's flooding twin (100 req/s), B, and C for
+  // the served-GET baseline.
+  auto admin = [](std::string request) {
+    return request.insert(request.find("\r\n") + 2, std::string("X-Admin-Key: ") + kAdminKey + "\r\n");
+  };
+  auto create_admin = [&](const std::string& body) {
+    std::string reply;
+    Call(port, admin(Request("POST", "/admin/tenants", "", body)), &reply);
+    return JsonField(reply, "api_key");
+  };
+  const std::string a = create_admin(R"({"tenant_id":"alpha"})");
+  const std::string a_flood = create_admin(
+      R"({"tenant_id":"alpha-flood","quota":{"requests_per_second":100,"burst":100}})");
+  const std::string b = create_admin(R"({"tenant_id":"beta"})");
+  const std::string c = create_admin(R"({"tenant_id":"gamma"})");
+  if (a.empty() || b.empty() || c.empty() || a_flood.empty()) {
+    std::fprintf(stderr, "could not create the tenants\n");
+    return 2;
+  }
+  Call(port, Request("PUT", "/v1/kv/k", b, std::string(100, 'b')));
+  Call(port, Request("PUT", "/v1/kv/k", c, std::string(100, 'c')));
+  Call(port, Request("PUT", "/v1/kv/k", a_flood, std::string(100, 'a')));
+  Call(port, Request("PUT", "/v1/kv/big", a, std::string(4 << 20, 'x')));
+  for (int i = 0; i < 20; ++i) {  // 20,000 keys of 1 KiB for the scans
+    Call(port, Request("POST", "/v1/batch", a, BatchBody(1000, i * 1000, 1024)));
+  }
+
+  struct Phase {
+    const char* name;
+    const char* mode;  // nullptr: A does nothing
+    const std::string* key;
+  };
+  const Phase phases[] = {
+      {"alone", nullptr, nullptr},
+      {"flood over its rate", "flood", &a_flood},
+      {"8 parallel 10,000-op batches", "batches", &a},
+      {"4 parallel 10,000-item scans", "scans", &a},
+      {"10 slow-reading connections", "slow", &a},
+      {"500 idle connections, one address", "idle", &a},
+  };
+  std::printf("noisy_neighbour: tenancyd pid %d, B at %d GET/s for %d s per phase\n",
+              server.pid, rate, seconds);
+  double alone_p50 = 0, alone_p99 = 0;
+  bool pass = true;
+  for (const Phase& phase : phases) {
+    pid_t noisy = -1;
+    if (phase.mode != nullptr) {
+      noisy = StartMisbehaving(self, phase.mode, port, *phase.key);
+      std::this_thread::sleep_for(std::chrono::seconds(2));  // ramp up
+    }
+    const double cpu0 = ProcessCpuSeconds(server.pid);
+    Latencies l = MeasureB(port, b, rate, seconds);
+    const double cpu = ProcessCpuSeconds(server.pid) - cpu0;
+    if (noisy > 0) StopMisbehaving(noisy);
+    const double p50 = l.Percentile(0.50), p99 = l.Percentile(0.99);
+    if (phase.mode == nullptr) {
+      alone_p50 = p50;
+      alone_p99 = p99;
+      std::printf("%-40s B p50=%.3f ms p99=%.3f ms (%zu GETs, %d errors)\n",
+                  "figure: B alone", p50, p99, l.ms.size(), l.errors);
+    } else {
+      const double ratio = p99 / alone_p99;
+      const bool ok = ratio <= 2.0 && l.errors == 0;
+      pass = pass && ok;
+      std::printf("figure: B p99, A %-34s measured=%.3fms baseline=%.3fms ratio=%.2f "
+                  "target=<=2 %s (p50 %.3f ms = %.2fx; %zu GETs, %d errors; server "
+                  "CPU %.2f s)\n",
+                  phase.name, p99, alone_p99, ratio, ok ? "PASS" : "FAIL", p50,
+                  p50 / alone_p50, l.ms.size(), l.errors, cpu);
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // let the server settle
+  }
+
+  // Server CPU per refused request against per served GET: the same flood,
+  // over the rate limit (refused) and by a tenant without one (served).
+  double per_cpu[2] = {0, 0};
+  const std::string* keys[2] = {&a_flood, &c};
+  const char* labels[2] = {"flood", "served"};
+  for (int i = 0; i < 2; ++i) {
+    pid_t noisy = StartMisbehaving(self, labels[i], port, *keys[i]);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::string m0, m1;
+    Call(port, admin(Request("GET", "/metrics", "")), &m0);
+    const double cpu0 = ProcessCpuSeconds(server.pid);
+    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    const double cpu = ProcessCpuSeconds(server.pid) - cpu0;
+    Call(port, admin(Request("GET", "/metrics", "")), &m1);
+    StopMisbehaving(noisy);
+    auto count = [&](const std::string& text) {
+      const std::string series = i == 0 ? "tenancy_http_responses_total{code=\"429\"} "
+                                        : "tenancy_http_responses_total{code=\"200\"} ";
+      size_t at = text.find(series);
+      return at == std::string::npos ? 0.0 : std::atof(text.c_str() + at + series.size());
+    };
+    per_cpu[i] = (count(m1) - count(m0)) / std::max(cpu, 1e-9);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  std::printf("info: requests refused per server CPU-second %.0f, GETs served per "
+              "server CPU-second %.0f: a refusal costs %.2fx a served GET\n",
+              per_cpu[0], per_cpu[1], per_cpu[1] / std::max(per_cpu[0], 1e-9));
+
+  ::kill(server.pid, SIGTERM);
+  ::waitpid(server.pid, nullptr, 0);
+  std::filesystem::remove_all(dir);
+  return pass ? 0 : 1;
+}
