@@ -22,7 +22,9 @@
 // with p50 beside it; and the server's CPU per refused request in the flood
 // against its CPU per served GET in a GET flood of a third tenant (info).
 //
-//   noisy_neighbour [--seconds S] [--rate R] [--tenancyd PATH]
+//   noisy_neighbour [--rounds N] [--seconds S] [--rate R] [--tenancyd PATH]
+//                   [--only flood,batches,scans,slow,idle] [--server-arg ARG]...
+//                   [--control]
 //
 // Timing numbers live here, never in tests.
 
@@ -96,13 +98,16 @@ class Connection {
   }
 
   // Reads one response; returns its status (0 when the connection failed).
-  // With `read_slowly`, the body is read 4 KiB at a time every 50 ms.
+  // With `read_slowly`, the body is read 4 KiB at a time every 50 ms. A
+  // response with "Connection: close" leaves ok() false: reconnect.
   int Read(std::string* body = nullptr, bool read_slowly = false) {
     size_t end;
     while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
       if (!Fill()) return 0;
     }
     const int status = std::atoi(buffer_.c_str() + 9);
+    size_t close = buffer_.find("Connection: close\r\n");
+    if (close != std::string::npos && close < end) ok_ = false;
     size_t length = 0;
     size_t at = buffer_.find("Content-Length: ");
     if (at != std::string::npos && at < end) length = std::strtoul(buffer_.c_str() + at + 16, nullptr, 10);
@@ -257,7 +262,8 @@ struct Server {
   int port = 0;
 };
 
-Server StartTenancyd(const std::string& binary, const std::filesystem::path& dir) {
+Server StartTenancyd(const std::string& binary, const std::filesystem::path& dir,
+                     const std::vector<std::string>& extra) {
   int out[2];
   if (::pipe(out) != 0) std::exit(2);
   pid_t pid = ::fork();
@@ -266,8 +272,11 @@ Server StartTenancyd(const std::string& binary, const std::filesystem::path& dir
     ::close(out[0]);
     ::setenv("TENANCY_ADMIN_KEY", kAdminKey, 1);
     const std::string data = (dir / "data").string();
-    ::execl(binary.c_str(), binary.c_str(), "--data-dir", data.c_str(), "--listen",
-            "127.0.0.1:0", static_cast<char*>(nullptr));
+    std::vector<const char*> args = {binary.c_str(), "--data-dir", data.c_str(),
+                                     "--listen", "127.0.0.1:0"};
+    for (const std::string& a : extra) args.push_back(a.c_str());
+    args.push_back(nullptr);
+    ::execv(binary.c_str(), const_cast<char* const*>(args.data()));
     std::_Exit(127);
   }
   ::close(out[1]);
@@ -331,43 +340,60 @@ struct Latencies {
   }
 };
 
-// B's steady GETs: `rate` per second over 2 keep-alive connections, for
-// `seconds`.
-Latencies MeasureB(int port, const std::string& key, int rate, int seconds) {
-  constexpr int kConnections = 2;
-  const std::string get = Request("GET", "/v1/kv/k", key);
-  std::vector<Latencies> per(kConnections);
-  std::vector<std::thread> threads;
-  const auto interval = std::chrono::nanoseconds(1'000'000'000LL * kConnections / rate);
-  const auto start = Clock::now();
-  const auto end = start + std::chrono::seconds(seconds);
-  for (int t = 0; t < kConnections; ++t) {
-    threads.emplace_back([&, t] {
-      auto c = std::make_unique<Connection>(port, "127.0.0.1");
-      auto next = start + interval * t / kConnections;
-      while (next < end) {
-        std::this_thread::sleep_until(next);
-        const auto sent = Clock::now();
-        int status = c->Send(get) ? c->Read() : 0;
-        const auto done = Clock::now();
-        if (status != 200) {
-          ++per[t].errors;
-          c = std::make_unique<Connection>(port, "127.0.0.1");
-        } else {
-          per[t].ms.push_back(std::chrono::duration<double, std::milli>(done - sent).count());
+// B's client: steady GETs at `rate` per second over 2 keep-alive
+// connections that live across rounds (a fresh connection's first request
+// would weigh on the tail of every round).
+class BClient {
+ public:
+  BClient(int port, const std::string& key, int rate)
+      : port_(port), get_(Request("GET", "/v1/kv/k", key)), rate_(rate) {
+    for (auto& c : connections_) c = std::make_unique<Connection>(port, "127.0.0.1");
+  }
+
+  Latencies Measure(int seconds) {
+    std::vector<Latencies> per(kConnections);
+    std::vector<std::thread> threads;
+    const auto interval = std::chrono::nanoseconds(1'000'000'000LL * kConnections / rate_);
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::seconds(seconds);
+    for (int t = 0; t < kConnections; ++t) {
+      threads.emplace_back([&, t] {
+        std::unique_ptr<Connection>& c = connections_[t];
+        auto next = start + interval * t / kConnections;
+        while (next < end) {
+          std::this_thread::sleep_until(next);
+          const auto sent = Clock::now();
+          int status = c->Send(get_) ? c->Read() : 0;
+          const auto done = Clock::now();
+          if (status != 200) {
+            ++per[t].errors;
+          } else {
+            per[t].ms.push_back(
+                std::chrono::duration<double, std::milli>(done - sent).count());
+          }
+          // Closed by the server (keep-alive's request cap) or failed: a new
+          // connection, before the next request is due.
+          if (!c->ok()) c = std::make_unique<Connection>(port_, "127.0.0.1");
+          next += interval;
         }
-        next += interval;
-      }
-    });
+      });
+    }
+    for (auto& t : threads) t.join();
+    Latencies all;
+    for (auto& l : per) {
+      all.ms.insert(all.ms.end(), l.ms.begin(), l.ms.end());
+      all.errors += l.errors;
+    }
+    return all;
   }
-  for (auto& t : threads) t.join();
-  Latencies all;
-  for (auto& l : per) {
-    all.ms.insert(all.ms.end(), l.ms.begin(), l.ms.end());
-    all.errors += l.errors;
-  }
-  return all;
-}
+
+ private:
+  static constexpr int kConnections = 2;
+  const int port_;
+  const std::string get_;
+  const int rate_;
+  std::unique_ptr<Connection> connections_[kConnections];
+};
 
 }  // namespace
 
@@ -375,19 +401,34 @@ int main(int argc, char** argv) {
   if (argc >= 5 && std::string(argv[1]) == "--misbehave") {
     return Misbehave(argv[2], std::atoi(argv[3]), argv[4]);
   }
-  int seconds = 8;
+  int seconds = 5;  // of the refusal-CPU runs
+  int rounds = 4;
   int rate = 400;
   std::string tenancyd = TENANCY_TENANCYD;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i];
-    if (flag == "--seconds") {
-      seconds = std::atoi(argv[i + 1]);
-    } else if (flag == "--rate") {
-      rate = std::atoi(argv[i + 1]);
-    } else if (flag == "--tenancyd") {
-      tenancyd = argv[i + 1];
+  std::string only;  // comma-separated modes; empty: all
+  bool control = false;
+  std::vector<std::string> server_args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (flag == "--control") {
+      control = true;
+    } else if (flag == "--seconds" && has_value) {
+      seconds = std::atoi(argv[++i]);
+    } else if (flag == "--rounds" && has_value) {
+      rounds = std::atoi(argv[++i]);
+    } else if (flag == "--rate" && has_value) {
+      rate = std::atoi(argv[++i]);
+    } else if (flag == "--tenancyd" && has_value) {
+      tenancyd = argv[++i];
+    } else if (flag == "--only" && has_value) {
+      only = argv[++i];
+    } else if (flag == "--server-arg" && has_value) {
+      server_args.push_back(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: noisy_neighbour [--seconds S] [--rate R] [--tenancyd PATH]\n");
+      std::fprintf(stderr,
+                   "usage: noisy_neighbour [--rounds N] [--seconds S] [--rate R] [--tenancyd PATH] "
+                   "[--only MODE,...] [--server-arg ARG]... [--control]\n");
       return 2;
     }
   }
@@ -395,89 +436,136 @@ int main(int argc, char** argv) {
   auto dir = std::filesystem::temp_directory_path() /
              ("noisy_neighbour-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  Server server = StartTenancyd(tenancyd, dir);
+  Server server = StartTenancyd(tenancyd, dir, server_args);
   const int port = server.port;
 
   // Tenants: A (no rate limit), A's flooding twin (100 req/s), B, and C for
   // the served-GET baseline.
   auto admin = [](std::string request) {
-    return request.insert(request.find("\r\n") + 2, std::string("X-Admin-Key: ") + kAdminKey + "\r\n");
+    return request.insert(request.find("\r\n") + 2,
+                          std::string("X-Admin-Key: ") + kAdminKey + "\r\n");
   };
-  auto create_admin = [&](const std::string& body) {
-    std::string reply;
-    Call(port, admin(Request("POST", "/admin/tenants", "", body)), &reply);
-    return JsonField(reply, "api_key");
+  struct Keys {
+    std::string a, a_flood, b, c;
   };
-  const std::string a = create_admin(R"({"tenant_id":"alpha"})");
-  const std::string a_flood = create_admin(
-      R"({"tenant_id":"alpha-flood","quota":{"requests_per_second":100,"burst":100}})");
-  const std::string b = create_admin(R"({"tenant_id":"beta"})");
-  const std::string c = create_admin(R"({"tenant_id":"gamma"})");
-  if (a.empty() || b.empty() || c.empty() || a_flood.empty()) {
-    std::fprintf(stderr, "could not create the tenants\n");
-    return 2;
-  }
-  Call(port, Request("PUT", "/v1/kv/k", b, std::string(100, 'b')));
-  Call(port, Request("PUT", "/v1/kv/k", c, std::string(100, 'c')));
-  Call(port, Request("PUT", "/v1/kv/k", a_flood, std::string(100, 'a')));
-  Call(port, Request("PUT", "/v1/kv/big", a, std::string(4 << 20, 'x')));
-  for (int i = 0; i < 20; ++i) {  // 20,000 keys of 1 KiB for the scans
-    Call(port, Request("POST", "/v1/batch", a, BatchBody(1000, i * 1000, 1024)));
+  auto setup = [&](int at) {
+    auto create = [&](const std::string& body) {
+      std::string reply;
+      Call(at, admin(Request("POST", "/admin/tenants", "", body)), &reply);
+      return JsonField(reply, "api_key");
+    };
+    Keys k;
+    k.a = create(R"({"tenant_id":"alpha"})");
+    k.a_flood = create(
+        R"({"tenant_id":"alpha-flood","quota":{"requests_per_second":100,"burst":100}})");
+    k.b = create(R"({"tenant_id":"beta"})");
+    k.c = create(R"({"tenant_id":"gamma"})");
+    if (k.a.empty() || k.b.empty() || k.c.empty() || k.a_flood.empty()) {
+      std::fprintf(stderr, "could not create the tenants\n");
+      std::exit(2);
+    }
+    Call(at, Request("PUT", "/v1/kv/k", k.b, std::string(100, 'b')));
+    Call(at, Request("PUT", "/v1/kv/k", k.c, std::string(100, 'c')));
+    Call(at, Request("PUT", "/v1/kv/k", k.a_flood, std::string(100, 'a')));
+    Call(at, Request("PUT", "/v1/kv/big", k.a, std::string(4 << 20, 'x')));
+    for (int i = 0; i < 20; ++i) {  // 20,000 keys of 1 KiB for the scans
+      Call(at, Request("POST", "/v1/batch", k.a, BatchBody(1000, i * 1000, 1024)));
+    }
+    return k;
+  };
+  const Keys keys = setup(port);
+  const std::string& a = keys.a;
+  const std::string& a_flood = keys.a_flood;
+  const std::string& b = keys.b;
+  const std::string& c = keys.c;
+  // --control: A misbehaves against a second tenancyd process instead, so
+  // what B still sees is the machine's share (two cores, one loopback), not
+  // the server's.
+  Server noise_server = server;
+  Keys noise_keys = keys;
+  if (control) {
+    std::filesystem::create_directories(dir / "control");
+    noise_server = StartTenancyd(tenancyd, dir / "control", server_args);
+    noise_keys = setup(noise_server.port);
   }
 
   struct Phase {
     const char* name;
-    const char* mode;  // nullptr: A does nothing
+    const char* mode;
     const std::string* key;
   };
   const Phase phases[] = {
-      {"alone", nullptr, nullptr},
       {"flood over its rate", "flood", &a_flood},
       {"8 parallel 10,000-op batches", "batches", &a},
       {"4 parallel 10,000-item scans", "scans", &a},
       {"10 slow-reading connections", "slow", &a},
       {"500 idle connections, one address", "idle", &a},
   };
-  std::printf("noisy_neighbour: tenancyd pid %d, B at %d GET/s for %d s per phase\n",
-              server.pid, rate, seconds);
-  double alone_p50 = 0, alone_p99 = 0;
-  bool pass = true;
+  std::printf("noisy_neighbour: tenancyd pid %d, B at %d GET/s, %d rounds of 2 s alone "
+              "+ 2 s beside A per phase\n",
+              server.pid, rate, rounds);
+  // Each phase alternates B alone and B beside A in rounds (A's process is
+  // started for each "beside" round and ramps up for 2 s before B measures,
+  // then killed, and the server gets a second to drain before B measures
+  // alone again), and pools each condition's latencies: the machine's drift
+  // over a run then weighs on both sides alike.
+  struct Result {
+    const Phase* phase;
+    double alone_p50, alone_p99, p50, p99, cpu;
+    size_t gets;
+    int errors;
+  };
+  std::vector<Result> results;
+  const auto settle = milliseconds(1000);
+  constexpr int kRoundSeconds = 2;
   for (const Phase& phase : phases) {
-    pid_t noisy = -1;
-    if (phase.mode != nullptr) {
-      noisy = StartMisbehaving(self, phase.mode, port, *phase.key);
-      std::this_thread::sleep_for(std::chrono::seconds(2));  // ramp up
+    if (!only.empty() && only.find(phase.mode) == std::string::npos) continue;
+    const std::string& noise_key = phase.key == &a         ? noise_keys.a
+                                   : phase.key == &a_flood ? noise_keys.a_flood
+                                                           : *phase.key;
+    Latencies alone, beside;
+    double cpu = 0;
+    BClient client(port, b, rate);
+    for (int round = 0; round < rounds; ++round) {
+      Latencies a_round = client.Measure(kRoundSeconds);
+      pid_t noisy = StartMisbehaving(self, phase.mode, noise_server.port, noise_key);
+      std::this_thread::sleep_for(std::chrono::seconds(2));  // A ramps up
+      const double cpu0 = ProcessCpuSeconds(server.pid);
+      Latencies b_round = client.Measure(kRoundSeconds);
+      cpu += ProcessCpuSeconds(server.pid) - cpu0;
+      StopMisbehaving(noisy);
+      std::this_thread::sleep_for(settle);  // what A started drains
+      alone.ms.insert(alone.ms.end(), a_round.ms.begin(), a_round.ms.end());
+      alone.errors += a_round.errors;
+      beside.ms.insert(beside.ms.end(), b_round.ms.begin(), b_round.ms.end());
+      beside.errors += b_round.errors;
     }
-    const double cpu0 = ProcessCpuSeconds(server.pid);
-    Latencies l = MeasureB(port, b, rate, seconds);
-    const double cpu = ProcessCpuSeconds(server.pid) - cpu0;
-    if (noisy > 0) StopMisbehaving(noisy);
-    const double p50 = l.Percentile(0.50), p99 = l.Percentile(0.99);
-    if (phase.mode == nullptr) {
-      alone_p50 = p50;
-      alone_p99 = p99;
-      std::printf("%-40s B p50=%.3f ms p99=%.3f ms (%zu GETs, %d errors)\n",
-                  "figure: B alone", p50, p99, l.ms.size(), l.errors);
-    } else {
-      const double ratio = p99 / alone_p99;
-      const bool ok = ratio <= 2.0 && l.errors == 0;
-      pass = pass && ok;
-      std::printf("figure: B p99, A %-34s measured=%.3fms baseline=%.3fms ratio=%.2f "
-                  "target=<=2 %s (p50 %.3f ms = %.2fx; %zu GETs, %d errors; server "
-                  "CPU %.2f s)\n",
-                  phase.name, p99, alone_p99, ratio, ok ? "PASS" : "FAIL", p50,
-                  p50 / alone_p50, l.ms.size(), l.errors, cpu);
-    }
+    results.push_back({&phase, alone.Percentile(0.50), alone.Percentile(0.99),
+                       beside.Percentile(0.50), beside.Percentile(0.99), cpu,
+                       beside.ms.size(), beside.errors + alone.errors});
     std::this_thread::sleep_for(std::chrono::seconds(1));  // let the server settle
+  }
+  bool pass = true;
+  for (const Result& r : results) {
+    const double ratio = r.p99 / r.alone_p99;
+    const bool ok = ratio <= 2.0 && r.errors == 0;
+    pass = pass && ok;
+    std::printf("figure: B p99, A %-34s measured=%.3fms baseline=%.3fms ratio=%.2f "
+                "target=<=2 %s (p50 %.3f/%.3f ms = %.2fx; %zu GETs, %d errors; server "
+                "CPU %.1f%% of a core)\n",
+                r.phase->name, r.p99, r.alone_p99, ratio, ok ? "PASS" : "FAIL", r.p50,
+                r.alone_p50, r.p50 / r.alone_p50, r.gets, r.errors,
+                100.0 * r.cpu / (rounds * kRoundSeconds));
   }
 
   // Server CPU per refused request against per served GET: the same flood,
   // over the rate limit (refused) and by a tenant without one (served).
   double per_cpu[2] = {0, 0};
-  const std::string* keys[2] = {&a_flood, &c};
+  const std::string* flood_keys[2] = {&a_flood, &c};
   const char* labels[2] = {"flood", "served"};
-  for (int i = 0; i < 2; ++i) {
-    pid_t noisy = StartMisbehaving(self, labels[i], port, *keys[i]);
+  const bool refusal_cpu = only.empty() || only.find("flood") != std::string::npos;
+  for (int i = 0; i < 2 && refusal_cpu; ++i) {
+    pid_t noisy = StartMisbehaving(self, labels[i], port, *flood_keys[i]);
     std::this_thread::sleep_for(std::chrono::seconds(1));
     std::string m0, m1;
     Call(port, admin(Request("GET", "/metrics", "")), &m0);
@@ -495,10 +583,16 @@ int main(int argc, char** argv) {
     per_cpu[i] = (count(m1) - count(m0)) / std::max(cpu, 1e-9);
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
-  std::printf("info: requests refused per server CPU-second %.0f, GETs served per "
+  if (refusal_cpu) {
+    std::printf("info: requests refused per server CPU-second %.0f, GETs served per "
               "server CPU-second %.0f: a refusal costs %.2fx a served GET\n",
-              per_cpu[0], per_cpu[1], per_cpu[1] / std::max(per_cpu[0], 1e-9));
+                per_cpu[0], per_cpu[1], per_cpu[1] / std::max(per_cpu[0], 1e-9));
+  }
 
+  if (control) {
+    ::kill(noise_server.pid, SIGTERM);
+    ::waitpid(noise_server.pid, nullptr, 0);
+  }
   ::kill(server.pid, SIGTERM);
   ::waitpid(server.pid, nullptr, 0);
   std::filesystem::remove_all(dir);

@@ -11,10 +11,12 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "http_status.h"
@@ -87,6 +89,9 @@ struct Connection {
   uint64_t out_lane = 0;
   int64_t out_reserved = 0;  // in out_lane's buffer budget
   bool close_after_write = false;
+  // The response in out_* waits in the background queue for a background
+  // worker to send it (not a request).
+  bool write_task = false;
 
   // Constant after accept.
   std::string remote_ip;
@@ -128,6 +133,46 @@ char kListenTag;
 char kWakeTag;
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// The most one send() hands the kernel: on a kernel built without
+// preemption (PREEMPT_NONE, common on servers) a send of megabytes copies and
+// segments them in one stretch that nothing on that CPU can interrupt.
+constexpr size_t kMaxSendBytes = 64 << 10;
+
+// How long a background worker waits for a client to take more of a
+// response before it hands the rest to the reactor.
+constexpr int kBackgroundSendWaitMs = 50;
+
+// Responses at least this large are sent by a background worker.
+constexpr size_t kBackgroundResponseBytes = 256 << 10;
+
+// sched_setattr(2): glibc 2.36 has no wrapper.
+struct SchedAttr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+};
+
+// Asks for a scheduler slice of `slice` for the calling thread, keeping its
+// policy and nice value. Best effort: kernels before 6.12 ignore the slice,
+// and a refusal changes nothing.
+void RequestSchedulerSlice(std::chrono::microseconds slice) {
+  if (slice.count() <= 0) return;
+  SchedAttr attr{};
+  attr.size = sizeof(attr);
+  attr.sched_policy = SCHED_OTHER;
+  errno = 0;
+  const int nice = ::getpriority(PRIO_PROCESS, 0);
+  if (errno != 0) return;
+  attr.sched_nice = nice;
+  attr.sched_runtime = static_cast<uint64_t>(slice.count()) * 1000;
+  ::syscall(SYS_sched_setattr, 0, &attr, 0);
+}
 
 int64_t MillisUntil(Clock::time_point deadline) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -208,19 +253,26 @@ bool SendNow(int fd, std::string_view data) {
   return true;
 }
 
-// Sends what the socket takes now of head[off..] + body. Returns the new
-// offset, or -1 on a connection error.
-int64_t SendSome(int fd, std::string_view head, std::string_view body, size_t off) {
-  const size_t total = head.size() + body.size();
+// Sends what the socket takes now of head[off..] + body, up to `budget`
+// bytes. Returns the new offset, or -1 on a connection error.
+int64_t SendSome(int fd, std::string_view head, std::string_view body, size_t off,
+                 size_t budget = SIZE_MAX) {
+  const size_t total = std::min(head.size() + body.size(),
+                                budget > SIZE_MAX - off ? SIZE_MAX : off + budget);
   while (off < total) {
     iovec iov[2];
     int count = 0;
     if (off < head.size()) {
-      iov[count++] = {const_cast<char*>(head.data()) + off, head.size() - off};
-      if (!body.empty()) iov[count++] = {const_cast<char*>(body.data()), body.size()};
+      const size_t from_head = std::min(head.size() - off, kMaxSendBytes);
+      iov[count++] = {const_cast<char*>(head.data()) + off, from_head};
+      if (!body.empty() && from_head < kMaxSendBytes) {
+        iov[count++] = {const_cast<char*>(body.data()),
+                        std::min(body.size(), kMaxSendBytes - from_head)};
+      }
     } else {
       size_t at = off - head.size();
-      iov[count++] = {const_cast<char*>(body.data()) + at, body.size() - at};
+      iov[count++] = {const_cast<char*>(body.data()) + at,
+                      std::min(body.size() - at, kMaxSendBytes)};
     }
     msghdr msg{};
     msg.msg_iov = iov;
@@ -514,6 +566,7 @@ void HttpTransport::ReleaseAllBuffers(Connection* c) {
 // Reactor
 
 void HttpTransport::ReactorLoop() {
+  RequestSchedulerSlice(options_.foreground_slice);
   constexpr auto kSweepEvery = std::chrono::milliseconds(100);
   epoll_event events[128];
   Clock::time_point next_sweep = Clock::now() + kSweepEvery;
@@ -719,7 +772,9 @@ void HttpTransport::OnEvent(Connection* c, uint32_t events) {
       return;
     }
     case Connection::Phase::kWriting: {
-      int64_t off = SendSome(c->fd, c->out_head, c->out_body, c->out_off);
+      // A turn of at most 1 MiB, so that one fast reader of a large response
+      // does not hold the reactor from everyone else's events.
+      int64_t off = SendSome(c->fd, c->out_head, c->out_body, c->out_off, 1 << 20);
       if (off < 0) {
         aborted_responses_total_.fetch_add(1, std::memory_order_relaxed);
         Close(c);
@@ -1149,6 +1204,7 @@ void HttpTransport::ReleaseLane(Worker* w, Connection* c) {
 }
 
 void HttpTransport::WorkerLoop(Worker* w) {
+  if (!w->background) RequestSchedulerSlice(options_.foreground_slice);
   if (w->background && options_.background_nice > 0) {
     // Linux keeps a nice value per thread; raising it needs no privilege.
     const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
@@ -1176,8 +1232,65 @@ void HttpTransport::WorkerLoop(Worker* w) {
 }
 
 void HttpTransport::Serve(Worker* w, Connection* c) {
+  if (c->write_task && !(SendWriteTask(w, c) && Continue(w, c))) return;
   while (ServeOne(w, c) && Continue(w, c)) {
   }
+}
+
+bool HttpTransport::DispatchWriteLocked(Connection* c) {
+  if (stopping_ && WorkerMayExitLocked(nullptr)) return false;
+  c->write_task = true;
+  c->lane.background = true;
+  c->owner = Connection::Owner::kQueued;
+  background_->Push(c->lane.key, c);
+  if (background_->HasRunnable()) WakeLocked(/*background=*/true);
+  return true;
+}
+
+bool HttpTransport::SendWriteTask(Worker* w, Connection* c) {
+  c->write_task = false;
+  const size_t total = c->out_head.size() + c->out_body.size();
+  int64_t off = static_cast<int64_t>(c->out_off);
+  for (;;) {
+    off = SendSome(c->fd, c->out_head, c->out_body, static_cast<size_t>(off));
+    if (off < 0 || static_cast<size_t>(off) == total) break;
+    pollfd p{c->fd, POLLOUT, 0};
+    if (::poll(&p, 1, kBackgroundSendWaitMs) <= 0) break;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    DoneLocked(w, c);
+    if (off >= 0) {
+      const int64_t release =
+          std::min<int64_t>(off - static_cast<int64_t>(c->out_off), c->out_reserved);
+      ReleaseBufferLocked(c->out_lane, release);
+      c->out_reserved -= release;
+      c->out_off = static_cast<size_t>(off);
+    }
+  }
+  if (off < 0) {
+    aborted_responses_total_.fetch_add(1, std::memory_order_relaxed);
+    Close(c);
+    return false;
+  }
+  if (c->out_remaining() > 0) {
+    StartWriting(c);  // the client stalled: the reactor waits for it
+    return false;
+  }
+  c->out_head.clear();
+  c->out_body.clear();
+  c->out_body.shrink_to_fit();
+  c->out_off = 0;
+  ReleaseAllBuffers(c);
+  if (c->close_after_write) {
+    if (c->unread_body) {
+      StartDraining(c);
+    } else {
+      Close(c);
+    }
+    return false;
+  }
+  return true;
 }
 
 bool HttpTransport::ServeOne(Worker* w, Connection* c) {
@@ -1215,12 +1328,23 @@ bool HttpTransport::ServeOne(Worker* w, Connection* c) {
   c->in_off = c->head_bytes + (c->takes_body ? c->body_bytes : 0);
   c->head_decided = false;
   ++c->served;
-  const int64_t off = SendSome(c->fd, head, body, 0);
+  const size_t total = head.size() + body.size();
+  // A large response (a big value, a job with a big payload) is copied into
+  // the socket by a background worker: that copy is heavy work too, whoever
+  // asked for it.
+  const bool hand_off = !w->background && body.size() >= kBackgroundResponseBytes;
+  int64_t off = hand_off ? 0 : SendSome(c->fd, head, body, 0);
+  // Heavy work's response goes out at the heavy work's priority while the
+  // client keeps up; one that stalls is the reactor's.
+  while (w->background && off >= 0 && static_cast<size_t>(off) < total) {
+    pollfd p{c->fd, POLLOUT, 0};
+    if (::poll(&p, 1, kBackgroundSendWaitMs) <= 0) break;
+    off = SendSome(c->fd, head, body, static_cast<size_t>(off));
+  }
   if (off < 0) {
     Close(c);
     return false;
   }
-  const size_t total = head.size() + body.size();
   if (static_cast<size_t>(off) < total) {
     // The client does not take it all now: the reactor finishes it, within
     // the lane's buffer budget, while this worker moves on.
@@ -1245,6 +1369,14 @@ bool HttpTransport::ServeOne(Worker* w, Connection* c) {
     }
     c->out_off = static_cast<size_t>(off);
     c->close_after_write = close;
+    if (hand_off) {
+      bool queued;
+      {
+        absl::MutexLock lock(&mu_);
+        queued = DispatchWriteLocked(c);
+      }
+      if (queued) return false;
+    }
     StartWriting(c);
     return false;
   }

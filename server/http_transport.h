@@ -15,8 +15,14 @@
 //     response a worker lingers briefly on the connection for its next
 //     request (keep-alive without a hand-off between threads);
 //   - background workers, at a lower OS priority (nice), run the requests the
-//     head handler marks heavy (large batches and scans), so that a small
-//     request of another tenant runs next instead of after them.
+//     head handler marks heavy (large batches and scans), and send their
+//     responses (and any response of 256 KiB or more) while the client keeps
+//     up, so that a small request
+//     of another tenant runs next instead of after them. The reactor and the
+//     foreground workers ask the kernel for a short scheduler slice, so their
+//     wakeups preempt such work; every send is at most 64 KiB, so that no
+//     single system call holds a CPU for long on a kernel without
+//     preemption.
 //
 // Isolation (one tenant, or one client, never takes the server):
 //   - connections: at most max_connections in all and
@@ -78,6 +84,14 @@ struct TransportOptions {
   // Added to the nice value of background threads (Linux, per thread).
   // Default: 10 (a nice-0 thread then gets about 90% of a contended core).
   int background_nice = 10;
+  // The scheduler slice asked for the reactor and the foreground workers
+  // (Linux 6.12 and later: sched_setattr's sched_runtime for a fair task;
+  // earlier kernels ignore it). A thread with a shorter slice than the one
+  // running may preempt it on wakeup, where the kernel would otherwise let
+  // the running thread finish its slice (3 ms by default) first: a small
+  // request then does not wait behind heavy work or a busy neighbour
+  // process. 0: the kernel's default. Default: 100 us.
+  std::chrono::microseconds foreground_slice{100};
   // How long a worker waits for the next request on a keep-alive connection
   // before handing it to the reactor (at once if another request waits for
   // a worker). Default: 100 ms.
@@ -361,6 +375,12 @@ class HttpTransport final {
   // After a request on `c` is done (on worker `w`): moves on to the next
   // request in its buffer. True if `w` may run it now.
   bool Continue(Worker* w, Connection* c);
+  // A large response a foreground worker produced goes to the background
+  // queue to be sent (false when stopping: the caller gives it to the
+  // reactor), and a background worker sends it: true if the connection is
+  // still the worker's, ready for its next request.
+  bool DispatchWriteLocked(Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool SendWriteTask(Worker* w, Connection* c);
 
   // Reads what is available without blocking, up to what the current phase
   // needs. False on EOF or error.
