@@ -1,49 +1,124 @@
+// Engine, and EngineParts: the order in which an engine's parts are built
+// and torn down.
+
 #include "tenancy/engine.h"
 
-#include "str_cat.h"
-#include "engine_core.h"
+#include "access.h"
+#include "engine_parts.h"
+#include "job_runtime.h"
 #include "rocksdb_status.h"
 #include "status_macros.h"
+#include "str_cat.h"
 
 namespace tenancy {
+namespace internal {
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
-  TENANCY_ASSIGN_OR_RETURN(std::unique_ptr<internal::EngineCore> core,
-                           internal::EngineCore::Open(std::move(options)));
-  return std::unique_ptr<Engine>(new Engine(std::move(core)));
+absl::StatusOr<std::unique_ptr<EngineParts>> EngineParts::Open(EngineOptions options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("engine: options.path is empty");
+  }
+  if (options.max_key_bytes == 0 || options.max_value_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "engine: max_key_bytes and max_value_bytes must be positive");
+  }
+  if (!(options.quota_warning_fraction > 0 && options.quota_warning_fraction <= 1)) {
+    return absl::InvalidArgumentError("engine: quota_warning_fraction must be in (0, 1]");
+  }
+  TENANCY_RETURN_IF_ERROR(JobRuntime::ValidateOptions(options.jobs));
+  if (options.logger == nullptr) options.logger = NewStderrLogger();
+  if (!options.keep_mutex_deadlock_detection) {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
+  auto parts = std::make_unique<EngineParts>();
+  parts->options = std::move(options);
+  EngineParts& p = *parts;
+  auto limiter = Limiter::Create(p.options.limiter);
+  if (!limiter.ok()) {
+    return absl::InvalidArgumentError(
+        StrCat("engine: options.limiter: ", limiter.status().message()));
+  }
+  p.limiter = *std::move(limiter);
+  TENANCY_ASSIGN_OR_RETURN(p.cache, CacheBinding::Claim(&p.options.cache));
+  TENANCY_ASSIGN_OR_RETURN(p.storage, Storage::Open(p.options, p.logger()));
+  p.ledger = std::make_unique<UsageLedger>(*p.storage, p.options);
+  p.catalog = std::make_unique<TenantCatalog>(*p.storage, *p.limiter, *p.cache, p.logger());
+  p.jobs = std::make_unique<JobRuntime>(&p);
+  CacheBinding* cache = p.cache.get();
+  p.catalog->AddPurgeListener([cache](uint64_t number) { cache->ForgetTenant(number); });
+  JobRuntime* jobs = p.jobs.get();
+  p.catalog->AddPurgeListener([jobs](uint64_t number) { jobs->OnPurge(number); });
+  TENANCY_RETURN_IF_ERROR(p.catalog->Load());
+  TENANCY_RETURN_IF_ERROR(p.catalog->ResumePurges());
+  return parts;
 }
 
-Engine::Engine(std::unique_ptr<internal::EngineCore> core)
-    : core_(std::move(core)) {}
+EngineParts::~EngineParts() {
+  if (jobs != nullptr) jobs->Shutdown();  // job worker threads first
+  if (catalog != nullptr) {
+    if (cache != nullptr) cache->ForgetAll(catalog->Snapshot());
+    if (storage != nullptr) catalog->FlushRequestStats().IgnoreError();
+  }
+  jobs.reset();
+  catalog.reset();  // the slots, and with them the column family handles
+  ledger.reset();
+  storage.reset();  // closes the database
+}
+
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
+  TENANCY_ASSIGN_OR_RETURN(std::unique_ptr<internal::EngineParts> parts,
+                           internal::EngineParts::Open(std::move(options)));
+  return std::unique_ptr<Engine>(new Engine(std::move(parts)));
+}
+
+Engine::Engine(std::unique_ptr<internal::EngineParts> parts)
+    : parts_(std::move(parts)), registry_(parts_->catalog.get()) {}
 
 Engine::~Engine() = default;
 
-TenantRegistry& Engine::registry() { return core_->registry(); }
+TenantRegistry& Engine::registry() { return registry_; }
 
 absl::StatusOr<Tenant> Engine::GetTenant(std::string_view id) const {
-  return core_->GetTenant(id);
+  TENANCY_ASSIGN_OR_RETURN(std::shared_ptr<internal::TenantSlot> slot,
+                           parts_->catalog->FindLive(id));
+  return internal::Access::MakeTenant(std::move(slot), parts_.get());
 }
 
 absl::StatusOr<Tenant> Engine::ResolveApiKey(std::string_view secret) const {
-  return core_->ResolveApiKey(secret);
+  TENANCY_ASSIGN_OR_RETURN(std::shared_ptr<internal::TenantSlot> slot,
+                           parts_->catalog->ResolveApiKey(secret));
+  return internal::Access::MakeTenant(std::move(slot), parts_.get());
 }
 
-absl::Status Engine::Flush() { return core_->Flush(); }
+absl::Status Engine::Flush() {
+  TENANCY_RETURN_IF_ERROR(parts_->catalog->FlushRequestStats());
+  std::vector<rocksdb::ColumnFamilyHandle*> families = {parts_->storage->meta(),
+                                                        parts_->storage->shared().get()};
+  std::vector<std::shared_ptr<internal::TenantSlot>> slots = parts_->catalog->Snapshot();
+  for (const auto& slot : slots) {
+    if (slot->placement == Placement::kDedicated &&
+        slot->state.load() != TenantState::kDeleting) {
+      families.push_back(slot->cf.get());
+    }
+  }
+  return parts_->storage->Flush(families);
+}
 
 absl::StatusOr<uint64_t> Engine::GetIntProperty(std::string_view property) const {
   uint64_t value = 0;
-  if (!core_->db()->GetIntProperty(core_->shared_cf(),
-                                   rocksdb::Slice(property.data(), property.size()),
-                                   &value)) {
+  if (!parts_->storage->db()->GetIntProperty(parts_->storage->shared().get(),
+                                             rocksdb::Slice(property.data(), property.size()),
+                                             &value)) {
     return absl::NotFoundError(internal::StrCat("engine: no property ", property));
   }
   return value;
 }
 
-Limiter& Engine::limiter() { return core_->limiter(); }
+Limiter& Engine::limiter() { return *parts_->limiter; }
 
-const EngineOptions& Engine::options() const { return core_->options(); }
+const EngineOptions& Engine::options() const { return parts_->options; }
 
-Logger& Engine::logger() const { return core_->logger(); }
+Logger& Engine::logger() const { return parts_->logger(); }
 
 }  // namespace tenancy

@@ -7,7 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "access.h"
 #include "job_runtime.h"
+#include "usage_ledger.h"
 #include "key_encoding.h"
 #include "meta_records.h"
 #include "rocksdb_status.h"
@@ -16,6 +18,7 @@
 #include "str_cat.h"
 #include "tenancy/jobs.h"
 #include "tenancy/kv_store.h"
+#include "tenancy/status.h"
 
 namespace tenancy {
 namespace internal {
@@ -303,23 +306,23 @@ class JobBatch {
            std::optional<size_t> old_size) {
     const std::string& k = strings_.emplace_back(std::move(key));
     const std::string& v = strings_.emplace_back(std::move(value));
-    writes_.push_back(EngineCore::KnownWrite{LedgerOp{ns, true, k, v}, old_size});
+    writes_.push_back(KnownWrite{LedgerOp{ns, true, k, v}, old_size});
   }
   void Delete(Namespace ns, std::string key, size_t old_size) {
     const std::string& k = strings_.emplace_back(std::move(key));
-    writes_.push_back(EngineCore::KnownWrite{LedgerOp{ns, false, k, {}}, old_size});
+    writes_.push_back(KnownWrite{LedgerOp{ns, false, k, {}}, old_size});
   }
-  const std::vector<EngineCore::KnownWrite>& writes() const { return writes_; }
+  const std::vector<KnownWrite>& writes() const { return writes_; }
   bool empty() const { return writes_.empty(); }
 
  private:
   std::deque<std::string> strings_;  // stable addresses for the views
-  std::vector<EngineCore::KnownWrite> writes_;
+  std::vector<KnownWrite> writes_;
 };
 
 // What every locked operation needs.
 struct JobContext {
-  EngineCore& core;
+  EngineParts& engine;
   TenantSlot& slot;
   const JobQueueOptions& options;
   int64_t now;
@@ -332,7 +335,7 @@ absl::StatusOr<std::optional<std::string>> ReadKey(
   rocksdb::ReadOptions read_options;
   read_options.snapshot = snapshot;
   std::string value;
-  rocksdb::Status s = cx.core.db()->Get(
+  rocksdb::Status s = cx.engine.storage->db()->Get(
       read_options, cx.slot.cf.get(), EncodeKey(cx.slot.number, ns, user_key),
       &value);
   if (s.IsNotFound()) return std::optional<std::string>();
@@ -426,7 +429,7 @@ class IndexIterator {
     read_options.iterate_lower_bound = &lower_slice_;
     read_options.iterate_upper_bound = &upper_slice_;
     read_options.snapshot = snapshot;
-    it_.reset(cx.core.db()->NewIterator(read_options, cx.slot.cf.get()));
+    it_.reset(cx.engine.storage->db()->NewIterator(read_options, cx.slot.cf.get()));
   }
   IndexIterator(const IndexIterator&) = delete;
   IndexIterator& operator=(const IndexIterator&) = delete;
@@ -462,7 +465,7 @@ absl::Status IteratorStatus(const JobContext& cx, const IndexIterator& it) {
 std::string AfterTag(char tag) { return std::string(1, static_cast<char>(tag + 1)); }
 
 absl::Status Apply(const JobContext& cx, const JobBatch& batch) {
-  return cx.core.ApplyKnownWrites(cx.slot, batch.writes());
+  return cx.engine.ledger->ApplyKnown(cx.slot, batch.writes());
 }
 
 void BumpLocked(TenantJobs& jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
@@ -652,7 +655,7 @@ absl::Status ReclaimLocked(const JobContext& cx, TenantJobs& jobs)
     if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
     if (!stored.ok()) {
       // An entry without its job: never written so, but never fatal either.
-      cx.core.Log(LogLevel::kError,
+      cx.engine.logger().Log(LogLevel::kError,
                   StrCat("tenant \"", cx.slot.id, "\": dropping stray entry of job ",
                          FormatId(id)));
       batch.Delete(Namespace::kJobIndex, c.ready_key, kReadyValueSize);
@@ -970,7 +973,7 @@ absl::StatusOr<std::optional<std::pair<std::string, std::string>>> HeadOf(
   }
   if (q.window.empty()) {
     // The count said otherwise: trust the index.
-    cx.core.Log(LogLevel::kError,
+    cx.engine.logger().Log(LogLevel::kError,
                 StrCat("tenant \"", cx.slot.id, "\": job type ", type,
                        ": ready count ", q.ready, " but no ready job; reset"));
     jobs.queued -= std::min(jobs.queued, q.ready);
@@ -1014,7 +1017,7 @@ absl::StatusOr<std::optional<Job>> ClaimLocked(
     absl::StatusOr<StoredJob> stored = ReadJob(cx, id);
     if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
     if (!stored.ok() || !GetState(best->second, &state)) {
-      cx.core.Log(LogLevel::kError,
+      cx.engine.logger().Log(LogLevel::kError,
                   StrCat("tenant \"", cx.slot.id,
                          "\": dropping stray ready entry of job ", FormatId(id)));
       JobBatch batch;
@@ -1260,69 +1263,9 @@ bool DecodeJobRecord(std::string_view in, JobRecord* r) {
   return true;
 }
 
-// --- EngineCore: the job queue's write path ---
-
-absl::Status EngineCore::ApplyKnownWrites(TenantSlot& slot,
-                                          const std::vector<KnownWrite>& writes) {
-  if (writes.empty()) return absl::OkStatus();
-  // Shared: Recount and DeleteRange, which take it exclusively, must not see
-  // the range change under them.
-  absl::ReaderMutexLock range_lock(&slot.range_mu);
-  int64_t delta_bytes = 0, delta_keys = 0;
-  rocksdb::WriteBatch batch;
-  rocksdb::Status s;
-  for (const KnownWrite& w : writes) {
-    const LedgerOp& op = w.op;
-    const int64_t key_delta = op.ns == Namespace::kKv ? 1 : 0;
-    const int64_t key_size = static_cast<int64_t>(op.key.size());
-    std::string key = EncodeKey(slot.number, op.ns, op.key);
-    if (op.is_put) {
-      delta_bytes += key_size + static_cast<int64_t>(op.value.size());
-      if (w.old_size.has_value()) {
-        delta_bytes -= key_size + static_cast<int64_t>(*w.old_size);
-      } else {
-        delta_keys += key_delta;
-      }
-      s = batch.Put(slot.cf.get(), key,
-                    rocksdb::Slice(op.value.data(), op.value.size()));
-    } else {
-      if (!w.old_size.has_value()) continue;
-      delta_bytes -= key_size + static_cast<int64_t>(*w.old_size);
-      delta_keys -= key_delta;
-      s = batch.Delete(slot.cf.get(), key);
-    }
-    if (!s.ok()) break;
-  }
-  if (s.ok() && batch.Count() == 0) return absl::OkStatus();
-  if (s.ok() && (delta_bytes != 0 || delta_keys != 0)) {
-    s = batch.Merge(meta_cf_, UsageKey(slot.number),
-                    EncodeUsageDelta(delta_bytes, delta_keys));
-  }
-  if (!s.ok()) {
-    return FromRocksStatus(s, StrCat("tenant \"", slot.id, "\": jobs write"));
-  }
-  TENANCY_RETURN_IF_ERROR(ReserveUsage(slot, delta_bytes, delta_keys));
-  s = Commit(data_write_options_, &batch);
-  if (!s.ok()) {
-    ReleaseUsage(slot, delta_bytes, delta_keys);
-    return FromRocksStatus(s, StrCat("tenant \"", slot.id, "\": jobs write"));
-  }
-  return absl::OkStatus();
-}
-
-std::vector<std::shared_ptr<TenantSlot>> EngineCore::SlotsSnapshot() const {
-  absl::ReaderMutexLock lock(&index_mu_);
-  std::vector<std::shared_ptr<TenantSlot>> slots;
-  slots.reserve(by_id_.size());
-  for (const auto& [id, slot] : by_id_) slots.push_back(slot);
-  return slots;
-}
-
 // --- JobRuntime ---
 
-JobRuntime::JobRuntime(EngineCore* core) : core_(core) {
-  core_->AddPurgeListener([this](uint64_t number) { OnPurge(number); });
-}
+JobRuntime::JobRuntime(EngineParts* engine) : engine_(engine) {}
 
 JobRuntime::~JobRuntime() { Shutdown(); }
 
@@ -1446,7 +1389,7 @@ absl::StatusOr<EnqueueResult> JobRuntime::Enqueue(
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
   TENANCY_RETURN_IF_ERROR(ValidateType(*slot, spec.type));
-  TENANCY_RETURN_IF_ERROR(core_->ValidateValue(*slot, spec.payload));
+  TENANCY_RETURN_IF_ERROR(engine_->ledger->ValidateValue(*slot, spec.payload));
   const JobQueueOptions& o = options();
   if (spec.delay < absl::ZeroDuration() || spec.delay > o.max_delay) {
     return Invalid(*slot, "job delay must be in [0, max_delay]");
@@ -1459,13 +1402,13 @@ absl::StatusOr<EnqueueResult> JobRuntime::Enqueue(
                      StrCat("tenant \"", slot->id, "\": idempotency key over ",
                             kMaxIdempotencyKeyBytes, " bytes"));
   }
-  core_->RecordCall(*slot, CallKind::kJobs);
+  RecordCall(*slot, CallKind::kJobs);
   std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
   EnqueueOutcome outcome;
   int64_t due;
   {
     absl::MutexLock lock(&jobs->mu);
-    JobContext cx{*core_, *slot, o, NowMicros()};
+    JobContext cx{*engine_, *slot, o, NowMicros()};
     TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
     TENANCY_ASSIGN_OR_RETURN(outcome, EnqueueLocked(cx, *jobs, spec));
     due = DueLocked(*jobs);
@@ -1481,12 +1424,12 @@ absl::StatusOr<JobRuntime::ClaimAttempt> JobRuntime::TryClaim(
     absl::Duration lease, bool record_call) {
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
-  if (record_call) core_->RecordCall(*slot, CallKind::kJobs);
+  if (record_call) RecordCall(*slot, CallKind::kJobs);
   std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
   ClaimAttempt attempt;
   {
     absl::MutexLock lock(&jobs->mu);
-    JobContext cx{*core_, *slot, options(), NowMicros()};
+    JobContext cx{*engine_, *slot, options(), NowMicros()};
     TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
     TENANCY_ASSIGN_OR_RETURN(attempt.job,
                              ClaimLocked(cx, *jobs, types, DurationMicros(lease)));
@@ -1543,10 +1486,10 @@ absl::Status JobRuntime::Ack(const std::shared_ptr<TenantSlot>& slot,
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
   TENANCY_ASSIGN_OR_RETURN(uint64_t job_id, ParseJobId(*slot, id));
   TENANCY_ASSIGN_OR_RETURN(uint64_t token, ParseLease(*slot, lease));
-  core_->RecordCall(*slot, CallKind::kJobs);
+  RecordCall(*slot, CallKind::kJobs);
   std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
   absl::MutexLock lock(&jobs->mu);
-  JobContext cx{*core_, *slot, options(), NowMicros()};
+  JobContext cx{*engine_, *slot, options(), NowMicros()};
   TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
   return AckLocked(cx, *jobs, job_id, token);
 }
@@ -1563,13 +1506,13 @@ absl::StatusOr<Job> JobRuntime::Nack(const std::shared_ptr<TenantSlot>& slot,
        *options.retry_after > this->options().max_delay)) {
     return Invalid(*slot, "nack retry_after must be in [0, max_delay]");
   }
-  core_->RecordCall(*slot, CallKind::kJobs);
+  RecordCall(*slot, CallKind::kJobs);
   std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
   NackOutcome outcome;
   int64_t due;
   {
     absl::MutexLock lock(&jobs->mu);
-    JobContext cx{*core_, *slot, this->options(), NowMicros()};
+    JobContext cx{*engine_, *slot, this->options(), NowMicros()};
     TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
     TENANCY_ASSIGN_OR_RETURN(outcome, NackLocked(cx, *jobs, job_id, token, options));
     due = DueLocked(*jobs);
@@ -1589,10 +1532,10 @@ absl::StatusOr<Job> JobRuntime::ExtendLease(const std::shared_ptr<TenantSlot>& s
   if (lease_duration <= absl::ZeroDuration() || lease_duration > options().max_lease) {
     return Invalid(*slot, "lease must be in (0, max_lease]");
   }
-  core_->RecordCall(*slot, CallKind::kJobs);
+  RecordCall(*slot, CallKind::kJobs);
   std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
   absl::MutexLock lock(&jobs->mu);
-  JobContext cx{*core_, *slot, options(), NowMicros()};
+  JobContext cx{*engine_, *slot, options(), NowMicros()};
   TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
   return ExtendLocked(cx, *jobs, job_id, token, DurationMicros(lease_duration));
 }
@@ -1602,10 +1545,10 @@ absl::StatusOr<Job> JobRuntime::Inspect(const std::shared_ptr<TenantSlot>& slot,
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckReadableState(*slot));
   TENANCY_ASSIGN_OR_RETURN(uint64_t job_id, ParseJobId(*slot, id));
-  core_->RecordCall(*slot, CallKind::kJobs);
+  RecordCall(*slot, CallKind::kJobs);
   std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
   absl::MutexLock lock(&jobs->mu);
-  JobContext cx{*core_, *slot, options(), NowMicros()};
+  JobContext cx{*engine_, *slot, options(), NowMicros()};
   TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
   return InspectLocked(cx, *jobs, job_id);
 }
@@ -1622,8 +1565,8 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
   if (!options.cursor.empty() && !HexDecode(options.cursor, &last)) {
     return Invalid(*slot, "cursor does not belong to this listing");
   }
-  core_->RecordCall(*slot, CallKind::kJobs);
-  JobContext cx{*core_, *slot, this->options(), NowMicros()};
+  RecordCall(*slot, CallKind::kJobs);
+  JobContext cx{*engine_, *slot, this->options(), NowMicros()};
   JobPage page;
   // (id, status) of the page's jobs, then their records.
   std::vector<std::pair<uint64_t, JobStatus>> found;
@@ -1674,7 +1617,7 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
       start.push_back('\0');  // the smallest key after `last`
     }
     std::optional<std::string> end = PrefixSuccessor(prefix);
-    snapshot = core_->db()->GetSnapshot();
+    snapshot = engine_->storage->db()->GetSnapshot();
     IndexIterator it(cx, prefix, *end, snapshot);
     size_t scanned = 0;
     for (it.Seek(start); it.Valid(); it.Next()) {
@@ -1698,7 +1641,7 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
         if (valid && filter && type != options.type) continue;
       }
       if (!valid) {
-        core_->db()->ReleaseSnapshot(snapshot);
+        engine_->storage->db()->ReleaseSnapshot(snapshot);
         return absl::DataLossError(
             StrCat("tenant \"", slot->id, "\": corrupt job index entry"));
       }
@@ -1706,7 +1649,7 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
     }
     absl::Status iterated = IteratorStatus(cx, it);
     if (!iterated.ok()) {
-      core_->db()->ReleaseSnapshot(snapshot);
+      engine_->storage->db()->ReleaseSnapshot(snapshot);
       return iterated;
     }
   }
@@ -1720,7 +1663,7 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
     }
     page.jobs.push_back(ToJob(id, stored->record, status, options.include_payload));
   }
-  if (snapshot != nullptr) core_->db()->ReleaseSnapshot(snapshot);
+  if (snapshot != nullptr) engine_->storage->db()->ReleaseSnapshot(snapshot);
   TENANCY_RETURN_IF_ERROR(read);
   if (more) page.cursor = HexEncode(last_key);
   return page;
@@ -1729,10 +1672,10 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
 absl::StatusOr<JobCounts> JobRuntime::Counts(const std::shared_ptr<TenantSlot>& slot) {
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckReadableState(*slot));
-  core_->RecordCall(*slot, CallKind::kJobs);
+  RecordCall(*slot, CallKind::kJobs);
   std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
   absl::MutexLock lock(&jobs->mu);
-  JobContext cx{*core_, *slot, options(), NowMicros()};
+  JobContext cx{*engine_, *slot, options(), NowMicros()};
   TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
   return JobCounts{jobs->queued, jobs->delayed, jobs->claimed_jobs.size(), jobs->dead};
 }
@@ -1742,10 +1685,10 @@ absl::Status JobRuntime::Delete(const std::shared_ptr<TenantSlot>& slot,
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
   TENANCY_ASSIGN_OR_RETURN(uint64_t job_id, ParseJobId(*slot, id));
-  core_->RecordCall(*slot, CallKind::kJobs);
+  RecordCall(*slot, CallKind::kJobs);
   std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
   absl::MutexLock lock(&jobs->mu);
-  JobContext cx{*core_, *slot, options(), NowMicros()};
+  JobContext cx{*engine_, *slot, options(), NowMicros()};
   TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
   return DeleteLocked(cx, *jobs, job_id);
 }
@@ -1755,13 +1698,13 @@ absl::StatusOr<Job> JobRuntime::Requeue(const std::shared_ptr<TenantSlot>& slot,
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
   TENANCY_ASSIGN_OR_RETURN(uint64_t job_id, ParseJobId(*slot, id));
-  core_->RecordCall(*slot, CallKind::kJobs);
+  RecordCall(*slot, CallKind::kJobs);
   std::shared_ptr<TenantJobs> jobs = StateOf(slot->number);
   Job job;
   int64_t due;
   {
     absl::MutexLock lock(&jobs->mu);
-    JobContext cx{*core_, *slot, options(), NowMicros()};
+    JobContext cx{*engine_, *slot, options(), NowMicros()};
     TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
     TENANCY_ASSIGN_OR_RETURN(job, RequeueLocked(cx, *jobs, job_id));
     due = DueLocked(*jobs);
@@ -1771,7 +1714,7 @@ absl::StatusOr<Job> JobRuntime::Requeue(const std::shared_ptr<TenantSlot>& slot,
 }
 
 absl::StatusOr<bool> JobRuntime::HasPendingJobs(const TenantSlot& slot) {
-  JobContext cx{*core_, const_cast<TenantSlot&>(slot), options(), 0};
+  JobContext cx{*engine_, const_cast<TenantSlot&>(slot), options(), 0};
   for (char tag : {kDelayedTag, kReadyTag}) {
     IndexIterator it(cx, std::string(1, tag), AfterTag(tag));
     it.Seek(std::string(1, tag));
@@ -1796,12 +1739,12 @@ std::string_view JobStateName(JobState state) {
 }
 
 absl::StatusOr<EnqueueResult> JobQueue::Enqueue(const JobSpec& spec) const {
-  return tenant_.core_->jobs().Enqueue(tenant_.slot_, spec);
+  return internal::Access::Parts(tenant_).jobs->Enqueue(internal::Access::SlotPtr(tenant_), spec);
 }
 
 absl::StatusOr<std::optional<Job>> JobQueue::Claim(const ClaimOptions& options) const {
-  internal::JobRuntime& runtime = tenant_.core_->jobs();
-  const internal::TenantSlot& slot = *tenant_.slot_;
+  internal::JobRuntime& runtime = *internal::Access::Parts(tenant_).jobs;
+  const internal::TenantSlot& slot = *internal::Access::SlotPtr(tenant_);
   if (!options.type.empty()) {
     TENANCY_RETURN_IF_ERROR(internal::ValidateType(slot, options.type));
   }
@@ -1816,42 +1759,42 @@ absl::StatusOr<std::optional<Job>> JobQueue::Claim(const ClaimOptions& options) 
   if (!options.type.empty()) types.push_back(options.type);
   absl::Duration lease =
       options.lease == absl::ZeroDuration() ? o.default_lease : options.lease;
-  return runtime.Claim(tenant_.slot_, types, lease, absl::Now() + options.wait,
+  return runtime.Claim(internal::Access::SlotPtr(tenant_), types, lease, absl::Now() + options.wait,
                        options.cancel);
 }
 
 absl::Status JobQueue::Ack(std::string_view id, std::string_view lease) const {
-  return tenant_.core_->jobs().Ack(tenant_.slot_, id, lease);
+  return internal::Access::Parts(tenant_).jobs->Ack(internal::Access::SlotPtr(tenant_), id, lease);
 }
 
 absl::StatusOr<Job> JobQueue::Nack(std::string_view id, std::string_view lease,
                                    const NackOptions& options) const {
-  return tenant_.core_->jobs().Nack(tenant_.slot_, id, lease, options);
+  return internal::Access::Parts(tenant_).jobs->Nack(internal::Access::SlotPtr(tenant_), id, lease, options);
 }
 
 absl::StatusOr<Job> JobQueue::ExtendLease(std::string_view id, std::string_view lease,
                                           absl::Duration lease_duration) const {
-  return tenant_.core_->jobs().ExtendLease(tenant_.slot_, id, lease, lease_duration);
+  return internal::Access::Parts(tenant_).jobs->ExtendLease(internal::Access::SlotPtr(tenant_), id, lease, lease_duration);
 }
 
 absl::StatusOr<Job> JobQueue::Inspect(std::string_view id) const {
-  return tenant_.core_->jobs().Inspect(tenant_.slot_, id);
+  return internal::Access::Parts(tenant_).jobs->Inspect(internal::Access::SlotPtr(tenant_), id);
 }
 
 absl::StatusOr<JobPage> JobQueue::List(const ListJobsOptions& options) const {
-  return tenant_.core_->jobs().List(tenant_.slot_, options);
+  return internal::Access::Parts(tenant_).jobs->List(internal::Access::SlotPtr(tenant_), options);
 }
 
 absl::StatusOr<JobCounts> JobQueue::Counts() const {
-  return tenant_.core_->jobs().Counts(tenant_.slot_);
+  return internal::Access::Parts(tenant_).jobs->Counts(internal::Access::SlotPtr(tenant_));
 }
 
 absl::Status JobQueue::Delete(std::string_view id) const {
-  return tenant_.core_->jobs().Delete(tenant_.slot_, id);
+  return internal::Access::Parts(tenant_).jobs->Delete(internal::Access::SlotPtr(tenant_), id);
 }
 
 absl::StatusOr<Job> JobQueue::Requeue(std::string_view id) const {
-  return tenant_.core_->jobs().Requeue(tenant_.slot_, id);
+  return internal::Access::Parts(tenant_).jobs->Requeue(internal::Access::SlotPtr(tenant_), id);
 }
 
 }  // namespace tenancy

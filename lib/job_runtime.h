@@ -41,7 +41,7 @@
 // Concurrency: every change to a tenant's jobs holds its TenantJobs::mu, which
 // serialises claims (exactly-once) and makes the in-memory state and the sizes
 // the writes replace exact. Lock order: TenantJobs::mu, then the tenant's
-// range_mu (inside EngineCore::ApplyKnownWrites), then its `mu` (the spec).
+// range_mu (inside UsageLedger::ApplyKnown), then its `mu` (the spec).
 // No code holds a worker group's mutex while it takes a TenantJobs::mu.
 //
 // Tombstones: promoted D entries and acked R entries become RocksDB tombstones
@@ -69,7 +69,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "engine_core.h"
+#include "engine_parts.h"
+#include "tenant_slot.h"
+#include "usage_ledger.h"
 #include "tenancy/jobs.h"
 
 namespace tenancy::internal {
@@ -177,11 +179,12 @@ class JobWorkerGroup {
   virtual void Stop() = 0;
 };
 
-// The engine's job machinery. One per EngineCore; created in Open.
+// The engine's job machinery. One per engine; created in EngineParts::Open.
 class JobRuntime {
  public:
-  // Registers a purge listener. REQUIRES: called during EngineCore::Open.
-  explicit JobRuntime(EngineCore* core);
+  // REQUIRES: `engine` outlives the runtime; OnPurge is registered as a
+  // purge listener of its catalog.
+  explicit JobRuntime(EngineParts* engine);
   JobRuntime(const JobRuntime&) = delete;
   JobRuntime& operator=(const JobRuntime&) = delete;
   ~JobRuntime();
@@ -246,22 +249,25 @@ class JobRuntime {
   // Returns false (and registers nothing) once the runtime is shut down.
   bool AddGroup(std::shared_ptr<JobWorkerGroup> group);
   void RemoveGroup(const JobWorkerGroup* group);
-  // Stops every group. Called first thing by ~EngineCore.
+  // Stops every group. Called first thing by ~EngineParts.
   void Shutdown();
 
   int64_t NowMicros() const;
-  const JobQueueOptions& options() const { return core_->options().jobs; }
-  EngineCore& core() const { return *core_; }
+  const JobQueueOptions& options() const { return engine_->options.jobs; }
+  EngineParts& engine() const { return *engine_; }
+
+  // A tenant's purge is done: its state and waiters go. A purge listener of
+  // the catalog (EngineParts::Open registers it).
+  void OnPurge(uint64_t number);
 
  private:
   // The tenant's state, created if absent / nullptr if absent.
   std::shared_ptr<TenantJobs> StateOf(uint64_t number);
   std::shared_ptr<TenantJobs> FindState(uint64_t number) const;
-  void OnPurge(uint64_t number);
   void NotifyGroups(const std::shared_ptr<TenantSlot>& slot,
                     std::string_view ready_type, int64_t due_us);
 
-  EngineCore* const core_;
+  EngineParts* const engine_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<TenantJobs>> tenants_

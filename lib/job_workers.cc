@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "access.h"
 #include "job_runtime.h"
 #include "status_macros.h"
 #include "str_cat.h"
@@ -131,7 +132,7 @@ class WorkerGroupBase : public JobWorkerGroup {
   }
 
   void Log(LogLevel level, std::string_view message) const {
-    runtime_->core().Log(level, message);
+    runtime_->engine().logger().Log(level, message);
   }
 
   // What a job of `slot`'s tenant runs inside: a permit of the limiter's
@@ -154,7 +155,7 @@ class WorkerGroupBase : public JobWorkerGroup {
     if (!options_.acquire) return limited;
     absl::StatusOr<JobPermit> hooked;
     try {
-      hooked = options_.acquire(runtime_->core().MakeHandle(slot));
+      hooked = options_.acquire(Access::MakeTenant(slot, &runtime_->engine()));
     } catch (const std::exception& e) {
       hooked = absl::InternalError(StrCat("job workers: acquire hook threw: ", e.what()));
     } catch (...) {
@@ -186,14 +187,14 @@ class WorkerGroupBase : public JobWorkerGroup {
 
   // Runs the handler of `job`, then acks or nacks it.
   void RunJob(const std::shared_ptr<TenantSlot>& slot, const Job& job) {
-    runtime_->core().RecordCall(*slot, CallKind::kJobs);
+    RecordCall(*slot, CallKind::kJobs);
     absl::Status result;
     auto handler = options_.handlers.find(job.type);
     if (handler == options_.handlers.end() || !handler->second) {
       result = absl::InternalError("no handler for the job's type");
     } else {
       try {
-        result = handler->second(runtime_->core().MakeHandle(slot), job);
+        result = handler->second(Access::MakeTenant(slot, &runtime_->engine()), job);
       } catch (const std::exception& e) {
         result = absl::InternalError(StrCat("handler threw: ", e.what()));
       } catch (...) {
@@ -452,7 +453,7 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
 
   // Finds the tenants with jobs from before the workers started.
   void Discover() {
-    std::vector<std::shared_ptr<TenantSlot>> slots = runtime_->core().SlotsSnapshot();
+    std::vector<std::shared_ptr<TenantSlot>> slots = runtime_->engine().catalog->Snapshot();
     for (const std::shared_ptr<TenantSlot>& slot : slots) {
       if (stop_.load()) return;
       absl::StatusOr<bool> pending = false;
@@ -651,22 +652,22 @@ JobWorkersStats JobWorkers::stats() const { return group_->Stats(); }
 
 absl::StatusOr<std::unique_ptr<JobWorkers>> JobWorkers::ForTenant(
     const Tenant& tenant, JobWorkersOptions options) {
-  internal::JobRuntime& runtime = tenant.core_->jobs();
+  internal::JobRuntime& runtime = *internal::Access::Parts(tenant).jobs;
   TENANCY_RETURN_IF_ERROR(internal::ValidateWorkerOptions(options, runtime.options()));
   {
-    internal::CallGuard guard(*tenant.slot_);
-    TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(*tenant.slot_));
+    internal::CallGuard guard(internal::Access::Slot(tenant));
+    TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(internal::Access::Slot(tenant)));
   }
   TENANCY_ASSIGN_OR_RETURN(
       std::shared_ptr<internal::JobWorkerGroup> group,
       internal::StartGroup(runtime, std::make_shared<internal::TenantWorkerGroup>(
-                                        &runtime, tenant.slot_, std::move(options))));
+                                        &runtime, internal::Access::SlotPtr(tenant), std::move(options))));
   return std::unique_ptr<JobWorkers>(new JobWorkers(std::move(group)));
 }
 
 absl::StatusOr<std::unique_ptr<JobWorkers>> JobWorkers::ForAllTenants(
     Engine& engine, JobWorkersOptions options) {
-  internal::JobRuntime& runtime = engine.core_->jobs();
+  internal::JobRuntime& runtime = *internal::Access::Parts(engine).jobs;
   TENANCY_RETURN_IF_ERROR(internal::ValidateWorkerOptions(options, runtime.options()));
   TENANCY_ASSIGN_OR_RETURN(
       std::shared_ptr<internal::JobWorkerGroup> group,

@@ -146,40 +146,9 @@ namespace {
 
 constexpr char kRejectionUrl[] = "tenancy.dev/LimitRejection";
 
-absl::Status ValidateClassName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxLimitClassNameLength) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "invalid limit class name \"%s\": must be 1 to %d bytes",
-        absl::CHexEscape(absl::string_view(name.data(), name.size())),
-        kMaxLimitClassNameLength));
-  }
-  int depth = 0;
-  for (absl::string_view segment :
-       absl::StrSplit(absl::string_view(name.data(), name.size()), '/')) {
-    ++depth;
-    bool ok = !segment.empty();
-    for (char c : segment) {
-      ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-');
-    }
-    if (!ok) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "invalid limit class name \"%s\": segments are non-empty "
-          "[A-Za-z0-9_.-] separated by '/'",
-          absl::CHexEscape(absl::string_view(name.data(), name.size()))));
-    }
-  }
-  if (depth > kMaxLimitClassDepth) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("invalid limit class name \"%s\": deeper than %d",
-                        std::string(name), kMaxLimitClassDepth));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateLimits(const ConcurrencyLimits& limits) {
   for (const auto& [name, limit] : limits) {
-    if (absl::Status s = ValidateClassName(name); !s.ok()) return s;
+    if (absl::Status s = Limiter::ValidateClassName(name); !s.ok()) return s;
     if (limit < 0) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "concurrency limit of class \"%s\" is negative (%d)", name, limit));
@@ -191,7 +160,7 @@ absl::Status ValidateLimits(const ConcurrencyLimits& limits) {
 absl::Status ValidateRates(const RateLimits& rates) {
   for (const auto& [name, rate] : rates) {
     if (name != kAllClasses) {
-      if (absl::Status s = ValidateClassName(name); !s.ok()) return s;
+      if (absl::Status s = Limiter::ValidateClassName(name); !s.ok()) return s;
     }
     // Written so that NaN fails every test.
     if (!(rate.per_second > 0 && rate.per_second <= 1e9) ||
@@ -241,6 +210,8 @@ std::string FormatDuration(std::chrono::nanoseconds d) {
 
 }  // namespace
 
+
+
 // The tokens one acquisition took, to give back if a semaphore refuses it.
 struct RateCharge {
   int count = 0;
@@ -277,7 +248,7 @@ class LimiterRep {
   }
 
   absl::StatusOr<LimitClass> Class(std::string_view name) {
-    if (absl::Status s = ValidateClassName(name); !s.ok()) return s;
+    if (absl::Status s = Limiter::ValidateClassName(name); !s.ok()) return s;
     absl::MutexLock lock(&mu_);
     absl::StatusOr<const ClassNode*> node = ClassLocked(name);
     if (!node.ok()) return node.status();
@@ -841,6 +812,37 @@ class LimiterRep {
 };
 
 }  // namespace internal
+
+absl::Status Limiter::ValidateClassName(std::string_view name) {
+  if (name.empty() || name.size() > internal::kMaxLimitClassNameLength) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "invalid limit class name \"%s\": must be 1 to %d bytes",
+        absl::CHexEscape(absl::string_view(name.data(), name.size())),
+        internal::kMaxLimitClassNameLength));
+  }
+  int depth = 0;
+  for (absl::string_view segment :
+       absl::StrSplit(absl::string_view(name.data(), name.size()), '/')) {
+    ++depth;
+    bool ok = !segment.empty();
+    for (char c : segment) {
+      ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-');
+    }
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "invalid limit class name \"%s\": segments are non-empty "
+          "[A-Za-z0-9_.-] separated by '/'",
+          absl::CHexEscape(absl::string_view(name.data(), name.size()))));
+    }
+  }
+  if (depth > kMaxLimitClassDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid limit class name \"%s\": deeper than %d",
+                        std::string(name), kMaxLimitClassDepth));
+  }
+  return absl::OkStatus();
+}
 
 // ---------------------------------------------------------------------------
 // Free functions

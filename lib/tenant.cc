@@ -2,7 +2,9 @@
 
 #include "status_macros.h"
 #include "str_cat.h"
-#include "engine_core.h"
+#include "access.h"
+#include "engine_parts.h"
+#include "tenant_limits.h"
 #include "tenancy/cache.h"
 #include "tenancy/jobs.h"
 #include "tenancy/kv_store.h"
@@ -50,9 +52,8 @@ absl::Status ValidateTenantId(std::string_view id) {
   return absl::OkStatus();
 }
 
-Tenant::Tenant(std::shared_ptr<internal::TenantSlot> slot,
-               internal::EngineCore* core)
-    : slot_(std::move(slot)), core_(core) {}
+Tenant::Tenant(std::shared_ptr<internal::TenantSlot> slot, internal::EngineParts* parts)
+    : slot_(std::move(slot)), parts_(parts) {}
 
 Tenant::~Tenant() = default;
 
@@ -72,32 +73,31 @@ JobQueue Tenant::jobs() const { return JobQueue(*this); }
 
 TenantCache Tenant::cache() const { return TenantCache(*this); }
 
-Usage Tenant::usage() const {
-  int64_t bytes = slot_->used_bytes.load(std::memory_order_relaxed);
-  int64_t keys = slot_->used_keys.load(std::memory_order_relaxed);
-  return Usage{static_cast<uint64_t>(bytes < 0 ? 0 : bytes),
-               static_cast<uint64_t>(keys < 0 ? 0 : keys)};
-}
+Usage Tenant::usage() const { return internal::UsageOf(*slot_); }
 
-RequestStats Tenant::requests() const { return core_->RequestStatsOf(*slot_); }
+RequestStats Tenant::requests() const { return internal::RequestStatsOf(*slot_); }
 
-void Tenant::RecordCall(CallKind kind) const { core_->RecordCall(*slot_, kind); }
+void Tenant::RecordCall(CallKind kind) const { internal::RecordCall(*slot_, kind); }
 
 absl::StatusOr<Permit> Tenant::Acquire(
     const LimitClass& cls, std::chrono::steady_clock::time_point deadline) const {
   TENANCY_RETURN_IF_ERROR(internal::CheckReadableState(*slot_));
-  TENANCY_ASSIGN_OR_RETURN(LimiterTenant * tenant, core_->LimiterTenantOf(*slot_));
-  return core_->limiter().Acquire(*tenant, cls, deadline);
+  TENANCY_ASSIGN_OR_RETURN(
+      LimiterTenant * tenant,
+      internal::LimiterTenantOf(*slot_, *parts_->limiter, parts_->logger()));
+  return parts_->limiter->Acquire(*tenant, cls, deadline);
 }
 
 absl::StatusOr<Permit> Tenant::TryAcquire(const LimitClass& cls) const {
   TENANCY_RETURN_IF_ERROR(internal::CheckReadableState(*slot_));
-  TENANCY_ASSIGN_OR_RETURN(LimiterTenant * tenant, core_->LimiterTenantOf(*slot_));
-  return core_->limiter().TryAcquire(*tenant, cls);
+  TENANCY_ASSIGN_OR_RETURN(
+      LimiterTenant * tenant,
+      internal::LimiterTenantOf(*slot_, *parts_->limiter, parts_->logger()));
+  return parts_->limiter->TryAcquire(*tenant, cls);
 }
 
 ConcurrencyLimits Tenant::EffectiveLimits() const {
-  return core_->EffectiveLimits(*slot_);
+  return internal::EffectiveLimits(*slot_, *parts_->limiter);
 }
 
 absl::Status Tenant::CheckReadable() const {

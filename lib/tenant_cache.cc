@@ -1,5 +1,5 @@
-// TenantCache, and the cache half of EngineCore: which Cache an engine uses,
-// and how the registry's transitions reach it.
+// TenantCache, and CacheBinding (cache_binding.h): which Cache an engine
+// uses, and how the registry's transitions reach it.
 //
 // Dropping a disabled or purged tenant's entries races its in-flight writes:
 // a Set that passed the state check before the tenant was disabled may land
@@ -27,7 +27,10 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "engine_core.h"
+#include "access.h"
+#include "cache_binding.h"
+#include "engine_parts.h"
+#include "usage_ledger.h"
 #include "status_macros.h"
 #include "str_cat.h"
 #include "tenancy/cache.h"
@@ -78,51 +81,49 @@ absl::Status NameTenant(const absl::Status& status, const TenantSlot& slot) {
 
 }  // namespace
 
-absl::Status EngineCore::OpenCache() {
-  if (options_.cache == nullptr) {
-    TENANCY_ASSIGN_OR_RETURN(std::unique_ptr<Cache> cache,
-                             Cache::Create(CacheOptions{}));
-    options_.cache = std::move(cache);
+absl::StatusOr<std::unique_ptr<CacheBinding>> CacheBinding::Claim(
+    std::shared_ptr<Cache>* cache) {
+  if (*cache == nullptr) {
+    TENANCY_ASSIGN_OR_RETURN(std::unique_ptr<Cache> made, Cache::Create(CacheOptions{}));
+    *cache = std::move(made);
   }
   {
     absl::MutexLock lock(&claimed_caches_mu);
-    if (!ClaimedCaches().insert(options_.cache.get()).second) {
+    if (!ClaimedCaches().insert(cache->get()).second) {
       return absl::InvalidArgumentError(
           "engine: options.cache is in use by another open engine");
     }
-    cache_claimed_ = true;
   }
-  if (options_.cache->TotalStats().entries != 0) {
+  std::unique_ptr<CacheBinding> binding(new CacheBinding(*cache));
+  if ((*cache)->TotalStats().entries != 0) {
     return absl::InvalidArgumentError(
         "engine: options.cache holds entries; an engine needs a cache of its "
         "own (tenant numbers are per engine)");
   }
-  Cache* cache = options_.cache.get();
-  AddPurgeListener([cache](uint64_t number) {
-    cache->DropTenant(number);
-    cache->SetTenantBudget(number, std::nullopt);
-  });
-  return absl::OkStatus();
+  return binding;
 }
 
-void EngineCore::CloseCache() {
-  if (!cache_claimed_) return;
-  // No handle may be in use now (Engine's REQUIRES), so nothing writes.
-  for (const std::shared_ptr<TenantSlot>& slot : SlotsSnapshot()) {
-    cache().DropTenant(slot->number);
-    cache().SetTenantBudget(slot->number, std::nullopt);
-  }
+CacheBinding::~CacheBinding() {
   absl::MutexLock lock(&claimed_caches_mu);
-  ClaimedCaches().erase(options_.cache.get());
-  cache_claimed_ = false;
+  ClaimedCaches().erase(cache_.get());
 }
 
-void EngineCore::ApplyCacheSpecLocked(TenantSlot& slot) {
+void CacheBinding::ForgetTenant(uint64_t number) {
+  cache_->DropTenant(number);
+  cache_->SetTenantBudget(number, std::nullopt);
+}
+
+void CacheBinding::ForgetAll(const std::vector<std::shared_ptr<TenantSlot>>& slots) {
+  // No handle may be in use now (Engine's REQUIRES), so nothing writes.
+  for (const std::shared_ptr<TenantSlot>& slot : slots) ForgetTenant(slot->number);
+}
+
+void CacheBinding::ApplySpecLocked(TenantSlot& slot) {
   // Always set, also to the default: a tenant number never carries another
   // tenant's budget (e.g. one left by a create whose commit failed).
-  cache().SetTenantBudget(slot.number, BudgetOf(slot.spec));
+  cache_->SetTenantBudget(slot.number, BudgetOf(slot.spec));
   if (DropsCache(slot.state.load(std::memory_order_seq_cst))) {
-    cache().DropTenant(slot.number);
+    cache_->DropTenant(slot.number);
   }
 }
 
@@ -131,12 +132,12 @@ void EngineCore::ApplyCacheSpecLocked(TenantSlot& slot) {
 using internal::TenantSlot;
 
 absl::StatusOr<std::string> TenantCache::Get(std::string_view key) const {
-  TenantSlot& slot = *tenant_.slot_;
-  internal::EngineCore& core = *tenant_.core_;
+  TenantSlot& slot = internal::Access::Slot(tenant_);
+  internal::EngineParts& engine = internal::Access::Parts(tenant_);
   TENANCY_RETURN_IF_ERROR(internal::CheckReadableState(slot));
-  TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, key));
-  core.RecordCall(slot, CallKind::kCache);
-  absl::StatusOr<std::string> value = core.cache().Get(slot.number, key);
+  TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
+  internal::RecordCall(slot, CallKind::kCache);
+  absl::StatusOr<std::string> value = engine.cache->cache().Get(slot.number, key);
   if (!value.ok()) {
     if (absl::IsNotFound(value.status())) {
       return absl::NotFoundError(
@@ -170,53 +171,54 @@ absl::Status RecheckAfterWrite(const TenantSlot& slot, Cache& cache) {
 absl::Status TenantCache::Set(
     std::string_view key, std::string_view value,
     std::optional<std::chrono::nanoseconds> ttl) const {
-  TenantSlot& slot = *tenant_.slot_;
-  internal::EngineCore& core = *tenant_.core_;
+  TenantSlot& slot = internal::Access::Slot(tenant_);
+  internal::EngineParts& engine = internal::Access::Parts(tenant_);
   TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(slot));
-  TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, key));
-  TENANCY_RETURN_IF_ERROR(core.ValidateValue(slot, value));
-  core.RecordCall(slot, CallKind::kCache);
+  TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
+  TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateValue(slot, value));
+  internal::RecordCall(slot, CallKind::kCache);
   TENANCY_RETURN_IF_ERROR(internal::NameTenant(
-      core.cache().Set(slot.number, key, value, ttl), slot));
-  return RecheckAfterWrite(slot, core.cache());
+      engine.cache->cache().Set(slot.number, key, value, ttl), slot));
+  return RecheckAfterWrite(slot, engine.cache->cache());
 }
 
 absl::StatusOr<bool> TenantCache::Delete(std::string_view key) const {
-  TenantSlot& slot = *tenant_.slot_;
-  internal::EngineCore& core = *tenant_.core_;
+  TenantSlot& slot = internal::Access::Slot(tenant_);
+  internal::EngineParts& engine = internal::Access::Parts(tenant_);
   TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(slot));
-  TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, key));
-  core.RecordCall(slot, CallKind::kCache);
-  return core.cache().Delete(slot.number, key);
+  TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
+  internal::RecordCall(slot, CallKind::kCache);
+  return engine.cache->cache().Delete(slot.number, key);
 }
 
 absl::StatusOr<int64_t> TenantCache::Increment(
     std::string_view key, int64_t by,
     std::optional<std::chrono::nanoseconds> ttl) const {
-  TenantSlot& slot = *tenant_.slot_;
-  internal::EngineCore& core = *tenant_.core_;
+  TenantSlot& slot = internal::Access::Slot(tenant_);
+  internal::EngineParts& engine = internal::Access::Parts(tenant_);
   TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(slot));
-  TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, key));
-  core.RecordCall(slot, CallKind::kCache);
+  TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
+  internal::RecordCall(slot, CallKind::kCache);
   absl::StatusOr<int64_t> result =
-      core.cache().Increment(slot.number, key, by, ttl);
+      engine.cache->cache().Increment(slot.number, key, by, ttl);
   if (!result.ok()) return internal::NameTenant(result.status(), slot);
-  TENANCY_RETURN_IF_ERROR(RecheckAfterWrite(slot, core.cache()));
+  TENANCY_RETURN_IF_ERROR(RecheckAfterWrite(slot, engine.cache->cache()));
   return result;
 }
 
 absl::StatusOr<size_t> TenantCache::DeletePrefix(
     std::string_view prefix) const {
-  TenantSlot& slot = *tenant_.slot_;
-  internal::EngineCore& core = *tenant_.core_;
+  TenantSlot& slot = internal::Access::Slot(tenant_);
+  internal::EngineParts& engine = internal::Access::Parts(tenant_);
   TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(slot));
-  TENANCY_RETURN_IF_ERROR(core.ValidateKey(slot, prefix));
-  core.RecordCall(slot, CallKind::kCache);
-  return core.cache().DeletePrefix(slot.number, prefix);
+  TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, prefix));
+  internal::RecordCall(slot, CallKind::kCache);
+  return engine.cache->cache().DeletePrefix(slot.number, prefix);
 }
 
 CacheStats TenantCache::Stats() const {
-  return tenant_.core_->cache().TenantStats(tenant_.slot_->number);
+  return internal::Access::Parts(tenant_).cache->cache().TenantStats(
+      internal::Access::Slot(tenant_).number);
 }
 
 }  // namespace tenancy

@@ -30,12 +30,13 @@
 #include "tenancy/limiter.h"
 #include "tenancy/logger.h"
 #include "tenancy/tenant.h"
+#include "tenancy/tenant_registry.h"
 
 namespace tenancy {
 
-class TenantRegistry;
 namespace internal {
-class EngineCore;
+class Access;
+struct EngineParts;
 }  // namespace internal
 
 struct EngineOptions {
@@ -160,10 +161,11 @@ class Engine {
   Logger& logger() const;
 
  private:
-  friend class JobWorkers;  // ForAllTenants
-  explicit Engine(std::unique_ptr<internal::EngineCore> core);
+  friend class internal::Access;
+  explicit Engine(std::unique_ptr<internal::EngineParts> parts);
 
-  std::unique_ptr<internal::EngineCore> core_;
+  std::unique_ptr<internal::EngineParts> parts_;
+  TenantRegistry registry_;
 };
 
 }  // namespace tenancy

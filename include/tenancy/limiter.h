@@ -352,6 +352,10 @@ class Limiter {
   // RESOURCE_EXHAUSTED: `name` is new and the Limiter already holds 4096.
   absl::StatusOr<LimitClass> Class(std::string_view name);
 
+  // The one rule for limit class names, wherever they come from (a spec's
+  // limits, a tenants file, options): OK, or INVALID_ARGUMENT saying why.
+  static absl::Status ValidateClassName(std::string_view name);
+
   // Returns the tenant `tenant_id`, adding it (with the default limits and no
   // overrides) if it is not there. Idempotent: a second call returns the same
   // handle. The id is used only as a name; the tenant registry validates ids.

@@ -25,8 +25,9 @@
 namespace tenancy {
 
 namespace internal {
+class Access;
 class TenantSlot;
-class EngineCore;
+struct EngineParts;
 }  // namespace internal
 
 class KvStore;
@@ -216,15 +217,11 @@ class Tenant {
   absl::Status CheckWritable() const;
 
  private:
-  friend class internal::EngineCore;
-  friend class KvStore;
-  friend class JobQueue;
-  friend class JobWorkers;
-  friend class TenantCache;
-  Tenant(std::shared_ptr<internal::TenantSlot> slot, internal::EngineCore* core);
+  friend class internal::Access;
+  Tenant(std::shared_ptr<internal::TenantSlot> slot, internal::EngineParts* parts);
 
   std::shared_ptr<internal::TenantSlot> slot_;
-  internal::EngineCore* core_;  // owned by the Engine
+  internal::EngineParts* parts_;  // owned by the Engine
 };
 
 // Returns OK if `id` is a valid tenant id, INVALID_ARGUMENT otherwise.

@@ -19,8 +19,9 @@
 
 namespace tenancy {
 
+class Engine;
 namespace internal {
-class EngineCore;
+class TenantCatalog;
 }  // namespace internal
 
 struct ListOptions {
@@ -58,6 +59,16 @@ class TenantRegistry {
   // ALREADY_EXISTS nothing is created.
   absl::StatusOr<std::vector<TenantInfo>> CreateMany(
       const std::vector<TenantSpec>& specs);
+
+  // Creates a new tenant together with a generated API key, atomically: the
+  // tenant never exists without its key (both are one write). The secret is
+  // returned here once. Not idempotent: ALREADY_EXISTS if the id exists in
+  // any state. INVALID_ARGUMENT: bad id or spec.
+  struct CreatedWithKey {
+    TenantInfo info;
+    NewApiKey key;
+  };
+  absl::StatusOr<CreatedWithKey> CreateWithKey(const TenantSpec& spec);
 
   // Replaces the spec of an existing tenant (quota, limits, flags, labels),
   // live at once. NOT_FOUND if absent; FAILED_PRECONDITION if the placement
@@ -122,10 +133,10 @@ class TenantRegistry {
   absl::StatusOr<std::vector<ApiKeyInfo>> ListApiKeys(std::string_view id) const;
 
  private:
-  friend class internal::EngineCore;
-  explicit TenantRegistry(internal::EngineCore* core) : core_(core) {}
+  friend class Engine;
+  explicit TenantRegistry(internal::TenantCatalog* catalog) : catalog_(catalog) {}
 
-  internal::EngineCore* const core_;
+  internal::TenantCatalog* const catalog_;
 };
 
 }  // namespace tenancy

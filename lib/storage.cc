@@ -1,0 +1,216 @@
+#include "storage.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "key_encoding.h"
+#include "meta_records.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/convenience.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/sst_partitioner.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_buffer_manager.h"
+#include "rocksdb_status.h"
+#include "status_macros.h"
+#include "str_cat.h"
+
+namespace tenancy::internal {
+namespace {
+
+constexpr char kMetaColumnFamily[] = "tenancy.meta";
+constexpr char kSharedColumnFamily[] = "tenancy.shared";
+constexpr std::string_view kDedicatedPrefix = "tenant-";
+
+// The tenant number of a dedicated column family's name, or 0.
+uint64_t DedicatedNumber(std::string_view name) {
+  if (name.substr(0, kDedicatedPrefix.size()) != kDedicatedPrefix) return 0;
+  name.remove_prefix(kDedicatedPrefix.size());
+  uint64_t number = 0;
+  auto [end, error] = std::from_chars(name.data(), name.data() + name.size(), number);
+  return error == std::errc() && end == name.data() + name.size() ? number : 0;
+}
+
+}  // namespace
+
+std::string DedicatedColumnFamilyName(uint64_t number) {
+  return StrCat(kDedicatedPrefix, number);
+}
+
+Storage::Storage(const EngineOptions& options, Logger& logger)
+    : options_(options), logger_(logger) {
+  data_write_options_.sync = options_.sync_writes;
+  data_write_options_.no_slowdown = options_.fail_writes_on_stall;
+  // Registry changes are rare and must survive a machine crash.
+  registry_write_options_.sync = true;
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(const EngineOptions& options,
+                                                       Logger& logger) {
+  std::unique_ptr<Storage> storage(new Storage(options, logger));
+  TENANCY_RETURN_IF_ERROR(storage->OpenDatabase());
+  return storage;
+}
+
+absl::Status Storage::OpenDatabase() {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options_.create_if_missing;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = options_.background_jobs;
+  db_options.max_total_wal_size = options_.max_total_wal_size;
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options_.memtable_budget_bytes);
+  db_options.keep_log_file_num = 5;
+
+  std::shared_ptr<rocksdb::Cache> block_cache =
+      rocksdb::NewLRUCache(options_.block_cache_bytes);
+  rocksdb::BlockBasedTableOptions table_options;
+  table_options.block_cache = block_cache;
+  table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table_options.cache_index_and_filter_blocks = true;
+  table_options.pin_l0_filter_and_index_blocks_in_cache = true;
+
+  data_cf_options_.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+  // SST files rarely straddle tenants, so a purge can drop whole files.
+  data_cf_options_.sst_partitioner_factory =
+      rocksdb::NewSstPartitionerFixedPrefixFactory(kTenantPrefixSize);
+  // The write path reads the value it replaces; a memtable bloom filter makes
+  // that read cheap when the key is new.
+  data_cf_options_.memtable_whole_key_filtering = true;
+  data_cf_options_.memtable_prefix_bloom_size_ratio = 0.02;
+
+  rocksdb::ColumnFamilyOptions meta_options;
+  meta_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+  meta_options.merge_operator = NewUsageMergeOperator();
+
+  std::vector<std::string> names;
+  rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, options_.path, &names);
+  if (!listed.ok()) names.clear();  // a new database
+  for (const char* required : {rocksdb::kDefaultColumnFamilyName.c_str(), kMetaColumnFamily,
+                               kSharedColumnFamily}) {
+    if (std::find(names.begin(), names.end(), required) == names.end()) {
+      names.push_back(required);
+    }
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) {
+    descriptors.emplace_back(name, name == kMetaColumnFamily ? meta_options : data_cf_options_);
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw_db = nullptr;
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
+      rocksdb::DB::Open(db_options, options_.path, descriptors, &handles, &raw_db),
+      StrCat("engine: open ", options_.path)));
+  db_.reset(raw_db);
+  for (rocksdb::ColumnFamilyHandle* handle : handles) {
+    const std::string& name = handle->GetName();
+    if (name == rocksdb::kDefaultColumnFamilyName) {
+      default_ = handle;
+    } else if (name == kMetaColumnFamily) {
+      meta_ = handle;
+    } else if (name == kSharedColumnFamily) {
+      shared_ = Adopt(handle);
+    } else if (uint64_t number = DedicatedNumber(name); number != 0) {
+      found_dedicated_[number] = Adopt(handle);
+    } else {
+      // Not ours; kept open (and untouched) so that RocksDB does not refuse
+      // the database.
+      Adopt(handle);
+    }
+  }
+  return absl::OkStatus();
+}
+
+ColumnFamily Storage::Adopt(rocksdb::ColumnFamilyHandle* handle) {
+  rocksdb::DB* db = db_.get();
+  return ColumnFamily(handle, [db](rocksdb::ColumnFamilyHandle* h) {
+    db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  });
+}
+
+Storage::~Storage() {
+  if (db_ == nullptr) return;
+  found_dedicated_.clear();
+  shared_.reset();
+  if (meta_ != nullptr) db_->DestroyColumnFamilyHandle(meta_).PermitUncheckedError();
+  if (default_ != nullptr) db_->DestroyColumnFamilyHandle(default_).PermitUncheckedError();
+  rocksdb::Status s = db_->Close();
+  if (!s.ok()) logger_.Log(LogLevel::kError, StrCat("engine: close: ", s.ToString()));
+  db_.reset();
+}
+
+rocksdb::Status Storage::Commit(const rocksdb::WriteOptions& options,
+                                rocksdb::WriteBatch* batch) {
+#if TENANCY_THREAD_SANITIZER
+  absl::MutexLock lock(&tsan_commit_mu_);
+#endif
+  return db_->Write(options, batch);
+}
+
+ColumnFamily Storage::TakeDedicated(uint64_t number) {
+  auto it = found_dedicated_.find(number);
+  if (it == found_dedicated_.end()) return nullptr;
+  ColumnFamily family = std::move(it->second);
+  found_dedicated_.erase(it);
+  return family;
+}
+
+absl::Status Storage::DropUnclaimedDedicated() {
+  for (auto& [number, family] : found_dedicated_) {
+    logger_.Log(LogLevel::kWarning,
+                StrCat("engine: dropping orphan column family ", family->GetName()));
+    TENANCY_RETURN_IF_ERROR(FromRocksStatus(db_->DropColumnFamily(family.get()),
+                                            "engine: drop orphan column family"));
+  }
+  found_dedicated_.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ColumnFamily>> Storage::CreateDedicated(
+    const std::vector<uint64_t>& numbers) {
+  std::vector<ColumnFamily> families;
+  if (numbers.empty()) return families;
+  std::vector<std::string> names;
+  for (uint64_t number : numbers) names.push_back(DedicatedColumnFamilyName(number));
+  std::vector<rocksdb::ColumnFamilyHandle*> raw;
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
+      db_->CreateColumnFamilies(data_cf_options_, names, &raw),
+      "registry: create column families"));
+  for (rocksdb::ColumnFamilyHandle* handle : raw) families.push_back(Adopt(handle));
+  return families;
+}
+
+absl::Status Storage::DropColumnFamily(rocksdb::ColumnFamilyHandle* family) {
+  return FromRocksStatus(db_->DropColumnFamily(family),
+                         StrCat("engine: drop column family ", family->GetName()));
+}
+
+absl::Status Storage::DeleteTenantRange(rocksdb::ColumnFamilyHandle* family,
+                                        uint64_t number, const std::string& context) {
+  std::string start = TenantRangeStart(number);
+  std::string end = TenantRangeEnd(number);
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.DeleteRange(family, start, end);
+  if (s.ok()) s = Commit(write_options, &batch);
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
+  // Whole files inside the range go at once (the SST partitioner makes them
+  // common); compaction clears the rest and the range tombstone itself.
+  rocksdb::Slice begin_slice(start), end_slice(end);
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
+      rocksdb::DeleteFilesInRange(db_.get(), family, &begin_slice, &end_slice,
+                                  /*include_end=*/false),
+      context));
+  rocksdb::CompactRangeOptions compact;
+  compact.exclusive_manual_compaction = false;
+  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  return FromRocksStatus(db_->CompactRange(compact, family, &begin_slice, &end_slice),
+                         context);
+}
+
+absl::Status Storage::Flush(const std::vector<rocksdb::ColumnFamilyHandle*>& families) {
+  return FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), families), "engine: flush");
+}
+
+}  // namespace tenancy::internal
