@@ -138,9 +138,6 @@ class Router {
   const std::shared_ptr<Logger> logger_;
   const AdminKey admin_key_;
 
-  // Admin writes that must not interleave (create-if-absent, purge).
-  absl::Mutex admin_mu_;
-
   // Tenant runtimes, sharded to keep the readers' lock uncontended.
   static constexpr int kShards = 16;
   struct Shard {

@@ -5,6 +5,7 @@
 #include "router.h"
 #include "router_call.h"
 #include "spec_json.h"
+#include "tenancy/tenant_spec_json.h"
 #include "tenancy/tenant_registry.h"
 #include "text.h"
 
@@ -16,10 +17,6 @@ HttpError Invalid(std::string message) {
 }
 
 // The body of a JSON admin route, parsed; an empty body is an empty object.
-absl::StatusOr<simdjson::dom::object> JsonBody(std::string_view body) {
-  return ParseJsonObject(ThreadLocalJsonParser(), body.empty() ? "{}" : body);
-}
-
 void ReplyStatus(HttpResponse& res, int status, std::string_view id,
                  std::string_view state) {
   JsonWriter w;
@@ -68,24 +65,14 @@ std::optional<HttpError> Router::AdminListTenants(Call& call) {
 }
 
 std::optional<HttpError> Router::AdminCreateTenant(Call& call) {
-  auto object = JsonBody(call.body);
-  if (!object.ok()) return HttpErrorFromStatus(object.status());
-  auto spec = ParseTenantSpec(*object, std::nullopt);
+  auto spec = ParseTenantSpecJson(call.body);
   if (!spec.ok()) return HttpErrorFromStatus(spec.status());
-  TenantRegistry& registry = engine_->registry();
-  absl::MutexLock lock(&admin_mu_);
-  // The registry's Create is idempotent for an identical spec; the API's
-  // create is not: an existing id is 409 whatever its spec.
-  if (auto existing = registry.Get(spec->id); existing.ok()) {
-    return MakeHttpError(409, "already_exists",
-                         Cat("tenant \"", spec->id, "\" already exists"));
-  } else if (!absl::IsNotFound(existing.status())) {
-    return HttpErrorFromStatus(existing.status());
-  }
-  auto info = registry.Create(*spec);
-  if (!info.ok()) return HttpErrorFromStatus(info.status());
-  auto key = registry.CreateApiKey(spec->id);
-  if (!key.ok()) return HttpErrorFromStatus(key.status());
+  // One write: the tenant never exists without its key. Unlike the
+  // registry's idempotent Create, an existing id is 409 whatever its spec.
+  auto created = engine_->registry().CreateWithKey(*spec);
+  if (!created.ok()) return HttpErrorFromStatus(created.status());
+  const NewApiKey* key = &created->key;
+  const TenantInfo* info = &created->info;
   logger_->Log(LogLevel::kInfo, Cat("admin: created tenant \"", spec->id,
                                     "\" with API key ", key->prefix, "..."));
   JsonWriter w;
@@ -100,11 +87,8 @@ std::optional<HttpError> Router::AdminCreateTenant(Call& call) {
 }
 
 std::optional<HttpError> Router::AdminPutTenant(Call& call) {
-  auto object = JsonBody(call.body);
-  if (!object.ok()) return HttpErrorFromStatus(object.status());
-  auto spec = ParseTenantSpec(*object, call.match.admin_tenant);
+  auto spec = ParseTenantSpecJson(call.body, call.match.admin_tenant);
   if (!spec.ok()) return HttpErrorFromStatus(spec.status());
-  absl::MutexLock lock(&admin_mu_);
   auto result = engine_->registry().Upsert(*spec);
   if (!result.ok()) return HttpErrorFromStatus(result.status());
   JsonWriter w;
@@ -141,7 +125,6 @@ std::optional<HttpError> Router::AdminEnableTenant(Call& call) {
 
 std::optional<HttpError> Router::AdminPurgeTenant(Call& call) {
   const std::string& id = call.match.admin_tenant;
-  absl::MutexLock lock(&admin_mu_);
   auto info = engine_->registry().Get(id);
   if (!info.ok()) return HttpErrorFromStatus(info.status());
   absl::Status s = engine_->registry().Purge(id);
