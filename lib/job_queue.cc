@@ -844,11 +844,11 @@ absl::Status CheckQueuedJobsQuota(const JobContext& cx, const TenantJobs& jobs)
   uint64_t limit = QueuedJobsLimit(cx.slot);
   uint64_t pending = jobs.queued + jobs.delayed + jobs.claimed_jobs.size();
   if (limit != 0 && pending >= limit) {
-    return MakeError(absl::StatusCode::kResourceExhausted,
+    return CountRejection(cx.slot, MakeError(absl::StatusCode::kResourceExhausted,
                      ErrorReason::kQueuedJobsQuota,
                      absl::StrFormat("tenant \"%s\": queued jobs quota exceeded "
                                      "(jobs=%d, limit=%d)",
-                                     cx.slot.id, pending, limit));
+                                     cx.slot.id, pending, limit)));
   }
   return absl::OkStatus();
 }

@@ -25,6 +25,18 @@ std::string_view PlacementName(Placement placement) {
   return placement == Placement::kDedicated ? "dedicated" : "shared";
 }
 
+std::string_view RejectionName(Rejection rejection) {
+  switch (rejection) {
+    case Rejection::kRateLimited: return "rate_limited";
+    case Rejection::kConcurrencyLimited: return "concurrency_limited";
+    case Rejection::kQuotaExceeded: return "quota_exceeded";
+    case Rejection::kTooLarge: return "too_large";
+    case Rejection::kTenantDisabled: return "tenant_disabled";
+    case Rejection::kTenantReadOnly: return "tenant_read_only";
+  }
+  return "rate_limited";
+}
+
 std::string_view CallKindName(CallKind kind) {
   switch (kind) {
     case CallKind::kGet: return "get";
@@ -85,7 +97,9 @@ absl::StatusOr<Permit> Tenant::Acquire(
   TENANCY_ASSIGN_OR_RETURN(
       LimiterTenant * tenant,
       internal::LimiterTenantOf(*slot_, *parts_->limiter, parts_->logger()));
-  return parts_->limiter->Acquire(*tenant, cls, deadline);
+  absl::StatusOr<Permit> permit = parts_->limiter->Acquire(*tenant, cls, deadline);
+  if (!permit.ok()) return internal::CountRejection(*slot_, permit.status());
+  return permit;
 }
 
 absl::StatusOr<Permit> Tenant::TryAcquire(const LimitClass& cls) const {
@@ -93,7 +107,9 @@ absl::StatusOr<Permit> Tenant::TryAcquire(const LimitClass& cls) const {
   TENANCY_ASSIGN_OR_RETURN(
       LimiterTenant * tenant,
       internal::LimiterTenantOf(*slot_, *parts_->limiter, parts_->logger()));
-  return parts_->limiter->TryAcquire(*tenant, cls);
+  absl::StatusOr<Permit> permit = parts_->limiter->TryAcquire(*tenant, cls);
+  if (!permit.ok()) return internal::CountRejection(*slot_, permit.status());
+  return permit;
 }
 
 ConcurrencyLimits Tenant::EffectiveLimits() const {

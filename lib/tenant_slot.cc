@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "str_cat.h"
 #include "tenancy/status.h"
@@ -23,14 +24,47 @@ constexpr int64_t kMillisPerDay = 86400 * 1000;
 
 }  // namespace
 
+absl::Status CountRejection(const TenantSlot& slot, absl::Status status) {
+  std::optional<Rejection> rejection;
+  switch (GetErrorReason(status)) {
+    case ErrorReason::kStorageQuota:
+    case ErrorReason::kKeyQuota:
+    case ErrorReason::kQueuedJobsQuota:
+      rejection = Rejection::kQuotaExceeded;
+      break;
+    case ErrorReason::kRateLimited:
+      rejection = Rejection::kRateLimited;
+      break;
+    case ErrorReason::kConcurrencyLimited:
+      rejection = Rejection::kConcurrencyLimited;
+      break;
+    case ErrorReason::kTooLarge:
+      rejection = Rejection::kTooLarge;
+      break;
+    case ErrorReason::kTenantDisabled:
+      rejection = Rejection::kTenantDisabled;
+      break;
+    case ErrorReason::kTenantReadOnly:
+      rejection = Rejection::kTenantReadOnly;
+      break;
+    default:
+      break;
+  }
+  if (rejection.has_value()) {
+    slot.rejections[static_cast<int>(*rejection)].fetch_add(1, std::memory_order_relaxed);
+  }
+  return status;
+}
+
 absl::Status CheckReadableState(const TenantSlot& slot) {
   switch (slot.state.load(std::memory_order_seq_cst)) {
     case TenantState::kActive:
     case TenantState::kReadOnly:
       return absl::OkStatus();
     case TenantState::kDisabled:
-      return MakeError(absl::StatusCode::kPermissionDenied, ErrorReason::kTenantDisabled,
-                       StrCat("tenant \"", slot.id, "\": disabled"));
+      return CountRejection(
+          slot, MakeError(absl::StatusCode::kPermissionDenied, ErrorReason::kTenantDisabled,
+                          StrCat("tenant \"", slot.id, "\": disabled")));
     case TenantState::kDeleting:
       break;
   }
@@ -40,8 +74,9 @@ absl::Status CheckReadableState(const TenantSlot& slot) {
 
 absl::Status CheckWritableState(const TenantSlot& slot) {
   if (slot.state.load(std::memory_order_seq_cst) == TenantState::kReadOnly) {
-    return MakeError(absl::StatusCode::kPermissionDenied, ErrorReason::kTenantReadOnly,
-                     StrCat("tenant \"", slot.id, "\": read-only"));
+    return CountRejection(
+        slot, MakeError(absl::StatusCode::kPermissionDenied, ErrorReason::kTenantReadOnly,
+                        StrCat("tenant \"", slot.id, "\": read-only")));
   }
   return CheckReadableState(slot);
 }
@@ -68,6 +103,9 @@ RequestStats RequestStatsOf(const TenantSlot& slot) {
   stats.calls_today = slot.calls_day.load() == day ? slot.calls_today.load() : 0;
   int64_t last = slot.last_active_ms.load();
   if (last != 0) stats.last_active = absl::FromUnixMillis(last);
+  for (int i = 0; i < kNumRejections; ++i) {
+    stats.rejections[i] = slot.rejections[i].load(std::memory_order_relaxed);
+  }
   return stats;
 }
 

@@ -71,6 +71,9 @@ class TenantSlot {
   std::atomic<int64_t> calls_day{0};  // UTC day number of calls_today
   std::atomic<uint64_t> calls_today{0};
   std::atomic<int64_t> last_active_ms{0};  // 0: never
+  // Refusals by Rejection (CountRejection). Mutable: refusals are counted
+  // where the state is only read.
+  mutable std::array<std::atomic<uint64_t>, kNumRejections> rejections{};
 
   // Writers shared; DeleteRange / Recount exclusive.
   absl::Mutex range_mu;
@@ -110,6 +113,10 @@ class CallGuard {
 // refuses a read-only tenant (PERMISSION_DENIED, kTenantReadOnly).
 absl::Status CheckReadableState(const TenantSlot& slot);
 absl::Status CheckWritableState(const TenantSlot& slot);
+
+// Counts a refusal of the tenant's call when `status` is one (by its
+// ErrorReason); returns `status`. Called where the library refuses.
+absl::Status CountRejection(const TenantSlot& slot, absl::Status status);
 
 // Counts one call of `kind`: calls by kind, calls today (UTC), last active.
 void RecordCall(TenantSlot& slot, CallKind kind);

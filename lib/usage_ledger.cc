@@ -127,10 +127,10 @@ UsageLedger::UsageLedger(Storage& storage, const EngineOptions& options)
 absl::Status UsageLedger::ValidateKey(const TenantSlot& slot,
                                      std::string_view key) const {
   if (key.size() > options_.max_key_bytes) {
-    return MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
+    return CountRejection(slot, MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
                      absl::StrFormat("tenant \"%s\": key of %d bytes is over "
                                      "the limit of %d",
-                                     slot.id, key.size(), options_.max_key_bytes));
+                                     slot.id, key.size(), options_.max_key_bytes)));
   }
   return absl::OkStatus();
 }
@@ -141,10 +141,10 @@ absl::Status UsageLedger::ValidateValue(const TenantSlot& slot,
   uint64_t tenant_limit = slot.max_value_bytes.load(std::memory_order_relaxed);
   if (tenant_limit != 0) limit = std::min(limit, tenant_limit);
   if (value.size() > limit) {
-    return MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
+    return CountRejection(slot, MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
                      absl::StrFormat("tenant \"%s\": value of %d bytes is over "
                                      "the limit of %d",
-                                     slot.id, value.size(), limit));
+                                     slot.id, value.size(), limit)));
   }
   return absl::OkStatus();
 }
@@ -172,19 +172,19 @@ absl::Status UsageLedger::Reserve(TenantSlot& slot, int64_t delta_bytes,
   uint64_t bytes_limit = slot.quota_bytes.load(std::memory_order_relaxed);
   uint64_t keys_limit = slot.quota_keys.load(std::memory_order_relaxed);
   if (!TryReserve(slot.used_bytes, delta_bytes, bytes_limit)) {
-    return MakeError(
+    return CountRejection(slot, MakeError(
         absl::StatusCode::kResourceExhausted, ErrorReason::kStorageQuota,
         absl::StrFormat("tenant \"%s\": storage quota exceeded (used=%d, "
                         "write=+%d, limit=%d)",
-                        slot.id, slot.used_bytes.load(), delta_bytes, bytes_limit));
+                        slot.id, slot.used_bytes.load(), delta_bytes, bytes_limit)));
   }
   if (!TryReserve(slot.used_keys, delta_keys, keys_limit)) {
     slot.used_bytes.fetch_sub(delta_bytes);
-    return MakeError(
+    return CountRejection(slot, MakeError(
         absl::StatusCode::kResourceExhausted, ErrorReason::kKeyQuota,
         absl::StrFormat("tenant \"%s\": key quota exceeded (keys=%d, "
                         "write=+%d, limit=%d)",
-                        slot.id, slot.used_keys.load(), delta_keys, keys_limit));
+                        slot.id, slot.used_keys.load(), delta_keys, keys_limit)));
   }
   CheckWarning(slot, slot.warned_bytes, slot.used_bytes.load(), bytes_limit,
                "storage");

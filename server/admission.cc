@@ -68,45 +68,4 @@ std::map<std::string, int64_t> Admission::EffectiveLimits(
   return limiter_->EffectiveTenantLimits(spec.limits);
 }
 
-void Admission::Collect(MetricSink& sink) const {
-  for (const LimiterCounters& c : limiter_->Snapshot()) {
-    std::string_view cls = c.class_name;
-    if (c.tier == LimitTier::kGlobal) {
-      sink.AddGauge("tenancy_limiter_global_in_use",
-                    "Permits held now over all tenants, by class", {{"class", cls}},
-                    static_cast<double>(c.in_use));
-      sink.AddGauge("tenancy_limiter_global_waiting",
-                    "Callers waiting at a full global semaphore, by class",
-                    {{"class", cls}}, static_cast<double>(c.waiting));
-      if (c.limit.has_value()) {
-        sink.AddGauge("tenancy_limiter_global_limit",
-                      "Global concurrency limit, by class", {{"class", cls}},
-                      static_cast<double>(*c.limit));
-      }
-      continue;
-    }
-    std::string_view tenant = c.tenant_id;
-    sink.AddGauge("tenancy_limiter_in_use", "Permits a tenant holds now, by class",
-                  {{"tenant", tenant}, {"class", cls}}, static_cast<double>(c.in_use));
-    if (c.limit.has_value()) {
-      sink.AddGauge("tenancy_limiter_limit",
-                    "A tenant's effective concurrency limit, by class",
-                    {{"tenant", tenant}, {"class", cls}},
-                    static_cast<double>(*c.limit));
-    }
-    sink.AddCounter("tenancy_limiter_admitted_total",
-                    "Permits granted to a tenant, by class",
-                    {{"tenant", tenant}, {"class", cls}},
-                    static_cast<double>(c.admitted));
-    sink.AddCounter("tenancy_limiter_rejected_total",
-                    "Permits refused to a tenant, by class and kind",
-                    {{"tenant", tenant}, {"class", cls}, {"kind", "concurrency"}},
-                    static_cast<double>(c.rejected_concurrency));
-    sink.AddCounter("tenancy_limiter_rejected_total",
-                    "Permits refused to a tenant, by class and kind",
-                    {{"tenant", tenant}, {"class", cls}, {"kind", "rate"}},
-                    static_cast<double>(c.rejected_rate));
-  }
-}
-
 }  // namespace tenancy::internal

@@ -89,8 +89,6 @@ class Admission {
   // defaults now, overlaid with the spec's), for the admin API.
   std::map<std::string, int64_t> EffectiveLimits(const TenantSpec& spec) const;
 
-  // Writes the limiter's gauges (permits in use, waiting, refusals).
-  void Collect(MetricSink& sink) const;
 
  private:
   explicit Admission(Limiter* limiter) : limiter_(limiter) {}

@@ -62,10 +62,6 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   if (!admission.ok()) return admission.status();
   server->admission_ = *std::move(admission);
   server->metrics_ = std::make_unique<internal::ServerMetrics>(engine, o.logger);
-  server->metrics_->AddCollector(
-      [admission = server->admission_.get()](MetricSink& sink) {
-        admission->Collect(sink);
-      });
   server->router_ = std::make_unique<internal::Router>(
       o, engine, server->metrics_.get(), server->admission_.get(), o.logger);
   server->transport_ = std::make_unique<internal::HttpTransport>(o.transport);

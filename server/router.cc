@@ -222,7 +222,7 @@ HeadDecision Router::DecideHead(const RequestHead& head) {
         decision.immediate =
             FormatResponse(200, body, head.method == "HEAD", head.refusal_closes,
                            keep_alive_seconds, t.keep_alive_max_requests);
-        Account(*call, 200, std::nullopt);
+        Account(*call, 200);
         return decision;
       }
       default:
@@ -233,7 +233,7 @@ HeadDecision Router::DecideHead(const RequestHead& head) {
     decision.context = std::move(call);
     return decision;
   }
-  Account(*call, error->status, error);
+  Account(*call, error->status);
   if (error->internal) LogInternal(*call, *error);
   decision.immediate = FormatRefusal(*error, head.method == "HEAD",
                                      head.refusal_closes, keep_alive_seconds,
@@ -277,7 +277,7 @@ void Router::Handle(Exchange& exchange) {
     ReplyError(*call, *error);
     if (error->status == 408 || error->status >= 500) exchange.CloseAfterResponse();
   }
-  Account(*call, call->res->status, error);
+  Account(*call, call->res->status);
 }
 
 std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
@@ -502,12 +502,8 @@ std::optional<HttpError> Router::Execute(Call& call) {
   return MakeHttpError(404, "not_found", "no such route");
 }
 
-void Router::Account(Call& call, int status, const std::optional<HttpError>& error) {
-  if (error.has_value() && call.runtime != nullptr) {
-    if (std::optional<Rejection> r = RejectionOfCode(error->code)) {
-      call.runtime->series.rejections[static_cast<int>(*r)]->Increment();
-    }
-  }
+void Router::Account(Call& call, int status) {
+  // Refusals are counted per tenant by the library, where it refuses.
   const double seconds =
       std::chrono::duration<double>(Clock::now() - call.start).count();
   metrics_->ObserveResponse(call.match.id, status, seconds);

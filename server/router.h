@@ -88,8 +88,8 @@ class Router {
   void ForgetTenant(const std::string& id, uint64_t number);
   // Step 6.
   std::optional<HttpError> Execute(Call& call);
-  // Counts the request in the metrics (and a refusal as a rejection).
-  void Account(Call& call, int status, const std::optional<HttpError>& error);
+  // Counts the request's response in the metrics.
+  void Account(Call& call, int status);
   void ReplyError(Call& call, const HttpError& error);
   void LogInternal(const Call& call, const HttpError& error);
 

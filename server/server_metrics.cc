@@ -21,86 +21,10 @@ T Must(absl::StatusOr<T> value) {
   return *std::move(value);
 }
 
-constexpr std::string_view kRejectionNames[kNumRejections] = {
-    "rate_limited",    "concurrency_limited", "quota_exceeded",
-    "too_large",       "tenant_disabled",     "tenant_read_only"};
-
 // Status codes tenancyd sends; each gets its own series from the start.
 constexpr int kKnownCodes[] = {100, 200, 201, 204, 400, 401, 403, 404, 405,
                                408, 409, 411, 413, 414, 429, 431, 500, 501,
                                503, 504, 507};
-
-struct RocksDbGauge {
-  const char* property;
-  const char* name;
-  const char* help;
-};
-
-constexpr RocksDbGauge kRocksDbGauges[] = {
-    {"rocksdb.estimate-num-keys", "tenancy_rocksdb_estimated_keys",
-     "RocksDB's estimate of the keys in the shared column family"},
-    {"rocksdb.cur-size-all-mem-tables", "tenancy_rocksdb_memtable_bytes",
-     "Bytes in active and unflushed immutable memtables"},
-    {"rocksdb.estimate-live-data-size", "tenancy_rocksdb_live_data_bytes",
-     "Estimated live data in SST files"},
-    {"rocksdb.total-sst-files-size", "tenancy_rocksdb_sst_bytes",
-     "Total size of all SST files"},
-    {"rocksdb.estimate-pending-compaction-bytes",
-     "tenancy_rocksdb_pending_compaction_bytes",
-     "Bytes compaction would rewrite to settle the LSM tree"},
-    {"rocksdb.num-running-compactions", "tenancy_rocksdb_running_compactions",
-     "Compactions running now"},
-    {"rocksdb.num-running-flushes", "tenancy_rocksdb_running_flushes",
-     "Memtable flushes running now"},
-    {"rocksdb.block-cache-usage", "tenancy_rocksdb_block_cache_bytes",
-     "Bytes held in the block cache"},
-    {"rocksdb.is-write-stopped", "tenancy_rocksdb_write_stopped",
-     "1 while RocksDB stops writes (stall); requests then get 503"},
-    {"rocksdb.actual-delayed-write-rate", "tenancy_rocksdb_delayed_write_rate",
-     "Bytes per second writes are throttled to (0: not throttled)"},
-};
-
-void CollectTenants(Engine* engine, MetricSink& sink) {
-  std::map<std::string_view, int64_t> by_state = {
-      {"active", 0}, {"read_only", 0}, {"disabled", 0}, {"deleting", 0}};
-  ListOptions list;
-  list.limit = 1000;
-  for (;;) {
-    auto page = engine->registry().List(list);
-    if (!page.ok()) break;
-    for (const TenantInfo& t : page->tenants) {
-      std::string_view id = t.spec.id;
-      sink.AddGauge("tenancy_storage_bytes",
-                    "Logical bytes stored by the tenant (keys + values)",
-                    {{"tenant", id}}, static_cast<double>(t.usage.bytes));
-      sink.AddGauge("tenancy_keys", "Keys in the tenant's key-value store",
-                    {{"tenant", id}}, static_cast<double>(t.usage.keys));
-      if (t.spec.quota.storage_bytes > 0) {
-        sink.AddGauge("tenancy_quota_bytes", "The tenant's storage quota",
-                      {{"tenant", id}},
-                      static_cast<double>(t.spec.quota.storage_bytes));
-      }
-      ++by_state[TenantStateName(t.state)];
-    }
-    if (page->next_start_after.empty()) break;
-    list.start_after = page->next_start_after;
-  }
-  sink.AddGauge("tenancy_tenants_active", "Tenants in state active", {},
-                static_cast<double>(by_state["active"]));
-  for (const auto& [state, count] : by_state) {
-    sink.AddGauge("tenancy_tenants", "Tenants by state", {{"state", state}},
-                  static_cast<double>(count));
-  }
-}
-
-void CollectRocksDb(Engine* engine, MetricSink& sink) {
-  for (const RocksDbGauge& g : kRocksDbGauges) {
-    auto value = engine->GetIntProperty(g.property);
-    if (value.ok()) {
-      sink.AddGauge(g.name, g.help, {}, static_cast<double>(*value));
-    }
-  }
-}
 
 }  // namespace
 
@@ -125,13 +49,6 @@ std::string_view HttpMethodName(HttpMethod method) {
   return "OTHER";
 }
 
-std::optional<Rejection> RejectionOfCode(std::string_view code) {
-  for (int i = 0; i < kNumRejections; ++i) {
-    if (kRejectionNames[i] == code) return static_cast<Rejection>(i);
-  }
-  return std::nullopt;
-}
-
 ServerMetrics::ServerMetrics(Engine* engine, std::shared_ptr<Logger> logger)
     : metrics_(MetricsOptions{.logger = std::move(logger)}) {
   calls_ = Must(metrics_.RegisterCounter(
@@ -139,11 +56,6 @@ ServerMetrics::ServerMetrics(Engine* engine, std::shared_ptr<Logger> logger)
       "Tenant requests received, by tenant and HTTP method (refused ones "
       "included)",
       {"tenant", "method"}));
-  rejections_ = Must(metrics_.RegisterCounter(
-      "tenancy_rejections_total",
-      "Tenant requests refused by a rate, concurrency, size or quota limit "
-      "or by the tenant's state",
-      {"tenant", "reason"}));
   responses_ = Must(metrics_.RegisterCounter(
       "tenancy_http_responses_total", "HTTP responses by status code",
       {"code"}));
@@ -162,10 +74,9 @@ ServerMetrics::ServerMetrics(Engine* engine, std::shared_ptr<Logger> logger)
     responses_by_code_[code] = Must(responses_->WithLabels({label}));
   }
   absl::MutexLock lock(&collectors_mu_);
+  // Per-tenant usage, calls, rejections and limits are the library's.
   collectors_.push_back(metrics_.AddCollector(
-      [engine](MetricSink& sink) { CollectTenants(engine, sink); }));
-  collectors_.push_back(metrics_.AddCollector(
-      [engine](MetricSink& sink) { CollectRocksDb(engine, sink); }));
+      [engine](MetricSink& sink) { engine->CollectMetrics(sink); }));
 }
 
 ServerMetrics::~ServerMetrics() {
@@ -179,9 +90,6 @@ TenantSeries ServerMetrics::ResolveTenant(std::string_view tenant_id) {
   for (int i = 0; i < kNumHttpMethods; ++i) {
     s.calls[i] = Must(calls_->WithLabels(
         {tenant_id, HttpMethodName(static_cast<HttpMethod>(i))}));
-  }
-  for (int i = 0; i < kNumRejections; ++i) {
-    s.rejections[i] = Must(rejections_->WithLabels({tenant_id, kRejectionNames[i]}));
   }
   return s;
 }

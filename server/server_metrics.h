@@ -4,14 +4,11 @@
 // Updated on the hot path (each a relaxed atomic add on a child resolved
 // once, never a map lookup under a lock):
 //   tenancy_api_calls_total{tenant,method}     tenant requests received
-//   tenancy_rejections_total{tenant,reason}    refused by a limit or quota
 //   tenancy_request_duration_seconds{route}    histogram, handler time
 //   tenancy_http_responses_total{code}         every response by status
 // Computed at scrape time by collectors:
-//   tenancy_storage_bytes{tenant}, tenancy_keys{tenant},
-//   tenancy_quota_bytes{tenant} (tenants with a storage quota),
-//   tenancy_tenants_active, tenancy_tenants{state},
-//   tenancy_rocksdb_* (a few RocksDB properties worth alerting on),
+//   the engine's own series (Engine::CollectMetrics: usage, quotas, calls,
+//   rejections and limits per tenant, tenants by state, RocksDB gauges),
 //   tenancy_http_* (connections, queue, workers, refused heads).
 //
 // Thread safety: safe for concurrent access from multiple threads without any
@@ -41,23 +38,9 @@ inline constexpr int kNumHttpMethods = 6;
 HttpMethod ParseHttpMethod(std::string_view method);
 std::string_view HttpMethodName(HttpMethod method);
 
-// Refusals counted per tenant, by the error code the client got.
-enum class Rejection {
-  kRateLimited,
-  kConcurrencyLimited,
-  kQuotaExceeded,
-  kTooLarge,
-  kTenantDisabled,
-  kTenantReadOnly,
-};
-inline constexpr int kNumRejections = 6;
-// The rejection an error code counts as, if any ("rate_limited", ...).
-std::optional<Rejection> RejectionOfCode(std::string_view code);
-
 // One tenant's hot-path children, resolved once per tenant.
 struct TenantSeries {
   std::array<std::shared_ptr<Counter>, kNumHttpMethods> calls;
-  std::array<std::shared_ptr<Counter>, kNumRejections> rejections;
   // Intentionally copyable.
 };
 
@@ -90,7 +73,6 @@ class ServerMetrics {
  private:
   Metrics metrics_;
   std::shared_ptr<CounterFamily> calls_;
-  std::shared_ptr<CounterFamily> rejections_;
   std::shared_ptr<CounterFamily> responses_;
   std::shared_ptr<HistogramFamily> duration_;
   std::array<std::shared_ptr<Histogram>, kNumRoutes> duration_by_route_;

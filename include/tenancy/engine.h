@@ -29,6 +29,7 @@
 #include "tenancy/jobs.h"
 #include "tenancy/limiter.h"
 #include "tenancy/logger.h"
+#include "tenancy/metrics.h"
 #include "tenancy/tenant.h"
 #include "tenancy/tenant_registry.h"
 
@@ -151,6 +152,18 @@ class Engine {
   // A RocksDB property of the default-or-shared column family, e.g.
   // "rocksdb.estimate-num-keys". NOT_FOUND if RocksDB does not know it.
   absl::StatusOr<uint64_t> GetIntProperty(std::string_view property) const;
+
+  // Writes the engine's series to `sink` (for Metrics::AddCollector):
+  //   per tenant: tenancy_storage_bytes, tenancy_keys, tenancy_quota_bytes
+  //     (with a storage quota), tenancy_calls_total{kind},
+  //     tenancy_rejections_total{reason} (RejectionName),
+  //     tenancy_limiter_in_use / _limit / _admitted_total /
+  //     _rejected_total{class,kind};
+  //   in all: tenancy_tenants{state}, tenancy_tenants_active,
+  //     tenancy_limiter_global_in_use / _waiting / _limit{class}, and a few
+  //     RocksDB gauges (tenancy_rocksdb_*).
+  // Cost: a pass over the tenants (no lock held across it) per call.
+  void CollectMetrics(MetricSink& sink) const;
 
   // The tiered limiter every tenant of this engine acquires through
   // (Tenant::Acquire). Resolve classes here once (Limiter::Class) and change

@@ -128,6 +128,19 @@ enum class CallKind { kGet, kPut, kDelete, kScan, kBatch, kCache, kJobs, kOther 
 inline constexpr int kNumCallKinds = 8;
 std::string_view CallKindName(CallKind kind);  // "get", "put", ...
 
+// Why a tenant's call was refused, as the library counts it (and as the
+// metric label tenancy_rejections_total{reason} names it).
+enum class Rejection {
+  kRateLimited,         // "rate_limited": a token bucket was empty
+  kConcurrencyLimited,  // "concurrency_limited": no permit of a limit class
+  kQuotaExceeded,       // "quota_exceeded": storage, key or queued-jobs quota
+  kTooLarge,            // "too_large": a key or value over its limit
+  kTenantDisabled,      // "tenant_disabled"
+  kTenantReadOnly,      // "tenant_read_only": a write to a read-only tenant
+};
+inline constexpr int kNumRejections = 6;
+std::string_view RejectionName(Rejection rejection);
+
 // Per-tenant request counters kept by the library.
 struct RequestStats {
   // Calls by kind since the engine opened, indexed by CallKind.
@@ -135,6 +148,9 @@ struct RequestStats {
   uint64_t calls_total = 0;  // since the engine opened
   uint64_t calls_today = 0;  // in the current UTC day
   absl::Time last_active = absl::InfinitePast();  // InfinitePast(): never
+  // Calls refused since the engine opened, indexed by Rejection. Each is
+  // counted once, where the library refuses it.
+  std::array<uint64_t, kNumRejections> rejections{};
 };
 
 // What the registry reports about a tenant. Intentionally copyable.
