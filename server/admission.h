@@ -41,6 +41,12 @@
 
 namespace tenancy::internal {
 
+// The class a job claim that waits for a job holds while it waits (bounded
+// per tenant by ServerOptions::max_waiting_claims_per_tenant and in all by
+// max_waiting_claims). Not under "requests": the claim's request already holds
+// a "requests/writes" permit.
+inline constexpr std::string_view kClaimWaitsClass = "requests.claim-waits";
+
 enum class LimitClassId { kRequests, kWrites, kScans };
 inline constexpr int kNumLimitClasses = 3;
 // "requests", "requests/writes", "requests/scans".

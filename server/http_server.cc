@@ -52,6 +52,16 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
                                             int64_t{2} * options.threads);
   options.default_tenant_limits.try_emplace("requests/scans",
                                             std::max(1, options.threads / 2));
+  // Claims that wait for a job hold a worker each: at most half the workers
+  // in all, and half of that per tenant.
+  const int waiting_claims = options.max_waiting_claims >= 0 ? options.max_waiting_claims
+                                                             : options.threads / 2;
+  const int waiting_claims_per_tenant = options.max_waiting_claims_per_tenant >= 0
+                                            ? options.max_waiting_claims_per_tenant
+                                            : std::max(1, waiting_claims / 2);
+  options.global_limits.try_emplace(std::string(internal::kClaimWaitsClass), waiting_claims);
+  options.default_tenant_limits.try_emplace(std::string(internal::kClaimWaitsClass),
+                                            waiting_claims_per_tenant);
 
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(options)));
   const ServerOptions& o = server->options_;

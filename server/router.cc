@@ -187,13 +187,8 @@ Router::Router(const ServerOptions& options, Engine* engine,
       admission_(admission),
       logger_(std::move(logger)),
       admin_key_(options.admin_key) {
-  max_waiting_claims_ = options.max_waiting_claims >= 0
-                            ? options.max_waiting_claims
-                            : options.threads / 2;
-  max_waiting_claims_per_tenant_ =
-      options.max_waiting_claims_per_tenant >= 0
-          ? options.max_waiting_claims_per_tenant
-          : std::max(1, max_waiting_claims_ / 2);
+  // HttpServer::Start registered the class with its limits.
+  claim_waits_ = *engine_->limiter().Class(kClaimWaitsClass);
   if (!admin_key_.configured()) {
     logger_->Log(LogLevel::kWarning,
                  "admin API disabled: no admin key configured "

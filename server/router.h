@@ -111,10 +111,6 @@ class Router {
   std::optional<HttpError> JobAck(Call& call);
   std::optional<HttpError> JobNack(Call& call);
   std::optional<HttpError> JobGet(Call& call);
-  // Takes one of the slots of claims that may wait for a job (in all and for
-  // the tenant); false when none is free. ReleaseClaimWait gives it back.
-  bool TryReserveClaimWait(uint64_t tenant);
-  void ReleaseClaimWait(uint64_t tenant);
 
   // Admin routes (routes_admin.cc).
   std::optional<HttpError> AdminListTenants(Call& call);
@@ -150,15 +146,9 @@ class Router {
   // Refusals of the admin API while no key is configured are logged once.
   std::atomic<bool> logged_no_admin_key_{false};
 
-  // Claims that may wait for a job at once, in all and per tenant (see
-  // ServerOptions::max_waiting_claims). Constant after construction.
-  int max_waiting_claims_ = 0;
-  int max_waiting_claims_per_tenant_ = 0;
-  // Claims waiting now: in all, and per tenant number (only while > 0).
-  absl::Mutex waiting_mu_;
-  int waiting_claims_ ABSL_GUARDED_BY(waiting_mu_) = 0;
-  absl::flat_hash_map<uint64_t, int> waiting_by_tenant_
-      ABSL_GUARDED_BY(waiting_mu_);
+  // Claims that may wait for a job at once hold a permit of this class
+  // (kClaimWaitsClass), per tenant and in all. Constant after construction.
+  LimitClass claim_waits_;
   // Set by BeginShutdown; waiting claims watch it (ClaimOptions::cancel).
   std::atomic<bool> stopping_{false};
 };

@@ -318,28 +318,6 @@ std::optional<HttpError> Router::JobEnqueue(Call& call) {
   return std::nullopt;
 }
 
-bool Router::TryReserveClaimWait(uint64_t tenant) {
-  absl::MutexLock lock(&waiting_mu_);
-  if (waiting_claims_ >= max_waiting_claims_) return false;
-  int& mine = waiting_by_tenant_[tenant];
-  if (mine >= max_waiting_claims_per_tenant_) {
-    if (mine == 0) waiting_by_tenant_.erase(tenant);
-    return false;
-  }
-  ++mine;
-  ++waiting_claims_;
-  return true;
-}
-
-void Router::ReleaseClaimWait(uint64_t tenant) {
-  absl::MutexLock lock(&waiting_mu_);
-  --waiting_claims_;
-  auto it = waiting_by_tenant_.find(tenant);
-  if (it != waiting_by_tenant_.end() && --it->second == 0) {
-    waiting_by_tenant_.erase(it);
-  }
-}
-
 std::optional<HttpError> Router::JobClaim(Call& call) {
   auto params =
       QueryParams::Parse(call.match.query, {"type", "lease_s", "wait_s"});
@@ -367,8 +345,13 @@ std::optional<HttpError> Router::JobClaim(Call& call) {
 
   // One library call either way: a claim that may wait takes a slot first;
   // without one it only looks, and is told to come back if it finds nothing.
-  const uint64_t number = call.tenant->number();
-  const bool waits = wait > absl::ZeroDuration() && TryReserveClaimWait(number);
+  std::optional<Permit> wait_permit;
+  if (wait > absl::ZeroDuration()) {
+    // A permit of the claim-waits class (per tenant, then in all) or no wait.
+    auto permit = call.tenant->TryAcquire(claim_waits_);
+    if (permit.ok()) wait_permit = *std::move(permit);
+  }
+  const bool waits = wait_permit.has_value();
   if (waits) {
     options.wait = wait;
     options.cancel = &stopping_;
@@ -376,7 +359,7 @@ std::optional<HttpError> Router::JobClaim(Call& call) {
     call.exchange->BeginLongWait();
   }
   auto claimed = call.tenant->jobs().Claim(options);
-  if (waits) ReleaseClaimWait(number);
+  wait_permit.reset();
   if (!claimed.ok()) return HttpErrorFromStatus(claimed.status());
   if (!claimed->has_value()) {
     if (wait > absl::ZeroDuration() && !waits) {
