@@ -16,6 +16,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "median_reporter.h"
+
 #include <stdlib.h>
 
 #include <algorithm>
@@ -272,32 +274,6 @@ BENCHMARK(BM_CacheSet)
     ->Repetitions(3)
     ->ReportAggregatesOnly(true);
 
-// Prints as usual and keeps each benchmark's median, in ns per iteration.
-class MedianCollector : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.aggregate_name == "median") {
-        // Keyed "<function>/<args>[/threads:N]".
-        std::string name = run.run_name.function_name + "/" + run.run_name.args;
-        if (run.threads > 1) name += "/threads:" + std::to_string(run.threads);
-        const double t = run.threads > 1 ? run.GetAdjustedRealTime()
-                                         : run.GetAdjustedCPUTime();
-        medians_[name] =
-            t * benchmark::GetTimeUnitMultiplier(benchmark::kNanosecond) /
-            benchmark::GetTimeUnitMultiplier(run.time_unit);
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  double Median(const std::string& name) const {
-    auto it = medians_.find(name);
-    return it == medians_.end() ? -1 : it->second;
-  }
-
- private:
-  std::map<std::string, double> medians_;
-};
 
 // One figure line: figure, measured, baseline, ratio, target, verdict.
 bool PrintFigure(const char* figure, double measured, double baseline,
@@ -325,7 +301,7 @@ int main(int argc, char** argv) {
   argv = args.data();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  MedianCollector reporter;
+  tenancy::bench::MedianReporter reporter(tenancy::bench::MedianReporter::Time::kRealWhenThreaded);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 

@@ -14,6 +14,8 @@
 // (RelWithDebInfo or Release). Exit status 0 when the targeted figure passes.
 
 #include <benchmark/benchmark.h>
+
+#include "median_reporter.h"
 #include <stdlib.h>
 
 #include <cstdint>
@@ -189,28 +191,6 @@ BENCHMARK(BM_RawPutDelete)->Repetitions(kRepetitions)->ReportAggregatesOnly(true
 BENCHMARK(BM_Enqueue)->Repetitions(3)->ReportAggregatesOnly(true)->UseRealTime();
 BENCHMARK(BM_RawPut)->Repetitions(3)->ReportAggregatesOnly(true)->UseRealTime();
 
-// Prints as usual and keeps each benchmark's median, in ns per iteration.
-class MedianCollector : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.aggregate_name == "median") {
-        medians_[run.run_name.function_name] =
-            run.GetAdjustedRealTime() *
-            benchmark::GetTimeUnitMultiplier(benchmark::kNanosecond) /
-            benchmark::GetTimeUnitMultiplier(run.time_unit);
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  double Median(const std::string& name) const {
-    auto it = medians_.find(name);
-    return it == medians_.end() ? -1 : it->second;
-  }
-
- private:
-  std::map<std::string, double> medians_;
-};
 
 // One figure line: figure | measured | baseline | ratio | target | verdict.
 bool PrintFigure(const char* figure, double measured, double baseline,
@@ -238,7 +218,7 @@ int main(int argc, char** argv) {
   argv = args.data();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  tenancy::MedianCollector reporter;
+  tenancy::bench::MedianReporter reporter(tenancy::bench::MedianReporter::Time::kReal);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 

@@ -23,6 +23,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "median_reporter.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -111,28 +113,6 @@ void BM_SteadyClockNow(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(steady_clock::now());
 }
 
-// Keeps the median of each benchmark's repetitions, in CPU ns per iteration:
-// single-threaded figures and their baseline are compared by CPU time, so a
-// process of someone else preempting this one on a small machine does not
-// count against either.
-class CapturingReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.aggregate_name == "median") {
-        medians_[run.run_name.function_name] = run.GetAdjustedCPUTime();
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  double median(const std::string& name) const {
-    auto it = medians_.find(name);
-    return it == medians_.end() ? -1 : it->second;
-  }
-
- private:
-  std::map<std::string, double> medians_;
-};
 
 struct TwoThreadResult {
   double ns_per_op = 0;  // wall time / operations of one thread (average)
@@ -260,11 +240,11 @@ int main(int argc, char** argv) {
       ->Repetitions(5)
       ->ReportAggregatesOnly(true);
   benchmark::Initialize(&argc, argv);
-  CapturingReporter reporter;
+  tenancy::bench::MedianReporter reporter(tenancy::bench::MedianReporter::Time::kCpu);
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
-  const double mutex_ns = reporter.median("BM_MutexLockUnlock");
-  const double acquire_ns = reporter.median("BM_AcquireRelease");
+  const double mutex_ns = reporter.Median("BM_MutexLockUnlock");
+  const double acquire_ns = reporter.Median("BM_AcquireRelease");
 
   // Five one-second rounds; the medians are reported.
   std::vector<TwoThreadResult> rounds;
@@ -323,9 +303,9 @@ int main(int argc, char** argv) {
       "\nreference: TryAcquire+release %s; without the rate check %s; "
       "steady_clock::now %s; std::mutex in a single-threaded process "
       "%s (glibc elides its atomics; not used as the baseline)\n",
-      Ns(reporter.median("BM_TryAcquireRelease")).c_str(),
-      Ns(reporter.median("BM_AcquireReleaseNoRate")).c_str(),
-      Ns(reporter.median("BM_SteadyClockNow")).c_str(),
+      Ns(reporter.Median("BM_TryAcquireRelease")).c_str(),
+      Ns(reporter.Median("BM_AcquireReleaseNoRate")).c_str(),
+      Ns(reporter.Median("BM_SteadyClockNow")).c_str(),
       Ns(mutex_single).c_str());
   return 0;
 }

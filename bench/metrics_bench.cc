@@ -13,6 +13,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "median_reporter.h"
+
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -141,32 +143,6 @@ BENCHMARK(BM_ExpositionText)
     ->Repetitions(3)
     ->ReportAggregatesOnly(true);
 
-// Prints as usual and keeps each benchmark's median, in ns per iteration
-// (CPU time per thread: with threads, real time is divided across them).
-class MedianCollector : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.aggregate_name == "median") {
-        std::string name = run.run_name.function_name;
-        if (!run.run_name.args.empty()) name += "/" + run.run_name.args;
-        if (run.threads > 1) name += "/threads:" + std::to_string(run.threads);
-        medians_[name] =
-            run.GetAdjustedCPUTime() *
-            benchmark::GetTimeUnitMultiplier(benchmark::kNanosecond) /
-            benchmark::GetTimeUnitMultiplier(run.time_unit);
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  double Median(const std::string& name) const {
-    auto it = medians_.find(name);
-    return it == medians_.end() ? -1 : it->second;
-  }
-
- private:
-  std::map<std::string, double> medians_;
-};
 
 // One figure line: figure, measured, baseline, ratio, target, verdict.
 bool PrintFigure(const char* figure, double measured, double baseline,
@@ -187,7 +163,7 @@ int main(int argc, char** argv) {
   using tenancy::PrintFigure;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  tenancy::MedianCollector reporter;
+  tenancy::bench::MedianReporter reporter(tenancy::bench::MedianReporter::Time::kCpu);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 

@@ -13,55 +13,11 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "hex.h"
 #include "secure_random.h"
 
 namespace tenancy::internal {
-namespace {
-
-constexpr char kHex[] = "0123456789abcdef";
-constexpr char kBase64Url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string Hex(const uint8_t* data, size_t size) {
-  std::string out;
-  out.reserve(size * 2);
-  for (size_t i = 0; i < size; ++i) {
-    out.push_back(kHex[data[i] >> 4]);
-    out.push_back(kHex[data[i] & 0xf]);
-  }
-  return out;
-}
-
-std::string Base64UrlNoPad(const uint8_t* data, size_t size) {
-  std::string out;
-  size_t i = 0;
-  for (; i + 3 <= size; i += 3) {
-    uint32_t n = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
-    out.push_back(kBase64Url[(n >> 18) & 63]);
-    out.push_back(kBase64Url[(n >> 12) & 63]);
-    out.push_back(kBase64Url[(n >> 6) & 63]);
-    out.push_back(kBase64Url[n & 63]);
-  }
-  if (size - i == 1) {
-    uint32_t n = data[i] << 16;
-    out.push_back(kBase64Url[(n >> 18) & 63]);
-    out.push_back(kBase64Url[(n >> 12) & 63]);
-  } else if (size - i == 2) {
-    uint32_t n = (data[i] << 16) | (data[i + 1] << 8);
-    out.push_back(kBase64Url[(n >> 18) & 63]);
-    out.push_back(kBase64Url[(n >> 12) & 63]);
-    out.push_back(kBase64Url[(n >> 6) & 63]);
-  }
-  return out;
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-}  // namespace
 
 Sha256Digest Sha256(std::string_view data) {
   Sha256Digest digest;
@@ -73,17 +29,14 @@ Sha256Digest Sha256(std::string_view data) {
 }
 
 std::string DigestToHex(const Sha256Digest& digest) {
-  return Hex(digest.data(), digest.size());
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 std::optional<Sha256Digest> DigestFromHex(std::string_view hex) {
-  if (hex.size() != 64) return std::nullopt;
+  std::optional<std::string> bytes = HexDecode(hex);
+  if (!bytes.has_value() || bytes->size() != 32) return std::nullopt;
   Sha256Digest digest;
-  for (size_t i = 0; i < 32; ++i) {
-    int hi = HexValue(hex[2 * i]), lo = HexValue(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    digest[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
+  std::memcpy(digest.data(), bytes->data(), digest.size());
   return digest;
 }
 
@@ -98,9 +51,11 @@ absl::StatusOr<GeneratedKey> GenerateApiKey() {
     return absl::InternalError("api key: random generator failed");
   }
   GeneratedKey key;
-  key.key_id = Hex(id_bytes, sizeof(id_bytes));
+  key.key_id = HexEncode(std::string_view(reinterpret_cast<const char*>(id_bytes), sizeof(id_bytes)));
   key.prefix = "tk_" + key.key_id;
-  key.secret = key.prefix + "_" + Base64UrlNoPad(secret_bytes, sizeof(secret_bytes));
+  key.secret = key.prefix + "_" +
+               absl::WebSafeBase64Escape(absl::string_view(
+                   reinterpret_cast<const char*>(secret_bytes), sizeof(secret_bytes)));
   OPENSSL_cleanse(secret_bytes, sizeof(secret_bytes));
   return key;
 }

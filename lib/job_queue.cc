@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "access.h"
+#include "hex.h"
 #include "job_runtime.h"
 #include "usage_ledger.h"
 #include "key_encoding.h"
@@ -199,52 +200,9 @@ std::string IdLimitKey() { return std::string(1, kIdLimitTag); }
 std::string FormatId(uint64_t id) { return absl::StrFormat("%016x", id); }
 
 bool ParseHex64(std::string_view text, uint64_t* value) {
-  if (text.size() != 16) return false;
-  uint64_t v = 0;
-  for (char c : text) {
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else {
-      return false;
-    }
-    v = (v << 4) | static_cast<uint64_t>(d);
-  }
-  *value = v;
-  return true;
-}
-
-std::string HexEncode(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (char c : bytes) {
-    out.push_back(kDigits[static_cast<uint8_t>(c) >> 4]);
-    out.push_back(kDigits[static_cast<uint8_t>(c) & 0xf]);
-  }
-  return out;
-}
-
-bool HexDecode(std::string_view hex, std::string* out) {
-  if (hex.size() % 2 != 0) return false;
-  out->clear();
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int v = 0;
-    for (char c : hex.substr(i, 2)) {
-      int d;
-      if (c >= '0' && c <= '9') {
-        d = c - '0';
-      } else if (c >= 'a' && c <= 'f') {
-        d = c - 'a' + 10;
-      } else {
-        return false;
-      }
-      v = v * 16 + d;
-    }
-    out->push_back(static_cast<char>(v));
-  }
+  std::optional<std::string> bytes = text.size() == 16 ? HexDecode(text) : std::nullopt;
+  if (!bytes.has_value()) return false;
+  *value = DecodeFixed64BigEndian(bytes->data());
   return true;
 }
 
@@ -1562,8 +1520,10 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
   }
   if (!options.type.empty()) TENANCY_RETURN_IF_ERROR(ValidateType(*slot, options.type));
   std::string last;
-  if (!options.cursor.empty() && !HexDecode(options.cursor, &last)) {
-    return Invalid(*slot, "cursor does not belong to this listing");
+  if (!options.cursor.empty()) {
+    std::optional<std::string> decoded = HexDecode(options.cursor);
+    if (!decoded.has_value()) return Invalid(*slot, "cursor does not belong to this listing");
+    last = *std::move(decoded);
   }
   RecordCall(*slot, CallKind::kJobs);
   JobContext cx{*engine_, *slot, this->options(), NowMicros()};

@@ -1,5 +1,7 @@
 #include "tenancy/metrics.h"
 
+#include "simdjson.h"
+
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -128,42 +130,10 @@ bool IsValidLabelName(std::string_view name) {
   return true;
 }
 
-// Well-formed UTF-8 as Go's utf8.ValidString (and so Prometheus) sees it: no
-// overlong forms, no surrogates, nothing above U+10FFFF.
-bool IsValidUtf8(std::string_view s) {
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    uint32_t min;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2, cp = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3, cp = c & 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-      return false;
-    }
-    if (n - i < len) return false;
-    for (size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
+// Well-formed UTF-8 as Prometheus (Go's utf8.ValidString) sees it: no
+// overlong forms, no surrogates, nothing above U+10FFFF. simdjson's
+// validator checks exactly that.
+bool IsValidUtf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s.size()); }
 
 absl::Status ValidateLabelNames(std::string_view metric,
                                 const std::vector<std::string>& names,

@@ -5,113 +5,41 @@
 #include <cstdio>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "text.h"
 
 namespace tenancy::internal {
-namespace {
-
-constexpr char kBase64Alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr char kBase64UrlAlphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string Base64EncodeWith(std::string_view bytes, const char* alphabet,
-                             bool pad) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8) | p[i + 2];
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    out.push_back(alphabet[(v >> 6) & 63]);
-    out.push_back(alphabet[v & 63]);
-  }
-  size_t rest = bytes.size() - i;
-  if (rest == 1) {
-    uint32_t v = uint32_t{p[i]} << 16;
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    if (pad) out.append("==");
-  } else if (rest == 2) {
-    uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8);
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    out.push_back(alphabet[(v >> 6) & 63]);
-    if (pad) out.push_back('=');
-  }
-  return out;
-}
-
-int Base64Value(char c, bool url) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (!url && c == '+') return 62;
-  if (!url && c == '/') return 63;
-  if (url && c == '-') return 62;
-  if (url && c == '_') return 63;
-  return -1;
-}
-
-// Decodes `text` (padding already removed). Refuses a length that no encoding
-// produces and non-zero bits after the last byte: one accepted encoding per
-// byte string.
-absl::StatusOr<std::string> Base64DecodeUnpadded(std::string_view text,
-                                                 bool url) {
-  if (text.size() % 4 == 1) {
-    return absl::InvalidArgumentError("base64: bad length");
-  }
-  std::string out;
-  out.reserve(text.size() / 4 * 3 + 2);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : text) {
-    int v = Base64Value(c, url);
-    if (v < 0) return absl::InvalidArgumentError("base64: invalid character");
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
-    return absl::InvalidArgumentError("base64: non-zero trailing bits");
-  }
-  return out;
-}
-
-}  // namespace
 
 bool IsValidUtf8(std::string_view bytes) {
   return simdjson::validate_utf8(bytes.data(), bytes.size());
 }
 
+// Abseil decodes leniently (missing padding, stray bits); a decoding is
+// accepted only if encoding its bytes gives the text back, so that every
+// byte string has exactly one accepted encoding.
 std::string Base64Encode(std::string_view bytes) {
-  return Base64EncodeWith(bytes, kBase64Alphabet, /*pad=*/true);
+  return absl::Base64Escape(ToAbsl(bytes));
 }
 
 absl::StatusOr<std::string> Base64Decode(std::string_view text) {
-  if (text.size() % 4 != 0) {
-    return absl::InvalidArgumentError("base64: length not a multiple of 4");
+  std::string out;
+  if (!absl::Base64Unescape(ToAbsl(text), &out) || absl::Base64Escape(out) != ToAbsl(text)) {
+    return absl::InvalidArgumentError("not canonical base64");
   }
-  size_t padding = 0;
-  while (padding < 2 && padding < text.size() &&
-         text[text.size() - 1 - padding] == '=') {
-    ++padding;
-  }
-  return Base64DecodeUnpadded(text.substr(0, text.size() - padding),
-                              /*url=*/false);
+  return out;
 }
 
 std::string Base64UrlEncode(std::string_view bytes) {
-  return Base64EncodeWith(bytes, kBase64UrlAlphabet, /*pad=*/false);
+  return absl::WebSafeBase64Escape(ToAbsl(bytes));
 }
 
 absl::StatusOr<std::string> Base64UrlDecode(std::string_view text) {
-  return Base64DecodeUnpadded(text, /*url=*/true);
+  std::string out;
+  if (!absl::WebSafeBase64Unescape(ToAbsl(text), &out) ||
+      absl::WebSafeBase64Escape(out) != ToAbsl(text)) {
+    return absl::InvalidArgumentError("not canonical unpadded base64url");
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
