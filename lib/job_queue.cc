@@ -1430,6 +1430,7 @@ absl::StatusOr<std::optional<Job>> JobRuntime::Claim(
         (cancel != nullptr && cancel->load())) {
       return std::move(attempt.job);
     }
+    if (options().on_claim_wait) options().on_claim_wait(slot->id);
     // Nobody Wake()s for a caller's flag: look at it every kClaimCancelPoll.
     WaitForChange(slot->number, attempt.generation, attempt.due_us,
                   cancel == nullptr ? deadline

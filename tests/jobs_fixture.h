@@ -43,6 +43,9 @@ struct JobsFixture {
   // use_fake_clock, else the real time.
   JobQueueOptions jobs_options;
   bool use_fake_clock = true;
+  // Claims that started to wait (JobQueueOptions::on_claim_wait), for tests
+  // that need a claim to be waiting before they act.
+  std::shared_ptr<std::atomic<int>> claim_waits = std::make_shared<std::atomic<int>>(0);
   std::unique_ptr<Engine> engine;
 
   explicit JobsFixture(bool fake_clock = true) : use_fake_clock(fake_clock) {
@@ -56,6 +59,8 @@ struct JobsFixture {
     options.memtable_budget_bytes = 64 << 20;
     options.block_cache_bytes = 16 << 20;
     options.jobs = jobs_options;
+    std::shared_ptr<std::atomic<int>> waits = claim_waits;
+    options.jobs.on_claim_wait = [waits](std::string_view) { waits->fetch_add(1); };
     if (use_fake_clock) {
       std::shared_ptr<FakeClock> c = clock;
       options.jobs.clock = [c] { return c->Now(); };

@@ -658,8 +658,7 @@ TEST_CASE("JobQueue: a blocking claim sleeps until an enqueue wakes it", "[jobs]
       claimed = jobs.Claim(options);
       waited = absl::Now() - start;
     });
-    // Let the claimer start waiting (if it has not, it finds the job at once).
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    REQUIRE(testing::WaitFor([&] { return f.claim_waits->load() >= 1; }));  // it waits
     REQUIRE(jobs.Enqueue(Spec("other")).ok());  // wakes it, but not for it
     auto id = jobs.Enqueue(Spec("t"));
     REQUIRE(id.ok());
@@ -676,7 +675,7 @@ TEST_CASE("JobQueue: a blocking claim sleeps until an enqueue wakes it", "[jobs]
       options.wait = absl::Seconds(120);
       claimed = jobs.Claim(options);
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    REQUIRE(testing::WaitFor([&] { return f.claim_waits->load() >= 1; }));
     absl::Time start = absl::Now();
     REQUIRE(f.registry().Purge("acme").ok());
     claimer.join();
@@ -694,8 +693,8 @@ TEST_CASE("JobQueue: a blocking claim sleeps until an enqueue wakes it", "[jobs]
       options.cancel = &cancel;
       claimed = jobs.Claim(options);
     });
-    // Several polls of the flag pass unset first.
-    std::this_thread::sleep_for(std::chrono::milliseconds(350));
+    // Several polls of the flag pass unset first (each one waits again).
+    REQUIRE(testing::WaitFor([&] { return f.claim_waits->load() >= 3; }));
     absl::Time start = absl::Now();
     cancel.store(true);
     claimer.join();

@@ -36,6 +36,8 @@ struct Clocks {
 // A server whose engine reads its job and cache times from `clocks`.
 struct JobsServer {
   std::shared_ptr<Clocks> clocks = std::make_shared<Clocks>();
+  // Claims that started to wait (JobQueueOptions::on_claim_wait).
+  std::shared_ptr<std::atomic<int>> claim_waits = std::make_shared<std::atomic<int>>(0);
   std::unique_ptr<ServerFixture> fixture;
 
   explicit JobsServer(ServerOptions options = ServerFixture::DefaultOptions()) {
@@ -44,6 +46,8 @@ struct JobsServer {
     engine_options.jobs.clock = [c] {
       return absl::FromUnixMicros(c->job_us.load());
     };
+    std::shared_ptr<std::atomic<int>> waits = claim_waits;
+    engine_options.jobs.on_claim_wait = [waits](std::string_view) { waits->fetch_add(1); };
     CacheOptions cache_options;
     cache_options.default_tenant_budget_bytes = 1 << 20;
     cache_options.clock = [c] {
@@ -66,6 +70,17 @@ struct JobsServer {
 };
 
 std::string CacheKey(const std::string& raw) { return "/v1/cache/" + raw; }
+
+// Polls `done` (another thread brings it about) for up to 20 s.
+template <typename Fn>
+bool WaitUntil(Fn done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
 
 std::string Enqueue(TestClient& c, const std::string& key,
                     const std::string& body) {
@@ -271,9 +286,8 @@ TEST_CASE("Server jobs: a waiting claim is woken by an enqueue",
     claimed = c.Post("/v1/jobs/claim?type=t&wait_s=20", "", Bearer(a));
     waited = absl::Now() - start;
   });
-  // If the claim is not waiting yet, it finds the job at once: either way it
-  // must get it, and long before its 20 s.
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Once the claim waits, an enqueue must wake it long before its 20 s.
+  REQUIRE(WaitUntil([&] { return s.claim_waits->load() >= 1; }));
   TestClient c = s.Client();
   std::string id = Enqueue(c, a, R"({"type":"t","payload":"wake"})");
   claimer.join();
@@ -305,17 +319,10 @@ TEST_CASE(
     });
   }
   while (started.load() < 2) std::this_thread::yield();
-  // Both are waiting once alpha's and beta's claims have been counted and no
-  // reply has come (a claim counts before it waits).
+  // Both are waiting (the engine says so).
   TestClient c = s.Client();
-  auto waiting = [&] {
-    return Calls(alpha, CallKind::kJobs) == 1 &&
-           Calls(s.Get("beta"), CallKind::kJobs) == 1;
-  };
-  for (int i = 0; i < 5000 && !waiting(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  REQUIRE(waiting());
+  REQUIRE(WaitUntil([&] { return s.claim_waits->load() >= 2; }));
+  CHECK(Calls(alpha, CallKind::kJobs) == 1);
 
   // A second waiting claim of alpha's: over its per-tenant share.
   Reply busy = c.Post("/v1/jobs/claim?type=t&wait_s=20", "", Bearer(a));
@@ -349,9 +356,7 @@ TEST_CASE("Server jobs: shutting down ends waiting claims at once",
     TestClient c = s.Client();
     claimed = c.Post("/v1/jobs/claim?type=t&wait_s=20", "", Bearer(a));
   });
-  for (int i = 0; i < 5000 && Calls(alpha, CallKind::kJobs) == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  REQUIRE(WaitUntil([&] { return s.claim_waits->load() >= 1; }));
   REQUIRE(Calls(alpha, CallKind::kJobs) == 1);
   absl::Time start = absl::Now();
   s.f().server->Shutdown();

@@ -122,6 +122,13 @@ struct JobQueueOptions {
   // Default: empty, meaning absl::Now. Fixed after Open.
   std::function<absl::Time()> clock;
 
+  // Called with the tenant's id each time a Claim that found nothing starts
+  // to wait (ClaimOptions::wait), from the claiming thread, before it sleeps.
+  // For tests and tracing: a test waits on it instead of sleeping to "let
+  // the claim start waiting". Must be thread-safe and must not block.
+  // Default: empty. Fixed after Open.
+  std::function<void(std::string_view tenant_id)> on_claim_wait;
+
   // Attempts of a job whose JobSpec::max_attempts is 0. Must be in
   // [1, max_attempts_limit]. Default: 5. Fixed after Open.
   uint32_t default_max_attempts = 5;
