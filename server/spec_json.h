@@ -1,5 +1,5 @@
 // Tenant specs and reports in JSON, as the admin API reads and writes them
-// (API.md, "Admin routes").
+// (server/README.md, "Tenant specs").
 //
 // A spec:
 //   {"tenant_id": "acme",                      (or "id"; optional on PUT)

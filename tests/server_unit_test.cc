@@ -111,7 +111,7 @@ TEST_CASE("RequestTarget: percent-decoding is strict and keeps '+' in paths",
   CHECK_FALSE(ParseQuery("a=%zz").ok());
 }
 
-TEST_CASE("Routes: raw targets match API.md's routes", "[routes]") {
+TEST_CASE("Routes: raw targets match the documented routes", "[routes]") {
   RouteMatch m;
   HttpError e;
   REQUIRE(MatchRoute("GET", "/v1/kv/a%2Fb?x=1", &m, &e));
@@ -244,7 +244,8 @@ TEST_CASE("RouteTable: a wrong method is 405 with every method of the path",
   }
 }
 
-TEST_CASE("HttpStatus: every status maps to API.md's status and code", "[status]") {
+TEST_CASE("HttpStatus: every status maps to the documented status and code",
+          "[status]") {
   struct Row {
     absl::Status status;
     int http;
