@@ -1,4 +1,4 @@
-// core_bench: the core's figures (issue 2, DESIGN.md "Performance"), measured
+// core_bench: the core's figures (issue 2; targets in bench/README.md), measured
 // against raw RocksDB in the same process.
 //
 //   tenant Get     <= 1.10x a raw RocksDB Get of the same data

@@ -44,7 +44,7 @@ namespace {
 
 using std::chrono::steady_clock;
 
-// The seeded defaults (API.md), a global limit on both classes of the path,
+// The seeded defaults (examples/tenants.json), a global limit on both classes of the path,
 // and a tenant-wide rate that never refuses in the bench but is checked.
 std::unique_ptr<tenancy::Limiter> MakeSeededLimiter() {
   tenancy::LimiterOptions options;

@@ -35,9 +35,10 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-// The tenants file seeds a global "llm" limit of 200 (API.md); this example
-// uses a smaller machine-wide budget so that three tenants can reach it
-// (together they may hold 2 + 4 + 2 students and 3 x 10 teachers = 38).
+// The tenants file seeds a global "llm" limit of 200 (examples/tenants.json);
+// this example uses a smaller machine-wide budget so that three tenants can
+// reach it (together they may hold 2 + 4 + 2 students and 3 x 10 teachers =
+// 38).
 constexpr int64_t kGlobalLlm = 16;
 
 struct Tally {

@@ -5,7 +5,7 @@
 // access it guards as a race. This file interposes the out-of-line
 // absl::Mutex and absl::CondVar entry points: each one tells TSan what it does
 // (__tsan_mutex_* annotations) and then calls the real function from the
-// shared library. Code keeps using absl::Mutex as STYLE.md asks, and TSan
+// shared library. Code keeps using absl::Mutex as the house style asks, and TSan
 // checks the lock discipline for real.
 //
 // Covered: Lock, Unlock, TryLock, ReaderLock, ReaderUnlock, ReaderTryLock,

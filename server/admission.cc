@@ -13,26 +13,6 @@ std::string_view LimitClassName(LimitClassId id) {
   return "requests";
 }
 
-LimitClassId LimitClassOfRoute(RouteId route) {
-  switch (route) {
-    case RouteId::kKvPut:
-    case RouteId::kKvDelete:
-    case RouteId::kBatch:
-    case RouteId::kCachePut:
-    case RouteId::kCacheDelete:
-    case RouteId::kCacheIncr:
-    case RouteId::kJobEnqueue:
-    case RouteId::kJobClaim:
-    case RouteId::kJobAck:
-    case RouteId::kJobNack:
-      return LimitClassId::kWrites;
-    case RouteId::kKvScan:
-      return LimitClassId::kScans;
-    default:
-      return LimitClassId::kRequests;
-  }
-}
-
 absl::StatusOr<std::unique_ptr<Admission>> Admission::Create(
     Engine* engine, const AdmissionOptions& options) {
   Limiter& limiter = engine->limiter();

@@ -47,11 +47,13 @@ namespace tenancy::internal {
 // a "requests/writes" permit.
 inline constexpr std::string_view kClaimWaitsClass = "requests.claim-waits";
 
-enum class LimitClassId { kRequests, kWrites, kScans };
-inline constexpr int kNumLimitClasses = 3;
-// "requests", "requests/writes", "requests/scans".
+// "requests", "requests/writes", "requests/scans" (LimitClassId is in
+// route_table.h, beside the routes that hold each).
 std::string_view LimitClassName(LimitClassId id);
-LimitClassId LimitClassOfRoute(RouteId route);
+// The class `route` holds (its RouteInfo's).
+inline LimitClassId LimitClassOfRoute(RouteId route) {
+  return RouteInfoOf(route).limit_class;
+}
 
 // Holds the request's permit; gives it back when destroyed. Move-only.
 class AdmissionTicket {

@@ -1,7 +1,8 @@
-// HttpServer: tenancyd's HTTP front end over one Engine. It binds, serves
-// API.md's routes on its own threads, and drains on Shutdown(). Everything
-// it does goes through the library's public API; the server adds framing,
-// authentication, admission (limits), JSON and the Status->HTTP mapping.
+// HttpServer: tenancyd's HTTP front end over one Engine. It binds, serves the
+// routes of server/README.md on its own threads, and drains on Shutdown().
+// Everything it does goes through the library's public API; the server adds
+// framing, authentication, admission (limits), JSON and the Status->HTTP
+// mapping.
 //
 //   tenancy::ServerOptions options;
 //   options.port = 0;                        // any free port
@@ -40,7 +41,8 @@ class Router;
 class ServerMetrics;
 }  // namespace internal
 
-// How a tenant request finds its tenant (API.md, "Which tenant").
+// How a tenant request finds its tenant (server/README.md, "Which tenant a
+// request acts on").
 enum class AuthMode {
   // "Authorization: Bearer <api key>" decides; /t/{id}/ or X-Tenant-ID naming
   // another tenant is 403. The admin key may act on any tenant via /t/{id}/.

@@ -94,6 +94,36 @@ HttpError HttpErrorFromStatus(const absl::Status& status) {
   }
 }
 
+std::span<const HttpErrorCode> HttpErrorCodes() {
+  // Designated initializers keep this list out of the test's search for
+  // status-and-code pairs in server/, which must find each pair where it is
+  // used, not here.
+  static constexpr HttpErrorCode kCodes[] = {
+      {.status = 400, .code = "invalid_argument"},
+      {.status = 401, .code = "unauthenticated"},
+      {.status = 403, .code = "forbidden"},
+      {.status = 403, .code = "tenant_disabled"},
+      {.status = 403, .code = "tenant_read_only"},
+      {.status = 404, .code = "not_found"},
+      {.status = 405, .code = "method_not_allowed"},
+      {.status = 408, .code = "request_timeout"},
+      {.status = 409, .code = "already_exists"},
+      {.status = 409, .code = "conflict"},
+      {.status = 411, .code = "length_required"},
+      {.status = 413, .code = "too_large"},
+      {.status = 414, .code = "too_large"},
+      {.status = 429, .code = "rate_limited"},
+      {.status = 429, .code = "concurrency_limited"},
+      {.status = 431, .code = "too_large"},
+      {.status = 500, .code = "internal"},
+      {.status = 501, .code = "not_implemented"},
+      {.status = 503, .code = "unavailable"},
+      {.status = 504, .code = "deadline_exceeded"},
+      {.status = 507, .code = "quota_exceeded"},
+  };
+  return kCodes;
+}
+
 std::string ErrorBody(std::string_view code, std::string_view message) {
   JsonWriter w;
   w.BeginObject()

@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -64,6 +65,20 @@ HttpError HttpErrorFromStatus(const absl::Status& status);
 // An error that does not come from a Status (routing, framing, auth).
 HttpError MakeHttpError(int http_status, std::string_view code,
                         std::string message);
+
+// One (HTTP status, code) pair of an error response. Intentionally copyable.
+struct HttpErrorCode {
+  int status;
+  std::string_view code;
+};
+
+// Every pair an error response of tenancyd can carry: those of
+// HttpErrorFromStatus above and those the router and the transport make
+// themselves (404 and 405 routing, 408, 411, 413, 414, 431, 503).
+// server/README.md's error table lists exactly these; tests/reference_test.cc
+// checks that, and that every status and code written together in server/
+// is one of them.
+std::span<const HttpErrorCode> HttpErrorCodes();
 
 // {"error":{"code":"...","message":"..."}}
 std::string ErrorBody(std::string_view code, std::string_view message);

@@ -3,7 +3,8 @@
 //
 // Keys and values of the key-value store are bytes. In JSON they travel as
 // strings when they are valid UTF-8, and as base64 (RFC 4648, with padding)
-// otherwise, flagged by "encoding":"base64" next to them (see API.md).
+// otherwise, flagged by "encoding":"base64" next to them (server/README.md,
+// "Conventions").
 //
 // Thread safety: JsonWriter and JsonObjectReader are not thread-safe (one per
 // request). The free functions are pure and safe for concurrent use.

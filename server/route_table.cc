@@ -7,6 +7,58 @@
 namespace tenancy::internal {
 namespace {
 
+using enum BodyKind;
+using enum LimitClassId;
+using enum RouteKind;
+using R = RouteId;
+
+// Indexed by RouteId. A write holds the writes class (a claim too: it
+// changes the job it leases); the scan holds the scans class.
+// clang-format off
+// Columns in RouteInfo order: id, name, method, path, kind, body, limit
+// class, is write.
+constexpr RouteInfo kRoutes[kNumRoutes] = {
+    {R::kHealth,              "health",                "GET",     "/health",                            kPublic,  kNone,  kRequests,  false},
+    {R::kVersion,             "version",               "GET",     "/version",                           kPublic,  kNone,  kRequests,  false},
+    {R::kKvGet,               "kv_get",                "GET",     "/v1/kv/{key}",                       kTenant,  kNone,  kRequests,  false},
+    {R::kKvPut,               "kv_put",                "PUT",     "/v1/kv/{key}",                       kTenant,  kRaw,   kWrites,    true},
+    {R::kKvDelete,            "kv_delete",             "DELETE",  "/v1/kv/{key}",                       kTenant,  kNone,  kWrites,    true},
+    {R::kKvScan,              "kv_scan",               "GET",     "/v1/kv",                             kTenant,  kNone,  kScans,     false},
+    {R::kBatch,               "batch",                 "POST",    "/v1/batch",                          kTenant,  kJson,  kWrites,    true},
+    {R::kUsage,               "usage",                 "GET",     "/v1/usage",                          kTenant,  kNone,  kRequests,  false},
+    {R::kCacheGet,            "cache_get",             "GET",     "/v1/cache/{key}",                    kTenant,  kNone,  kRequests,  false},
+    {R::kCachePut,            "cache_put",             "PUT",     "/v1/cache/{key}",                    kTenant,  kRaw,   kWrites,    true},
+    {R::kCacheDelete,         "cache_delete",          "DELETE",  "/v1/cache/{key}",                    kTenant,  kNone,  kWrites,    true},
+    {R::kCacheIncr,           "cache_incr",            "POST",    "/v1/cache/{key}/incr",               kTenant,  kNone,  kWrites,    true},
+    {R::kJobEnqueue,          "job_enqueue",           "POST",    "/v1/jobs",                           kTenant,  kJson,  kWrites,    true},
+    {R::kJobClaim,            "job_claim",             "POST",    "/v1/jobs/claim",                     kTenant,  kNone,  kWrites,    true},
+    {R::kJobAck,              "job_ack",               "POST",    "/v1/jobs/{id}/ack",                  kTenant,  kJson,  kWrites,    true},
+    {R::kJobNack,             "job_nack",              "POST",    "/v1/jobs/{id}/nack",                 kTenant,  kJson,  kWrites,    true},
+    {R::kJobGet,              "job_get",               "GET",     "/v1/jobs/{id}",                      kTenant,  kNone,  kRequests,  false},
+    {R::kAdminListTenants,    "admin_list_tenants",    "GET",     "/admin/tenants",                     kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminCreateTenant,   "admin_create_tenant",   "POST",    "/admin/tenants",                     kAdmin,   kJson,  kRequests,  false},
+    {R::kAdminGetTenant,      "admin_get_tenant",      "GET",     "/admin/tenants/{id}",                kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminPutTenant,      "admin_put_tenant",      "PUT",     "/admin/tenants/{id}",                kAdmin,   kJson,  kRequests,  false},
+    {R::kAdminDisableTenant,  "admin_disable_tenant",  "DELETE",  "/admin/tenants/{id}",                kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminEnableTenant,   "admin_enable_tenant",   "POST",    "/admin/tenants/{id}/enable",         kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminPurgeTenant,    "admin_purge_tenant",    "POST",    "/admin/tenants/{id}/purge",          kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminListKeys,       "admin_list_keys",       "GET",     "/admin/tenants/{id}/keys",           kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminCreateKey,      "admin_create_key",      "POST",    "/admin/tenants/{id}/keys",           kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminRevokeKey,      "admin_revoke_key",      "DELETE",  "/admin/tenants/{id}/keys/{key_id}",  kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminStats,          "admin_stats",           "GET",     "/admin/tenants/{id}/stats",          kAdmin,   kNone,  kRequests,  false},
+    {R::kMetrics,             "metrics",               "GET",     "/metrics",                           kAdmin,   kNone,  kRequests,  false},
+    {R::kUnmatched,           "unmatched",             "",        "",                                   kPublic,  kNone,  kRequests,  false},
+};
+// clang-format on
+
+constexpr bool TableIsInRouteIdOrder() {
+  for (int i = 0; i < kNumRoutes; ++i) {
+    if (static_cast<int>(kRoutes[i].id) != i) return false;
+  }
+  return true;
+}
+static_assert(TableIsInRouteIdOrder(), "kRoutes must be indexed by RouteId");
+
 bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
@@ -21,10 +73,34 @@ bool NoRoute(HttpError* error) {
   return Fail(error, 404, "not_found", "no such route");
 }
 
-bool WrongMethod(HttpError* error, std::string_view allow) {
+// "GET, HEAD, PUT, DELETE": the methods of the routes of `path`, in table
+// order, HEAD after GET.
+std::string AllowedMethods(std::string_view path) {
+  std::string allow;
+  for (const RouteInfo& r : Routes()) {
+    if (r.path != path) continue;
+    if (!allow.empty()) allow += ", ";
+    allow += r.method;
+    if (r.method == "GET") allow += ", HEAD";
+  }
+  return allow;
+}
+
+// Sets m->id to the route of `path` (a template of the table) that `method`
+// selects; 405 with the template's methods when none does.
+bool SelectMethod(std::string_view path, std::string_view method, RouteMatch* m,
+                  HttpError* error) {
+  const std::string_view wanted = method == "HEAD" ? "GET" : method;
+  for (const RouteInfo& r : Routes()) {
+    if (r.path == path && r.method == wanted) {
+      m->id = r.id;
+      return true;
+    }
+  }
+  std::string allow = AllowedMethods(path);
   *error = MakeHttpError(405, "method_not_allowed",
                          Cat("method not allowed; allowed: ", allow));
-  error->allow = std::string(allow);
+  error->allow = std::move(allow);
   return false;
 }
 
@@ -32,7 +108,8 @@ bool WrongMethod(HttpError* error, std::string_view allow) {
 bool DecodeTenantId(std::string_view raw, std::string* id, HttpError* error) {
   auto decoded = PercentDecode(raw, /*plus_is_space=*/false);
   if (!decoded.ok()) {
-    return Fail(error, 400, "invalid_argument", "bad percent-escape in tenant id");
+    return Fail(error, 400, "invalid_argument",
+                "bad percent-escape in tenant id");
   }
   absl::Status valid = ValidateTenantId(*decoded);
   if (!valid.ok()) {
@@ -42,32 +119,20 @@ bool DecodeTenantId(std::string_view raw, std::string* id, HttpError* error) {
   return true;
 }
 
-bool Is(std::string_view method, std::string_view want) { return method == want; }
-bool IsGet(std::string_view method) { return method == "GET" || method == "HEAD"; }
-
-// /v1/cache/{key}: GET, PUT, DELETE; POST /v1/cache/{key}/incr. The key is
-// everything after "/v1/cache/" (a '/' in it may be raw or %2F), except that
-// a POST's trailing "/incr" names the operation.
+// /v1/cache/{key} and POST /v1/cache/{key}/incr. The key is everything after
+// "/v1/cache/" (a '/' in it may be raw or %2F), except that a POST's trailing
+// "/incr" names the operation: "GET /v1/cache/a/incr" reads key "a/incr".
 bool MatchCache(std::string_view method, std::string_view rest, RouteMatch* m,
                 HttpError* error) {
   constexpr std::string_view kIncr = "/incr";
   std::string_view raw_key = rest;
-  if (Is(method, "POST")) {
-    if (rest.size() < kIncr.size() ||
-        rest.substr(rest.size() - kIncr.size()) != kIncr) {
-      return WrongMethod(error, "GET, HEAD, PUT, DELETE");
-    }
+  std::string_view path = "/v1/cache/{key}";
+  if (method == "POST" && rest.size() >= kIncr.size() &&
+      rest.substr(rest.size() - kIncr.size()) == kIncr) {
     raw_key = rest.substr(0, rest.size() - kIncr.size());
-    m->id = RouteId::kCacheIncr;
-  } else if (IsGet(method)) {
-    m->id = RouteId::kCacheGet;
-  } else if (Is(method, "PUT")) {
-    m->id = RouteId::kCachePut;
-  } else if (Is(method, "DELETE")) {
-    m->id = RouteId::kCacheDelete;
-  } else {
-    return WrongMethod(error, "GET, HEAD, PUT, DELETE");
+    path = "/v1/cache/{key}/incr";
   }
+  if (!SelectMethod(path, method, m, error)) return false;
   auto key = PercentDecode(raw_key, /*plus_is_space=*/false);
   if (!key.ok()) {
     return Fail(error, 400, "invalid_argument", "bad percent-escape in key");
@@ -79,25 +144,23 @@ bool MatchCache(std::string_view method, std::string_view rest, RouteMatch* m,
 // /v1/jobs/claim, /v1/jobs/{id}, /v1/jobs/{id}/ack, /v1/jobs/{id}/nack.
 bool MatchJob(std::string_view method, std::string_view rest, RouteMatch* m,
               HttpError* error) {
-  if (rest == "claim") {
-    if (!Is(method, "POST")) return WrongMethod(error, "POST");
-    m->id = RouteId::kJobClaim;
-    return true;
-  }
+  if (rest == "claim") return SelectMethod("/v1/jobs/claim", method, m, error);
   const size_t slash = rest.find('/');
   const std::string_view raw_id = rest.substr(0, slash);
   const std::string_view sub =
       slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
   if (raw_id.empty()) return NoRoute(error);
+  std::string_view path;
   if (sub.empty()) {
-    if (!IsGet(method)) return WrongMethod(error, "GET, HEAD");
-    m->id = RouteId::kJobGet;
-  } else if (sub == "/ack" || sub == "/nack") {
-    if (!Is(method, "POST")) return WrongMethod(error, "POST");
-    m->id = sub == "/ack" ? RouteId::kJobAck : RouteId::kJobNack;
+    path = "/v1/jobs/{id}";
+  } else if (sub == "/ack") {
+    path = "/v1/jobs/{id}/ack";
+  } else if (sub == "/nack") {
+    path = "/v1/jobs/{id}/nack";
   } else {
     return NoRoute(error);
   }
+  if (!SelectMethod(path, method, m, error)) return false;
   auto id = PercentDecode(raw_id, /*plus_is_space=*/false);
   if (!id.ok()) {
     return Fail(error, 400, "invalid_argument", "bad percent-escape in job id");
@@ -108,45 +171,22 @@ bool MatchJob(std::string_view method, std::string_view rest, RouteMatch* m,
 
 bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m,
              HttpError* error) {
-  if (path == "/v1/kv") {
-    if (!IsGet(method)) return WrongMethod(error, "GET, HEAD");
-    m->id = RouteId::kKvScan;
-    return true;
+  // Paths without parameters are their own templates.
+  if (path == "/v1/kv" || path == "/v1/batch" || path == "/v1/usage" ||
+      path == "/v1/jobs") {
+    return SelectMethod(path, method, m, error);
   }
   if (StartsWith(path, "/v1/kv/")) {
     auto key = PercentDecode(path.substr(7), /*plus_is_space=*/false);
     if (!key.ok()) {
       return Fail(error, 400, "invalid_argument", "bad percent-escape in key");
     }
-    if (IsGet(method)) {
-      m->id = RouteId::kKvGet;
-    } else if (Is(method, "PUT")) {
-      m->id = RouteId::kKvPut;
-    } else if (Is(method, "DELETE")) {
-      m->id = RouteId::kKvDelete;
-    } else {
-      return WrongMethod(error, "GET, HEAD, PUT, DELETE");
-    }
+    if (!SelectMethod("/v1/kv/{key}", method, m, error)) return false;
     m->key = std::move(*key);
-    return true;
-  }
-  if (path == "/v1/batch") {
-    if (!Is(method, "POST")) return WrongMethod(error, "POST");
-    m->id = RouteId::kBatch;
-    return true;
-  }
-  if (path == "/v1/usage") {
-    if (!IsGet(method)) return WrongMethod(error, "GET, HEAD");
-    m->id = RouteId::kUsage;
     return true;
   }
   if (StartsWith(path, "/v1/cache/")) {
     return MatchCache(method, path.substr(10), m, error);
-  }
-  if (path == "/v1/jobs") {
-    if (!Is(method, "POST")) return WrongMethod(error, "POST");
-    m->id = RouteId::kJobEnqueue;
-    return true;
   }
   if (StartsWith(path, "/v1/jobs/")) {
     return MatchJob(method, path.substr(9), m, error);
@@ -156,16 +196,7 @@ bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m,
 
 bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m,
                 HttpError* error) {
-  if (path == "/admin/tenants") {
-    if (IsGet(method)) {
-      m->id = RouteId::kAdminListTenants;
-    } else if (Is(method, "POST")) {
-      m->id = RouteId::kAdminCreateTenant;
-    } else {
-      return WrongMethod(error, "GET, HEAD, POST");
-    }
-    return true;
-  }
+  if (path == "/admin/tenants") return SelectMethod(path, method, m, error);
   if (!StartsWith(path, "/admin/tenants/")) return NoRoute(error);
   std::string_view rest = path.substr(15);
   size_t slash = rest.find('/');
@@ -173,48 +204,30 @@ bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m,
   std::string_view sub =
       slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
   if (!DecodeTenantId(raw_id, &m->admin_tenant, error)) return false;
-  if (sub.empty()) {
-    if (IsGet(method)) {
-      m->id = RouteId::kAdminGetTenant;
-    } else if (Is(method, "PUT")) {
-      m->id = RouteId::kAdminPutTenant;
-    } else if (Is(method, "DELETE")) {
-      m->id = RouteId::kAdminDisableTenant;
-    } else {
-      return WrongMethod(error, "GET, HEAD, PUT, DELETE");
-    }
-    return true;
+  if (sub.empty()) return SelectMethod("/admin/tenants/{id}", method, m, error);
+  if (sub == "/enable") {
+    return SelectMethod("/admin/tenants/{id}/enable", method, m, error);
   }
-  if (sub == "/enable" || sub == "/purge") {
-    if (!Is(method, "POST")) return WrongMethod(error, "POST");
-    m->id = sub == "/enable" ? RouteId::kAdminEnableTenant
-                             : RouteId::kAdminPurgeTenant;
-    return true;
+  if (sub == "/purge") {
+    return SelectMethod("/admin/tenants/{id}/purge", method, m, error);
   }
   if (sub == "/stats") {
-    if (!IsGet(method)) return WrongMethod(error, "GET, HEAD");
-    m->id = RouteId::kAdminStats;
-    return true;
+    return SelectMethod("/admin/tenants/{id}/stats", method, m, error);
   }
   if (sub == "/keys") {
-    if (IsGet(method)) {
-      m->id = RouteId::kAdminListKeys;
-    } else if (Is(method, "POST")) {
-      m->id = RouteId::kAdminCreateKey;
-    } else {
-      return WrongMethod(error, "GET, HEAD, POST");
-    }
-    return true;
+    return SelectMethod("/admin/tenants/{id}/keys", method, m, error);
   }
   if (StartsWith(sub, "/keys/") && sub.size() > 6 &&
       sub.find('/', 6) == std::string_view::npos) {
-    if (!Is(method, "DELETE")) return WrongMethod(error, "DELETE");
+    if (!SelectMethod("/admin/tenants/{id}/keys/{key_id}", method, m, error)) {
+      return false;
+    }
     auto key_id = PercentDecode(sub.substr(6), /*plus_is_space=*/false);
     if (!key_id.ok()) {
-      return Fail(error, 400, "invalid_argument", "bad percent-escape in key id");
+      return Fail(error, 400, "invalid_argument",
+                  "bad percent-escape in key id");
     }
     m->key_id = std::move(*key_id);
-    m->id = RouteId::kAdminRevokeKey;
     return true;
   }
   return NoRoute(error);
@@ -222,92 +235,17 @@ bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m,
 
 }  // namespace
 
-std::string_view RouteName(RouteId id) {
-  switch (id) {
-    case RouteId::kHealth: return "health";
-    case RouteId::kVersion: return "version";
-    case RouteId::kKvGet: return "kv_get";
-    case RouteId::kKvPut: return "kv_put";
-    case RouteId::kKvDelete: return "kv_delete";
-    case RouteId::kKvScan: return "kv_scan";
-    case RouteId::kBatch: return "batch";
-    case RouteId::kUsage: return "usage";
-    case RouteId::kCacheGet: return "cache_get";
-    case RouteId::kCachePut: return "cache_put";
-    case RouteId::kCacheDelete: return "cache_delete";
-    case RouteId::kCacheIncr: return "cache_incr";
-    case RouteId::kJobEnqueue: return "job_enqueue";
-    case RouteId::kJobClaim: return "job_claim";
-    case RouteId::kJobAck: return "job_ack";
-    case RouteId::kJobNack: return "job_nack";
-    case RouteId::kJobGet: return "job_get";
-    case RouteId::kAdminListTenants: return "admin_list_tenants";
-    case RouteId::kAdminCreateTenant: return "admin_create_tenant";
-    case RouteId::kAdminGetTenant: return "admin_get_tenant";
-    case RouteId::kAdminPutTenant: return "admin_put_tenant";
-    case RouteId::kAdminDisableTenant: return "admin_disable_tenant";
-    case RouteId::kAdminEnableTenant: return "admin_enable_tenant";
-    case RouteId::kAdminPurgeTenant: return "admin_purge_tenant";
-    case RouteId::kAdminListKeys: return "admin_list_keys";
-    case RouteId::kAdminCreateKey: return "admin_create_key";
-    case RouteId::kAdminRevokeKey: return "admin_revoke_key";
-    case RouteId::kAdminStats: return "admin_stats";
-    case RouteId::kMetrics: return "metrics";
-    case RouteId::kUnmatched: return "unmatched";
-  }
-  return "unmatched";
+std::span<const RouteInfo> Routes() {
+  return std::span<const RouteInfo>(kRoutes, kNumRoutes - 1);
 }
 
-RouteKind KindOf(RouteId id) {
-  switch (id) {
-    case RouteId::kHealth:
-    case RouteId::kVersion:
-    case RouteId::kUnmatched:
-      return RouteKind::kPublic;
-    case RouteId::kKvGet:
-    case RouteId::kKvPut:
-    case RouteId::kKvDelete:
-    case RouteId::kKvScan:
-    case RouteId::kBatch:
-    case RouteId::kUsage:
-    case RouteId::kCacheGet:
-    case RouteId::kCachePut:
-    case RouteId::kCacheDelete:
-    case RouteId::kCacheIncr:
-    case RouteId::kJobEnqueue:
-    case RouteId::kJobClaim:
-    case RouteId::kJobAck:
-    case RouteId::kJobNack:
-    case RouteId::kJobGet:
-      return RouteKind::kTenant;
-    default:
-      return RouteKind::kAdmin;
-  }
+const RouteInfo& RouteInfoOf(RouteId id) {
+  const int i = static_cast<int>(id);
+  return kRoutes[i >= 0 && i < kNumRoutes ? i : kNumRoutes - 1];
 }
 
-bool RouteTakesBody(RouteId id) {
-  switch (id) {
-    case RouteId::kKvPut:
-    case RouteId::kBatch:
-    case RouteId::kCachePut:
-    case RouteId::kJobEnqueue:
-    case RouteId::kJobAck:
-    case RouteId::kJobNack:
-    case RouteId::kAdminCreateTenant:
-    case RouteId::kAdminPutTenant:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool RouteTakesJson(RouteId id) {
-  return RouteTakesBody(id) && id != RouteId::kKvPut &&
-         id != RouteId::kCachePut;
-}
-
-bool MatchRoute(std::string_view method, std::string_view target,
-                RouteMatch* m, HttpError* error) {
+bool MatchRoute(std::string_view method, std::string_view target, RouteMatch* m,
+                HttpError* error) {
   SplitTarget split = SplitRequestTarget(target);
   std::string_view path = split.path;
   m->query = split.query;
@@ -320,21 +258,15 @@ bool MatchRoute(std::string_view method, std::string_view target,
     size_t slash = rest.find('/');
     if (!DecodeTenantId(rest.substr(0, slash), &m->tenant, error)) return false;
     m->tenant_prefix = true;
-    path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
-    if (path == "/health") {
-      if (!IsGet(method)) return WrongMethod(error, "GET, HEAD");
-      m->id = RouteId::kHealth;
-      return true;
-    }
-    if (StartsWith(path, "/v1/") || path == "/v1") return MatchV1(method, path, m, error);
+    path = slash == std::string_view::npos ? std::string_view()
+                                           : rest.substr(slash);
+    if (path == "/health") return SelectMethod(path, method, m, error);
+    if (StartsWith(path, "/v1/") || path == "/v1")
+      return MatchV1(method, path, m, error);
     return NoRoute(error);
   }
   if (path == "/health" || path == "/version" || path == "/metrics") {
-    if (!IsGet(method)) return WrongMethod(error, "GET, HEAD");
-    m->id = path == "/health"    ? RouteId::kHealth
-            : path == "/version" ? RouteId::kVersion
-                                 : RouteId::kMetrics;
-    return true;
+    return SelectMethod(path, method, m, error);
   }
   if (StartsWith(path, "/v1/")) return MatchV1(method, path, m, error);
   if (StartsWith(path, "/admin/")) return MatchAdmin(method, path, m, error);

@@ -158,24 +158,6 @@ absl::StatusOr<std::optional<std::string>> TenantOfHost(const RequestHead& head,
   return absl::InvalidArgumentError("the Host is not under the server's suffix");
 }
 
-bool IsWriteRoute(RouteId id) {
-  switch (id) {
-    case RouteId::kKvPut:
-    case RouteId::kKvDelete:
-    case RouteId::kBatch:
-    case RouteId::kCachePut:
-    case RouteId::kCacheDelete:
-    case RouteId::kCacheIncr:
-    case RouteId::kJobEnqueue:
-    case RouteId::kJobClaim:  // a claim changes the job it leases
-    case RouteId::kJobAck:
-    case RouteId::kJobNack:
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 Router::Router(const ServerOptions& options, Engine* engine,
@@ -242,22 +224,21 @@ Lane Router::LaneOf(const Call& call, const RequestHead& head) const {
   lane.key = Lane::TenantLane(call.tenant->number());
   // Heavy work runs on the background workers, at a lower OS priority: a
   // large body (a batch of thousands of operations, a large value) or a
-  // scan that asks for more than one default page.
-  switch (call.match.id) {
-    case RouteId::kKvScan: {
-      auto params = ParseQuery(call.match.query);
-      if (params.ok()) {
-        for (const auto& [name, value] : *params) {
-          if (name != "limit") continue;
-          // Digits only is checked by the route; longer than "100" is more.
-          lane.background = value.size() > 3 || (value.size() == 3 && value > "100");
-        }
+  // scan (the route of the scans class) that asks for more than one default
+  // page.
+  const RouteInfo& route = RouteInfoOf(call.match.id);
+  if (route.limit_class == LimitClassId::kScans) {
+    auto params = ParseQuery(call.match.query);
+    if (params.ok()) {
+      for (const auto& [name, value] : *params) {
+        if (name != "limit") continue;
+        // Digits only is checked by the route; longer than "100" is more.
+        lane.background =
+            value.size() > 3 || (value.size() == 3 && value > "100");
       }
-      break;
     }
-    default:
-      lane.background = head.body_length > kBackgroundBodyBytes;
-      break;
+  } else {
+    lane.background = head.body_length > kBackgroundBodyBytes;
   }
   return lane;
 }

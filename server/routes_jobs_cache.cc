@@ -311,7 +311,7 @@ std::optional<HttpError> Router::JobEnqueue(Call& call) {
   w.Key("id").String(result->id);
   w.Key("created").Bool(result->created);
   w.EndObject();
-  // API.md: 201 with the job's id. A retried enqueue whose idempotency key
+  // The contract: 201 with the job's id. A retried enqueue whose idempotency key
   // is stored answers as the first one did (as Stripe replays do), with
   // "created": false saying nothing new was stored.
   ReplyJson(*call.res, 201, w.Release());

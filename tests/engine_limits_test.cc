@@ -47,7 +47,7 @@ struct LimitsFixture {
     options.logger = std::make_shared<testing::RecordingLogger>();
     options.memtable_budget_bytes = 16 << 20;
     options.block_cache_bytes = 8 << 20;
-    // The seeded defaults of DESIGN.md.
+    // The seeded defaults of examples/tenants.json.
     options.limiter.default_tenant_limits = {
         {"llm", 30}, {"llm/student", 2}, {"llm/teacher", 10}, {"ocr", 5}};
     options.limiter.global_limits = {{"ocr", 7}};

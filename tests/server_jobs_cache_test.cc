@@ -1,4 +1,5 @@
-// tenancyd's cache and job routes (API.md), over real HTTP on loopback.
+// tenancyd's cache and job routes (server/README.md), over real HTTP on
+// loopback.
 
 #include <atomic>
 #include <catch2/catch.hpp>

@@ -1,5 +1,6 @@
 // tenancyd's routes, over real HTTP on loopback: every route and error row of
-// API.md (except jobs, cache and the tenants file, served elsewhere).
+// server/README.md (except jobs, cache and the tenants file, served
+// elsewhere).
 
 #include <cctype>
 #include <chrono>

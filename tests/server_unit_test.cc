@@ -2,7 +2,9 @@
 // base64, percent-decoding, route matching and the Status->HTTP mapping.
 
 #include <chrono>
+#include <set>
 #include <string>
+#include <utility>
 
 #include <catch2/catch.hpp>
 
@@ -109,7 +111,7 @@ TEST_CASE("RequestTarget: percent-decoding is strict and keeps '+' in paths",
   CHECK_FALSE(ParseQuery("a=%zz").ok());
 }
 
-TEST_CASE("Routes: raw targets match API.md's routes", "[routes]") {
+TEST_CASE("Routes: raw targets match the documented routes", "[routes]") {
   RouteMatch m;
   HttpError e;
   REQUIRE(MatchRoute("GET", "/v1/kv/a%2Fb?x=1", &m, &e));
@@ -144,7 +146,106 @@ TEST_CASE("Routes: raw targets match API.md's routes", "[routes]") {
   }
 }
 
-TEST_CASE("HttpStatus: every status maps to API.md's status and code", "[status]") {
+// A path of the table with sample values for its parameters.
+std::string SamplePath(std::string_view path_template) {
+  std::string path(path_template);
+  for (auto [param, value] :
+       {std::pair<std::string_view, std::string_view>{"{key_id}", "0123"},
+        {"{key}", "k"},
+        {"{id}", "acme"}}) {
+    for (size_t at = path.find(param); at != std::string::npos;
+         at = path.find(param)) {
+      path.replace(at, param.size(), value);
+    }
+  }
+  return path;
+}
+
+TEST_CASE("RouteTable: every route is matched by its own method and path",
+          "[routes]") {
+  REQUIRE(Routes().size() == static_cast<size_t>(kNumRoutes - 1));
+  for (const RouteInfo& route : Routes()) {
+    const std::string path = SamplePath(route.path);
+    INFO(route.method << " " << path);
+    RouteMatch m;
+    HttpError e;
+    REQUIRE(MatchRoute(route.method, path, &m, &e));
+    CHECK(m.id == route.id);
+    CHECK(RouteInfoOf(route.id).name == route.name);
+    if (route.method == "GET") {
+      REQUIRE(MatchRoute("HEAD", path, &(m = RouteMatch()), &e));
+      CHECK(m.id == route.id);
+    }
+    // Tenant routes and /health are served under /t/{id}/ too; no other is.
+    const bool mirrored =
+        route.kind == RouteKind::kTenant || route.id == RouteId::kHealth;
+    CHECK(MatchRoute(route.method, "/t/acme" + path, &(m = RouteMatch()), &e) ==
+          mirrored);
+    if (mirrored) CHECK(m.id == route.id);
+  }
+}
+
+TEST_CASE("RouteTable: names and method-path pairs are unique", "[routes]") {
+  std::set<std::string_view> names;
+  std::set<std::pair<std::string_view, std::string_view>> endpoints;
+  for (const RouteInfo& route : Routes()) {
+    CHECK(names.insert(route.name).second);
+    CHECK(endpoints.emplace(route.method, route.path).second);
+    CHECK(route.path.substr(0, 1) == "/");
+  }
+  CHECK(RouteName(RouteId::kUnmatched) == "unmatched");
+  CHECK(KindOf(RouteId::kUnmatched) == RouteKind::kPublic);
+}
+
+TEST_CASE("RouteTable: a wrong method is 405 with every method of the path",
+          "[routes]") {
+  const std::pair<const char*, const char*> cases[] = {
+      {"/health", "GET, HEAD"},
+      {"/t/acme/health", "GET, HEAD"},
+      {"/version", "GET, HEAD"},
+      {"/metrics", "GET, HEAD"},
+      {"/v1/kv", "GET, HEAD"},
+      {"/v1/kv/k", "GET, HEAD, PUT, DELETE"},
+      {"/v1/batch", "POST"},
+      {"/v1/usage", "GET, HEAD"},
+      {"/v1/cache/k", "GET, HEAD, PUT, DELETE"},
+      // Only a POST names the increment; for other methods "k/incr" is a key.
+      {"/v1/cache/k/incr", "GET, HEAD, PUT, DELETE"},
+      {"/v1/jobs", "POST"},
+      {"/v1/jobs/claim", "POST"},
+      {"/v1/jobs/j1", "GET, HEAD"},
+      {"/v1/jobs/j1/ack", "POST"},
+      {"/v1/jobs/j1/nack", "POST"},
+      {"/admin/tenants", "GET, HEAD, POST"},
+      {"/admin/tenants/acme", "GET, HEAD, PUT, DELETE"},
+      {"/admin/tenants/acme/enable", "POST"},
+      {"/admin/tenants/acme/purge", "POST"},
+      {"/admin/tenants/acme/stats", "GET, HEAD"},
+      {"/admin/tenants/acme/keys", "GET, HEAD, POST"},
+      {"/admin/tenants/acme/keys/0123", "DELETE"},
+  };
+  for (const auto& [target, allow] : cases) {
+    for (const char* method : {"GET", "PUT", "POST", "DELETE", "PATCH"}) {
+      if (std::string_view(allow).find(method) != std::string_view::npos)
+        continue;
+      // POST of ".../incr" is the increment route itself.
+      if (std::string_view(target).ends_with("/incr") &&
+          std::string_view(method) == "POST") {
+        continue;
+      }
+      INFO(method << " " << target);
+      RouteMatch m;
+      HttpError e;
+      CHECK_FALSE(MatchRoute(method, target, &m, &e));
+      CHECK(e.status == 405);
+      CHECK(e.code == "method_not_allowed");
+      CHECK(e.allow == allow);
+    }
+  }
+}
+
+TEST_CASE("HttpStatus: every status maps to the documented status and code",
+          "[status]") {
   struct Row {
     absl::Status status;
     int http;

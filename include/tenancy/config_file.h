@@ -1,7 +1,7 @@
-// ConfigFile: the tenants file (API.md, "Tenants file"). A JSON file that
-// declares tenants, their API keys, quotas and limits, and the engine's limit
-// defaults; applied to an Engine at Open and re-applied, without a restart,
-// whenever the file changes.
+// ConfigFile: the tenants file (server/README.md, "The tenants file"). A JSON
+// file that declares tenants, their API keys, quotas and limits, and the
+// engine's limit defaults; applied to an Engine at Open and re-applied,
+// without a restart, whenever the file changes.
 //
 //   tenancy::ConfigFileOptions options;
 //   options.path = "/etc/tenancy/tenants.json";
