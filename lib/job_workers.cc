@@ -150,7 +150,7 @@ class WorkerGroupBase : public JobWorkerGroup {
                          absl::ToChronoNanoseconds(options_.idle_poll))
                : options_.limiter->TryAcquire(*tenant, limit_class_);
       if (!permit.ok()) return permit.status();
-      limited = std::make_shared<Permit>(*std::move(permit));
+      limited = JobPermit::Holding(*std::move(permit));
     }
     if (!options_.acquire) return limited;
     absl::StatusOr<JobPermit> hooked;
@@ -161,10 +161,9 @@ class WorkerGroupBase : public JobWorkerGroup {
     } catch (...) {
       hooked = absl::InternalError("job workers: acquire hook threw");
     }
-    if (!hooked.ok() || limited == nullptr) return hooked;
+    if (!hooked.ok() || limited.empty()) return hooked;
     // The pair is destroyed second member first: the hook's, then the limit.
-    return JobPermit(std::make_shared<std::pair<JobPermit, JobPermit>>(
-        std::move(limited), *std::move(hooked)));
+    return JobPermit::Holding(std::make_pair(std::move(limited), *std::move(hooked)));
   }
 
   // The limiter's handle of the tenant, resolved once per tenant.
@@ -305,7 +304,7 @@ class TenantWorkerGroup final : public WorkerGroupBase {
         continue;
       }
       if (!attempt->job.has_value()) {
-        permit->reset();  // do not hold a permit while idle
+        permit->Reset();  // do not hold a permit while idle
         runtime_->WaitForChange(number_, attempt->generation, attempt->due_us,
                                 absl::Now() + options_.idle_poll, &stop_);
         continue;
@@ -435,7 +434,7 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
       return Recheck(number, options_.idle_poll);
     }
     if (!attempt->job.has_value()) {
-      permit->reset();
+      permit->Reset();
       return ParkOrForget(number, attempt->due_us);
     }
     // The turn is over: back to the tail before the handler runs, so the

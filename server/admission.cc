@@ -1,6 +1,6 @@
 #include "admission.h"
 
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy::internal {
 

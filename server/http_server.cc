@@ -6,7 +6,7 @@
 #include "router.h"
 #include "server_metrics.h"
 #include "tenancy/tenant.h"
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy {
 
@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   if (options.auth == AuthMode::kTrusted) {
     if (absl::Status s = ValidateTenantId(options.default_tenant); !s.ok()) {
       return absl::InvalidArgumentError(
-          internal::Cat("default tenant: ", s.message()));
+          internal::StrCat("default tenant: ", s.message()));
     }
   }
   if (options.logger == nullptr) {

@@ -20,7 +20,7 @@
 #include <cstring>
 
 #include "http_status.h"
-#include "text.h"
+#include "str_cat.h"
 
 // Ownership protocol. A Connection is owned by exactly one of: the reactor
 // (armed in epoll, in the reactor's ready list, or being worked on by the
@@ -235,7 +235,7 @@ std::string AddressOf(const sockaddr_storage& addr) {
 std::string CannedResponse(int status, std::string_view code,
                            std::string_view message, bool retry_after = false) {
   std::string body = ErrorBody(code, message);
-  return Cat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
+  return StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
              "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
              retry_after ? "\r\nRetry-After: 1" : "", "\r\nConnection: close\r\n\r\n",
              body);
@@ -293,13 +293,13 @@ bool HasNoBody(int status) { return status < 200 || status == 204 || status == 3
 
 // The status line and headers of `response`.
 std::string ResponseHead(const HttpResponse& response, bool close, bool http10) {
-  std::string out = Cat("HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status),
+  std::string out = StrCat("HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status),
                         "\r\n");
   for (const auto& [name, value] : response.headers) {
-    out += Cat(name, ": ", value, "\r\n");
+    out += StrCat(name, ": ", value, "\r\n");
   }
   if (!HasNoBody(response.status)) {
-    out += Cat("Content-Length: ", response.body.size(), "\r\n");
+    out += StrCat("Content-Length: ", response.body.size(), "\r\n");
   }
   if (close) {
     out += "Connection: close\r\n";
@@ -377,7 +377,7 @@ absl::StatusOr<int> HttpTransport::Bind(const std::string& host, int port) {
   int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(),
                          &hints, &result);
   if (rc != 0) {
-    return absl::UnavailableError(Cat("resolve ", host, ": ", gai_strerror(rc)));
+    return absl::UnavailableError(StrCat("resolve ", host, ": ", gai_strerror(rc)));
   }
   std::string last_error = "no address";
   for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
@@ -400,7 +400,7 @@ absl::StatusOr<int> HttpTransport::Bind(const std::string& host, int port) {
   }
   ::freeaddrinfo(result);
   if (listen_fd_ < 0) {
-    return absl::UnavailableError(Cat("bind ", host, ":", port, ": ", last_error));
+    return absl::UnavailableError(StrCat("bind ", host, ":", port, ": ", last_error));
   }
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
@@ -420,7 +420,7 @@ absl::Status HttpTransport::Start() {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epoll_fd_ < 0 || wake_fd_ < 0) {
-    return absl::InternalError(Cat("epoll/eventfd: ", std::strerror(errno)));
+    return absl::InternalError(StrCat("epoll/eventfd: ", std::strerror(errno)));
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -451,7 +451,7 @@ absl::Status HttpTransport::Start() {
     w->background = i >= foreground_threads_;
     w->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd < 0) {
-      return absl::InternalError(Cat("eventfd: ", std::strerror(errno)));
+      return absl::InternalError(StrCat("eventfd: ", std::strerror(errno)));
     }
     workers_.push_back(std::move(w));
   }

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/strings/escaping.h"
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy::internal {
 
@@ -237,7 +237,7 @@ absl::StatusOr<simdjson::dom::object> ParseJsonObject(
   auto error = parser.parse(text.data(), text.size()).get(root);
   if (error) {
     return absl::InvalidArgumentError(
-        Cat("malformed JSON: ", simdjson::error_message(error)));
+        StrCat("malformed JSON: ", simdjson::error_message(error)));
   }
   simdjson::dom::object object;
   if (root.get_object().get(object)) {
@@ -265,7 +265,7 @@ absl::StatusOr<std::optional<simdjson::dom::element>> JsonObjectReader::Find(
     if (key != field) continue;
     if (found.has_value()) {
       return absl::InvalidArgumentError(
-          Cat(context_, ": field \"", field, "\" given twice"));
+          StrCat(context_, ": field \"", field, "\" given twice"));
     }
     found = value;
   }
@@ -275,7 +275,7 @@ absl::StatusOr<std::optional<simdjson::dom::element>> JsonObjectReader::Find(
 absl::Status JsonObjectReader::WrongType(std::string_view field,
                                          std::string_view want) const {
   return absl::InvalidArgumentError(
-      Cat(context_, ": field \"", field, "\" must be ", want));
+      StrCat(context_, ": field \"", field, "\" must be ", want));
 }
 
 absl::StatusOr<std::optional<std::string_view>>
@@ -387,7 +387,7 @@ absl::Status JsonObjectReader::Finish() const {
       JsonWriter quoted;
       quoted.String(key);
       return absl::InvalidArgumentError(
-          Cat(context_, ": unknown field ", quoted.view()));
+          StrCat(context_, ": unknown field ", quoted.view()));
     }
   }
   return absl::OkStatus();

@@ -2,7 +2,7 @@
 
 #include "request_target.h"
 #include "tenancy/tenant.h"
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy::internal {
 namespace {
@@ -99,7 +99,7 @@ bool SelectMethod(std::string_view path, std::string_view method, RouteMatch* m,
   }
   std::string allow = AllowedMethods(path);
   *error = MakeHttpError(405, "method_not_allowed",
-                         Cat("method not allowed; allowed: ", allow));
+                         StrCat("method not allowed; allowed: ", allow));
   error->allow = std::move(allow);
   return false;
 }

@@ -6,7 +6,7 @@
 #include "request_target.h"
 #include "router_call.h"
 #include "tenancy/kv_store.h"
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy::internal {
 namespace {
@@ -70,7 +70,7 @@ constexpr uint64_t kBackgroundBodyBytes = 256 << 10;
 // A complete HTTP/1.1 response decided on the head: a refusal, or a
 // constant answer.
 std::string FormatHead(int status, size_t body_size) {
-  return Cat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
+  return StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
              "\r\nContent-Type: application/json\r\nContent-Length: ", body_size,
              "\r\n");
 }
@@ -80,7 +80,7 @@ std::string FinishHead(std::string out, std::string_view body, bool head_request
   if (close) {
     out += "Connection: close\r\n";
   } else {
-    out += Cat("Keep-Alive: timeout=", keep_alive_seconds, ", max=", keep_alive_max,
+    out += StrCat("Keep-Alive: timeout=", keep_alive_seconds, ", max=", keep_alive_max,
                "\r\n");
   }
   out += "\r\n";
@@ -99,9 +99,9 @@ std::string FormatRefusal(const HttpError& error, bool head_request, bool close,
   std::string body = ErrorBody(error.code, error.message);
   std::string out = FormatHead(error.status, body.size());
   if (error.retry_after_seconds.has_value()) {
-    out += Cat("Retry-After: ", *error.retry_after_seconds, "\r\n");
+    out += StrCat("Retry-After: ", *error.retry_after_seconds, "\r\n");
   }
-  if (!error.allow.empty()) out += Cat("Allow: ", error.allow, "\r\n");
+  if (!error.allow.empty()) out += StrCat("Allow: ", error.allow, "\r\n");
   if (error.status == 401) out += "WWW-Authenticate: Bearer\r\n";
   return FinishHead(std::move(out), body, head_request, close, keep_alive_seconds,
                     keep_alive_max);
@@ -195,7 +195,7 @@ HeadDecision Router::DecideHead(const RequestHead& head) {
       case RouteId::kVersion: {
         std::string body = call->match.id == RouteId::kHealth
                                ? std::string(R"({"status":"ok"})")
-                               : Cat(R"({"version":")", TENANCY_VERSION_STRING, "\"}");
+                               : StrCat(R"({"version":")", TENANCY_VERSION_STRING, "\"}");
         decision.immediate =
             FormatResponse(200, body, head.method == "HEAD", head.refusal_closes,
                            keep_alive_seconds, t.keep_alive_max_requests);
@@ -274,7 +274,7 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
                                                  : engine_->options().max_value_bytes;
     if (head.body_length > limit) {
       return MakeHttpError(413, "too_large",
-                           Cat("request body of ", head.body_length,
+                           StrCat("request body of ", head.body_length,
                                " bytes is over the limit of ", limit));
     }
   }
@@ -307,7 +307,7 @@ std::optional<HttpError> Router::AuthorizeAdmin(const RequestHead& head,
   if (!admin_key_.configured()) {
     if (!logged_no_admin_key_.exchange(true)) {
       logger_->Log(LogLevel::kWarning,
-                   Cat("refused ", RouteName(route),
+                   StrCat("refused ", RouteName(route),
                        ": the admin API is disabled because no admin key is "
                        "configured (--admin-key-file or TENANCY_ADMIN_KEY)"));
     }
@@ -500,8 +500,8 @@ void Router::ReplyError(Call& call, const HttpError& error) {
 
 void Router::LogInternal(const Call& call, const HttpError& error) {
   logger_->Log(LogLevel::kError,
-               Cat(call.method, " ", RouteName(call.match.id),
-                   call.tenant.has_value() ? Cat(" tenant \"", call.tenant->id(), "\"")
+               StrCat(call.method, " ", RouteName(call.match.id),
+                   call.tenant.has_value() ? StrCat(" tenant \"", call.tenant->id(), "\"")
                                            : std::string(),
                    ": ", error.log_detail));
 }

@@ -7,7 +7,7 @@
 #include "spec_json.h"
 #include "tenancy/tenant_spec_json.h"
 #include "tenancy/tenant_registry.h"
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy::internal {
 namespace {
@@ -45,7 +45,7 @@ std::optional<HttpError> Router::AdminListTenants(Call& call) {
       }
       list.limit = limit;
     } else {
-      return Invalid(Cat("unknown query parameter \"", PercentEncode(name), "\""));
+      return Invalid(StrCat("unknown query parameter \"", PercentEncode(name), "\""));
     }
   }
   auto page = engine_->registry().List(list);
@@ -73,7 +73,7 @@ std::optional<HttpError> Router::AdminCreateTenant(Call& call) {
   if (!created.ok()) return HttpErrorFromStatus(created.status());
   const NewApiKey* key = &created->key;
   const TenantInfo* info = &created->info;
-  logger_->Log(LogLevel::kInfo, Cat("admin: created tenant \"", spec->id,
+  logger_->Log(LogLevel::kInfo, StrCat("admin: created tenant \"", spec->id,
                                     "\" with API key ", key->prefix, "..."));
   JsonWriter w;
   w.BeginObject()
@@ -130,7 +130,7 @@ std::optional<HttpError> Router::AdminPurgeTenant(Call& call) {
   absl::Status s = engine_->registry().Purge(id);
   if (!s.ok()) return HttpErrorFromStatus(s);
   ForgetTenant(id, info->number);
-  logger_->Log(LogLevel::kInfo, Cat("admin: purged tenant \"", id, "\""));
+  logger_->Log(LogLevel::kInfo, StrCat("admin: purged tenant \"", id, "\""));
   ReplyStatus(*call.res, 200, id, "purged");
   return std::nullopt;
 }
@@ -154,7 +154,7 @@ std::optional<HttpError> Router::AdminListKeys(Call& call) {
 std::optional<HttpError> Router::AdminCreateKey(Call& call) {
   auto key = engine_->registry().CreateApiKey(call.match.admin_tenant);
   if (!key.ok()) return HttpErrorFromStatus(key.status());
-  logger_->Log(LogLevel::kInfo, Cat("admin: new API key ", key->prefix,
+  logger_->Log(LogLevel::kInfo, StrCat("admin: new API key ", key->prefix,
                                     "... for tenant \"", call.match.admin_tenant,
                                     "\""));
   JsonWriter w;

@@ -24,7 +24,7 @@
 #include "router_call.h"
 #include "tenancy/cache.h"
 #include "tenancy/jobs.h"
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy::internal {
 namespace {
@@ -48,12 +48,12 @@ class QueryParams {
     for (auto& [name, value] : *pairs) {
       if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
         return absl::InvalidArgumentError(
-            Cat("unknown query parameter \"", PercentEncode(name), "\""));
+            StrCat("unknown query parameter \"", PercentEncode(name), "\""));
       }
       for (const auto& seen : params.values_) {
         if (seen.first == name) {
           return absl::InvalidArgumentError(
-              Cat("query parameter \"", name, "\" given twice"));
+              StrCat("query parameter \"", name, "\" given twice"));
         }
       }
       params.values_.emplace_back(std::move(name), std::move(value));
@@ -191,7 +191,7 @@ absl::StatusOr<LeaseBody> ParseLeaseBody(std::string_view body, bool nack) {
   if (absl::Status s = r.Finish(); !s.ok()) return s;
   if (!lease->has_value() || (*lease)->empty()) {
     return absl::InvalidArgumentError(
-        Cat(r.context(), ": field \"lease\" is required"));
+        StrCat(r.context(), ": field \"lease\" is required"));
   }
   out.lease = std::string(**lease);
   return out;
@@ -337,7 +337,7 @@ std::optional<HttpError> Router::JobClaim(Call& call) {
   if (const std::string* text = params->Find("wait_s"); text != nullptr) {
     std::optional<absl::Duration> d = ParseSeconds(*text);
     if (!d.has_value() || *d > absl::Seconds(options_.max_claim_wait_seconds)) {
-      return Invalid(Cat("wait_s must be a number of seconds in [0, ",
+      return Invalid(StrCat("wait_s must be a number of seconds in [0, ",
                          options_.max_claim_wait_seconds, "]"));
     }
     wait = *d;

@@ -6,7 +6,7 @@
 #include "router_call.h"
 #include "spec_json.h"
 #include "tenancy/kv_store.h"
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy::internal {
 namespace {
@@ -73,9 +73,9 @@ std::optional<HttpError> Router::KvScan(Call& call) {
       if (name == kNames[i]) index = i;
     }
     if (index < 0) {
-      return Invalid(Cat("unknown query parameter \"", PercentEncode(name), "\""));
+      return Invalid(StrCat("unknown query parameter \"", PercentEncode(name), "\""));
     }
-    if (seen[index]) return Invalid(Cat("query parameter \"", name, "\" given twice"));
+    if (seen[index]) return Invalid(StrCat("query parameter \"", name, "\" given twice"));
     seen[index] = true;
     switch (index) {
       case 0: options.prefix = std::move(value); break;
@@ -89,7 +89,7 @@ std::optional<HttpError> Router::KvScan(Call& call) {
           for (char c : value) limit = limit * 10 + static_cast<uint64_t>(c - '0');
         }
         if (!digits || limit < 1 || limit > KvStore::kMaxScanLimit) {
-          return Invalid(Cat("limit must be an integer in [1, ",
+          return Invalid(StrCat("limit must be an integer in [1, ",
                              KvStore::kMaxScanLimit, "]"));
         }
         options.limit = limit;
@@ -152,15 +152,15 @@ std::optional<HttpError> Router::Batch(Call& call) {
   if (!ops->has_value()) return Invalid("batch: field \"ops\" is required");
   if ((**ops).size() > options_.max_batch_ops) {
     return MakeHttpError(413, "too_large",
-                         Cat("batch: more than ", options_.max_batch_ops,
+                         StrCat("batch: more than ", options_.max_batch_ops,
                              " operations"));
   }
   WriteBatch batch;
   size_t index = 0;
   for (simdjson::dom::element element : **ops) {
-    const std::string context = Cat("ops[", index++, "]");
+    const std::string context = StrCat("ops[", index++, "]");
     simdjson::dom::object op;
-    if (element.get_object().get(op)) return Invalid(Cat(context, " must be an object"));
+    if (element.get_object().get(op)) return Invalid(StrCat(context, " must be an object"));
     JsonObjectReader r(op, context);
     auto type = r.OptionalString("op");
     auto key = r.OptionalString("key");
@@ -174,37 +174,37 @@ std::optional<HttpError> Router::Batch(Call& call) {
     bool base64 = false;
     if (encoding->has_value()) {
       if (**encoding != "base64") {
-        return Invalid(Cat(context, ": encoding must be \"base64\" (or absent)"));
+        return Invalid(StrCat(context, ": encoding must be \"base64\" (or absent)"));
       }
       base64 = true;
     }
-    if (!key->has_value()) return Invalid(Cat(context, ": field \"key\" is required"));
+    if (!key->has_value()) return Invalid(StrCat(context, ": field \"key\" is required"));
     std::string key_bytes(**key);
     std::string value_bytes;
     if (value->has_value()) value_bytes = std::string(**value);
     if (base64) {
       auto k = Base64Decode(key_bytes);
-      if (!k.ok()) return Invalid(Cat(context, ": key is not valid base64"));
+      if (!k.ok()) return Invalid(StrCat(context, ": key is not valid base64"));
       key_bytes = *std::move(k);
       if (value->has_value()) {
         auto v = Base64Decode(value_bytes);
-        if (!v.ok()) return Invalid(Cat(context, ": value is not valid base64"));
+        if (!v.ok()) return Invalid(StrCat(context, ": value is not valid base64"));
         value_bytes = *std::move(v);
       }
     }
-    if (!type->has_value()) return Invalid(Cat(context, ": field \"op\" is required"));
+    if (!type->has_value()) return Invalid(StrCat(context, ": field \"op\" is required"));
     if (**type == "put") {
       if (!value->has_value()) {
-        return Invalid(Cat(context, ": a put needs a \"value\""));
+        return Invalid(StrCat(context, ": a put needs a \"value\""));
       }
       batch.Put(key_bytes, value_bytes);
     } else if (**type == "delete") {
       if (value->has_value()) {
-        return Invalid(Cat(context, ": a delete takes no \"value\""));
+        return Invalid(StrCat(context, ": a delete takes no \"value\""));
       }
       batch.Delete(key_bytes);
     } else {
-      return Invalid(Cat(context, ": op must be \"put\" or \"delete\""));
+      return Invalid(StrCat(context, ": op must be \"put\" or \"delete\""));
     }
   }
   absl::Status s = call.tenant->kv().Write(batch);

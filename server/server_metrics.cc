@@ -5,7 +5,7 @@
 #include <map>
 
 #include "tenancy/tenant_registry.h"
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy::internal {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "text.h"
+#include "str_cat.h"
 
 namespace tenancy::internal {
 

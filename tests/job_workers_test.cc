@@ -317,9 +317,7 @@ struct CountingHook {
                                         ErrorReason::kConcurrencyLimited, "full"),
                               std::chrono::milliseconds(1));
       }
-      return JobPermit(this, [](void* self) {
-        static_cast<CountingHook*>(self)->held.fetch_sub(1);
-      });
+      return JobPermit([this] { held.fetch_sub(1); });
     };
   }
 };

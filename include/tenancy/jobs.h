@@ -366,9 +366,47 @@ class JobQueue {
 using JobHandler =
     std::function<absl::Status(const Tenant& tenant, const Job& job)>;
 
-// Whatever a JobAcquire hook hands out; destroying it gives back what was
-// taken (a limiter Permit moved into a shared_ptr, say).
-using JobPermit = std::shared_ptr<void>;
+// Whatever a JobAcquire hook hands out: destroying it gives back what was
+// taken. Move-only; an empty permit holds nothing.
+class JobPermit {
+ public:
+  JobPermit() = default;
+  // `release` runs once, when the permit is destroyed or Reset.
+  explicit JobPermit(std::function<void()> release) : release_(std::move(release)) {}
+  // Keeps `resource` (a limiter Permit, say) until the permit goes.
+  template <typename T>
+  static JobPermit Holding(T resource) {
+    auto held = std::make_shared<T>(std::move(resource));
+    return JobPermit([held]() mutable { held.reset(); });
+  }
+  JobPermit(JobPermit&& other) noexcept : release_(std::move(other.release_)) {
+    other.release_ = nullptr;
+  }
+  JobPermit& operator=(JobPermit&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      release_ = std::move(other.release_);
+      other.release_ = nullptr;
+    }
+    return *this;
+  }
+  JobPermit(const JobPermit&) = delete;
+  JobPermit& operator=(const JobPermit&) = delete;
+  ~JobPermit() { Reset(); }
+
+  bool empty() const { return !release_; }
+  // Gives back what is held now.
+  void Reset() {
+    if (release_) {
+      std::function<void()> release = std::move(release_);
+      release_ = nullptr;
+      release();
+    }
+  }
+
+ private:
+  std::function<void()> release_;
+};
 
 // Taken before each claim on behalf of `tenant` (after the limiter's permit,
 // if JobWorkersOptions::limiter is set) and held until the job's handler has
