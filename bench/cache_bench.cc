@@ -15,9 +15,6 @@
 // Extra Google Benchmark flags pass through (e.g. --benchmark_min_time=1).
 
 #include <benchmark/benchmark.h>
-
-#include "median_reporter.h"
-
 #include <stdlib.h>
 
 #include <algorithm>
@@ -34,6 +31,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "median_reporter.h"
 #include "tenancy/cache.h"
 #include "tenancy/engine.h"
 #include "tenancy/logger.h"
@@ -146,9 +144,7 @@ struct TenantFixture {
     std::error_code ignored;
     std::filesystem::remove_all(dir, ignored);
   }
-  const tenancy::TenantCache& Of(size_t i) const {
-    return caches[TenantOf(i) - 1];
-  }
+  const tenancy::TenantCache& Of(size_t i) const { return caches[TenantOf(i) - 1]; }
   Workload workload;
   std::string dir;
   std::unique_ptr<tenancy::Engine> engine;
@@ -226,12 +222,8 @@ void BM_MapHit(benchmark::State& state) {
   }
 }
 
-void BM_MapHitAbslMutex(benchmark::State& state) {
-  BM_MapHit<absl::Mutex>(state);
-}
-void BM_MapHitStdMutex(benchmark::State& state) {
-  BM_MapHit<std::mutex>(state);
-}
+void BM_MapHitAbslMutex(benchmark::State& state) { BM_MapHit<absl::Mutex>(state); }
+void BM_MapHitStdMutex(benchmark::State& state) { BM_MapHit<std::mutex>(state); }
 
 void BM_CacheSet(benchmark::State& state) {
   const Workload& w = GetFixture(state).workload;
@@ -269,22 +261,16 @@ TENANCY_HIT_BENCH(BM_CacheHit);
 TENANCY_HIT_BENCH(BM_TenantCacheHit);
 TENANCY_HIT_BENCH(BM_MapHitAbslMutex);
 TENANCY_HIT_BENCH(BM_MapHitStdMutex);
-BENCHMARK(BM_CacheSet)
-    ->Arg(kEntries)
-    ->Repetitions(3)
-    ->ReportAggregatesOnly(true);
-
+BENCHMARK(BM_CacheSet)->Arg(kEntries)->Repetitions(3)->ReportAggregatesOnly(true);
 
 // One figure line: figure, measured, baseline, ratio, target, verdict.
-bool PrintFigure(const char* figure, double measured, double baseline,
-                 const char* note) {
+bool PrintFigure(const char* figure, double measured, double baseline, const char* note) {
   const double ratio = measured / baseline;
   const bool pass = measured > 0 && baseline > 0 && ratio <= kTargetRatio;
   std::printf(
       "%-44s measured=%7.1f ns  baseline=%7.1f ns  ratio=%5.2f  "
       "target<=%.2f  %s%s\n",
-      figure, measured, baseline, ratio, kTargetRatio, pass ? "PASS" : "FAIL",
-      note);
+      figure, measured, baseline, ratio, kTargetRatio, pass ? "PASS" : "FAIL", note);
   return pass;
 }
 
@@ -319,9 +305,9 @@ int main(int argc, char** argv) {
   pass &= PrintFigure("cache_hit_vs_map_find_absl_mutex (1k keys)",
                       reporter.Median("BM_CacheHit" + few),
                       reporter.Median("BM_MapHitAbslMutex" + few), "");
-  pass &= PrintFigure("cache_hit_vs_map_find_std_mutex (1k keys)",
-                      reporter.Median("BM_CacheHit" + few),
-                      reporter.Median("BM_MapHitStdMutex" + few), "");
+  pass &=
+      PrintFigure("cache_hit_vs_map_find_std_mutex (1k keys)", reporter.Median("BM_CacheHit" + few),
+                  reporter.Median("BM_MapHitStdMutex" + few), "");
   pass &= PrintFigure("tenant_cache_hit_vs_map_find_absl_mutex (100k keys)",
                       reporter.Median("BM_TenantCacheHit" + big),
                       reporter.Median("BM_MapHitAbslMutex" + big), "");
@@ -329,8 +315,7 @@ int main(int argc, char** argv) {
                       reporter.Median("BM_TenantCacheHit" + few),
                       reporter.Median("BM_MapHitAbslMutex" + few), "");
   PrintFigure("cache_hit_vs_map_find_std_mutex (100k, 2 threads)",
-              reporter.Median("BM_CacheHit" + two),
-              reporter.Median("BM_MapHitStdMutex" + two),
+              reporter.Median("BM_CacheHit" + two), reporter.Median("BM_MapHitStdMutex" + two),
               "  (info: wall time)");
   {
     std::lock_guard<std::mutex> lock(tenant_fixtures_mu);

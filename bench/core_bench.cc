@@ -130,8 +130,7 @@ double Seconds(Clock::time_point start) {
 double ThreadCpuSeconds() {
   timespec now;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-  return static_cast<double>(now.tv_sec) +
-         static_cast<double>(now.tv_nsec) * 1e-9;
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
 }
 
 double Median(std::vector<double> v) {
@@ -256,8 +255,7 @@ class RawDb {
     db_options.max_background_jobs = engine.background_jobs;
     db_options.max_total_wal_size = engine.max_total_wal_size;
     db_options.write_buffer_manager =
-        std::make_shared<rocksdb::WriteBufferManager>(
-            engine.memtable_budget_bytes);
+        std::make_shared<rocksdb::WriteBufferManager>(engine.memtable_budget_bytes);
     db_options.keep_log_file_num = 5;
     rocksdb::BlockBasedTableOptions table_options;
     table_options.block_cache = rocksdb::NewLRUCache(engine.block_cache_bytes);
@@ -265,8 +263,7 @@ class RawDb {
     table_options.cache_index_and_filter_blocks = true;
     table_options.pin_l0_filter_and_index_blocks_in_cache = true;
     rocksdb::ColumnFamilyOptions data_options;
-    data_options.table_factory.reset(
-        rocksdb::NewBlockBasedTableFactory(table_options));
+    data_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
     data_options.memtable_whole_key_filtering = true;
     data_options.memtable_prefix_bloom_size_ratio = 0.02;
     std::vector<rocksdb::ColumnFamilyDescriptor> families = {
@@ -278,8 +275,7 @@ class RawDb {
       families.emplace_back("ledger", ledger_options);
     }
     rocksdb::DB* db = nullptr;
-    Check(rocksdb::DB::Open(db_options, path, families, &handles_, &db),
-          "raw open");
+    Check(rocksdb::DB::Open(db_options, path, families, &handles_, &db), "raw open");
     db_.reset(db);
     write_options_.sync = engine.sync_writes;
     write_options_.no_slowdown = engine.fail_writes_on_stall;
@@ -334,8 +330,8 @@ void Alternate(int rounds, const std::vector<std::function<double(int)>>& sides,
 }
 
 // The r-th slice of `order`, `per_round` long.
-std::pair<const uint32_t*, const uint32_t*> Slice(
-    const std::vector<uint32_t>& order, size_t per_round, int r) {
+std::pair<const uint32_t*, const uint32_t*> Slice(const std::vector<uint32_t>& order,
+                                                  size_t per_round, int r) {
   const uint32_t* begin = order.data() + per_round * static_cast<size_t>(r);
   return {begin, begin + per_round};
 }
@@ -361,36 +357,31 @@ KvSetup LoadKv(const ScratchDir& dir, int n, const DataSet& data) {
   auto engine = Engine::Open(options);
   Check(engine.status(), "engine open");
   setup.engine = *std::move(engine);
-  Check(setup.engine->registry().Create(MakeSpec("bench")).status(),
-        "create tenant");
+  Check(setup.engine->registry().Create(MakeSpec("bench")).status(), "create tenant");
   auto tenant = setup.engine->GetTenant("bench");
   Check(tenant.status(), "get tenant");
   setup.kv.emplace(tenant->kv());
-  setup.raw = std::make_unique<RawDb>(
-      dir.Sub(("kv-raw-" + std::to_string(n)).c_str()), options, false);
-  setup.floor = std::make_unique<RawDb>(
-      dir.Sub(("kv-floor-" + std::to_string(n)).c_str()), options, true);
+  setup.raw =
+      std::make_unique<RawDb>(dir.Sub(("kv-raw-" + std::to_string(n)).c_str()), options, false);
+  setup.floor =
+      std::make_unique<RawDb>(dir.Sub(("kv-floor-" + std::to_string(n)).c_str()), options, true);
   // The same data into all, in batches of 1,000.
   for (size_t start = 0; start < kNumKeys; start += 1000) {
     WriteBatch batch;
     rocksdb::WriteBatch raw_batch;
     for (size_t i = start; i < std::min(kNumKeys, start + 1000); ++i) {
       batch.Put(data.keys[i], data.Value(i));
-      Check(raw_batch.Put(data.keys[i],
-                          rocksdb::Slice(data.Value(i).data(), kValueBytes)),
+      Check(raw_batch.Put(data.keys[i], rocksdb::Slice(data.Value(i).data(), kValueBytes)),
             "raw batch");
     }
     Check(setup.kv->Write(batch), "tenant load");
-    Check(setup.raw->db().Write(setup.raw->write_options(), &raw_batch),
-          "raw load");
-    Check(setup.floor->db().Write(setup.floor->write_options(), &raw_batch),
-          "floor load");
+    Check(setup.raw->db().Write(setup.raw->write_options(), &raw_batch), "raw load");
+    Check(setup.floor->db().Write(setup.floor->write_options(), &raw_batch), "floor load");
   }
   return setup;
 }
 
-void MeasureGetPut(const Config& config, const ScratchDir& dir,
-                   std::vector<Figure>& figures) {
+void MeasureGetPut(const Config& config, const ScratchDir& dir, std::vector<Figure>& figures) {
   const DataSet data = MakeDataSet(config);
   KvSetup* setup = nullptr;  // the pair being measured
 
@@ -421,8 +412,8 @@ void MeasureGetPut(const Config& config, const ScratchDir& dir,
   auto add_ratio = [&](const char* name, const std::vector<double>& measured,
                        const std::vector<double>& baseline, double target) {
     double m = Median(measured), b = Median(baseline);
-    figures.push_back({name, Fmt("%.0f ns", m), Fmt("%.0f ns", b), m / b,
-                       Fmt("<= %.2fx", target), m / b <= target});
+    figures.push_back({name, Fmt("%.0f ns", m), Fmt("%.0f ns", b), m / b, Fmt("<= %.2fx", target),
+                       m / b <= target});
   };
 
   // Where the memtables and blocks of two databases happen to land in memory
@@ -451,17 +442,14 @@ void MeasureGetPut(const Config& config, const ScratchDir& dir,
   add_ratio("tenant Get vs raw Get (SST, block cache)", sst[1], sst[0], 1.10);
 
   const size_t puts = config.puts_per_round;
-  auto value_for = [&](uint32_t i, int r) {
-    return data.Value(i + static_cast<size_t>(r) + 1);
-  };
+  auto value_for = [&](uint32_t i, int r) { return data.Value(i + static_cast<size_t>(r) + 1); };
   auto raw_put = [&](int r) {
     auto [begin, end] = Slice(data.put_order, puts, r);
     double start = ThreadCpuSeconds();
     for (const uint32_t* i = begin; i != end; ++i) {
       std::string_view v = value_for(*i, r);
-      rocksdb::Status s =
-          setup->raw->db().Put(setup->raw->write_options(), data.keys[*i],
-                               rocksdb::Slice(v.data(), v.size()));
+      rocksdb::Status s = setup->raw->db().Put(setup->raw->write_options(), data.keys[*i],
+                                               rocksdb::Slice(v.data(), v.size()));
       if (!s.ok()) Die("raw put: " + s.ToString());
     }
     return (ThreadCpuSeconds() - start) * 1e9 / static_cast<double>(puts);
@@ -476,8 +464,7 @@ void MeasureGetPut(const Config& config, const ScratchDir& dir,
       const std::string& key = data.keys[*i];
       int64_t delta[2] = {static_cast<int64_t>(key.size() + v.size()), 1};
       rocksdb::PinnableSlice old;
-      rocksdb::Status s =
-          floor.db().Get(rocksdb::ReadOptions(), floor.data(), key, &old);
+      rocksdb::Status s = floor.db().Get(rocksdb::ReadOptions(), floor.data(), key, &old);
       if (s.ok()) {
         delta[0] -= static_cast<int64_t>(key.size() + old.size());
         delta[1] = 0;
@@ -489,8 +476,7 @@ void MeasureGetPut(const Config& config, const ScratchDir& dir,
       s = batch.Put(floor.data(), key, rocksdb::Slice(v.data(), v.size()));
       if (s.ok()) {
         s = batch.Merge(floor.ledger(), ledger_key,
-                        rocksdb::Slice(reinterpret_cast<const char*>(delta),
-                                       sizeof(delta)));
+                        rocksdb::Slice(reinterpret_cast<const char*>(delta), sizeof(delta)));
       }
       if (s.ok()) s = floor.db().Write(floor.write_options(), &batch);
       if (!s.ok()) Die("floor put: " + s.ToString());
@@ -521,8 +507,7 @@ void MeasureGetPut(const Config& config, const ScratchDir& dir,
   // The ledger must still be exact after all that (else the figure is moot).
   auto recount = setup->kv->Recount(/*repair=*/false);
   Check(recount.status(), "recount");
-  if (!(recount->counted == recount->recorded) ||
-      recount->counted.keys != kNumKeys) {
+  if (!(recount->counted == recount->recorded) || recount->counted.keys != kNumKeys) {
     Die("usage ledger does not match a recount after the put rounds");
   }
 }
@@ -545,8 +530,8 @@ int ChildOpen(const std::string& path) {
   double seconds = Seconds(start);
   size_t after = ResidentBytes();
   Check(engine.status(), "child open");
-  std::printf("open_ms=%.3f rss_before=%zu rss_after=%zu tenants=%zu\n",
-              seconds * 1e3, before, after, (*engine)->registry().size());
+  std::printf("open_ms=%.3f rss_before=%zu rss_after=%zu tenants=%zu\n", seconds * 1e3, before,
+              after, (*engine)->registry().size());
   return 0;
 }
 
@@ -566,9 +551,8 @@ OpenSample RunChildOpen(const std::string& path, size_t expect_tenants) {
   if (pipe == nullptr) Die("popen");
   double open_ms = 0;
   size_t before = 0, after = 0, tenants = 0;
-  int n =
-      std::fscanf(pipe, "open_ms=%lf rss_before=%zu rss_after=%zu tenants=%zu",
-                  &open_ms, &before, &after, &tenants);
+  int n = std::fscanf(pipe, "open_ms=%lf rss_before=%zu rss_after=%zu tenants=%zu", &open_ms,
+                      &before, &after, &tenants);
   int rc = pclose(pipe);
   if (n != 4 || rc != 0 || tenants != expect_tenants) {
     Die("child open of " + path + " failed");
@@ -593,8 +577,7 @@ OpenFigures MeasureOpen(const Config& config, const std::string& empty_path,
     full_growth.push_back(full.rss_growth);
     full_ms.push_back(full.open_ms);
   }
-  return {Median(full_ms), first_ms,
-          (Median(full_growth) - Median(empty_growth)) / tenants};
+  return {Median(full_ms), first_ms, (Median(full_growth) - Median(empty_growth)) / tenants};
 }
 
 // The latency of one load that misses every cache: a dependent walk of a
@@ -623,8 +606,7 @@ std::string TenantId(size_t i) {
   return buf;
 }
 
-void MeasureTenants(const Config& config, const ScratchDir& dir,
-                    std::vector<Figure>& figures) {
+void MeasureTenants(const Config& config, const ScratchDir& dir, std::vector<Figure>& figures) {
   EngineOptions options;
   options.logger = NewNullLogger();
   // An engine with no tenants, opened and closed once, for the baseline.
@@ -638,23 +620,18 @@ void MeasureTenants(const Config& config, const ScratchDir& dir,
     std::vector<TenantSpec> specs;
     for (size_t start = 0; start < kNumTenants; start += kCreateChunk) {
       specs.clear();
-      for (size_t i = start; i < std::min(kNumTenants, start + kCreateChunk);
-           ++i) {
+      for (size_t i = start; i < std::min(kNumTenants, start + kCreateChunk); ++i) {
         specs.push_back(MakeSpec(TenantId(i)));
       }
       Check((*engine)->registry().CreateMany(specs).status(), "create many");
     }
   }
-  OpenFigures open =
-      MeasureOpen(config, dir.Sub("empty-engine"), options.path, kNumTenants);
-  figures.push_back({"Engine::Open, 100,000 shared tenants",
-                     Fmt("%.0f ms", open.open_ms_median), "-",
-                     open.open_ms_median / 1000.0, "< 1000 ms",
-                     open.open_ms_median < 1000.0});
+  OpenFigures open = MeasureOpen(config, dir.Sub("empty-engine"), options.path, kNumTenants);
+  figures.push_back({"Engine::Open, 100,000 shared tenants", Fmt("%.0f ms", open.open_ms_median),
+                     "-", open.open_ms_median / 1000.0, "< 1000 ms", open.open_ms_median < 1000.0});
   figures.push_back({"RSS per idle shared tenant (after reopen)",
-                     Fmt("%.0f B", open.bytes_per_tenant), "-",
-                     open.bytes_per_tenant / 1024.0, "< 1024 B",
-                     open.bytes_per_tenant < 1024.0});
+                     Fmt("%.0f B", open.bytes_per_tenant), "-", open.bytes_per_tenant / 1024.0,
+                     "< 1024 B", open.bytes_per_tenant < 1024.0});
   std::printf(
       "info: first reopen after creating the tenants (WAL recovery) "
       "took %.0f ms\n",
@@ -713,9 +690,8 @@ void MeasureTenants(const Config& config, const ScratchDir& dir,
     Check(engine.status(), "tenants engine");
     double hot = resolve(**engine, 1000);
     double uniform = resolve(**engine, kNumTenants);
-    figures.push_back({"API key -> tenant, 1,000 hot keys of 100,000",
-                       Fmt("%.0f ns", hot), "-", hot / 200.0, "< 200 ns",
-                       hot < 200.0});
+    figures.push_back({"API key -> tenant, 1,000 hot keys of 100,000", Fmt("%.0f ns", hot), "-",
+                       hot / 200.0, "< 200 ns", hot < 200.0});
     // Every key equally likely: the index and the tenants' slots no longer
     // fit in the CPU caches, so each resolution waits on main memory (the
     // index probe, the slot) about twice, and one wait alone is longer than
@@ -728,23 +704,20 @@ void MeasureTenants(const Config& config, const ScratchDir& dir,
         "main-memory waits of %.0f ns\n",
         uniform, uniform / miss_ns, miss_ns);
   }
-  OpenFigures keyed =
-      MeasureOpen(config, dir.Sub("empty-engine"), options.path, kNumTenants);
-  std::printf(
-      "info: with one API key each: Open %.0f ms, RSS per tenant %.0f B\n",
-      keyed.open_ms_median, keyed.bytes_per_tenant);
+  OpenFigures keyed = MeasureOpen(config, dir.Sub("empty-engine"), options.path, kNumTenants);
+  std::printf("info: with one API key each: Open %.0f ms, RSS per tenant %.0f B\n",
+              keyed.open_ms_median, keyed.bytes_per_tenant);
 }
 
 void PrintTable(const std::vector<Figure>& figures) {
   std::printf(
       "\ncore figures (medians; per-operation times are the calling "
       "thread's CPU time; raw RocksDB measured in the same process)\n");
-  std::printf("%-44s | %-10s | %-11s | %-6s | %-10s | %s\n", "figure",
-              "measured", "baseline", "ratio", "target", "result");
+  std::printf("%-44s | %-10s | %-11s | %-6s | %-10s | %s\n", "figure", "measured", "baseline",
+              "ratio", "target", "result");
   for (const Figure& f : figures) {
-    std::printf("%-44s | %-10s | %-11s | %-6.3f | %-10s | %s\n", f.name.c_str(),
-                f.measured.c_str(), f.baseline.c_str(), f.ratio,
-                f.target.c_str(), f.pass ? "PASS" : "FAIL");
+    std::printf("%-44s | %-10s | %-11s | %-6.3f | %-10s | %s\n", f.name.c_str(), f.measured.c_str(),
+                f.baseline.c_str(), f.ratio, f.target.c_str(), f.pass ? "PASS" : "FAIL");
   }
 }
 
@@ -781,7 +754,7 @@ int main(int argc, char** argv) {
     if (only != "kv") tenancy::MeasureTenants(config, dir, figures);
   }
   tenancy::PrintTable(figures);
-  bool pass = std::all_of(figures.begin(), figures.end(),
-                          [](const tenancy::Figure& f) { return f.pass; });
+  bool pass =
+      std::all_of(figures.begin(), figures.end(), [](const tenancy::Figure& f) { return f.pass; });
   return pass ? 0 : 1;
 }

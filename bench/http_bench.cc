@@ -20,13 +20,12 @@
 // PASS/FAIL. Timing numbers live here, never in tests.
 
 #include <arpa/inet.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <httplib.h>
 
 #include <atomic>
 #include <chrono>
@@ -70,8 +69,7 @@ double ProcessCpuSeconds() {
 double ProcessUserSeconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec) / 1e6;
+  return static_cast<double>(u.ru_utime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec) / 1e6;
 }
 
 double ParseDuration(const std::string& text) {  // "1.23ms", "456.00us", "1.2s"
@@ -86,8 +84,8 @@ WrkResult RunWrk(const std::string& wrk, int threads, int connections, int secon
                  const std::string& url, const std::string& script) {
   std::string command = wrk + " -t" + std::to_string(threads) + " -c" +
                         std::to_string(connections) + " -d" + std::to_string(seconds) +
-                        "s --latency" + (script.empty() ? "" : " -s " + script) + " " +
-                        url + " 2>&1";
+                        "s --latency" + (script.empty() ? "" : " -s " + script) + " " + url +
+                        " 2>&1";
   WrkResult r;
   double cpu0 = ProcessCpuSeconds();
   double user0 = ProcessUserSeconds();
@@ -152,8 +150,7 @@ int RawClientMain(int port, int seconds, int connections, const std::string& req
           got = true;
           // The server closes after these responses; stop at the body's end
           // if it does not.
-          if (std::string_view(buf, static_cast<size_t>(n)).find("}}") !=
-              std::string_view::npos) {
+          if (std::string_view(buf, static_cast<size_t>(n)).find("}}") != std::string_view::npos) {
             break;
           }
         }
@@ -169,12 +166,12 @@ int RawClientMain(int port, int seconds, int connections, const std::string& req
 
 // Runs RawClientMain in a child process; fills requests and this process's
 // CPU time meanwhile.
-WrkResult RunRawClient(const std::string& self, int port, int seconds,
-                       int connections, const std::string& request_file) {
+WrkResult RunRawClient(const std::string& self, int port, int seconds, int connections,
+                       const std::string& request_file) {
   WrkResult r;
   std::string command = self + " --raw-client " + std::to_string(port) + " " +
-                        std::to_string(seconds) + " " + std::to_string(connections) +
-                        " " + request_file;
+                        std::to_string(seconds) + " " + std::to_string(connections) + " " +
+                        request_file;
   double cpu0 = ProcessCpuSeconds();
   double user0 = ProcessUserSeconds();
   FILE* pipe = popen(command.c_str(), "r");
@@ -192,10 +189,10 @@ WrkResult RunRawClient(const std::string& self, int port, int seconds,
   return r;
 }
 
-void Figure(const char* name, double measured, double baseline, double ratio,
-            const char* target, bool pass) {
-  std::printf("%-44s measured=%-12.2f baseline=%-12.2f ratio=%-6.3f target=%-7s %s\n",
-              name, measured, baseline, ratio, target, pass ? "PASS" : "FAIL");
+void Figure(const char* name, double measured, double baseline, double ratio, const char* target,
+            bool pass) {
+  std::printf("%-44s measured=%-12.2f baseline=%-12.2f ratio=%-6.3f target=%-7s %s\n", name,
+              measured, baseline, ratio, target, pass ? "PASS" : "FAIL");
 }
 
 std::string WriteScript(const std::filesystem::path& dir, const std::string& name,
@@ -213,8 +210,7 @@ int main(int argc, char** argv) {
   if (argc == 6 && std::string(argv[1]) == "--raw-client") {
     std::ifstream in(argv[5], std::ios::binary);
     std::string request((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return RawClientMain(std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]),
-                         request);
+    return RawClientMain(std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), request);
   }
   int threads = 4;
   int seconds = 5;
@@ -297,19 +293,23 @@ int main(int argc, char** argv) {
       return 1;
     }
     const std::string base = "http://127.0.0.1:" + std::to_string((*server)->port());
-    std::string auth = WriteScript(
-        dir, "auth.lua", "wrk.headers[\"Authorization\"] = \"Bearer " + key + "\"\n");
+    std::string auth =
+        WriteScript(dir, "auth.lua", "wrk.headers[\"Authorization\"] = \"Bearer " + key + "\"\n");
     std::string too_large = (dir / "too_large.http").string();
     std::ofstream(too_large) << "PUT /v1/kv/big HTTP/1.1\r\nHost: bench\r\n"
-                                "Authorization: Bearer " << key << "\r\n"
+                                "Authorization: Bearer "
+                             << key
+                             << "\r\n"
                                 "Content-Length: 100000000\r\n\r\n";
     std::string get_close_file = (dir / "get_close.http").string();
     std::ofstream(get_close_file) << "GET /v1/kv/key HTTP/1.1\r\nHost: bench\r\n"
-                                "Authorization: Bearer " << key << "\r\n"
-                                "Connection: close\r\n\r\n";
-    std::string rate_limited = WriteScript(
-        dir, "rate_limited.lua",
-        "wrk.headers[\"Authorization\"] = \"Bearer " + limited_key + "\"\n");
+                                     "Authorization: Bearer "
+                                  << key
+                                  << "\r\n"
+                                     "Connection: close\r\n\r\n";
+    std::string rate_limited =
+        WriteScript(dir, "rate_limited.lua",
+                    "wrk.headers[\"Authorization\"] = \"Bearer " + limited_key + "\"\n");
     RunWrk(wrk, wrk_threads, connections, 1, base + "/v1/kv/key", auth);  // warm-up
     get = RunWrk(wrk, wrk_threads, connections, seconds, base + "/v1/kv/key", auth);
     const int port = (*server)->port();
@@ -321,30 +321,30 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(dir);
   if (!bare.ok || !get.ok) return 1;
 
-  std::printf("http_bench: %d server threads, wrk -t%d -c%d, %d s per run, keep-alive\n",
-              threads, wrk_threads, connections, seconds);
+  std::printf("http_bench: %d server threads, wrk -t%d -c%d, %d s per run, keep-alive\n", threads,
+              wrk_threads, connections, seconds);
   auto cpu_us = [](const WrkResult& r) {
     return r.requests > 0 ? r.cpu_seconds * 1e6 / r.requests : 0;
   };
-  std::printf("  bare httplib GET:  %.0f req/s, p99 %.3f ms, CPU %.1f us/request\n",
-              bare.rps, bare.p99_ms, cpu_us(bare));
-  std::printf("  tenancyd GET:      %.0f req/s, p99 %.3f ms (non-2xx %.0f)\n", get.rps,
-              get.p99_ms, get.non_2xx);
+  std::printf("  bare httplib GET:  %.0f req/s, p99 %.3f ms, CPU %.1f us/request\n", bare.rps,
+              bare.p99_ms, cpu_us(bare));
+  std::printf("  tenancyd GET:      %.0f req/s, p99 %.3f ms (non-2xx %.0f)\n", get.rps, get.p99_ms,
+              get.non_2xx);
   auto user_us = [](const WrkResult& r) {
     return r.requests > 0 ? r.user_seconds * 1e6 / r.requests : 0;
   };
   std::printf("  CPU per request:   GET %.1f us, GET+connect %.1f us, 413 %.1f us, 429 %.1f us\n",
               cpu_us(get), cpu_us(get_close), cpu_us(refused_413), cpu_us(refused_429));
-  std::printf("  of which user:     GET %.1f us, GET+connect %.1f us, 413 %.1f us, 429 %.1f us"
-              " (the rest is the kernel's: syscalls, TCP, context switches)\n",
-              user_us(get), user_us(get_close), user_us(refused_413), user_us(refused_429));
+  std::printf(
+      "  of which user:     GET %.1f us, GET+connect %.1f us, 413 %.1f us, 429 %.1f us"
+      " (the rest is the kernel's: syscalls, TCP, context switches)\n",
+      user_us(get), user_us(get_close), user_us(refused_413), user_us(refused_429));
   std::printf("  refused: 413 %.0f responses (new connection each), 429 non-2xx %.0f/%.0f\n",
               refused_413.requests, refused_429.non_2xx, refused_429.requests);
 
   bool all = true;
   double ratio = get.rps / bare.rps;
-  Figure("GET req/s: tenancyd / bare httplib", get.rps, bare.rps, ratio, ">=0.7",
-         ratio >= 0.7);
+  Figure("GET req/s: tenancyd / bare httplib", get.rps, bare.rps, ratio, ">=0.7", ratio >= 0.7);
   all = all && ratio >= 0.7;
   Figure("GET p99 ms: tenancyd / bare httplib", get.p99_ms, bare.p99_ms,
          bare.p99_ms > 0 ? get.p99_ms / bare.p99_ms : 0, "report", true);
@@ -352,17 +352,16 @@ int main(int argc, char** argv) {
   // recv, a send and an epoll round in the kernel. What matters is that
   // refusals do not slow other tenants down: bench/noisy_neighbour.
   double r429 = cpu_us(refused_429) / cpu_us(get);
-  Figure("CPU/request: 429 (keep-alive) / GET", cpu_us(refused_429), cpu_us(get), r429,
-         "report", true);
+  Figure("CPU/request: 429 (keep-alive) / GET", cpu_us(refused_429), cpu_us(get), r429, "report",
+         true);
   double r413 = cpu_us(refused_413) / cpu_us(get);
-  Figure("CPU/request: 413 (+close) / GET", cpu_us(refused_413), cpu_us(get), r413,
-         "report", true);
+  Figure("CPU/request: 413 (+close) / GET", cpu_us(refused_413), cpu_us(get), r413, "report", true);
   double r413c = cpu_us(refused_413) / cpu_us(get_close);
-  Figure("CPU/request: 413 / GET, both new conns", cpu_us(refused_413),
-         cpu_us(get_close), r413c, "report", true);
+  Figure("CPU/request: 413 / GET, both new conns", cpu_us(refused_413), cpu_us(get_close), r413c,
+         "report", true);
   Figure("user CPU/request: 429 / GET", user_us(refused_429), user_us(get),
          user_us(refused_429) / user_us(get), "report", true);
-  Figure("user CPU/request: 413 / GET, both new conns", user_us(refused_413),
-         user_us(get_close), user_us(refused_413) / user_us(get_close), "report", true);
+  Figure("user CPU/request: 413 / GET, both new conns", user_us(refused_413), user_us(get_close),
+         user_us(refused_413) / user_us(get_close), "report", true);
   return all ? 0 : 1;
 }

@@ -14,8 +14,6 @@
 // (RelWithDebInfo or Release). Exit status 0 when the targeted figure passes.
 
 #include <benchmark/benchmark.h>
-
-#include "median_reporter.h"
 #include <stdlib.h>
 
 #include <cstdint>
@@ -26,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "median_reporter.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -44,8 +43,7 @@ constexpr int kRepetitions = 7;
 
 std::string TempDir(const char* name) {
   std::string pattern =
-      (std::filesystem::temp_directory_path() / (std::string(name) + "-XXXXXX"))
-          .string();
+      (std::filesystem::temp_directory_path() / (std::string(name) + "-XXXXXX")).string();
   if (mkdtemp(pattern.data()) == nullptr) std::abort();
   return pattern;
 }
@@ -144,8 +142,7 @@ void BM_RawPutDelete(benchmark::State& state) {
   uint64_t i = 0;
   char key[32];
   for (auto _ : state) {
-    int n = std::snprintf(key, sizeof(key), "job-%016llx",
-                          static_cast<unsigned long long>(i++));
+    int n = std::snprintf(key, sizeof(key), "job-%016llx", static_cast<unsigned long long>(i++));
     rocksdb::Slice k(key, static_cast<size_t>(n));
     rocksdb::Status put = db->Put(options, k, F().payload);
     rocksdb::Status del = db->Delete(options, k);
@@ -175,8 +172,7 @@ void BM_RawPut(benchmark::State& state) {
   uint64_t i = 0;
   char key[32];
   for (auto _ : state) {
-    int n = std::snprintf(key, sizeof(key), "put-%016llx",
-                          static_cast<unsigned long long>(i++));
+    int n = std::snprintf(key, sizeof(key), "put-%016llx", static_cast<unsigned long long>(i++));
     if (!db->Put(options, rocksdb::Slice(key, static_cast<size_t>(n)), F().payload).ok()) {
       state.SkipWithError("raw put failed");
       break;
@@ -191,17 +187,14 @@ BENCHMARK(BM_RawPutDelete)->Repetitions(kRepetitions)->ReportAggregatesOnly(true
 BENCHMARK(BM_Enqueue)->Repetitions(3)->ReportAggregatesOnly(true)->UseRealTime();
 BENCHMARK(BM_RawPut)->Repetitions(3)->ReportAggregatesOnly(true)->UseRealTime();
 
-
 // One figure line: figure | measured | baseline | ratio | target | verdict.
-bool PrintFigure(const char* figure, double measured, double baseline,
-                 double target) {
+bool PrintFigure(const char* figure, double measured, double baseline, double target) {
   const double ratio = measured / baseline;
   const bool pass = measured > 0 && baseline > 0 && (target <= 0 || ratio <= target);
   char target_text[32] = "info";
   if (target > 0) std::snprintf(target_text, sizeof(target_text), "<= %.2fx", target);
-  std::printf("%-34s | %9.0f ns | %9.0f ns | %6.2fx | %-9s | %s\n", figure,
-              measured, baseline, ratio, target_text,
-              target <= 0 ? "-" : (pass ? "PASS" : "FAIL"));
+  std::printf("%-34s | %9.0f ns | %9.0f ns | %6.2fx | %-9s | %s\n", figure, measured, baseline,
+              ratio, target_text, target <= 0 ? "-" : (pass ? "PASS" : "FAIL"));
   return pass;
 }
 
@@ -222,12 +215,10 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
-  std::printf("\n%-34s | %12s | %12s | %7s | %-9s | %s\n", "figure", "measured",
-              "baseline", "ratio", "target", "verdict");
-  bool pass = tenancy::PrintFigure("job_cycle_vs_raw_put_delete",
-                                   reporter.Median("BM_JobCycle"),
-                                   reporter.Median("BM_RawPutDelete"),
-                                   tenancy::kTargetRatio);
+  std::printf("\n%-34s | %12s | %12s | %7s | %-9s | %s\n", "figure", "measured", "baseline",
+              "ratio", "target", "verdict");
+  bool pass = tenancy::PrintFigure("job_cycle_vs_raw_put_delete", reporter.Median("BM_JobCycle"),
+                                   reporter.Median("BM_RawPutDelete"), tenancy::kTargetRatio);
   tenancy::PrintFigure("enqueue_vs_raw_put", reporter.Median("BM_Enqueue"),
                        reporter.Median("BM_RawPut"), 0);
   delete &tenancy::F();

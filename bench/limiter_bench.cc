@@ -23,8 +23,6 @@
 
 #include <benchmark/benchmark.h>
 
-#include "median_reporter.h"
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -38,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "median_reporter.h"
 #include "tenancy/limiter.h"
 
 namespace {
@@ -51,12 +50,10 @@ std::unique_ptr<tenancy::Limiter> MakeSeededLimiter() {
   options.default_tenant_limits = {
       {"llm", 30}, {"llm/student", 2}, {"llm/teacher", 10}, {"ocr", 5}};
   options.global_limits = {{"llm", 200}, {"llm/student", 100}};
-  options.default_tenant_rates = {
-      {std::string(tenancy::kAllClasses), {1e9, 1e9}}};
+  options.default_tenant_rates = {{std::string(tenancy::kAllClasses), {1e9, 1e9}}};
   auto limiter = tenancy::Limiter::Create(options);
   if (!limiter.ok()) {
-    std::fprintf(stderr, "Limiter::Create: %s\n",
-                 std::string(limiter.status().message()).c_str());
+    std::fprintf(stderr, "Limiter::Create: %s\n", std::string(limiter.status().message()).c_str());
     std::exit(1);
   }
   return *std::move(limiter);
@@ -81,8 +78,7 @@ void BM_AcquireRelease(benchmark::State& state) {
   Fixture f;
   const auto deadline = steady_clock::now() + std::chrono::hours(1);
   for (auto _ : state) {
-    absl::StatusOr<tenancy::Permit> permit =
-        f.limiter->Acquire(*f.tenant, f.cls, deadline);
+    absl::StatusOr<tenancy::Permit> permit = f.limiter->Acquire(*f.tenant, f.cls, deadline);
     if (!permit.ok()) state.SkipWithError("refused");
     benchmark::DoNotOptimize(permit);
   }
@@ -91,8 +87,7 @@ void BM_AcquireRelease(benchmark::State& state) {
 void BM_TryAcquireRelease(benchmark::State& state) {
   Fixture f;
   for (auto _ : state) {
-    absl::StatusOr<tenancy::Permit> permit =
-        f.limiter->TryAcquire(*f.tenant, f.cls);
+    absl::StatusOr<tenancy::Permit> permit = f.limiter->TryAcquire(*f.tenant, f.cls);
     if (!permit.ok()) state.SkipWithError("refused");
     benchmark::DoNotOptimize(permit);
   }
@@ -103,8 +98,7 @@ void BM_AcquireReleaseNoRate(benchmark::State& state) {
   (void)f.limiter->SetDefaultTenantRates({});
   const auto deadline = steady_clock::now() + std::chrono::hours(1);
   for (auto _ : state) {
-    absl::StatusOr<tenancy::Permit> permit =
-        f.limiter->Acquire(*f.tenant, f.cls, deadline);
+    absl::StatusOr<tenancy::Permit> permit = f.limiter->Acquire(*f.tenant, f.cls, deadline);
     benchmark::DoNotOptimize(permit);
   }
 }
@@ -112,7 +106,6 @@ void BM_AcquireReleaseNoRate(benchmark::State& state) {
 void BM_SteadyClockNow(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(steady_clock::now());
 }
-
 
 struct TwoThreadResult {
   double ns_per_op = 0;  // wall time / operations of one thread (average)
@@ -126,8 +119,7 @@ struct TwoThreadResult {
 double ThreadCpuSeconds() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) +
-         1e-9 * static_cast<double>(ts.tv_nsec);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 // Two threads Acquire + release on one tenant and class for `duration`.
@@ -144,8 +136,7 @@ TwoThreadResult RunTwoThreads(std::chrono::milliseconds duration) {
     const double cpu_start = ThreadCpuSeconds();
     uint64_t n = 0;
     while (!stop.load(std::memory_order_relaxed)) {
-      absl::StatusOr<tenancy::Permit> permit =
-          f.limiter->Acquire(*f.tenant, f.cls, deadline);
+      absl::StatusOr<tenancy::Permit> permit = f.limiter->Acquire(*f.tenant, f.cls, deadline);
       if (permit.ok()) ++n;
     }
     counts[index] = n;
@@ -160,22 +151,19 @@ TwoThreadResult RunTwoThreads(std::chrono::milliseconds duration) {
   a.join();
   b.join();
   const double elapsed_ns =
-      std::chrono::duration<double, std::nano>(steady_clock::now() - start)
-          .count();
+      std::chrono::duration<double, std::nano>(steady_clock::now() - start).count();
   const double total = static_cast<double>(counts[0] + counts[1]);
   TwoThreadResult result;
   result.ns_per_op = elapsed_ns / (total / 2);
-  result.min_share =
-      static_cast<double>(std::min(counts[0], counts[1])) / total;
+  result.min_share = static_cast<double>(std::min(counts[0], counts[1])) / total;
   const double rate0 = static_cast<double>(counts[0]) / cpu[0];
   const double rate1 = static_cast<double>(counts[1]) / cpu[1];
   result.min_share_per_cpu = std::min(rate0, rate1) / (rate0 + rate1);
   std::printf(
       "two threads, 1 s round: %llu + %llu admissions, %.1f ns/op, "
       "smaller share %.1f%%, thread CPU %.0f%% + %.0f%% of wall time\n",
-      static_cast<unsigned long long>(counts[0]),
-      static_cast<unsigned long long>(counts[1]), result.ns_per_op,
-      100 * result.min_share, 100 * cpu[0] / (elapsed_ns * 1e-9),
+      static_cast<unsigned long long>(counts[0]), static_cast<unsigned long long>(counts[1]),
+      result.ns_per_op, 100 * result.min_share, 100 * cpu[0] / (elapsed_ns * 1e-9),
       100 * cpu[1] / (elapsed_ns * 1e-9));
   return result;
 }
@@ -189,16 +177,14 @@ double MutexNsSingleThreadedProcess() {
     mu.unlock();
     benchmark::ClobberMemory();
   }
-  return std::chrono::duration<double, std::nano>(steady_clock::now() - start)
-             .count() /
+  return std::chrono::duration<double, std::nano>(steady_clock::now() - start).count() /
          kIterations;
 }
 
-void PrintFigure(const char* figure, const std::string& measured,
-                 const std::string& baseline, double ratio, const char* target,
-                 bool pass) {
-  std::printf("%-52s %-12s %-24s %-8.2f %-10s %s\n", figure, measured.c_str(),
-              baseline.c_str(), ratio, target, pass ? "PASS" : "FAIL");
+void PrintFigure(const char* figure, const std::string& measured, const std::string& baseline,
+                 double ratio, const char* target, bool pass) {
+  std::printf("%-52s %-12s %-24s %-8.2f %-10s %s\n", figure, measured.c_str(), baseline.c_str(),
+              ratio, target, pass ? "PASS" : "FAIL");
 }
 
 std::string Ns(double ns) {
@@ -232,8 +218,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_TryAcquireRelease", BM_TryAcquireRelease)
       ->Repetitions(5)
       ->ReportAggregatesOnly(true);
-  benchmark::RegisterBenchmark("BM_AcquireReleaseNoRate",
-                               BM_AcquireReleaseNoRate)
+  benchmark::RegisterBenchmark("BM_AcquireReleaseNoRate", BM_AcquireReleaseNoRate)
       ->Repetitions(5)
       ->ReportAggregatesOnly(true);
   benchmark::RegisterBenchmark("BM_SteadyClockNow", BM_SteadyClockNow)
@@ -279,33 +264,28 @@ int main(int argc, char** argv) {
       "\nlimiter figures (medians; path llm -> llm/student at both tiers, "
       "all four limited, + tenant-wide rate check; uncontended in CPU "
       "time, two threads in wall time)\n");
-  std::printf("%-52s %-12s %-24s %-8s %-10s %s\n", "figure", "measured",
-              "baseline", "ratio", "target", "result");
-  PrintFigure("uncontended Acquire+release, 2 tiers x 2 levels + rate",
-              Ns(acquire_ns), "100 ns (absolute)", acquire_ns / 100.0, "< 1.00",
-              acquire_ns < 100.0);
-  PrintFigure("uncontended Acquire+release vs std::mutex lock/unlock",
-              Ns(acquire_ns), Ns(mutex_ns) + " mutex", acquire_ns / mutex_ns,
-              "< 8.00", acquire_ns < 8 * mutex_ns);
+  std::printf("%-52s %-12s %-24s %-8s %-10s %s\n", "figure", "measured", "baseline", "ratio",
+              "target", "result");
+  PrintFigure("uncontended Acquire+release, 2 tiers x 2 levels + rate", Ns(acquire_ns),
+              "100 ns (absolute)", acquire_ns / 100.0, "< 1.00", acquire_ns < 100.0);
+  PrintFigure("uncontended Acquire+release vs std::mutex lock/unlock", Ns(acquire_ns),
+              Ns(mutex_ns) + " mutex", acquire_ns / mutex_ns, "< 8.00", acquire_ns < 8 * mutex_ns);
   PrintFigure("two threads, one tenant: cost per operation", Ns(two_ns),
               Ns(acquire_ns) + " uncontended", two_ns / acquire_ns, "<= 5.00",
               two_ns <= 5 * acquire_ns);
   char share[32];
   std::snprintf(share, sizeof(share), "%.1f%%", 100 * two_share);
-  PrintFigure("two threads, one tenant: smaller thread's share", share,
-              "50% (even split)", two_share / 0.5, ">= 0.80",
-              two_share >= 0.40);
+  PrintFigure("two threads, one tenant: smaller thread's share", share, "50% (even split)",
+              two_share / 0.5, ">= 0.80", two_share >= 0.40);
   std::snprintf(share, sizeof(share), "%.1f%%", 100 * two_share_cpu);
-  PrintFigure("  same, per CPU-second (scheduler factored out)", share,
-              "50% (even split)", two_share_cpu / 0.5, ">= 0.80",
-              two_share_cpu >= 0.40);
+  PrintFigure("  same, per CPU-second (scheduler factored out)", share, "50% (even split)",
+              two_share_cpu / 0.5, ">= 0.80", two_share_cpu >= 0.40);
   std::printf(
       "\nreference: TryAcquire+release %s; without the rate check %s; "
       "steady_clock::now %s; std::mutex in a single-threaded process "
       "%s (glibc elides its atomics; not used as the baseline)\n",
       Ns(reporter.Median("BM_TryAcquireRelease")).c_str(),
       Ns(reporter.Median("BM_AcquireReleaseNoRate")).c_str(),
-      Ns(reporter.Median("BM_SteadyClockNow")).c_str(),
-      Ns(mutex_single).c_str());
+      Ns(reporter.Median("BM_SteadyClockNow")).c_str(), Ns(mutex_single).c_str());
   return 0;
 }

@@ -6,11 +6,11 @@
 #ifndef TENANCY_BENCH_MEDIAN_REPORTER_H_
 #define TENANCY_BENCH_MEDIAN_REPORTER_H_
 
+#include <benchmark/benchmark.h>
+
 #include <map>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 namespace tenancy::bench {
 

@@ -13,8 +13,6 @@
 
 #include <benchmark/benchmark.h>
 
-#include "median_reporter.h"
-
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -25,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "median_reporter.h"
 #include "tenancy/metrics.h"
 
 namespace tenancy {
@@ -38,8 +37,7 @@ constexpr int kRepetitions = 5;
 const std::vector<double>& Latencies() {
   static const std::vector<double> values = [] {
     std::mt19937_64 rng(42);
-    std::uniform_real_distribution<double> exponent(std::log(0.001),
-                                                    std::log(20.0));
+    std::uniform_real_distribution<double> exponent(std::log(0.001), std::log(20.0));
     std::vector<double> v(4096);
     for (double& x : v) x = std::exp(exponent(rng));
     return v;
@@ -58,16 +56,15 @@ Metrics& Registry() {
 
 std::shared_ptr<Counter> SharedCounter() {
   static std::shared_ptr<Counter> counter =
-      *(*Registry().RegisterCounter("bench_calls_total", "h",
-                                    {"tenant", "method"}))
+      *(*Registry().RegisterCounter("bench_calls_total", "h", {"tenant", "method"}))
            ->WithLabels({"acme", "GET"});
   return counter;
 }
 
 std::shared_ptr<Histogram> SharedHistogram() {
   static std::shared_ptr<Histogram> histogram =
-      *(*Registry().RegisterHistogram("bench_duration_seconds", "h",
-                                      {"method"}, DefaultLatencyBuckets()))
+      *(*Registry().RegisterHistogram("bench_duration_seconds", "h", {"method"},
+                                      DefaultLatencyBuckets()))
            ->WithLabels({"GET"});
   return histogram;
 }
@@ -98,8 +95,7 @@ void BM_HistogramObserve(benchmark::State& state) {
 }
 
 void BM_WithLabelsExisting(benchmark::State& state) {
-  auto family = *Registry().RegisterCounter("bench_calls_total", "h",
-                                            {"tenant", "method"});
+  auto family = *Registry().RegisterCounter("bench_calls_total", "h", {"tenant", "method"});
   for (auto _ : state) {
     auto child = family->WithLabels({"acme", "GET"});
     benchmark::DoNotOptimize(child);
@@ -110,8 +106,7 @@ void BM_ExpositionText(benchmark::State& state) {
   MetricsOptions options;
   options.logger = NewNullLogger();
   Metrics metrics(std::move(options));
-  auto calls = *metrics.RegisterCounter("tenancy_api_calls_total", "h",
-                                        {"tenant", "method"});
+  auto calls = *metrics.RegisterCounter("tenancy_api_calls_total", "h", {"tenant", "method"});
   for (int64_t t = 0; t < state.range(0) / 4; ++t) {
     const std::string tenant = "tenant-" + std::to_string(t);
     for (const char* method : {"GET", "PUT", "DELETE", "SCAN"}) {
@@ -127,32 +122,28 @@ void BM_ExpositionText(benchmark::State& state) {
   state.counters["bytes"] = static_cast<double>(bytes);
 }
 
-#define TENANCY_HOT_BENCH(fn)                                      \
+#define TENANCY_HOT_BENCH(fn)                                           \
   BENCHMARK(fn)->Repetitions(kRepetitions)->ReportAggregatesOnly(true); \
   BENCHMARK(fn)->Threads(2)->Repetitions(kRepetitions)->ReportAggregatesOnly(true)
 
 TENANCY_HOT_BENCH(BM_BaselineFetchAdd);
 TENANCY_HOT_BENCH(BM_CounterIncrement);
 TENANCY_HOT_BENCH(BM_HistogramObserve);
-BENCHMARK(BM_WithLabelsExisting)
-    ->Repetitions(kRepetitions)
-    ->ReportAggregatesOnly(true);
+BENCHMARK(BM_WithLabelsExisting)->Repetitions(kRepetitions)->ReportAggregatesOnly(true);
 BENCHMARK(BM_ExpositionText)
     ->Arg(10000)
     ->Unit(benchmark::kMillisecond)
     ->Repetitions(3)
     ->ReportAggregatesOnly(true);
 
-
 // One figure line: figure, measured, baseline, ratio, target, verdict.
-bool PrintFigure(const char* figure, double measured, double baseline,
-                 double target, bool info) {
+bool PrintFigure(const char* figure, double measured, double baseline, double target, bool info) {
   const double ratio = measured / baseline;
   const bool pass = measured > 0 && baseline > 0 && ratio <= target;
-  std::printf("%-40s measured=%8.2f ns  baseline=%8.2f ns  ratio=%5.2f  "
-              "target<=%.1f  %s%s\n",
-              figure, measured, baseline, ratio, target,
-              pass ? "PASS" : "FAIL", info ? "  (info)" : "");
+  std::printf(
+      "%-40s measured=%8.2f ns  baseline=%8.2f ns  ratio=%5.2f  "
+      "target<=%.1f  %s%s\n",
+      figure, measured, baseline, ratio, target, pass ? "PASS" : "FAIL", info ? "  (info)" : "");
   return pass;
 }
 
@@ -171,22 +162,17 @@ int main(int argc, char** argv) {
   const double base2 = reporter.Median("BM_BaselineFetchAdd/threads:2");
   std::printf("\n");
   bool pass = true;
-  pass &= PrintFigure("counter_increment_vs_fetch_add",
-                      reporter.Median("BM_CounterIncrement"), base, 2.0, false);
-  pass &= PrintFigure("histogram_observe_vs_fetch_add",
-                      reporter.Median("BM_HistogramObserve"), base, 10.0,
-                      false);
+  pass &= PrintFigure("counter_increment_vs_fetch_add", reporter.Median("BM_CounterIncrement"),
+                      base, 2.0, false);
+  pass &= PrintFigure("histogram_observe_vs_fetch_add", reporter.Median("BM_HistogramObserve"),
+                      base, 10.0, false);
   PrintFigure("counter_increment_vs_fetch_add (2 thr)",
-              reporter.Median("BM_CounterIncrement/threads:2"), base2, 2.0,
-              true);
+              reporter.Median("BM_CounterIncrement/threads:2"), base2, 2.0, true);
   PrintFigure("histogram_observe_vs_fetch_add (2 thr)",
-              reporter.Median("BM_HistogramObserve/threads:2"), base2, 10.0,
-              true);
-  std::printf("%-40s measured=%8.2f ns  (info, no target)\n",
-              "with_labels_existing_child",
+              reporter.Median("BM_HistogramObserve/threads:2"), base2, 10.0, true);
+  std::printf("%-40s measured=%8.2f ns  (info, no target)\n", "with_labels_existing_child",
               reporter.Median("BM_WithLabelsExisting"));
-  std::printf("%-40s measured=%8.2f ms  (info, no target)\n",
-              "exposition_text_10k_series",
+  std::printf("%-40s measured=%8.2f ms  (info, no target)\n", "exposition_text_10k_series",
               reporter.Median("BM_ExpositionText/10000") / 1e6);
   return pass ? 0 : 1;
 }

@@ -110,7 +110,8 @@ class Connection {
     if (close != std::string::npos && close < end) ok_ = false;
     size_t length = 0;
     size_t at = buffer_.find("Content-Length: ");
-    if (at != std::string::npos && at < end) length = std::strtoul(buffer_.c_str() + at + 16, nullptr, 10);
+    if (at != std::string::npos && at < end)
+      length = std::strtoul(buffer_.c_str() + at + 16, nullptr, 10);
     buffer_.erase(0, end + 4);
     while (buffer_.size() < length) {
       if (read_slowly) std::this_thread::sleep_for(milliseconds(50));
@@ -138,8 +139,8 @@ class Connection {
   char chunk_[64 << 10];
 };
 
-std::string Request(const std::string& method, const std::string& target,
-                    const std::string& key, const std::string& body = "") {
+std::string Request(const std::string& method, const std::string& target, const std::string& key,
+                    const std::string& body = "") {
   std::string out = method + " " + target + " HTTP/1.1\r\nHost: bench\r\n";
   if (!key.empty()) out += "Authorization: Bearer " + key + "\r\n";
   if (!body.empty() || method == "PUT" || method == "POST") {
@@ -272,8 +273,8 @@ Server StartTenancyd(const std::string& binary, const std::filesystem::path& dir
     ::close(out[0]);
     ::setenv("TENANCY_ADMIN_KEY", kAdminKey, 1);
     const std::string data = (dir / "data").string();
-    std::vector<const char*> args = {binary.c_str(), "--data-dir", data.c_str(),
-                                     "--listen", "127.0.0.1:0"};
+    std::vector<const char*> args = {binary.c_str(), "--data-dir", data.c_str(), "--listen",
+                                     "127.0.0.1:0"};
     for (const std::string& a : extra) args.push_back(a.c_str());
     args.push_back(nullptr);
     ::execv(binary.c_str(), const_cast<char* const*>(args.data()));
@@ -317,8 +318,8 @@ pid_t StartMisbehaving(const std::string& self, const std::string& mode, int por
   pid_t pid = ::fork();
   if (pid == 0) {
     const std::string p = std::to_string(port);
-    ::execl(self.c_str(), self.c_str(), "--misbehave", mode.c_str(), p.c_str(),
-            key.c_str(), static_cast<char*>(nullptr));
+    ::execl(self.c_str(), self.c_str(), "--misbehave", mode.c_str(), p.c_str(), key.c_str(),
+            static_cast<char*>(nullptr));
     std::_Exit(127);
   }
   return pid;
@@ -368,8 +369,7 @@ class BClient {
           if (status != 200) {
             ++per[t].errors;
           } else {
-            per[t].ms.push_back(
-                std::chrono::duration<double, std::milli>(done - sent).count());
+            per[t].ms.push_back(std::chrono::duration<double, std::milli>(done - sent).count());
           }
           // Closed by the server (keep-alive's request cap) or failed: a new
           // connection, before the next request is due.
@@ -433,8 +433,8 @@ int main(int argc, char** argv) {
     }
   }
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  auto dir = std::filesystem::temp_directory_path() /
-             ("noisy_neighbour-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("noisy_neighbour-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   Server server = StartTenancyd(tenancyd, dir, server_args);
   const int port = server.port;
@@ -456,8 +456,8 @@ int main(int argc, char** argv) {
     };
     Keys k;
     k.a = create(R"({"tenant_id":"alpha"})");
-    k.a_flood = create(
-        R"({"tenant_id":"alpha-flood","quota":{"requests_per_second":100,"burst":100}})");
+    k.a_flood =
+        create(R"({"tenant_id":"alpha-flood","quota":{"requests_per_second":100,"burst":100}})");
     k.b = create(R"({"tenant_id":"beta"})");
     k.c = create(R"({"tenant_id":"gamma"})");
     if (k.a.empty() || k.b.empty() || k.c.empty() || k.a_flood.empty()) {
@@ -501,9 +501,10 @@ int main(int argc, char** argv) {
       {"10 slow-reading connections", "slow", &a},
       {"500 idle connections, one address", "idle", &a},
   };
-  std::printf("noisy_neighbour: tenancyd pid %d, B at %d GET/s, %d rounds of 2 s alone "
-              "+ 2 s beside A per phase\n",
-              server.pid, rate, rounds);
+  std::printf(
+      "noisy_neighbour: tenancyd pid %d, B at %d GET/s, %d rounds of 2 s alone "
+      "+ 2 s beside A per phase\n",
+      server.pid, rate, rounds);
   // Each phase alternates B alone and B beside A in rounds (A's process is
   // started for each "beside" round and ramps up for 2 s before B measures,
   // then killed, and the server gets a second to drain before B measures
@@ -541,8 +542,8 @@ int main(int argc, char** argv) {
       beside.errors += b_round.errors;
     }
     results.push_back({&phase, alone.Percentile(0.50), alone.Percentile(0.99),
-                       beside.Percentile(0.50), beside.Percentile(0.99), cpu,
-                       beside.ms.size(), beside.errors + alone.errors});
+                       beside.Percentile(0.50), beside.Percentile(0.99), cpu, beside.ms.size(),
+                       beside.errors + alone.errors});
     std::this_thread::sleep_for(std::chrono::seconds(1));  // let the server settle
   }
   bool pass = true;
@@ -550,12 +551,12 @@ int main(int argc, char** argv) {
     const double ratio = r.p99 / r.alone_p99;
     const bool ok = ratio <= 2.0 && r.errors == 0;
     pass = pass && ok;
-    std::printf("figure: B p99, A %-34s measured=%.3fms baseline=%.3fms ratio=%.2f "
-                "target=<=2 %s (p50 %.3f/%.3f ms = %.2fx; %zu GETs, %d errors; server "
-                "CPU %.1f%% of a core)\n",
-                r.phase->name, r.p99, r.alone_p99, ratio, ok ? "PASS" : "FAIL", r.p50,
-                r.alone_p50, r.p50 / r.alone_p50, r.gets, r.errors,
-                100.0 * r.cpu / (rounds * kRoundSeconds));
+    std::printf(
+        "figure: B p99, A %-34s measured=%.3fms baseline=%.3fms ratio=%.2f "
+        "target=<=2 %s (p50 %.3f/%.3f ms = %.2fx; %zu GETs, %d errors; server "
+        "CPU %.1f%% of a core)\n",
+        r.phase->name, r.p99, r.alone_p99, ratio, ok ? "PASS" : "FAIL", r.p50, r.alone_p50,
+        r.p50 / r.alone_p50, r.gets, r.errors, 100.0 * r.cpu / (rounds * kRoundSeconds));
   }
 
   // Server CPU per refused request against per served GET: the same flood,
@@ -584,9 +585,10 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   if (refusal_cpu) {
-    std::printf("info: requests refused per server CPU-second %.0f, GETs served per "
-              "server CPU-second %.0f: a refusal costs %.2fx a served GET\n",
-                per_cpu[0], per_cpu[1], per_cpu[1] / std::max(per_cpu[0], 1e-9));
+    std::printf(
+        "info: requests refused per server CPU-second %.0f, GETs served per "
+        "server CPU-second %.0f: a refusal costs %.2fx a served GET\n",
+        per_cpu[0], per_cpu[1], per_cpu[1] / std::max(per_cpu[0], 1e-9));
   }
 
   if (control) {

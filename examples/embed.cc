@@ -49,9 +49,8 @@ int main(int argc, char** argv) {
     auto value = tenant->kv().Get("greeting");
     if (!value.ok()) return Fail(value.status());
     tenancy::Usage usage = tenant->usage();
-    std::printf("%-7s greeting=%-18s usage: %llu bytes in %llu keys\n",
-                tenant->id().c_str(), value->c_str(),
-                static_cast<unsigned long long>(usage.bytes),
+    std::printf("%-7s greeting=%-18s usage: %llu bytes in %llu keys\n", tenant->id().c_str(),
+                value->c_str(), static_cast<unsigned long long>(usage.bytes),
                 static_cast<unsigned long long>(usage.keys));
   }
 
@@ -67,7 +66,6 @@ int main(int argc, char** argv) {
   if (!key.ok()) return Fail(key.status());
   auto resolved = (*engine)->ResolveApiKey(key->secret);
   if (!resolved.ok()) return Fail(resolved.status());
-  std::printf("new key %s... resolves to tenant %s\n", key->prefix.c_str(),
-              resolved->id().c_str());
+  std::printf("new key %s... resolves to tenant %s\n", key->prefix.c_str(), resolved->id().c_str());
   return 0;
 }

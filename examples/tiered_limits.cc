@@ -55,39 +55,32 @@ int main() {
   options.default_tenant_limits = {
       {"llm", 30}, {"llm/student", 2}, {"llm/teacher", 10}, {"ocr", 5}};
   options.global_limits = {{"llm", kGlobalLlm}};
-  absl::StatusOr<std::unique_ptr<tenancy::Limiter>> created =
-      tenancy::Limiter::Create(options);
+  absl::StatusOr<std::unique_ptr<tenancy::Limiter>> created = tenancy::Limiter::Create(options);
   if (!created.ok()) {
-    std::fprintf(stderr, "%s\n",
-                 std::string(created.status().message()).c_str());
+    std::fprintf(stderr, "%s\n", std::string(created.status().message()).c_str());
     return 1;
   }
   tenancy::Limiter& limiter = **created;
 
   // Resolve handles once: the hot path then neither hashes nor locks.
-  const std::vector<std::string> class_names = {"llm/student", "llm/teacher",
-                                                "ocr"};
+  const std::vector<std::string> class_names = {"llm/student", "llm/teacher", "ocr"};
   std::vector<tenancy::LimitClass> classes;
-  for (const std::string& name : class_names)
-    classes.push_back(*limiter.Class(name));
+  for (const std::string& name : class_names) classes.push_back(*limiter.Class(name));
   const tenancy::LimitClass llm = *limiter.Class("llm");
 
   struct TenantPlan {
     std::string id;
     int workers;
   };
-  const std::vector<TenantPlan> plans = {
-      {"will", 8}, {"notepad", 8}, {"acme", 48}};
+  const std::vector<TenantPlan> plans = {{"will", 8}, {"notepad", 8}, {"acme", 48}};
   std::map<std::string, std::shared_ptr<tenancy::LimiterTenant>> tenants;
-  for (const TenantPlan& plan : plans)
-    tenants[plan.id] = limiter.AddTenant(plan.id);
+  for (const TenantPlan& plan : plans) tenants[plan.id] = limiter.AddTenant(plan.id);
   // Specs override defaults, live, as a config reload would: notepad may run
   // 4 students, acme may make 2,000 requests a second over all classes (with
   // bursts of 100).
   for (absl::Status s :
        {limiter.SetTenantLimits("notepad", {{"llm/student", 4}}),
-        limiter.SetTenantRates(
-            "acme", {{std::string(tenancy::kAllClasses), {2000, 100}}})}) {
+        limiter.SetTenantRates("acme", {{std::string(tenancy::kAllClasses), {2000, 100}}})}) {
     if (!s.ok()) {
       std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
       return 1;
@@ -110,19 +103,17 @@ int main() {
         while (!stop.load(std::memory_order_relaxed)) {
           const size_t c = rng() % classes.size();
           Tally& tally = tallies.at({plan.id, class_names[c]});
-          absl::StatusOr<tenancy::Permit> permit = limiter.Acquire(
-              tenant, classes[c], steady_clock::now() + milliseconds(20));
+          absl::StatusOr<tenancy::Permit> permit =
+              limiter.Acquire(tenant, classes[c], steady_clock::now() + milliseconds(20));
           if (permit.ok()) {
             tally.admitted.fetch_add(1);
             // The request's work, holding the permit.
-            std::this_thread::sleep_for(
-                std::chrono::microseconds(1000 + rng() % 3000));
+            std::this_thread::sleep_for(std::chrono::microseconds(1000 + rng() % 3000));
             continue;  // the permit is released here, at the end of scope
           }
           // A server would answer 429 with Retry-After; here we count why and
           // back off as a polite client would (at most 10 ms, to keep going).
-          std::optional<tenancy::LimitRejection> why =
-              tenancy::GetLimitRejection(permit.status());
+          std::optional<tenancy::LimitRejection> why = tenancy::GetLimitRejection(permit.status());
           if (!why.has_value()) {
             std::fprintf(stderr, "unexpected: %s\n",
                          std::string(permit.status().message()).c_str());
@@ -135,8 +126,8 @@ int main() {
           } else {
             tally.refused_global.fetch_add(1);
           }
-          std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(
-              why->retry_after, milliseconds(10)));
+          std::this_thread::sleep_for(
+              std::min<std::chrono::nanoseconds>(why->retry_after, milliseconds(10)));
         }
       });
     }
@@ -160,40 +151,32 @@ int main() {
   stop.store(true);
   for (std::thread& t : workers) t.join();
 
-  std::printf("%-8s %-12s %6s %6s %9s %8s %8s %8s %6s\n", "tenant", "class",
-              "limit", "peak", "admitted", "wait_ms", "tenant", "global",
-              "rate");
+  std::printf("%-8s %-12s %6s %6s %9s %8s %8s %8s %6s\n", "tenant", "class", "limit", "peak",
+              "admitted", "wait_ms", "tenant", "global", "rate");
   for (const TenantPlan& plan : plans) {
     for (const std::string& name : class_names) {
       const Tally& t = tallies[{plan.id, name}];
       const tenancy::LimiterCounters c =
           limiter.TenantCounters(*tenants[plan.id], *limiter.Class(name));
-      const double wait_ms =
-          c.admitted == 0
-              ? 0
-              : std::chrono::duration<double, std::milli>(c.total_wait)
-                        .count() /
-                    static_cast<double>(c.admitted);
-      std::printf("%-8s %-12s %6lld %6lld %9lld %8.2f %8lld %8lld %6lld\n",
-                  plan.id.c_str(), name.c_str(),
-                  static_cast<long long>(c.limit.value_or(-1)),
+      const double wait_ms = c.admitted == 0
+                                 ? 0
+                                 : std::chrono::duration<double, std::milli>(c.total_wait).count() /
+                                       static_cast<double>(c.admitted);
+      std::printf("%-8s %-12s %6lld %6lld %9lld %8.2f %8lld %8lld %6lld\n", plan.id.c_str(),
+                  name.c_str(), static_cast<long long>(c.limit.value_or(-1)),
                   static_cast<long long>(peak[{plan.id, name}]),
                   static_cast<long long>(t.admitted.load()), wait_ms,
                   static_cast<long long>(t.refused_tenant.load()),
                   static_cast<long long>(t.refused_global.load()),
                   static_cast<long long>(t.refused_rate.load()));
     }
-    const tenancy::LimiterCounters parent =
-        limiter.TenantCounters(*tenants[plan.id], llm);
-    std::printf(
-        "%-8s %-12s %6lld %6lld   (parent of llm/student and llm/teacher)\n",
-        plan.id.c_str(), "llm",
-        static_cast<long long>(parent.limit.value_or(-1)),
-        static_cast<long long>(peak[{plan.id, "llm"}]));
+    const tenancy::LimiterCounters parent = limiter.TenantCounters(*tenants[plan.id], llm);
+    std::printf("%-8s %-12s %6lld %6lld   (parent of llm/student and llm/teacher)\n",
+                plan.id.c_str(), "llm", static_cast<long long>(parent.limit.value_or(-1)),
+                static_cast<long long>(peak[{plan.id, "llm"}]));
   }
   std::printf("global   llm          %6lld %6lld   (shared by all tenants)\n",
-              static_cast<long long>(kGlobalLlm),
-              static_cast<long long>(global_llm_peak));
+              static_cast<long long>(kGlobalLlm), static_cast<long long>(global_llm_peak));
   std::printf(
       "columns: limit, peak permits held at once, admitted, mean wait "
       "per admitted request, refused at the tenant tier, at the global "

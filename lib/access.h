@@ -20,9 +20,7 @@ namespace tenancy::internal {
 class Access {
  public:
   static TenantSlot& Slot(const Tenant& tenant) { return *tenant.slot_; }
-  static const std::shared_ptr<TenantSlot>& SlotPtr(const Tenant& tenant) {
-    return tenant.slot_;
-  }
+  static const std::shared_ptr<TenantSlot>& SlotPtr(const Tenant& tenant) { return tenant.slot_; }
   static EngineParts& Parts(const Tenant& tenant) { return *tenant.parts_; }
   static EngineParts& Parts(const Engine& engine) { return *engine.parts_; }
   static Tenant MakeTenant(std::shared_ptr<TenantSlot> slot, EngineParts* parts) {

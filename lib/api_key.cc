@@ -51,7 +51,8 @@ absl::StatusOr<GeneratedKey> GenerateApiKey() {
     return absl::InternalError("api key: random generator failed");
   }
   GeneratedKey key;
-  key.key_id = HexEncode(std::string_view(reinterpret_cast<const char*>(id_bytes), sizeof(id_bytes)));
+  key.key_id =
+      HexEncode(std::string_view(reinterpret_cast<const char*>(id_bytes), sizeof(id_bytes)));
   key.prefix = "tk_" + key.key_id;
   key.secret = key.prefix + "_" +
                absl::WebSafeBase64Escape(absl::string_view(

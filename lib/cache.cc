@@ -71,8 +71,7 @@ constexpr size_t kMaxPartBytes = std::numeric_limits<uint32_t>::max();
 
 // Everything the cache knows about one tenant across shards.
 struct TenantState {
-  TenantState(uint64_t n, size_t budget_bytes)
-      : number(n), budget(budget_bytes) {}
+  TenantState(uint64_t n, size_t budget_bytes) : number(n), budget(budget_bytes) {}
   TenantState(const TenantState&) = delete;
   TenantState& operator=(const TenantState&) = delete;
 
@@ -104,8 +103,7 @@ struct TenantShard;
 struct Entry : LruLinks {
   // Returns a new entry with `key` and `value` and room for a value of
   // max(value.size(), capacity) bytes. Free it with Delete.
-  static Entry* New(std::string_view key, std::string_view value,
-                    size_t capacity) {
+  static Entry* New(std::string_view key, std::string_view value, size_t capacity) {
     capacity = std::max(capacity, value.size());
     void* memory = ::operator new(sizeof(Entry) + key.size() + capacity);
     Entry* e = new (memory) Entry;
@@ -134,9 +132,7 @@ struct Entry : LruLinks {
   bool Fits(size_t size) const {
     return size <= value_capacity && value_capacity - size <= kSlackBytes;
   }
-  size_t charge() const {
-    return key_size + value_size + kCacheEntryOverheadBytes;
-  }
+  size_t charge() const { return key_size + value_size + kCacheEntryOverheadBytes; }
   uint64_t tenant() const;
 
   // Unused value room an entry may keep when its value shrinks in place.
@@ -208,12 +204,8 @@ struct EntryEq {
   bool operator()(const Entry* a, const Entry* b) const {
     return a == b || Same(a, EntryRef{b->hash, b->tenant(), b->key()});
   }
-  bool operator()(const Entry* e, const EntryRef& r) const {
-    return Same(e, r);
-  }
-  bool operator()(const EntryRef& r, const Entry* e) const {
-    return Same(e, r);
-  }
+  bool operator()(const Entry* e, const EntryRef& r) const { return Same(e, r); }
+  bool operator()(const EntryRef& r, const Entry* e) const { return Same(e, r); }
 };
 
 // A binary min-heap of entries by expires_at; each entry knows its index, so
@@ -258,9 +250,7 @@ class ExpiryHeap {
   }
 
  private:
-  bool Less(size_t a, size_t b) const {
-    return heap_[a]->expires_at < heap_[b]->expires_at;
-  }
+  bool Less(size_t a, size_t b) const { return heap_[a]->expires_at < heap_[b]->expires_at; }
   void Swap(size_t a, size_t b) {
     std::swap(heap_[a], heap_[b]);
     heap_[a]->heap_index = static_cast<uint32_t>(a);
@@ -296,8 +286,7 @@ class ExpiryHeap {
 struct alignas(64) Shard {
   absl::Mutex mu;
   absl::flat_hash_set<Entry*, EntryHash, EntryEq> entries ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<uint64_t, std::unique_ptr<TenantShard>> tenants
-      ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<uint64_t, std::unique_ptr<TenantShard>> tenants ABSL_GUARDED_BY(mu);
   ExpiryHeap expiry ABSL_GUARDED_BY(mu);
   uint64_t bytes ABSL_GUARDED_BY(mu) = 0;
   uint64_t hits ABSL_GUARDED_BY(mu) = 0;
@@ -369,15 +358,12 @@ class ShardedCache final : public Cache {
     }
   }
 
-  absl::StatusOr<std::string> Get(uint64_t tenant,
-                                  std::string_view key) override;
-  absl::Status Set(uint64_t tenant, std::string_view key,
-                   std::string_view value,
+  absl::StatusOr<std::string> Get(uint64_t tenant, std::string_view key) override;
+  absl::Status Set(uint64_t tenant, std::string_view key, std::string_view value,
                    std::optional<std::chrono::nanoseconds> ttl) override;
   bool Delete(uint64_t tenant, std::string_view key) override;
-  absl::StatusOr<int64_t> Increment(
-      uint64_t tenant, std::string_view key, int64_t by,
-      std::optional<std::chrono::nanoseconds> ttl) override;
+  absl::StatusOr<int64_t> Increment(uint64_t tenant, std::string_view key, int64_t by,
+                                    std::optional<std::chrono::nanoseconds> ttl) override;
   size_t DeletePrefix(uint64_t tenant, std::string_view prefix) override;
   void DropTenant(uint64_t tenant) override;
   void SetTenantBudget(uint64_t tenant, std::optional<size_t> bytes) override;
@@ -401,87 +387,69 @@ class ShardedCache final : public Cache {
   }
 
   int64_t Now() const {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               options_.clock().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(options_.clock().time_since_epoch())
         .count();
   }
 
-  absl::Status CheckTtl(
-      uint64_t tenant,
-      const std::optional<std::chrono::nanoseconds>& ttl) const;
-  int64_t Deadline(int64_t now,
-                   const std::optional<std::chrono::nanoseconds>& ttl) const;
+  absl::Status CheckTtl(uint64_t tenant, const std::optional<std::chrono::nanoseconds>& ttl) const;
+  int64_t Deadline(int64_t now, const std::optional<std::chrono::nanoseconds>& ttl) const;
   // INVALID_ARGUMENT (kTooLarge) unless an entry of this key and value could
   // be held under `budget` and the global budget.
-  absl::Status CheckFits(uint64_t tenant, size_t key_size, size_t value_size,
-                         size_t budget) const;
+  absl::Status CheckFits(uint64_t tenant, size_t key_size, size_t value_size, size_t budget) const;
 
   // Returns the tenant's state, creating it if the cache has not seen it.
-  std::shared_ptr<TenantState> AcquireTenant(uint64_t tenant)
-      ABSL_LOCKS_EXCLUDED(tenants_mu_);
-  std::shared_ptr<TenantState> FindTenant(uint64_t tenant)
-      ABSL_LOCKS_EXCLUDED(tenants_mu_);
+  std::shared_ptr<TenantState> AcquireTenant(uint64_t tenant) ABSL_LOCKS_EXCLUDED(tenants_mu_);
+  std::shared_ptr<TenantState> FindTenant(uint64_t tenant) ABSL_LOCKS_EXCLUDED(tenants_mu_);
 
   // --- Helpers called with one shard's mutex held. ---
 
-  Entry* FindLocked(Shard& shard, uint64_t hash, uint64_t tenant,
-                    std::string_view key)
+  Entry* FindLocked(Shard& shard, uint64_t hash, uint64_t tenant, std::string_view key)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   TenantShard* FindTenantShardLocked(Shard& shard, uint64_t tenant)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // REQUIRES: `state` is not dropped (checked under this shard's lock).
-  TenantShard* GetOrCreateTenantShardLocked(
-      Shard& shard, const std::shared_ptr<TenantState>& state)
+  TenantShard* GetOrCreateTenantShardLocked(Shard& shard, const std::shared_ptr<TenantState>& state)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Returns the entry for a write by `state` (not dropped), or null. An entry
   // of an older, dropped state of the same tenant, which DropTenant has not
   // reached yet in this shard, is not the writer's: its whole TenantShard is
   // dropped here, on DropTenant's behalf, so the write starts afresh.
-  Entry* FindForWriteLocked(Shard& shard,
-                            const std::shared_ptr<TenantState>& state,
-                            uint64_t hash, std::string_view key)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  Entry* FindForWriteLocked(Shard& shard, const std::shared_ptr<TenantState>& state, uint64_t hash,
+                            std::string_view key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Removes every entry of `ts` and frees it.
-  void PurgeLocked(Shard& shard, TenantShard* ts)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  void PurgeLocked(Shard& shard, TenantShard* ts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Frees `ts` if it holds no entries. REQUIRES: no caller uses `ts` after.
-  void ReleaseIfEmptyLocked(Shard& shard, TenantShard* ts)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  void ReleaseIfEmptyLocked(Shard& shard, TenantShard* ts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Adds to every byte and entry count that covers `ts`.
-  void ChargeLocked(Shard& shard, TenantShard* ts, int64_t bytes,
-                    int64_t entries) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  void ChargeLocked(Shard& shard, TenantShard* ts, int64_t bytes, int64_t entries)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   void SetExpiryLocked(Shard& shard, Entry* e, int64_t expires_at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Unlinks and frees `e`. Its TenantShard stays, even if now empty.
-  void RemoveLocked(Shard& shard, Entry* e, Removal why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  void RemoveLocked(Shard& shard, Entry* e, Removal why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Removes up to `max` expired entries, soonest expired first. Frees the
   // TenantShards emptied, except `keep`.
-  void ReclaimExpiredLocked(Shard& shard, int64_t now, size_t max,
-                            TenantShard* keep)
+  void ReclaimExpiredLocked(Shard& shard, int64_t now, size_t max, TenantShard* keep)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Removes `ts`'s least recently used entries while `over()` and an entry
   // other than `protect` is left. Expired entries go first. Leaves `ts`
   // allocated even if emptied.
   template <typename Pred>
-  void EvictLocked(Shard& shard, TenantShard* ts, const Entry* protect,
-                   int64_t now, Pred over)
+  void EvictLocked(Shard& shard, TenantShard* ts, const Entry* protect, int64_t now, Pred over)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Writes `value` to `existing` (or to a new entry if null), makes it most
   // recently used, then evicts `state`'s own entries in this shard for its
   // budget and, if `state` is over its fair share, for the global budget.
   // `expires_at` is ignored for an existing entry when `keep_expiry`. A new
   // or moved entry gets room for at least `min_capacity` value bytes.
-  void StoreLocked(Shard& shard, const std::shared_ptr<TenantState>& state,
-                   Entry* existing, uint64_t hash, std::string_view key,
-                   std::string_view value, int64_t expires_at, bool keep_expiry,
-                   size_t min_capacity, int64_t now)
+  void StoreLocked(Shard& shard, const std::shared_ptr<TenantState>& state, Entry* existing,
+                   uint64_t hash, std::string_view key, std::string_view value, int64_t expires_at,
+                   bool keep_expiry, size_t min_capacity, int64_t now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Moves `e` to a new allocation holding `value`, in place of `e` in the
   // entry set, its LRU list and the expiry heap; frees `e`. Returns the new
   // entry. Accounting is the caller's.
-  Entry* ReplaceLocked(Shard& shard, Entry* e, std::string_view value,
-                       size_t min_capacity)
+  Entry* ReplaceLocked(Shard& shard, Entry* e, std::string_view value, size_t min_capacity)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   // --- Slow paths, called with no lock held. ---
@@ -494,8 +462,7 @@ class ShardedCache final : public Cache {
   // `first`, while `over()`. Returns the number of entries removed (expired
   // ones included).
   template <typename Pred>
-  size_t EvictAcrossShards(const std::shared_ptr<TenantState>& state,
-                           size_t first, Pred over);
+  size_t EvictAcrossShards(const std::shared_ptr<TenantState>& state, size_t first, Pred over);
   void RelieveGlobalPressure(const std::shared_ptr<TenantState>& writer)
       ABSL_LOCKS_EXCLUDED(global_mu_, tenants_mu_);
   // The tenant holding the most bytes, or null.
@@ -507,19 +474,17 @@ class ShardedCache final : public Cache {
                    state.budget.load(std::memory_order_relaxed));
   }
   bool OverGlobalBudget() const {
-    return Exceeds(total_bytes_.load(std::memory_order_relaxed),
-                   options_.global_budget_bytes);
+    return Exceeds(total_bytes_.load(std::memory_order_relaxed), options_.global_budget_bytes);
   }
   // Compared unsigned: a budget may be any size_t, SIZE_MAX included.
   static bool Exceeds(int64_t bytes, size_t budget) {
     return bytes > 0 && static_cast<uint64_t>(bytes) > budget;
   }
   int64_t FairShare() const {
-    const int64_t tenants = std::max<int64_t>(
-        1, tenants_with_entries_.load(std::memory_order_relaxed));
+    const int64_t tenants =
+        std::max<int64_t>(1, tenants_with_entries_.load(std::memory_order_relaxed));
     const uint64_t share = options_.global_budget_bytes / tenants;
-    return static_cast<int64_t>(
-        std::min<uint64_t>(share, std::numeric_limits<int64_t>::max()));
+    return static_cast<int64_t>(std::min<uint64_t>(share, std::numeric_limits<int64_t>::max()));
   }
 
   // Constant after construction.
@@ -534,10 +499,8 @@ class ShardedCache final : public Cache {
   std::atomic<int64_t> tenants_with_entries_{0};
 
   absl::Mutex tenants_mu_ ABSL_ACQUIRED_AFTER(global_mu_);
-  absl::flat_hash_map<uint64_t, std::shared_ptr<TenantState>> tenants_
-      ABSL_GUARDED_BY(tenants_mu_);
-  absl::flat_hash_map<uint64_t, size_t> budget_overrides_
-      ABSL_GUARDED_BY(tenants_mu_);
+  absl::flat_hash_map<uint64_t, std::shared_ptr<TenantState>> tenants_ ABSL_GUARDED_BY(tenants_mu_);
+  absl::flat_hash_map<uint64_t, size_t> budget_overrides_ ABSL_GUARDED_BY(tenants_mu_);
 
   // Serialises eviction for the global budget, so concurrent writers under
   // pressure agree on a victim instead of each evicting their own.
@@ -551,45 +514,42 @@ class ShardedCache final : public Cache {
 // ---------------------------------------------------------------------------
 // Validation
 
-absl::Status ShardedCache::CheckTtl(
-    uint64_t tenant, const std::optional<std::chrono::nanoseconds>& ttl) const {
+absl::Status ShardedCache::CheckTtl(uint64_t tenant,
+                                    const std::optional<std::chrono::nanoseconds>& ttl) const {
   if (!ttl.has_value()) return absl::OkStatus();
   if (ttl->count() <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "tenant #", tenant,
-        ": cache ttl must be positive (ttl_ns=", ttl->count(), ")"));
+        "tenant #", tenant, ": cache ttl must be positive (ttl_ns=", ttl->count(), ")"));
   }
   if (*ttl > options_.max_ttl) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tenant #", tenant, ": cache ttl over the maximum (ttl_ns=",
-        ttl->count(), ", max_ns=", options_.max_ttl.count(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tenant #", tenant, ": cache ttl over the maximum (ttl_ns=", ttl->count(),
+                     ", max_ns=", options_.max_ttl.count(), ")"));
   }
   return absl::OkStatus();
 }
 
-int64_t ShardedCache::Deadline(
-    int64_t now, const std::optional<std::chrono::nanoseconds>& ttl) const {
+int64_t ShardedCache::Deadline(int64_t now,
+                               const std::optional<std::chrono::nanoseconds>& ttl) const {
   if (!ttl.has_value()) return kNoExpiry;
   // Saturate rather than wrap for a clock far from its epoch.
   if (now > kNoExpiry - 1 - ttl->count()) return kNoExpiry - 1;
   return now + ttl->count();
 }
 
-absl::Status ShardedCache::CheckFits(uint64_t tenant, size_t key_size,
-                                     size_t value_size, size_t budget) const {
+absl::Status ShardedCache::CheckFits(uint64_t tenant, size_t key_size, size_t value_size,
+                                     size_t budget) const {
   if (key_size > kMaxPartBytes || value_size > kMaxPartBytes) {
-    return MakeError(
-        absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
-        absl::StrCat("tenant #", tenant, ": cache key or value over 4 GiB"));
+    return MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
+                     absl::StrCat("tenant #", tenant, ": cache key or value over 4 GiB"));
   }
   const size_t charge = key_size + value_size + kCacheEntryOverheadBytes;
   if (charge > budget || charge > options_.global_budget_bytes) {
     return MakeError(
         absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
-        absl::StrCat("tenant #", tenant,
-                     ": cache entry larger than the budget (charge=", charge,
-                     ", tenant_budget=", budget,
-                     ", global_budget=", options_.global_budget_bytes, ")"));
+        absl::StrCat("tenant #", tenant, ": cache entry larger than the budget (charge=", charge,
+                     ", tenant_budget=", budget, ", global_budget=", options_.global_budget_bytes,
+                     ")"));
   }
   return absl::OkStatus();
 }
@@ -607,9 +567,8 @@ std::shared_ptr<TenantState> ShardedCache::AcquireTenant(uint64_t tenant) {
   auto [it, inserted] = tenants_.try_emplace(tenant);
   if (inserted) {
     auto o = budget_overrides_.find(tenant);
-    const size_t budget = o != budget_overrides_.end()
-                              ? o->second
-                              : options_.default_tenant_budget_bytes;
+    const size_t budget =
+        o != budget_overrides_.end() ? o->second : options_.default_tenant_budget_bytes;
     it->second = std::make_shared<TenantState>(tenant, budget);
   }
   return it->second;
@@ -644,27 +603,25 @@ Entry* ShardedCache::FindLocked(Shard& shard, uint64_t hash, uint64_t tenant,
   return it == shard.entries.end() ? nullptr : *it;
 }
 
-TenantShard* ShardedCache::FindTenantShardLocked(Shard& shard,
-                                                 uint64_t tenant) {
+TenantShard* ShardedCache::FindTenantShardLocked(Shard& shard, uint64_t tenant) {
   auto it = shard.tenants.find(tenant);
   return it == shard.tenants.end() ? nullptr : it->second.get();
 }
 
-TenantShard* ShardedCache::GetOrCreateTenantShardLocked(
-    Shard& shard, const std::shared_ptr<TenantState>& state) {
+TenantShard* ShardedCache::GetOrCreateTenantShardLocked(Shard& shard,
+                                                        const std::shared_ptr<TenantState>& state) {
   auto it = shard.tenants.find(state->number);
   if (it != shard.tenants.end()) {
     if (it->second->state == state) return it->second.get();
     PurgeLocked(shard, it->second.get());  // Left by a dropped state.
   }
-  auto [slot, inserted] = shard.tenants.emplace(
-      state->number, std::make_unique<TenantShard>(state));
+  auto [slot, inserted] =
+      shard.tenants.emplace(state->number, std::make_unique<TenantShard>(state));
   return slot->second.get();
 }
 
-Entry* ShardedCache::FindForWriteLocked(
-    Shard& shard, const std::shared_ptr<TenantState>& state, uint64_t hash,
-    std::string_view key) {
+Entry* ShardedCache::FindForWriteLocked(Shard& shard, const std::shared_ptr<TenantState>& state,
+                                        uint64_t hash, std::string_view key) {
   Entry* e = FindLocked(shard, hash, state->number, key);
   if (e == nullptr || e->owner->state == state) return e;
   PurgeLocked(shard, e->owner);
@@ -682,14 +639,12 @@ void ShardedCache::ReleaseIfEmptyLocked(Shard& shard, TenantShard* ts) {
   if (ts != nullptr && ts->empty()) shard.tenants.erase(ts->state->number);
 }
 
-void ShardedCache::ChargeLocked(Shard& shard, TenantShard* ts, int64_t bytes,
-                                int64_t entries) {
+void ShardedCache::ChargeLocked(Shard& shard, TenantShard* ts, int64_t bytes, int64_t entries) {
   ts->bytes += bytes;
   ts->entries += entries;
   shard.bytes += bytes;
   TenantState& state = *ts->state;
-  const int64_t before =
-      state.bytes.fetch_add(bytes, std::memory_order_relaxed);
+  const int64_t before = state.bytes.fetch_add(bytes, std::memory_order_relaxed);
   if (before == 0 && bytes > 0) {
     tenants_with_entries_.fetch_add(1, std::memory_order_relaxed);
   } else if (before > 0 && before + bytes == 0) {
@@ -732,8 +687,7 @@ void ShardedCache::RemoveLocked(Shard& shard, Entry* e, Removal why) {
   Entry::Delete(e);
 }
 
-void ShardedCache::ReclaimExpiredLocked(Shard& shard, int64_t now, size_t max,
-                                        TenantShard* keep) {
+void ShardedCache::ReclaimExpiredLocked(Shard& shard, int64_t now, size_t max, TenantShard* keep) {
   for (size_t i = 0; i < max && !shard.expiry.empty(); ++i) {
     Entry* e = shard.expiry.top();
     if (!IsExpired(e, now)) break;
@@ -744,8 +698,8 @@ void ShardedCache::ReclaimExpiredLocked(Shard& shard, int64_t now, size_t max,
 }
 
 template <typename Pred>
-void ShardedCache::EvictLocked(Shard& shard, TenantShard* ts,
-                               const Entry* protect, int64_t now, Pred over) {
+void ShardedCache::EvictLocked(Shard& shard, TenantShard* ts, const Entry* protect, int64_t now,
+                               Pred over) {
   if (!over()) return;
   ReclaimExpiredLocked(shard, now, kReclaimUnderPressure, ts);
   while (over() && !ts->empty()) {
@@ -766,13 +720,11 @@ void ShardedCache::EvictLocked(Shard& shard, TenantShard* ts,
       MoveToFront(ts, victim);
       continue;
     }
-    RemoveLocked(shard, victim,
-                 expired ? Removal::kExpired : Removal::kEvicted);
+    RemoveLocked(shard, victim, expired ? Removal::kExpired : Removal::kEvicted);
   }
 }
 
-Entry* ShardedCache::ReplaceLocked(Shard& shard, Entry* e,
-                                   std::string_view value,
+Entry* ShardedCache::ReplaceLocked(Shard& shard, Entry* e, std::string_view value,
                                    size_t min_capacity) {
   Entry* n = Entry::New(e->key(), value, min_capacity);
   n->owner = e->owner;
@@ -790,17 +742,14 @@ Entry* ShardedCache::ReplaceLocked(Shard& shard, Entry* e,
   return n;
 }
 
-void ShardedCache::StoreLocked(Shard& shard,
-                               const std::shared_ptr<TenantState>& state,
-                               Entry* e, uint64_t hash, std::string_view key,
-                               std::string_view value, int64_t expires_at,
-                               bool keep_expiry, size_t min_capacity,
+void ShardedCache::StoreLocked(Shard& shard, const std::shared_ptr<TenantState>& state, Entry* e,
+                               uint64_t hash, std::string_view key, std::string_view value,
+                               int64_t expires_at, bool keep_expiry, size_t min_capacity,
                                int64_t now) {
   TenantShard* ts;
   if (e != nullptr) {
     ts = e->owner;
-    const int64_t delta = static_cast<int64_t>(value.size()) -
-                          static_cast<int64_t>(e->value_size);
+    const int64_t delta = static_cast<int64_t>(value.size()) - static_cast<int64_t>(e->value_size);
     if (e->Fits(value.size())) {
       e->SetValue(value);
     } else {
@@ -826,8 +775,7 @@ void ShardedCache::StoreLocked(Shard& shard,
   if (OverGlobalBudget()) {
     const int64_t fair = FairShare();
     EvictLocked(shard, ts, e, now, [&] {
-      return OverGlobalBudget() &&
-             s.bytes.load(std::memory_order_relaxed) > fair;
+      return OverGlobalBudget() && s.bytes.load(std::memory_order_relaxed) > fair;
     });
   }
 }
@@ -836,8 +784,8 @@ void ShardedCache::StoreLocked(Shard& shard,
 // Slow paths
 
 template <typename Pred>
-size_t ShardedCache::EvictAcrossShards(
-    const std::shared_ptr<TenantState>& state, size_t first, Pred over) {
+size_t ShardedCache::EvictAcrossShards(const std::shared_ptr<TenantState>& state, size_t first,
+                                       Pred over) {
   size_t evicted = 0;
   for (size_t i = 0; i < shard_count_ && over(); ++i) {
     Shard& shard = shards_[(first + i) & (shard_count_ - 1)];
@@ -853,15 +801,13 @@ size_t ShardedCache::EvictAcrossShards(
   return evicted;
 }
 
-void ShardedCache::FinishWrite(const std::shared_ptr<TenantState>& state,
-                               size_t written) {
+void ShardedCache::FinishWrite(const std::shared_ptr<TenantState>& state, size_t written) {
   auto over_budget = [&] { return OverTenantBudget(*state); };
   if (over_budget()) EvictAcrossShards(state, written + 1, over_budget);
   if (OverGlobalBudget()) RelieveGlobalPressure(state);
 }
 
-void ShardedCache::RelieveGlobalPressure(
-    const std::shared_ptr<TenantState>& writer) {
+void ShardedCache::RelieveGlobalPressure(const std::shared_ptr<TenantState>& writer) {
   absl::MutexLock lock(&global_mu_);
   bool rescanned = false;
   for (int round = 0; round < kMaxGlobalRounds && OverGlobalBudget(); ++round) {
@@ -883,8 +829,7 @@ void ShardedCache::RelieveGlobalPressure(
     if (victim == nullptr) break;
     const size_t first = next_victim_shard_++;
     const size_t evicted = EvictAcrossShards(victim, first, [&] {
-      return OverGlobalBudget() &&
-             victim->bytes.load(std::memory_order_relaxed) > fair;
+      return OverGlobalBudget() && victim->bytes.load(std::memory_order_relaxed) > fair;
     });
     if (evicted == 0) {
       // Nothing to take from this victim (a concurrent writer or dropper got
@@ -898,8 +843,7 @@ void ShardedCache::RelieveGlobalPressure(
 // ---------------------------------------------------------------------------
 // Public operations
 
-absl::StatusOr<std::string> ShardedCache::Get(uint64_t tenant,
-                                              std::string_view key) {
+absl::StatusOr<std::string> ShardedCache::Get(uint64_t tenant, std::string_view key) {
   const uint64_t hash = HashKey(tenant, key);
   Shard& shard = shards_[ShardIndex(hash)];
   bool counted = false;
@@ -935,18 +879,15 @@ absl::StatusOr<std::string> ShardedCache::Get(uint64_t tenant,
       state->misses.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  return absl::NotFoundError(
-      absl::StrCat("tenant #", tenant, ": cache key not found"));
+  return absl::NotFoundError(absl::StrCat("tenant #", tenant, ": cache key not found"));
 }
 
-absl::Status ShardedCache::Set(uint64_t tenant, std::string_view key,
-                               std::string_view value,
+absl::Status ShardedCache::Set(uint64_t tenant, std::string_view key, std::string_view value,
                                std::optional<std::chrono::nanoseconds> ttl) {
   if (absl::Status s = CheckTtl(tenant, ttl); !s.ok()) return s;
   std::shared_ptr<TenantState> state = AcquireTenant(tenant);
   const size_t budget = state->budget.load(std::memory_order_relaxed);
-  if (absl::Status s = CheckFits(tenant, key.size(), value.size(), budget);
-      !s.ok()) {
+  if (absl::Status s = CheckFits(tenant, key.size(), value.size(), budget); !s.ok()) {
     return s;
   }
 
@@ -984,9 +925,8 @@ bool ShardedCache::Delete(uint64_t tenant, std::string_view key) {
   return live;
 }
 
-absl::StatusOr<int64_t> ShardedCache::Increment(
-    uint64_t tenant, std::string_view key, int64_t by,
-    std::optional<std::chrono::nanoseconds> ttl) {
+absl::StatusOr<int64_t> ShardedCache::Increment(uint64_t tenant, std::string_view key, int64_t by,
+                                                std::optional<std::chrono::nanoseconds> ttl) {
   if (absl::Status s = CheckTtl(tenant, ttl); !s.ok()) return s;
   std::shared_ptr<TenantState> state = AcquireTenant(tenant);
   const size_t budget = state->budget.load(std::memory_order_relaxed);
@@ -1012,19 +952,17 @@ absl::StatusOr<int64_t> ShardedCache::Increment(
           std::optional<int64_t> parsed = ParseDecimal(e->value());
           if (!parsed.has_value()) {
             return absl::InvalidArgumentError(absl::StrCat(
-                "tenant #", tenant,
-                ": cache value is not a decimal int64, cannot increment"));
+                "tenant #", tenant, ": cache value is not a decimal int64, cannot increment"));
           }
           current = *parsed;
         }
         if (__builtin_add_overflow(current, by, &result)) {
-          return absl::OutOfRangeError(absl::StrCat(
-              "tenant #", tenant, ": cache increment overflows int64 (value=",
-              current, ", by=", by, ")"));
+          return absl::OutOfRangeError(
+              absl::StrCat("tenant #", tenant, ": cache increment overflows int64 (value=", current,
+                           ", by=", by, ")"));
         }
         const std::string text = absl::StrCat(result);
-        if (absl::Status s = CheckFits(tenant, key.size(), text.size(), budget);
-            !s.ok()) {
+        if (absl::Status s = CheckFits(tenant, key.size(), text.size(), budget); !s.ok()) {
           return s;
         }
         // Room for any int64, so later increments write in place.
@@ -1083,8 +1021,7 @@ void ShardedCache::DropTenant(uint64_t tenant) {
   }
 }
 
-void ShardedCache::SetTenantBudget(uint64_t tenant,
-                                   std::optional<size_t> bytes) {
+void ShardedCache::SetTenantBudget(uint64_t tenant, std::optional<size_t> bytes) {
   const size_t budget = bytes.value_or(options_.default_tenant_budget_bytes);
   std::shared_ptr<TenantState> state;
   {
@@ -1112,16 +1049,15 @@ CacheStats ShardedCache::TenantStats(uint64_t tenant) {
       state = it->second;
     } else {
       auto o = budget_overrides_.find(tenant);
-      stats.budget_bytes = o != budget_overrides_.end()
-                               ? o->second
-                               : options_.default_tenant_budget_bytes;
+      stats.budget_bytes =
+          o != budget_overrides_.end() ? o->second : options_.default_tenant_budget_bytes;
       return stats;
     }
   }
-  stats.entries = static_cast<uint64_t>(
-      std::max<int64_t>(0, state->entries.load(std::memory_order_relaxed)));
-  stats.bytes = static_cast<uint64_t>(
-      std::max<int64_t>(0, state->bytes.load(std::memory_order_relaxed)));
+  stats.entries =
+      static_cast<uint64_t>(std::max<int64_t>(0, state->entries.load(std::memory_order_relaxed)));
+  stats.bytes =
+      static_cast<uint64_t>(std::max<int64_t>(0, state->bytes.load(std::memory_order_relaxed)));
   stats.budget_bytes = state->budget.load(std::memory_order_relaxed);
   stats.hits = state->hits.load(std::memory_order_relaxed);
   stats.misses = state->misses.load(std::memory_order_relaxed);
@@ -1153,8 +1089,7 @@ absl::StatusOr<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
     return absl::InvalidArgumentError("cache: global_budget_bytes must be > 0");
   }
   if (options.default_tenant_budget_bytes == 0) {
-    return absl::InvalidArgumentError(
-        "cache: default_tenant_budget_bytes must be > 0");
+    return absl::InvalidArgumentError("cache: default_tenant_budget_bytes must be > 0");
   }
   if (options.max_ttl.count() <= 0) {
     return absl::InvalidArgumentError("cache: max_ttl must be > 0");

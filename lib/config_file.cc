@@ -11,6 +11,7 @@
 #include "tenancy/config_file.h"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,19 +24,17 @@
 #include <thread>
 #include <utility>
 
-#include <openssl/crypto.h>
-
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "api_key.h"
 #include "json_reader.h"
-#include "tenant_spec_reader.h"
 #include "simdjson.h"
 #include "status_macros.h"
 #include "str_cat.h"
 #include "tenancy/engine.h"
 #include "tenancy/tenant_registry.h"
+#include "tenant_spec_reader.h"
 
 namespace tenancy {
 namespace internal {
@@ -71,17 +70,16 @@ absl::Status ParseKeys(FieldReader& r, std::string_view field, bool plaintext,
   } else {
     items.emplace_back(*e, r.PathOf(field));
   }
-  const std::string_view want =
-      plaintext ? "must be a string or an array of strings"
-                : "must be a SHA-256 in hex or an array of them";
+  const std::string_view want = plaintext ? "must be a string or an array of strings"
+                                          : "must be a SHA-256 in hex or an array of them";
   for (auto& [item, path] : items) {
     std::string_view text;
     if (item.get_string().get(text)) return r.ErrorAt(path, want);
     if (plaintext) {
       // The message never shows the key.
       if (text.size() < kMinPlainKeyBytes || text.size() > kMaxPlainKeyBytes) {
-        return r.ErrorAt(path, StrCat("an api key must be ", kMinPlainKeyBytes,
-                                      " to ", kMaxPlainKeyBytes, " bytes"));
+        return r.ErrorAt(path, StrCat("an api key must be ", kMinPlainKeyBytes, " to ",
+                                      kMaxPlainKeyBytes, " bytes"));
       }
       keys->emplace_back(DigestToHex(Sha256(text)), path);
     } else {
@@ -94,9 +92,9 @@ absl::Status ParseKeys(FieldReader& r, std::string_view field, bool plaintext,
   return absl::OkStatus();
 }
 
-absl::StatusOr<TenantsFileEntry> ParseTenant(
-    simdjson::dom::element element, const Path& path, const ErrorBuilder& errors,
-    std::vector<std::pair<std::string, Path>>* keys) {
+absl::StatusOr<TenantsFileEntry> ParseTenant(simdjson::dom::element element, const Path& path,
+                                             const ErrorBuilder& errors,
+                                             std::vector<std::pair<std::string, Path>>* keys) {
   simdjson::dom::object object;
   if (element.get_object().get(object)) return errors.At(path, "must be an object");
   FieldReader r(object, path, errors);
@@ -143,9 +141,8 @@ absl::StatusOr<TenantsConfig> ParseTenantsFile(std::string_view text) {
   simdjson::dom::element root;
   if (simdjson::error_code error = parser.parse(text.data(), text.size()).get(root)) {
     internal::JsonScanner scanner(text);
-    return absl::InvalidArgumentError(
-        StrCat("not valid JSON: ", simdjson::error_message(error),
-               internal::LineAndColumn(text, scanner.FirstError())));
+    return absl::InvalidArgumentError(StrCat("not valid JSON: ", simdjson::error_message(error),
+                                             internal::LineAndColumn(text, scanner.FirstError())));
   }
   ErrorBuilder errors(text);
   simdjson::dom::object object;
@@ -172,9 +169,8 @@ absl::StatusOr<TenantsConfig> ParseTenantsFile(std::string_view text) {
     auto [seen, inserted] = id_index.emplace(entry.spec.id, index);
     if (!inserted) {
       Path id_path = Child(path, "id");
-      return errors.At(
-          id_path, StrCat("tenant \"", entry.spec.id, "\" is listed twice (also tenants[",
-                          seen->second, "])"));
+      return errors.At(id_path, StrCat("tenant \"", entry.spec.id,
+                                       "\" is listed twice (also tenants[", seen->second, "])"));
     }
     for (auto& [hex, key_path] : keys) {
       auto [other, fresh] = key_sources.emplace(hex, std::make_pair(index, key_path));
@@ -194,17 +190,15 @@ absl::StatusOr<TenantsConfig> ParseTenantsFile(std::string_view text) {
     FieldReader d(*defaults, r.PathOf("defaults"), errors);
     TENANCY_ASSIGN_OR_RETURN(auto limits, d.Object("limits"));
     if (limits.has_value()) {
-      TENANCY_ASSIGN_OR_RETURN(
-          config.default_limits,
-          internal::ReadLimits(*limits, d.PathOf("limits"), errors));
+      TENANCY_ASSIGN_OR_RETURN(config.default_limits,
+                               internal::ReadLimits(*limits, d.PathOf("limits"), errors));
     }
     TENANCY_RETURN_IF_ERROR(d.Finish());
   }
   TENANCY_ASSIGN_OR_RETURN(auto global, r.Object("global_limits"));
   if (global.has_value()) {
-    TENANCY_ASSIGN_OR_RETURN(
-        config.global_limits,
-        internal::ReadLimits(*global, r.PathOf("global_limits"), errors));
+    TENANCY_ASSIGN_OR_RETURN(config.global_limits,
+                             internal::ReadLimits(*global, r.PathOf("global_limits"), errors));
   }
   TENANCY_ASSIGN_OR_RETURN(auto reload, r.Bool("reload_on_change"));
   if (reload.has_value()) config.reload_on_change = *reload;
@@ -248,8 +242,7 @@ ConcurrencyLimits LayOver(ConcurrencyLimits current, const LimitOverlay& previou
   next->replaced.clear();
   for (const auto& [name, value] : file) {
     auto it = current.find(name);
-    next->replaced[name] =
-        it == current.end() ? std::nullopt : std::optional<int64_t>(it->second);
+    next->replaced[name] = it == current.end() ? std::nullopt : std::optional<int64_t>(it->second);
     current[name] = value;
   }
   return current;
@@ -305,8 +298,7 @@ class ConfigFileRep {
       : engine_(engine), options_(std::move(options)) {
     logger_ = options_.logger != nullptr
                   ? options_.logger
-                  : std::shared_ptr<Logger>(std::shared_ptr<Logger>{},
-                                            &engine_->logger());
+                  : std::shared_ptr<Logger>(std::shared_ptr<Logger>{}, &engine_->logger());
   }
   ConfigFileRep(const ConfigFileRep&) = delete;
   ConfigFileRep& operator=(const ConfigFileRep&) = delete;
@@ -364,8 +356,7 @@ class ConfigFileRep {
                   "1 if the last reload of the tenants file was applied, else 0", {},
                   s.last_result.ok() ? 1.0 : 0.0);
     if (!s.sha256.empty()) {
-      sink.AddGauge("tenancy_config_info",
-                    "The tenants file in force, by the SHA-256 of its bytes",
+      sink.AddGauge("tenancy_config_info", "The tenants file in force, by the SHA-256 of its bytes",
                     {{"sha256", s.sha256}}, 1.0);
     }
   }
@@ -392,11 +383,10 @@ class ConfigFileRep {
     if (::fstat(fd, &st) != 0) {
       status = absl::ErrnoToStatus(errno, StrCat("stat ", options_.path));
     } else if (!S_ISREG(st.st_mode)) {
-      status = absl::FailedPreconditionError(
-          StrCat(options_.path, " is not a regular file"));
+      status = absl::FailedPreconditionError(StrCat(options_.path, " is not a regular file"));
     } else if (static_cast<uint64_t>(st.st_size) > options_.max_file_bytes) {
-      status = absl::InvalidArgumentError(StrCat(
-          options_.path, " is larger than ", options_.max_file_bytes, " bytes"));
+      status = absl::InvalidArgumentError(
+          StrCat(options_.path, " is larger than ", options_.max_file_bytes, " bytes"));
     } else {
       content.signature = SignatureOf(st);
       char buffer[65536];
@@ -410,8 +400,8 @@ class ConfigFileRep {
         if (n == 0) break;
         content.text.append(buffer, static_cast<size_t>(n));
         if (content.text.size() > options_.max_file_bytes) {
-          status = absl::InvalidArgumentError(StrCat(
-              options_.path, " is larger than ", options_.max_file_bytes, " bytes"));
+          status = absl::InvalidArgumentError(
+              StrCat(options_.path, " is larger than ", options_.max_file_bytes, " bytes"));
           break;
         }
       }
@@ -437,10 +427,9 @@ class ConfigFileRep {
     }
     Log(LogLevel::kError,
         StrCat("refused; ",
-               in_force.version == 0
-                   ? std::string("nothing applied")
-                   : StrCat("version ", in_force.version, " (sha256 ",
-                            in_force.sha256.substr(0, 12), ") stays in force"),
+               in_force.version == 0 ? std::string("nothing applied")
+                                     : StrCat("version ", in_force.version, " (sha256 ",
+                                              in_force.sha256.substr(0, 12), ") stays in force"),
                ": ", status.message()));
   }
 
@@ -475,15 +464,12 @@ class ConfigFileRep {
     reload_on_change_.store(parsed->reload_on_change, std::memory_order_relaxed);
     in_force_ = *std::move(parsed);
     Log(LogLevel::kInfo,
-        StrCat("version ", now.version, " (sha256 ", now.sha256.substr(0, 12),
-               ") in force since ",
-               absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now.applied_at,
-                                absl::UTCTimeZone()),
-               ": ", now.tenants, " tenants (", summary.created, " created, ",
-               summary.updated, " updated, ", summary.unchanged, " unchanged, ",
-               summary.disabled, " disabled), api keys ", summary.keys_added,
-               " added, ", summary.keys_revoked, " revoked",
-               now.reload_on_change ? "" : "; reload_on_change is off"));
+        StrCat("version ", now.version, " (sha256 ", now.sha256.substr(0, 12), ") in force since ",
+               absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now.applied_at, absl::UTCTimeZone()), ": ",
+               now.tenants, " tenants (", summary.created, " created, ", summary.updated,
+               " updated, ", summary.unchanged, " unchanged, ", summary.disabled,
+               " disabled), api keys ", summary.keys_added, " added, ", summary.keys_revoked,
+               " revoked", now.reload_on_change ? "" : "; reload_on_change is off"));
     return absl::OkStatus();
   }
 
@@ -491,14 +477,12 @@ class ConfigFileRep {
                         std::string_view what) const {
     JsonScanner scanner(text);
     Path path = Element(Child(Path{}, "tenants"), index);
-    return absl::FailedPreconditionError(
-        StrCat(PathText(path), " (tenant \"", id, "\"): ", what,
-               LineAndColumn(text, scanner.Find(path))));
+    return absl::FailedPreconditionError(StrCat(PathText(path), " (tenant \"", id, "\"): ", what,
+                                                LineAndColumn(text, scanner.Find(path))));
   }
 
   absl::Status ApplyLocked(const TenantsConfig& config, std::string_view text,
-                           ApplySummary* summary)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_) {
+                           ApplySummary* summary) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_) {
     TenantRegistry& registry = engine_->registry();
 
     // The registry now: every tenant, in all states.
@@ -538,11 +522,10 @@ class ConfigFileRep {
                           "purge is done");
         }
         if (it->second.spec.placement != entry.spec.placement) {
-          return Conflict(
-              text, i, id,
-              StrCat("placement is fixed at creation (the tenant is ",
-                     PlacementName(it->second.spec.placement), ", the file says ",
-                     PlacementName(entry.spec.placement), ")"));
+          return Conflict(text, i, id,
+                          StrCat("placement is fixed at creation (the tenant is ",
+                                 PlacementName(it->second.spec.placement), ", the file says ",
+                                 PlacementName(entry.spec.placement), ")"));
         }
       }
       for (const std::string& hex : entry.api_key_sha256) {
@@ -558,8 +541,7 @@ class ConfigFileRep {
         if (!movable) {
           return Conflict(
               text, i, id,
-              StrCat("api key sha256:", hex.substr(0, 8), " belongs to tenant \"",
-                     owner->tenant_id,
+              StrCat("api key sha256:", hex.substr(0, 8), " belongs to tenant \"", owner->tenant_id,
                      "\", which this file does not manage; revoke it there first"));
         }
       }
@@ -568,11 +550,10 @@ class ConfigFileRep {
     // 1. Limits: the file's defaults and global limits over the limiter's.
     Limiter& limiter = engine_->limiter();
     LimitOverlay next_defaults, next_global;
-    ConcurrencyLimits defaults = LayOver(limiter.DefaultTenantLimits(),
-                                         defaults_overlay_, config.default_limits,
-                                         &next_defaults);
-    ConcurrencyLimits global = LayOver(limiter.GlobalLimits(), global_overlay_,
-                                       config.global_limits, &next_global);
+    ConcurrencyLimits defaults = LayOver(limiter.DefaultTenantLimits(), defaults_overlay_,
+                                         config.default_limits, &next_defaults);
+    ConcurrencyLimits global =
+        LayOver(limiter.GlobalLimits(), global_overlay_, config.global_limits, &next_global);
     TENANCY_RETURN_IF_ERROR(limiter.SetDefaultTenantLimits(defaults));
     defaults_overlay_ = std::move(next_defaults);
     TENANCY_RETURN_IF_ERROR(limiter.SetGlobalLimits(global));
@@ -587,9 +568,8 @@ class ConfigFileRep {
       for (const ApiKeyInfo& key : info.keys) {
         if (!StartsWith(key.key_id, kImportedKeyIdPrefix)) continue;
         auto claim = claimed_key_ids.find(key.key_id);
-        bool keep = listed != in_file.end()
-                        ? claim != claimed_key_ids.end() && claim->second == id
-                        : claim == claimed_key_ids.end();
+        bool keep = listed != in_file.end() ? claim != claimed_key_ids.end() && claim->second == id
+                                            : claim == claimed_key_ids.end();
         if (keep) continue;
         absl::Status revoked = registry.RevokeApiKey(id, key.key_id);
         if (!revoked.ok() && !absl::IsNotFound(revoked)) return revoked;
@@ -608,17 +588,15 @@ class ConfigFileRep {
       }
       if (it != existing.end()) {
         if (!IsManaged(it->second.spec)) {
-          Log(LogLevel::kInfo, StrCat("tenant \"", desired.id,
-                                      "\": adopted (it was not managed by the file)"));
+          Log(LogLevel::kInfo,
+              StrCat("tenant \"", desired.id, "\": adopted (it was not managed by the file)"));
         } else if (in_force_.has_value() && SameEntryInForce(entry)) {
-          Log(LogLevel::kWarning,
-              StrCat("tenant \"", desired.id,
-                     "\": its spec was changed outside the tenants file; the "
-                     "file's spec is put back"));
+          Log(LogLevel::kWarning, StrCat("tenant \"", desired.id,
+                                         "\": its spec was changed outside the tenants file; the "
+                                         "file's spec is put back"));
         }
       }
-      TENANCY_ASSIGN_OR_RETURN(TenantRegistry::UpsertResult result,
-                               registry.Upsert(desired));
+      TENANCY_ASSIGN_OR_RETURN(TenantRegistry::UpsertResult result, registry.Upsert(desired));
       if (result.created) {
         ++summary->created;  // the registry logs it
       } else {
@@ -637,23 +615,22 @@ class ConfigFileRep {
             had = had || key.key_id == ImportedKeyId(hex);
           }
         }
-        TENANCY_RETURN_IF_ERROR(
-            registry.ImportApiKeyHash(entry.spec.id, hex).status());
+        TENANCY_RETURN_IF_ERROR(registry.ImportApiKeyHash(entry.spec.id, hex).status());
         if (!had) ++summary->keys_added;
       }
     }
 
     // 5. File-managed tenants no longer in the file: disabled, data kept.
     for (const auto& [id, info] : existing) {
-      if (!IsManaged(info.spec) || in_file.count(id) != 0 ||
-          info.state == TenantState::kDeleting || !info.spec.enabled) {
+      if (!IsManaged(info.spec) || in_file.count(id) != 0 || info.state == TenantState::kDeleting ||
+          !info.spec.enabled) {
         continue;
       }
       absl::Status disabled = registry.Disable(id);
       if (absl::IsNotFound(disabled)) continue;  // purged meanwhile
       TENANCY_RETURN_IF_ERROR(disabled);
-      Log(LogLevel::kInfo, StrCat("tenant \"", id,
-                                  "\": no longer in the file; disabled, data kept"));
+      Log(LogLevel::kInfo,
+          StrCat("tenant \"", id, "\": no longer in the file; disabled, data kept"));
       ++summary->disabled;
     }
     return absl::OkStatus();
@@ -672,17 +649,15 @@ class ConfigFileRep {
     ++polls_since_read_;
     const bool periodic = polls_since_read_ >= kRereadPolls;
     absl::StatusOr<FileSignature> signature = StatPath();
-    if (signature.ok() && have_signature_ && *signature == last_signature_ &&
-        !periodic) {
+    if (signature.ok() && have_signature_ && *signature == last_signature_ && !periodic) {
       return;
     }
     absl::StatusOr<FileContent> file =
         signature.ok() ? ReadFile() : absl::StatusOr<FileContent>(signature.status());
     if (!file.ok()) {
       if (!unreadable_logged_) {
-        Log(LogLevel::kWarning,
-            StrCat("cannot read it (", file.status().message(),
-                   "); the configuration in force stays"));
+        Log(LogLevel::kWarning, StrCat("cannot read it (", file.status().message(),
+                                       "); the configuration in force stays"));
         unreadable_logged_ = true;
       }
       return;
@@ -750,8 +725,8 @@ class ConfigFileRep {
 
 }  // namespace internal
 
-absl::StatusOr<std::unique_ptr<ConfigFile>> ConfigFile::Open(
-    Engine* engine, ConfigFileOptions options) {
+absl::StatusOr<std::unique_ptr<ConfigFile>> ConfigFile::Open(Engine* engine,
+                                                             ConfigFileOptions options) {
   if (engine == nullptr) return absl::InvalidArgumentError("config file: engine is null");
   if (options.path.empty()) {
     return absl::InvalidArgumentError("config file: options.path is empty");
@@ -768,8 +743,7 @@ absl::StatusOr<std::unique_ptr<ConfigFile>> ConfigFile::Open(
   return std::unique_ptr<ConfigFile>(new ConfigFile(std::move(rep)));
 }
 
-ConfigFile::ConfigFile(std::unique_ptr<internal::ConfigFileRep> rep)
-    : rep_(std::move(rep)) {}
+ConfigFile::ConfigFile(std::unique_ptr<internal::ConfigFileRep> rep) : rep_(std::move(rep)) {}
 
 ConfigFile::~ConfigFile() = default;
 

@@ -18,8 +18,7 @@ absl::StatusOr<std::unique_ptr<EngineParts>> EngineParts::Open(EngineOptions opt
     return absl::InvalidArgumentError("engine: options.path is empty");
   }
   if (options.max_key_bytes == 0 || options.max_value_bytes == 0) {
-    return absl::InvalidArgumentError(
-        "engine: max_key_bytes and max_value_bytes must be positive");
+    return absl::InvalidArgumentError("engine: max_key_bytes and max_value_bytes must be positive");
   }
   if (!(options.quota_warning_fraction > 0 && options.quota_warning_fraction <= 1)) {
     return absl::InvalidArgumentError("engine: quota_warning_fraction must be in (0, 1]");
@@ -97,8 +96,7 @@ absl::Status Engine::Flush() {
                                                         parts_->storage->shared().get()};
   std::vector<std::shared_ptr<internal::TenantSlot>> slots = parts_->catalog->Snapshot();
   for (const auto& slot : slots) {
-    if (slot->placement == Placement::kDedicated &&
-        slot->state.load() != TenantState::kDeleting) {
+    if (slot->placement == Placement::kDedicated && slot->state.load() != TenantState::kDeleting) {
       families.push_back(slot->cf.get());
     }
   }

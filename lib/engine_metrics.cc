@@ -26,10 +26,8 @@ constexpr RocksDbGauge kRocksDbGauges[] = {
      "Bytes in active and unflushed immutable memtables"},
     {"rocksdb.estimate-live-data-size", "tenancy_rocksdb_live_data_bytes",
      "Estimated live data in SST files"},
-    {"rocksdb.total-sst-files-size", "tenancy_rocksdb_sst_bytes",
-     "Total size of all SST files"},
-    {"rocksdb.estimate-pending-compaction-bytes",
-     "tenancy_rocksdb_pending_compaction_bytes",
+    {"rocksdb.total-sst-files-size", "tenancy_rocksdb_sst_bytes", "Total size of all SST files"},
+    {"rocksdb.estimate-pending-compaction-bytes", "tenancy_rocksdb_pending_compaction_bytes",
      "Bytes compaction would rewrite to settle the LSM tree"},
     {"rocksdb.num-running-compactions", "tenancy_rocksdb_running_compactions",
      "Compactions running now"},
@@ -47,8 +45,7 @@ constexpr RocksDbGauge kRocksDbGauges[] = {
 
 void Engine::CollectMetrics(MetricSink& sink) const {
   std::vector<std::shared_ptr<internal::TenantSlot>> slots = parts_->catalog->Snapshot();
-  std::sort(slots.begin(), slots.end(),
-            [](const auto& a, const auto& b) { return a->id < b->id; });
+  std::sort(slots.begin(), slots.end(), [](const auto& a, const auto& b) { return a->id < b->id; });
   std::map<std::string_view, int64_t> by_state = {
       {"active", 0}, {"read_only", 0}, {"disabled", 0}, {"deleting", 0}};
   for (const auto& slot : slots) {
@@ -88,16 +85,14 @@ void Engine::CollectMetrics(MetricSink& sink) const {
   for (const LimiterCounters& c : parts_->limiter->Snapshot()) {
     std::string_view cls = c.class_name;
     if (c.tier == LimitTier::kGlobal) {
-      sink.AddGauge("tenancy_limiter_global_in_use",
-                    "Permits held now over all tenants, by class", {{"class", cls}},
-                    static_cast<double>(c.in_use));
+      sink.AddGauge("tenancy_limiter_global_in_use", "Permits held now over all tenants, by class",
+                    {{"class", cls}}, static_cast<double>(c.in_use));
       sink.AddGauge("tenancy_limiter_global_waiting",
-                    "Callers waiting at a full global semaphore, by class",
-                    {{"class", cls}}, static_cast<double>(c.waiting));
+                    "Callers waiting at a full global semaphore, by class", {{"class", cls}},
+                    static_cast<double>(c.waiting));
       if (c.limit.has_value()) {
-        sink.AddGauge("tenancy_limiter_global_limit",
-                      "Global concurrency limit, by class", {{"class", cls}},
-                      static_cast<double>(*c.limit));
+        sink.AddGauge("tenancy_limiter_global_limit", "Global concurrency limit, by class",
+                      {{"class", cls}}, static_cast<double>(*c.limit));
       }
       continue;
     }
@@ -105,15 +100,11 @@ void Engine::CollectMetrics(MetricSink& sink) const {
     sink.AddGauge("tenancy_limiter_in_use", "Permits a tenant holds now, by class",
                   {{"tenant", tenant}, {"class", cls}}, static_cast<double>(c.in_use));
     if (c.limit.has_value()) {
-      sink.AddGauge("tenancy_limiter_limit",
-                    "A tenant's effective concurrency limit, by class",
-                    {{"tenant", tenant}, {"class", cls}},
-                    static_cast<double>(*c.limit));
+      sink.AddGauge("tenancy_limiter_limit", "A tenant's effective concurrency limit, by class",
+                    {{"tenant", tenant}, {"class", cls}}, static_cast<double>(*c.limit));
     }
-    sink.AddCounter("tenancy_limiter_admitted_total",
-                    "Permits granted to a tenant, by class",
-                    {{"tenant", tenant}, {"class", cls}},
-                    static_cast<double>(c.admitted));
+    sink.AddCounter("tenancy_limiter_admitted_total", "Permits granted to a tenant, by class",
+                    {{"tenant", tenant}, {"class", cls}}, static_cast<double>(c.admitted));
     sink.AddCounter("tenancy_limiter_rejected_total",
                     "Permits refused to a tenant, by class and kind",
                     {{"tenant", tenant}, {"class", cls}, {"kind", "concurrency"}},

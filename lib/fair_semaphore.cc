@@ -6,8 +6,7 @@
 
 namespace tenancy::internal {
 
-bool FairSemaphore::Acquire(const void* owner,
-                            std::chrono::steady_clock::time_point deadline) {
+bool FairSemaphore::Acquire(const void* owner, std::chrono::steady_clock::time_point deadline) {
   absl::MutexLock lock(&mu_);
   if (rotation_.empty()) {
     // Nobody queued: a free slot may be taken directly (racing only with the
@@ -36,8 +35,7 @@ bool FairSemaphore::Acquire(const void* owner,
     // (a timeout becomes a deadline on absl::Now() inside), and the only one
     // of the two that tsan_absl_mutex.cc annotates exactly once. The loop
     // re-checks the steady deadline, so a wall-clock step only wakes us early.
-    self.cv.WaitWithDeadline(&mu_,
-                             absl::Now() + absl::FromChrono(deadline - now));
+    self.cv.WaitWithDeadline(&mu_, absl::Now() + absl::FromChrono(deadline - now));
   }
   if (self.granted) {
     // The granter counted the slot and dropped us from the waiter count.
@@ -79,8 +77,7 @@ void FairSemaphore::GrantLocked() {
       if (InUse(word) >= limit) return;
       // One slot more in use, one waiter fewer, in one step: the fast path
       // stays closed while anybody else is queued.
-    } while (!word_.compare_exchange_weak(word, word + 1 - kOneWaiter,
-                                          std::memory_order_acq_rel,
+    } while (!word_.compare_exchange_weak(word, word + 1 - kOneWaiter, std::memory_order_acq_rel,
                                           std::memory_order_relaxed));
     Waiter* next = PopLocked();
     next->granted = true;

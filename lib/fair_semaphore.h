@@ -70,8 +70,7 @@ class FairSemaphore {
   // Takes a slot, waiting in the rotation under `owner` until `deadline`.
   // Returns false if the deadline passed first (at once if it already has
   // and no slot is free).
-  bool Acquire(const void* owner,
-               std::chrono::steady_clock::time_point deadline);
+  bool Acquire(const void* owner, std::chrono::steady_clock::time_point deadline);
 
   // Gives a slot back with one fetch_sub, whose result says whether anybody
   // is queued (only then is the mutex taken). It may touch the semaphore
@@ -113,9 +112,7 @@ class FairSemaphore {
   void SetLimit(int64_t limit);
 
   int64_t limit() const { return limit_.load(std::memory_order_relaxed); }
-  int64_t in_use() const {
-    return InUse(word_.load(std::memory_order_relaxed));
-  }
+  int64_t in_use() const { return InUse(word_.load(std::memory_order_relaxed)); }
   int64_t waiters() const {
     return static_cast<int64_t>(Waiters(word_.load(std::memory_order_relaxed)));
   }
@@ -123,9 +120,7 @@ class FairSemaphore {
  private:
   static constexpr uint64_t kOneWaiter = uint64_t{1} << 32;
 
-  static int64_t InUse(uint64_t word) {
-    return static_cast<int64_t>(word & (kOneWaiter - 1));
-  }
+  static int64_t InUse(uint64_t word) { return static_cast<int64_t>(word & (kOneWaiter - 1)); }
   static uint64_t Waiters(uint64_t word) { return word >> 32; }
 
   // A thread blocked in Acquire(). Lives on that thread's stack; all fields
@@ -163,8 +158,7 @@ class FairSemaphore {
   absl::Mutex mu_;
   // Owners with queued waiters, in the order they will be served.
   std::list<OwnerQueue> rotation_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<const void*, std::list<OwnerQueue>::iterator> owners_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<const void*, std::list<OwnerQueue>::iterator> owners_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tenancy::internal

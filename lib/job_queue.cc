@@ -10,7 +10,6 @@
 #include "access.h"
 #include "hex.h"
 #include "job_runtime.h"
-#include "usage_ledger.h"
 #include "key_encoding.h"
 #include "meta_records.h"
 #include "rocksdb_status.h"
@@ -20,6 +19,7 @@
 #include "tenancy/jobs.h"
 #include "tenancy/kv_store.h"
 #include "tenancy/status.h"
+#include "usage_ledger.h"
 
 namespace tenancy {
 namespace internal {
@@ -53,24 +53,15 @@ void PutFixed32BigEndian(std::string* dst, uint32_t value) {
 uint32_t DecodeFixed32BigEndian(const char* p) {
   return (uint32_t{static_cast<uint8_t>(p[0])} << 24) |
          (uint32_t{static_cast<uint8_t>(p[1])} << 16) |
-         (uint32_t{static_cast<uint8_t>(p[2])} << 8) |
-         uint32_t{static_cast<uint8_t>(p[3])};
+         (uint32_t{static_cast<uint8_t>(p[2])} << 8) | uint32_t{static_cast<uint8_t>(p[3])};
 }
 
 // Byte order of the encodings equals the order of the values.
-uint64_t TimeBits(int64_t us) {
-  return static_cast<uint64_t>(us) ^ (uint64_t{1} << 63);
-}
-int64_t BitsTime(uint64_t bits) {
-  return static_cast<int64_t>(bits ^ (uint64_t{1} << 63));
-}
+uint64_t TimeBits(int64_t us) { return static_cast<uint64_t>(us) ^ (uint64_t{1} << 63); }
+int64_t BitsTime(uint64_t bits) { return static_cast<int64_t>(bits ^ (uint64_t{1} << 63)); }
 // Higher priorities first.
-uint32_t PriorityBits(int32_t priority) {
-  return ~(static_cast<uint32_t>(priority) ^ 0x80000000u);
-}
-int32_t BitsPriority(uint32_t bits) {
-  return static_cast<int32_t>(~bits ^ 0x80000000u);
-}
+uint32_t PriorityBits(int32_t priority) { return ~(static_cast<uint32_t>(priority) ^ 0x80000000u); }
+int32_t BitsPriority(uint32_t bits) { return static_cast<int32_t>(~bits ^ 0x80000000u); }
 
 void PutTime(std::string* dst, int64_t us) { PutFixed64BigEndian(dst, TimeBits(us)); }
 int64_t GetTime(const char* p) { return BitsTime(DecodeFixed64BigEndian(p)); }
@@ -88,8 +79,7 @@ std::string ReadyPrefix(std::string_view type) {
   return key;
 }
 
-std::string ReadyKey(std::string_view type, int32_t priority, int64_t run_at,
-                     uint64_t id) {
+std::string ReadyKey(std::string_view type, int32_t priority, int64_t run_at, uint64_t id) {
   std::string key = ReadyPrefix(type);
   PutFixed32BigEndian(&key, PriorityBits(priority));
   PutTime(&key, run_at);
@@ -145,8 +135,7 @@ std::string ReadyValue(const EntryState& state) {
 
 // The value of a D entry: type 0x00 prio(4) state. With the 17-byte key, the
 // size of an R entry (see job_runtime.h).
-std::string TimedValue(std::string_view type, int32_t priority,
-                       const EntryState& state) {
+std::string TimedValue(std::string_view type, int32_t priority, const EntryState& state) {
   std::string value(type);
   value.push_back('\0');
   PutFixed32BigEndian(&value, PriorityBits(priority));
@@ -155,8 +144,7 @@ std::string TimedValue(std::string_view type, int32_t priority,
 }
 
 // The value of an X entry: as D, padded to the same entry size.
-std::string DeadValue(std::string_view type, int32_t priority,
-                      const EntryState& state) {
+std::string DeadValue(std::string_view type, int32_t priority, const EntryState& state) {
   std::string value = TimedValue(type, priority, state);
   value.append(8, '\0');
   return value;
@@ -165,8 +153,8 @@ std::string DeadValue(std::string_view type, int32_t priority,
 constexpr size_t kReadyValueSize = kStateBytes;
 
 // Decodes a D or X value.
-bool DecodeTimedValue(std::string_view value, std::string* type,
-                      int32_t* priority, EntryState* state) {
+bool DecodeTimedValue(std::string_view value, std::string* type, int32_t* priority,
+                      EntryState* state) {
   size_t zero = value.find('\0');
   if (zero == std::string_view::npos || value.size() < zero + 5 + kStateBytes) {
     return false;
@@ -212,19 +200,15 @@ absl::StatusOr<uint64_t> NewLeaseToken() { return SecureRandomU64(/*nonzero=*/tr
 
 int64_t DurationMicros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
-
 // --- Errors ---
 
 absl::Status NoSuchJob(const TenantSlot& slot, std::string_view id) {
-  return absl::NotFoundError(
-      StrCat("tenant \"", slot.id, "\": no job ", id));
+  return absl::NotFoundError(StrCat("tenant \"", slot.id, "\": no job ", id));
 }
 
 absl::Status StaleLease(const TenantSlot& slot, std::string_view id) {
-  return MakeError(absl::StatusCode::kFailedPrecondition,
-                   ErrorReason::kStaleLease,
-                   StrCat("tenant \"", slot.id, "\": job ", id,
-                          ": lease expired or replaced"));
+  return MakeError(absl::StatusCode::kFailedPrecondition, ErrorReason::kStaleLease,
+                   StrCat("tenant \"", slot.id, "\": job ", id, ": lease expired or replaced"));
 }
 
 absl::Status Invalid(const TenantSlot& slot, std::string_view what) {
@@ -233,9 +217,8 @@ absl::Status Invalid(const TenantSlot& slot, std::string_view what) {
 
 absl::Status ValidateType(const TenantSlot& slot, std::string_view type) {
   if (!IsValidJobType(type)) {
-    return Invalid(slot, StrCat("bad job type (", type.size(),
-                                " bytes): must be 1 to ", kMaxJobTypeBytes,
-                                " bytes of [A-Za-z0-9_.:/-]"));
+    return Invalid(slot, StrCat("bad job type (", type.size(), " bytes): must be 1 to ",
+                                kMaxJobTypeBytes, " bytes of [A-Za-z0-9_.:/-]"));
   }
   return absl::OkStatus();
 }
@@ -260,8 +243,7 @@ absl::StatusOr<uint64_t> ParseLease(const TenantSlot& slot, std::string_view lea
 // because every writer of a tenant's job keys holds its TenantJobs::mu).
 class JobBatch {
  public:
-  void Put(Namespace ns, std::string key, std::string value,
-           std::optional<size_t> old_size) {
+  void Put(Namespace ns, std::string key, std::string value, std::optional<size_t> old_size) {
     const std::string& k = strings_.emplace_back(std::move(key));
     const std::string& v = strings_.emplace_back(std::move(value));
     writes_.push_back(KnownWrite{LedgerOp{ns, true, k, v}, old_size});
@@ -287,18 +269,16 @@ struct JobContext {
 };
 
 // One point read in the tenant's range. nullopt when absent.
-absl::StatusOr<std::optional<std::string>> ReadKey(
-    const JobContext& cx, Namespace ns, std::string_view user_key,
-    const rocksdb::Snapshot* snapshot = nullptr) {
+absl::StatusOr<std::optional<std::string>> ReadKey(const JobContext& cx, Namespace ns,
+                                                   std::string_view user_key,
+                                                   const rocksdb::Snapshot* snapshot = nullptr) {
   rocksdb::ReadOptions read_options;
   read_options.snapshot = snapshot;
   std::string value;
-  rocksdb::Status s = cx.engine.storage->db()->Get(
-      read_options, cx.slot.cf.get(), EncodeKey(cx.slot.number, ns, user_key),
-      &value);
+  rocksdb::Status s = cx.engine.storage->db()->Get(read_options, cx.slot.cf.get(),
+                                                   EncodeKey(cx.slot.number, ns, user_key), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
-  TENANCY_RETURN_IF_ERROR(
-      FromRocksStatus(s, StrCat("tenant \"", cx.slot.id, "\": jobs read")));
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, StrCat("tenant \"", cx.slot.id, "\": jobs read")));
   return std::optional<std::string>(std::move(value));
 }
 
@@ -318,8 +298,8 @@ absl::StatusOr<StoredJob> ReadJob(const JobContext& cx, uint64_t id,
   job.id = id;
   job.size = value->size();
   if (!DecodeJobRecord(*value, &job.record)) {
-    return absl::DataLossError(StrCat("tenant \"", cx.slot.id,
-                                      "\": corrupt job record ", FormatId(id)));
+    return absl::DataLossError(
+        StrCat("tenant \"", cx.slot.id, "\": corrupt job record ", FormatId(id)));
   }
   return job;
 }
@@ -331,8 +311,7 @@ struct JobStatus {
   int64_t lease_expires_us = 0;  // claimed only
 };
 
-Job ToJob(uint64_t id, const JobRecord& r, const JobStatus& status,
-          bool include_payload) {
+Job ToJob(uint64_t id, const JobRecord& r, const JobStatus& status, bool include_payload) {
   Job job;
   job.id = FormatId(id);
   job.type = r.type;
@@ -344,9 +323,14 @@ Job ToJob(uint64_t id, const JobRecord& r, const JobStatus& status,
   job.created_at = absl::FromUnixMicros(r.created_us);
   job.idempotency_key = r.idempotency_key;
   switch (status.entry.failure) {
-    case JobFailure::kNone: break;
-    case JobFailure::kNacked: job.last_error = r.last_error; break;
-    case JobFailure::kLeaseExpired: job.last_error = "lease expired"; break;
+    case JobFailure::kNone:
+      break;
+    case JobFailure::kNacked:
+      job.last_error = r.last_error;
+      break;
+    case JobFailure::kLeaseExpired:
+      job.last_error = "lease expired";
+      break;
   }
   switch (status.state) {
     case JobState::kQueued:
@@ -375,8 +359,7 @@ JobStatus ClaimedStatus(const ClaimedJob& c) {
 // An iterator over the tenant's job index, user keys in [lower, upper).
 class IndexIterator {
  public:
-  IndexIterator(const JobContext& cx, std::string_view lower,
-                std::string_view upper,
+  IndexIterator(const JobContext& cx, std::string_view lower, std::string_view upper,
                 const rocksdb::Snapshot* snapshot = nullptr)
       : header_(KeyHeader(cx.slot.number, Namespace::kJobIndex)),
         lower_(header_ + std::string(lower)),
@@ -415,8 +398,7 @@ class IndexIterator {
 };
 
 absl::Status IteratorStatus(const JobContext& cx, const IndexIterator& it) {
-  return FromRocksStatus(it.status(),
-                         StrCat("tenant \"", cx.slot.id, "\": jobs scan"));
+  return FromRocksStatus(it.status(), StrCat("tenant \"", cx.slot.id, "\": jobs scan"));
 }
 
 // The smallest user key after every key that starts with `tag`.
@@ -463,8 +445,7 @@ void NoteClaimedLocked(TenantJobs& jobs, uint64_t id, ClaimedJob c)
   jobs.claimed_jobs[id] = std::move(c);
 }
 
-void ForgetClaimedLocked(TenantJobs& jobs, uint64_t id)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+void ForgetClaimedLocked(TenantJobs& jobs, uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   auto it = jobs.claimed_jobs.find(id);
   if (it == jobs.claimed_jobs.end()) return;
   jobs.leases.erase({it->second.expiry_us, id});
@@ -613,9 +594,9 @@ absl::Status ReclaimLocked(const JobContext& cx, TenantJobs& jobs)
     if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
     if (!stored.ok()) {
       // An entry without its job: never written so, but never fatal either.
-      cx.engine.logger().Log(LogLevel::kError,
-                  StrCat("tenant \"", cx.slot.id, "\": dropping stray entry of job ",
-                         FormatId(id)));
+      cx.engine.logger().Log(
+          LogLevel::kError,
+          StrCat("tenant \"", cx.slot.id, "\": dropping stray entry of job ", FormatId(id)));
       batch.Delete(Namespace::kJobIndex, c.ready_key, kReadyValueSize);
       continue;
     }
@@ -664,12 +645,10 @@ absl::Status ExpireRetiredLocked(const JobContext& cx, TenantJobs& jobs)
       ++taken;
       std::string_view idempotency = key.substr(9);
       batch.Delete(Namespace::kJobIndex, std::string(key), it.value().size());
-      TENANCY_ASSIGN_OR_RETURN(
-          std::optional<std::string> value,
-          ReadKey(cx, Namespace::kJobIndex, IdempotencyKey(idempotency)));
+      TENANCY_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                               ReadKey(cx, Namespace::kJobIndex, IdempotencyKey(idempotency)));
       // Delete the key only if it is still this retirement (not reused).
-      if (value.has_value() && value->size() == 16 &&
-          GetTime(value->data() + 8) == until) {
+      if (value.has_value() && value->size() == 16 && GetTime(value->data() + 8) == until) {
         batch.Delete(Namespace::kJobIndex, IdempotencyKey(idempotency), 16);
       }
     }
@@ -702,21 +681,17 @@ void RetireIdempotencyKey(const JobContext& cx, TenantJobs& jobs, uint64_t id,
   std::string value;
   PutFixed64BigEndian(&value, id);
   PutTime(&value, until);
-  batch->Put(Namespace::kJobIndex, IdempotencyKey(idempotency_key),
-             std::move(value), 8);
-  batch->Put(Namespace::kJobIndex, RetiredKey(until, idempotency_key), "",
-             std::nullopt);
+  batch->Put(Namespace::kJobIndex, IdempotencyKey(idempotency_key), std::move(value), 8);
+  batch->Put(Namespace::kJobIndex, RetiredKey(until, idempotency_key), "", std::nullopt);
 }
 
-void NoteRetiredLocked(const JobContext& cx, TenantJobs& jobs,
-                       const std::string& idempotency_key)
+void NoteRetiredLocked(const JobContext& cx, TenantJobs& jobs, const std::string& idempotency_key)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
-  if (idempotency_key.empty() ||
-      cx.options.idempotency_retention <= absl::ZeroDuration()) {
+  if (idempotency_key.empty() || cx.options.idempotency_retention <= absl::ZeroDuration()) {
     return;
   }
-  jobs.retired_hint = std::min(
-      jobs.retired_hint, cx.now + DurationMicros(cx.options.idempotency_retention));
+  jobs.retired_hint =
+      std::min(jobs.retired_hint, cx.now + DurationMicros(cx.options.idempotency_retention));
 }
 
 // A job's index entry, found from its record (and the claimed jobs).
@@ -726,9 +701,8 @@ struct IndexEntry {
   size_t value_size = 0;
 };
 
-absl::StatusOr<IndexEntry> EntryOf(const JobContext& cx, const TenantJobs& jobs,
-                                   uint64_t id, const JobRecord& r)
-    ABSL_SHARED_LOCKS_REQUIRED(jobs.mu) {
+absl::StatusOr<IndexEntry> EntryOf(const JobContext& cx, const TenantJobs& jobs, uint64_t id,
+                                   const JobRecord& r) ABSL_SHARED_LOCKS_REQUIRED(jobs.mu) {
   IndexEntry e;
   auto claimed = jobs.claimed_jobs.find(id);
   if (claimed != jobs.claimed_jobs.end()) {
@@ -739,8 +713,8 @@ absl::StatusOr<IndexEntry> EntryOf(const JobContext& cx, const TenantJobs& jobs,
   }
   std::string type;
   int32_t priority;
-  for (auto [tag, state] : {std::pair{kDeadTag, JobState::kDead},
-                            std::pair{kDelayedTag, JobState::kDelayed}}) {
+  for (auto [tag, state] :
+       {std::pair{kDeadTag, JobState::kDead}, std::pair{kDelayedTag, JobState::kDelayed}}) {
     std::string key = tag == kDeadTag ? DeadKey(id) : TimedKey(kDelayedTag, r.run_at_us, id);
     TENANCY_ASSIGN_OR_RETURN(std::optional<std::string> value,
                              ReadKey(cx, Namespace::kJobIndex, key));
@@ -760,25 +734,32 @@ absl::StatusOr<IndexEntry> EntryOf(const JobContext& cx, const TenantJobs& jobs,
     e.value_size = value->size();
     return e;
   }
-  return absl::DataLossError(StrCat("tenant \"", cx.slot.id, "\": job ",
-                                    FormatId(id), " has no index entry"));
+  return absl::DataLossError(
+      StrCat("tenant \"", cx.slot.id, "\": job ", FormatId(id), " has no index entry"));
 }
 
-void ForgetEntryLocked(TenantJobs& jobs, uint64_t id, const JobRecord& r,
-                       const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+void ForgetEntryLocked(TenantJobs& jobs, uint64_t id, const JobRecord& r, const IndexEntry& e)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   switch (e.status.state) {
-    case JobState::kClaimed: ForgetClaimedLocked(jobs, id); return;
-    case JobState::kDead: jobs.dead -= jobs.dead > 0 ? 1 : 0; return;
-    case JobState::kDelayed: jobs.delayed -= jobs.delayed > 0 ? 1 : 0; return;
-    case JobState::kQueued: ForgetReadyLocked(jobs, r.type, e.key); return;
+    case JobState::kClaimed:
+      ForgetClaimedLocked(jobs, id);
+      return;
+    case JobState::kDead:
+      jobs.dead -= jobs.dead > 0 ? 1 : 0;
+      return;
+    case JobState::kDelayed:
+      jobs.delayed -= jobs.delayed > 0 ? 1 : 0;
+      return;
+    case JobState::kQueued:
+      ForgetReadyLocked(jobs, r.type, e.key);
+      return;
   }
 }
 
 // The claimed job `id` if `token` is its current, unexpired lease; else
 // NOT_FOUND (no such job) or FAILED_PRECONDITION (kStaleLease).
-absl::StatusOr<ClaimedJob*> CheckLease(const JobContext& cx, TenantJobs& jobs,
-                                       uint64_t id, uint64_t token)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+absl::StatusOr<ClaimedJob*> CheckLease(const JobContext& cx, TenantJobs& jobs, uint64_t id,
+                                       uint64_t token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   auto it = jobs.claimed_jobs.find(id);
   if (it == jobs.claimed_jobs.end()) {
     TENANCY_ASSIGN_OR_RETURN(std::optional<std::string> record,
@@ -802,11 +783,11 @@ absl::Status CheckQueuedJobsQuota(const JobContext& cx, const TenantJobs& jobs)
   uint64_t limit = QueuedJobsLimit(cx.slot);
   uint64_t pending = jobs.queued + jobs.delayed + jobs.claimed_jobs.size();
   if (limit != 0 && pending >= limit) {
-    return CountRejection(cx.slot, MakeError(absl::StatusCode::kResourceExhausted,
-                     ErrorReason::kQueuedJobsQuota,
-                     absl::StrFormat("tenant \"%s\": queued jobs quota exceeded "
-                                     "(jobs=%d, limit=%d)",
-                                     cx.slot.id, pending, limit)));
+    return CountRejection(
+        cx.slot, MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kQueuedJobsQuota,
+                           absl::StrFormat("tenant \"%s\": queued jobs quota exceeded "
+                                           "(jobs=%d, limit=%d)",
+                                           cx.slot.id, pending, limit)));
   }
   return absl::OkStatus();
 }
@@ -827,8 +808,7 @@ struct EnqueueOutcome {
   bool ready = false;
 };
 
-absl::StatusOr<EnqueueOutcome> EnqueueLocked(const JobContext& cx,
-                                             TenantJobs& jobs,
+absl::StatusOr<EnqueueOutcome> EnqueueLocked(const JobContext& cx, TenantJobs& jobs,
                                              const JobSpec& spec)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   TENANCY_RETURN_IF_ERROR(ExpireRetiredLocked(cx, jobs));
@@ -865,8 +845,7 @@ absl::StatusOr<EnqueueOutcome> EnqueueLocked(const JobContext& cx,
   }
   JobRecord r;
   r.priority = spec.priority;
-  r.max_attempts =
-      spec.max_attempts == 0 ? cx.options.default_max_attempts : spec.max_attempts;
+  r.max_attempts = spec.max_attempts == 0 ? cx.options.default_max_attempts : spec.max_attempts;
   r.created_us = cx.now;
   r.run_at_us = cx.now + DurationMicros(spec.delay);
   r.type = spec.type;
@@ -902,8 +881,9 @@ absl::StatusOr<EnqueueOutcome> EnqueueLocked(const JobContext& cx,
 
 // The head of type `type`'s queue (key and value): the first of its window,
 // which one seek refills when it ran dry. nullopt when the type has none.
-absl::StatusOr<std::optional<std::pair<std::string, std::string>>> HeadOf(
-    const JobContext& cx, TenantJobs& jobs, const std::string& type)
+absl::StatusOr<std::optional<std::pair<std::string, std::string>>> HeadOf(const JobContext& cx,
+                                                                          TenantJobs& jobs,
+                                                                          const std::string& type)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   using Head = std::optional<std::pair<std::string, std::string>>;
   auto found = jobs.types.find(type);
@@ -916,8 +896,7 @@ absl::StatusOr<std::optional<std::pair<std::string, std::string>>> HeadOf(
     for (it.Seek(q.window_end); it.Valid(); it.Next()) {
       EntryState state;
       if (!GetState(it.value(), &state)) {
-        return absl::DataLossError(
-            StrCat("tenant \"", cx.slot.id, "\": corrupt ready job entry"));
+        return absl::DataLossError(StrCat("tenant \"", cx.slot.id, "\": corrupt ready job entry"));
       }
       if (state.token != 0) continue;  // claimed
       if (q.window.size() == kReadyWindow) {
@@ -932,8 +911,8 @@ absl::StatusOr<std::optional<std::pair<std::string, std::string>>> HeadOf(
   if (q.window.empty()) {
     // The count said otherwise: trust the index.
     cx.engine.logger().Log(LogLevel::kError,
-                StrCat("tenant \"", cx.slot.id, "\": job type ", type,
-                       ": ready count ", q.ready, " but no ready job; reset"));
+                           StrCat("tenant \"", cx.slot.id, "\": job type ", type, ": ready count ",
+                                  q.ready, " but no ready job; reset"));
     jobs.queued -= std::min(jobs.queued, q.ready);
     q.ready = 0;
     return Head();
@@ -941,9 +920,10 @@ absl::StatusOr<std::optional<std::pair<std::string, std::string>>> HeadOf(
   return Head(*q.window.begin());
 }
 
-absl::StatusOr<std::optional<Job>> ClaimLocked(
-    const JobContext& cx, TenantJobs& jobs, const std::vector<std::string>& types,
-    int64_t lease_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+absl::StatusOr<std::optional<Job>> ClaimLocked(const JobContext& cx, TenantJobs& jobs,
+                                               const std::vector<std::string>& types,
+                                               int64_t lease_us)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   TENANCY_RETURN_IF_ERROR(MaintainLocked(cx, jobs));
   for (int tries = 0; tries < 8 && jobs.queued > 0; ++tries) {
     // The best head among the types: the smallest key after the type.
@@ -959,9 +939,8 @@ absl::StatusOr<std::optional<Job>> ClaimLocked(
       TENANCY_ASSIGN_OR_RETURN(auto head, HeadOf(cx, jobs, type));
       if (!head.has_value()) continue;
       size_t suffix = type.size() + 2;
-      if (!best.has_value() ||
-          std::string_view(head->first).substr(suffix) <
-              std::string_view(best->first).substr(best_suffix)) {
+      if (!best.has_value() || std::string_view(head->first).substr(suffix) <
+                                   std::string_view(best->first).substr(best_suffix)) {
         best = std::move(head);
         best_suffix = suffix;
       }
@@ -975,9 +954,9 @@ absl::StatusOr<std::optional<Job>> ClaimLocked(
     absl::StatusOr<StoredJob> stored = ReadJob(cx, id);
     if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
     if (!stored.ok() || !GetState(best->second, &state)) {
-      cx.engine.logger().Log(LogLevel::kError,
-                  StrCat("tenant \"", cx.slot.id,
-                         "\": dropping stray ready entry of job ", FormatId(id)));
+      cx.engine.logger().Log(
+          LogLevel::kError,
+          StrCat("tenant \"", cx.slot.id, "\": dropping stray ready entry of job ", FormatId(id)));
       JobBatch batch;
       batch.Delete(Namespace::kJobIndex, ready_key, best->second.size());
       TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
@@ -995,8 +974,7 @@ absl::StatusOr<std::optional<Job>> ClaimLocked(
     c.idempotency_key = r.idempotency_key;
     JobBatch batch;
     batch.Put(Namespace::kJobIndex, ready_key,
-              ReadyValue(EntryState{c.attempts, c.failure, c.token, c.expiry_us}),
-              kReadyValueSize);
+              ReadyValue(EntryState{c.attempts, c.failure, c.token, c.expiry_us}), kReadyValueSize);
     TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
     ForgetReadyLocked(jobs, type, ready_key);
     Job job = ToJob(id, r, ClaimedStatus(c), /*include_payload=*/true);
@@ -1010,8 +988,8 @@ absl::StatusOr<std::optional<Job>> ClaimLocked(
       StrCat("tenant \"", cx.slot.id, "\": job index inconsistent; claim gave up"));
 }
 
-absl::Status AckLocked(const JobContext& cx, TenantJobs& jobs, uint64_t id,
-                       uint64_t token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+absl::Status AckLocked(const JobContext& cx, TenantJobs& jobs, uint64_t id, uint64_t token)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   TENANCY_ASSIGN_OR_RETURN(ClaimedJob * c, CheckLease(cx, jobs, id, token));
   if (!c->record_size.has_value()) {  // claimed before a restart
     TENANCY_ASSIGN_OR_RETURN(StoredJob stored, ReadJob(cx, id));
@@ -1034,9 +1012,8 @@ struct NackOutcome {
   bool ready = false;
 };
 
-absl::StatusOr<NackOutcome> NackLocked(const JobContext& cx, TenantJobs& jobs,
-                                       uint64_t id, uint64_t token,
-                                       const NackOptions& options)
+absl::StatusOr<NackOutcome> NackLocked(const JobContext& cx, TenantJobs& jobs, uint64_t id,
+                                       uint64_t token, const NackOptions& options)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   TENANCY_ASSIGN_OR_RETURN(ClaimedJob * c, CheckLease(cx, jobs, id, token));
   TENANCY_ASSIGN_OR_RETURN(StoredJob stored, ReadJob(cx, id));
@@ -1052,9 +1029,8 @@ absl::StatusOr<NackOutcome> NackLocked(const JobContext& cx, TenantJobs& jobs,
     index_key = DeadKey(id);
     index_value = DeadValue(r.type, r.priority, state);
   } else {
-    int64_t delay = options.retry_after.has_value()
-                        ? DurationMicros(*options.retry_after)
-                        : BackoffMicros(cx.options, c->attempts);
+    int64_t delay = options.retry_after.has_value() ? DurationMicros(*options.retry_after)
+                                                    : BackoffMicros(cx.options, c->attempts);
     r.run_at_us = cx.now + std::max<int64_t>(0, delay);
     if (r.run_at_us <= cx.now) {
       status.state = JobState::kQueued;
@@ -1085,7 +1061,9 @@ absl::StatusOr<NackOutcome> NackLocked(const JobContext& cx, TenantJobs& jobs,
   TENANCY_RETURN_IF_ERROR(written);
   ForgetClaimedLocked(jobs, id);
   switch (status.state) {
-    case JobState::kDead: ++jobs.dead; break;
+    case JobState::kDead:
+      ++jobs.dead;
+      break;
     case JobState::kQueued:
       NoteReadyLocked(jobs, r.type, index_key, index_value);
       break;
@@ -1098,16 +1076,15 @@ absl::StatusOr<NackOutcome> NackLocked(const JobContext& cx, TenantJobs& jobs,
   return NackOutcome{ToJob(id, r, status, true), status.state == JobState::kQueued};
 }
 
-absl::StatusOr<Job> ExtendLocked(const JobContext& cx, TenantJobs& jobs,
-                                 uint64_t id, uint64_t token, int64_t lease_us)
+absl::StatusOr<Job> ExtendLocked(const JobContext& cx, TenantJobs& jobs, uint64_t id,
+                                 uint64_t token, int64_t lease_us)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   TENANCY_ASSIGN_OR_RETURN(ClaimedJob * c, CheckLease(cx, jobs, id, token));
   TENANCY_ASSIGN_OR_RETURN(StoredJob stored, ReadJob(cx, id));
   const int64_t expiry = cx.now + lease_us;
   JobBatch batch;
   batch.Put(Namespace::kJobIndex, c->ready_key,
-            ReadyValue(EntryState{c->attempts, c->failure, c->token, expiry}),
-            kReadyValueSize);
+            ReadyValue(EntryState{c->attempts, c->failure, c->token, expiry}), kReadyValueSize);
   TENANCY_RETURN_IF_ERROR(Apply(cx, batch));
   jobs.leases.erase({c->expiry_us, id});
   c->expiry_us = expiry;
@@ -1118,8 +1095,8 @@ absl::StatusOr<Job> ExtendLocked(const JobContext& cx, TenantJobs& jobs,
   return job;
 }
 
-absl::StatusOr<Job> InspectLocked(const JobContext& cx, TenantJobs& jobs,
-                                  uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+absl::StatusOr<Job> InspectLocked(const JobContext& cx, TenantJobs& jobs, uint64_t id)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   TENANCY_ASSIGN_OR_RETURN(StoredJob stored, ReadJob(cx, id));
   TENANCY_ASSIGN_OR_RETURN(IndexEntry entry, EntryOf(cx, jobs, id, stored.record));
   // A job whose time has come is queued, promoted or not.
@@ -1145,14 +1122,14 @@ absl::Status DeleteLocked(const JobContext& cx, TenantJobs& jobs, uint64_t id)
   return absl::OkStatus();
 }
 
-absl::StatusOr<Job> RequeueLocked(const JobContext& cx, TenantJobs& jobs,
-                                  uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
+absl::StatusOr<Job> RequeueLocked(const JobContext& cx, TenantJobs& jobs, uint64_t id)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(jobs.mu) {
   TENANCY_ASSIGN_OR_RETURN(StoredJob stored, ReadJob(cx, id));
   JobRecord r = stored.record;
   TENANCY_ASSIGN_OR_RETURN(IndexEntry entry, EntryOf(cx, jobs, id, r));
   if (entry.status.state != JobState::kDead) {
-    return absl::FailedPreconditionError(StrCat(
-        "tenant \"", cx.slot.id, "\": job ", FormatId(id), " is not dead"));
+    return absl::FailedPreconditionError(
+        StrCat("tenant \"", cx.slot.id, "\": job ", FormatId(id), " is not dead"));
   }
   TENANCY_RETURN_IF_ERROR(CheckQueuedJobsQuota(cx, jobs));
   r.run_at_us = cx.now;
@@ -1179,9 +1156,8 @@ absl::StatusOr<Job> RequeueLocked(const JobContext& cx, TenantJobs& jobs,
 bool IsValidJobType(std::string_view type) {
   bool valid = !type.empty() && type.size() <= kMaxJobTypeBytes;
   for (char c : type) {
-    valid = valid && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-                      c == ':' || c == '/' || c == '-');
+    valid = valid && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == ':' || c == '/' || c == '-');
   }
   return valid;
 }
@@ -1212,8 +1188,7 @@ bool DecodeJobRecord(std::string_view in, JobRecord* r) {
   r->created_us = static_cast<int64_t>(DecodeFixed64BigEndian(p + 8));
   r->run_at_us = static_cast<int64_t>(DecodeFixed64BigEndian(p + 16));
   in.remove_prefix(kRecordHeaderBytes);
-  if (!GetLengthPrefixed(&in, &r->type) ||
-      !GetLengthPrefixed(&in, &r->idempotency_key) ||
+  if (!GetLengthPrefixed(&in, &r->type) || !GetLengthPrefixed(&in, &r->idempotency_key) ||
       !GetLengthPrefixed(&in, &r->last_error)) {
     return false;
   }
@@ -1303,8 +1278,8 @@ void JobRuntime::Wake(uint64_t number) {
   BumpLocked(*jobs);
 }
 
-void JobRuntime::NotifyGroups(const std::shared_ptr<TenantSlot>& slot,
-                              std::string_view ready_type, int64_t due_us) {
+void JobRuntime::NotifyGroups(const std::shared_ptr<TenantSlot>& slot, std::string_view ready_type,
+                              int64_t due_us) {
   if (broadcast_groups_.load(std::memory_order_acquire) == 0) return;
   absl::ReaderMutexLock lock(&groups_mu_);
   for (const auto& group : groups_) {
@@ -1342,8 +1317,8 @@ void JobRuntime::Shutdown() {
   for (const auto& group : groups) group->Shutdown();
 }
 
-absl::StatusOr<EnqueueResult> JobRuntime::Enqueue(
-    const std::shared_ptr<TenantSlot>& slot, const JobSpec& spec) {
+absl::StatusOr<EnqueueResult> JobRuntime::Enqueue(const std::shared_ptr<TenantSlot>& slot,
+                                                  const JobSpec& spec) {
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
   TENANCY_RETURN_IF_ERROR(ValidateType(*slot, spec.type));
@@ -1389,8 +1364,7 @@ absl::StatusOr<JobRuntime::ClaimAttempt> JobRuntime::TryClaim(
     absl::MutexLock lock(&jobs->mu);
     JobContext cx{*engine_, *slot, options(), NowMicros()};
     TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
-    TENANCY_ASSIGN_OR_RETURN(attempt.job,
-                             ClaimLocked(cx, *jobs, types, DurationMicros(lease)));
+    TENANCY_ASSIGN_OR_RETURN(attempt.job, ClaimLocked(cx, *jobs, types, DurationMicros(lease)));
     attempt.generation = jobs->generation;
     attempt.due_us = DueLocked(*jobs);
   }
@@ -1398,13 +1372,12 @@ absl::StatusOr<JobRuntime::ClaimAttempt> JobRuntime::TryClaim(
   return attempt;
 }
 
-void JobRuntime::WaitForChange(uint64_t number, uint64_t generation,
-                               int64_t due_us, absl::Time deadline,
-                               const std::atomic<bool>* cancel) {
+void JobRuntime::WaitForChange(uint64_t number, uint64_t generation, int64_t due_us,
+                               absl::Time deadline, const std::atomic<bool>* cancel) {
   if (due_us != kNoTime) {
     int64_t until_due = due_us - NowMicros();
-    deadline = std::min(deadline, absl::Now() + absl::Microseconds(
-                                                    std::max<int64_t>(0, until_due)));
+    deadline =
+        std::min(deadline, absl::Now() + absl::Microseconds(std::max<int64_t>(0, until_due)));
   }
   // Never creates the state: after a purge it is gone for good.
   std::shared_ptr<TenantJobs> jobs = FindState(number);
@@ -1416,31 +1389,29 @@ void JobRuntime::WaitForChange(uint64_t number, uint64_t generation,
   }
 }
 
-absl::StatusOr<std::optional<Job>> JobRuntime::Claim(
-    const std::shared_ptr<TenantSlot>& slot, const std::vector<std::string>& types,
-    absl::Duration lease, absl::Time deadline,
-    const std::atomic<bool>* cancel) {
+absl::StatusOr<std::optional<Job>> JobRuntime::Claim(const std::shared_ptr<TenantSlot>& slot,
+                                                     const std::vector<std::string>& types,
+                                                     absl::Duration lease, absl::Time deadline,
+                                                     const std::atomic<bool>* cancel) {
   bool first = true;
   for (;;) {
     TENANCY_ASSIGN_OR_RETURN(ClaimAttempt attempt,
                              TryClaim(slot, types, lease, /*record_call=*/first));
     first = false;
     const absl::Time now = absl::Now();
-    if (attempt.job.has_value() || now >= deadline ||
-        (cancel != nullptr && cancel->load())) {
+    if (attempt.job.has_value() || now >= deadline || (cancel != nullptr && cancel->load())) {
       return std::move(attempt.job);
     }
     if (options().on_claim_wait) options().on_claim_wait(slot->id);
     // Nobody Wake()s for a caller's flag: look at it every kClaimCancelPoll.
     WaitForChange(slot->number, attempt.generation, attempt.due_us,
-                  cancel == nullptr ? deadline
-                                    : std::min(deadline, now + kClaimCancelPoll),
+                  cancel == nullptr ? deadline : std::min(deadline, now + kClaimCancelPoll),
                   cancel);
   }
 }
 
-absl::Status JobRuntime::Ack(const std::shared_ptr<TenantSlot>& slot,
-                             std::string_view id, std::string_view lease) {
+absl::Status JobRuntime::Ack(const std::shared_ptr<TenantSlot>& slot, std::string_view id,
+                             std::string_view lease) {
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
   TENANCY_ASSIGN_OR_RETURN(uint64_t job_id, ParseJobId(*slot, id));
@@ -1453,16 +1424,14 @@ absl::Status JobRuntime::Ack(const std::shared_ptr<TenantSlot>& slot,
   return AckLocked(cx, *jobs, job_id, token);
 }
 
-absl::StatusOr<Job> JobRuntime::Nack(const std::shared_ptr<TenantSlot>& slot,
-                                     std::string_view id, std::string_view lease,
-                                     const NackOptions& options) {
+absl::StatusOr<Job> JobRuntime::Nack(const std::shared_ptr<TenantSlot>& slot, std::string_view id,
+                                     std::string_view lease, const NackOptions& options) {
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
   TENANCY_ASSIGN_OR_RETURN(uint64_t job_id, ParseJobId(*slot, id));
   TENANCY_ASSIGN_OR_RETURN(uint64_t token, ParseLease(*slot, lease));
-  if (options.retry_after.has_value() &&
-      (*options.retry_after < absl::ZeroDuration() ||
-       *options.retry_after > this->options().max_delay)) {
+  if (options.retry_after.has_value() && (*options.retry_after < absl::ZeroDuration() ||
+                                          *options.retry_after > this->options().max_delay)) {
     return Invalid(*slot, "nack retry_after must be in [0, max_delay]");
   }
   RecordCall(*slot, CallKind::kJobs);
@@ -1481,8 +1450,7 @@ absl::StatusOr<Job> JobRuntime::Nack(const std::shared_ptr<TenantSlot>& slot,
 }
 
 absl::StatusOr<Job> JobRuntime::ExtendLease(const std::shared_ptr<TenantSlot>& slot,
-                                            std::string_view id,
-                                            std::string_view lease,
+                                            std::string_view id, std::string_view lease,
                                             absl::Duration lease_duration) {
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
@@ -1546,8 +1514,8 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
     TENANCY_RETURN_IF_ERROR(LoadLocked(cx, *jobs));
     auto it = jobs->leases.begin();
     if (!last.empty()) {
-      it = jobs->leases.upper_bound(
-          {GetTime(last.data()), DecodeFixed64BigEndian(last.data() + 8)});
+      it =
+          jobs->leases.upper_bound({GetTime(last.data()), DecodeFixed64BigEndian(last.data() + 8)});
     }
     for (; it != jobs->leases.end(); ++it) {
       const ClaimedJob& c = jobs->claimed_jobs.at(it->second);
@@ -1603,8 +1571,7 @@ absl::StatusOr<JobPage> JobRuntime::List(const std::shared_ptr<TenantSlot>& slot
       }
       if (!valid) {
         engine_->storage->db()->ReleaseSnapshot(snapshot);
-        return absl::DataLossError(
-            StrCat("tenant \"", slot->id, "\": corrupt job index entry"));
+        return absl::DataLossError(StrCat("tenant \"", slot->id, "\": corrupt job index entry"));
       }
       found.emplace_back(DecodeFixed64BigEndian(key.data() + key.size() - 8), status);
     }
@@ -1641,8 +1608,7 @@ absl::StatusOr<JobCounts> JobRuntime::Counts(const std::shared_ptr<TenantSlot>& 
   return JobCounts{jobs->queued, jobs->delayed, jobs->claimed_jobs.size(), jobs->dead};
 }
 
-absl::Status JobRuntime::Delete(const std::shared_ptr<TenantSlot>& slot,
-                                std::string_view id) {
+absl::Status JobRuntime::Delete(const std::shared_ptr<TenantSlot>& slot, std::string_view id) {
   CallGuard guard(*slot);
   TENANCY_RETURN_IF_ERROR(CheckWritableState(*slot));
   TENANCY_ASSIGN_OR_RETURN(uint64_t job_id, ParseJobId(*slot, id));
@@ -1691,10 +1657,14 @@ absl::StatusOr<bool> JobRuntime::HasPendingJobs(const TenantSlot& slot) {
 
 std::string_view JobStateName(JobState state) {
   switch (state) {
-    case JobState::kQueued: return "queued";
-    case JobState::kDelayed: return "delayed";
-    case JobState::kClaimed: return "claimed";
-    case JobState::kDead: return "dead";
+    case JobState::kQueued:
+      return "queued";
+    case JobState::kDelayed:
+      return "delayed";
+    case JobState::kClaimed:
+      return "claimed";
+    case JobState::kDead:
+      return "dead";
   }
   return "queued";
 }
@@ -1718,8 +1688,7 @@ absl::StatusOr<std::optional<Job>> JobQueue::Claim(const ClaimOptions& options) 
   }
   std::vector<std::string> types;
   if (!options.type.empty()) types.push_back(options.type);
-  absl::Duration lease =
-      options.lease == absl::ZeroDuration() ? o.default_lease : options.lease;
+  absl::Duration lease = options.lease == absl::ZeroDuration() ? o.default_lease : options.lease;
   return runtime.Claim(internal::Access::SlotPtr(tenant_), types, lease, absl::Now() + options.wait,
                        options.cancel);
 }
@@ -1730,12 +1699,14 @@ absl::Status JobQueue::Ack(std::string_view id, std::string_view lease) const {
 
 absl::StatusOr<Job> JobQueue::Nack(std::string_view id, std::string_view lease,
                                    const NackOptions& options) const {
-  return internal::Access::Parts(tenant_).jobs->Nack(internal::Access::SlotPtr(tenant_), id, lease, options);
+  return internal::Access::Parts(tenant_).jobs->Nack(internal::Access::SlotPtr(tenant_), id, lease,
+                                                     options);
 }
 
 absl::StatusOr<Job> JobQueue::ExtendLease(std::string_view id, std::string_view lease,
                                           absl::Duration lease_duration) const {
-  return internal::Access::Parts(tenant_).jobs->ExtendLease(internal::Access::SlotPtr(tenant_), id, lease, lease_duration);
+  return internal::Access::Parts(tenant_).jobs->ExtendLease(internal::Access::SlotPtr(tenant_), id,
+                                                            lease, lease_duration);
 }
 
 absl::StatusOr<Job> JobQueue::Inspect(std::string_view id) const {

@@ -56,9 +56,9 @@
 #include <cstdint>
 #include <limits>
 #include <map>
-#include <set>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,9 +70,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine_parts.h"
+#include "tenancy/jobs.h"
 #include "tenant_slot.h"
 #include "usage_ledger.h"
-#include "tenancy/jobs.h"
 
 namespace tenancy::internal {
 
@@ -164,8 +164,8 @@ class JobWorkerGroup {
   // All-tenant groups only: `slot` may have claimable work of `ready_type`
   // now (empty: none new), or at `due_us` on the job clock (kNoTime: none).
   // Called without any TenantJobs::mu held. Must be fast.
-  virtual void OnWork(const std::shared_ptr<TenantSlot>& slot,
-                      std::string_view ready_type, int64_t due_us) = 0;
+  virtual void OnWork(const std::shared_ptr<TenantSlot>& slot, std::string_view ready_type,
+                      int64_t due_us) = 0;
   // The tenant `number` was purged.
   virtual void OnPurge(uint64_t number) = 0;
   // The engine is going away: stop and join every thread, drop every Tenant
@@ -206,37 +206,32 @@ class JobRuntime {
     int64_t due_us = kNoTime;
   };
   absl::StatusOr<ClaimAttempt> TryClaim(const std::shared_ptr<TenantSlot>& slot,
-                                        const std::vector<std::string>& types,
-                                        absl::Duration lease, bool record_call);
+                                        const std::vector<std::string>& types, absl::Duration lease,
+                                        bool record_call);
   // Waits (real time) until the tenant's jobs change after `generation`, the
   // job clock reaches `due_us`, `deadline` passes, the tenant is purged, or
   // `*cancel` is true (checked under the tenant's mutex: set it, then Wake()).
-  void WaitForChange(uint64_t number, uint64_t generation, int64_t due_us,
-                     absl::Time deadline, const std::atomic<bool>* cancel);
+  void WaitForChange(uint64_t number, uint64_t generation, int64_t due_us, absl::Time deadline,
+                     const std::atomic<bool>* cancel);
   // TryClaim, then WaitForChange until `deadline`, in a loop; nullopt when
   // the deadline passes with nothing claimable, or once `*cancel` (if not
   // null) is true, which it looks at every kClaimCancelPoll.
-  absl::StatusOr<std::optional<Job>> Claim(
-      const std::shared_ptr<TenantSlot>& slot,
-      const std::vector<std::string>& types, absl::Duration lease,
-      absl::Time deadline, const std::atomic<bool>* cancel);
+  absl::StatusOr<std::optional<Job>> Claim(const std::shared_ptr<TenantSlot>& slot,
+                                           const std::vector<std::string>& types,
+                                           absl::Duration lease, absl::Time deadline,
+                                           const std::atomic<bool>* cancel);
   absl::Status Ack(const std::shared_ptr<TenantSlot>& slot, std::string_view id,
                    std::string_view lease);
-  absl::StatusOr<Job> Nack(const std::shared_ptr<TenantSlot>& slot,
-                           std::string_view id, std::string_view lease,
-                           const NackOptions& options);
-  absl::StatusOr<Job> ExtendLease(const std::shared_ptr<TenantSlot>& slot,
-                                  std::string_view id, std::string_view lease,
-                                  absl::Duration lease_duration);
-  absl::StatusOr<Job> Inspect(const std::shared_ptr<TenantSlot>& slot,
-                              std::string_view id);
+  absl::StatusOr<Job> Nack(const std::shared_ptr<TenantSlot>& slot, std::string_view id,
+                           std::string_view lease, const NackOptions& options);
+  absl::StatusOr<Job> ExtendLease(const std::shared_ptr<TenantSlot>& slot, std::string_view id,
+                                  std::string_view lease, absl::Duration lease_duration);
+  absl::StatusOr<Job> Inspect(const std::shared_ptr<TenantSlot>& slot, std::string_view id);
   absl::StatusOr<JobPage> List(const std::shared_ptr<TenantSlot>& slot,
                                const ListJobsOptions& options);
   absl::StatusOr<JobCounts> Counts(const std::shared_ptr<TenantSlot>& slot);
-  absl::Status Delete(const std::shared_ptr<TenantSlot>& slot,
-                      std::string_view id);
-  absl::StatusOr<Job> Requeue(const std::shared_ptr<TenantSlot>& slot,
-                              std::string_view id);
+  absl::Status Delete(const std::shared_ptr<TenantSlot>& slot, std::string_view id);
+  absl::StatusOr<Job> Requeue(const std::shared_ptr<TenantSlot>& slot, std::string_view id);
 
   // True if the tenant has any queued, delayed or claimed job on disk (one
   // seek; loads nothing into memory).
@@ -264,18 +259,16 @@ class JobRuntime {
   // The tenant's state, created if absent / nullptr if absent.
   std::shared_ptr<TenantJobs> StateOf(uint64_t number);
   std::shared_ptr<TenantJobs> FindState(uint64_t number) const;
-  void NotifyGroups(const std::shared_ptr<TenantSlot>& slot,
-                    std::string_view ready_type, int64_t due_us);
+  void NotifyGroups(const std::shared_ptr<TenantSlot>& slot, std::string_view ready_type,
+                    int64_t due_us);
 
   EngineParts* const engine_;
 
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<uint64_t, std::shared_ptr<TenantJobs>> tenants_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::shared_ptr<TenantJobs>> tenants_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex groups_mu_;
-  std::vector<std::shared_ptr<JobWorkerGroup>> groups_
-      ABSL_GUARDED_BY(groups_mu_);
+  std::vector<std::shared_ptr<JobWorkerGroup>> groups_ ABSL_GUARDED_BY(groups_mu_);
   bool shut_down_ ABSL_GUARDED_BY(groups_mu_) = false;
   // Groups that receive OnWork; read without the lock on every job change.
   std::atomic<int> broadcast_groups_{0};

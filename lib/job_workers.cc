@@ -39,8 +39,7 @@ constexpr int kMaxWorkerThreads = 1024;
 // purged.
 bool TenantStopped(const absl::Status& s) {
   ErrorReason reason = GetErrorReason(s);
-  return reason == ErrorReason::kTenantDisabled ||
-         reason == ErrorReason::kTenantReadOnly ||
+  return reason == ErrorReason::kTenantDisabled || reason == ErrorReason::kTenantReadOnly ||
          reason == ErrorReason::kTenantDeleted;
 }
 
@@ -57,13 +56,11 @@ class WorkerGroupBase : public JobWorkerGroup {
       : runtime_(runtime),
         options_(std::move(options)),
         types_(TypesOf(options_)),
-        lease_(options_.lease == absl::ZeroDuration()
-                   ? runtime->options().default_lease
-                   : options_.lease),
+        lease_(options_.lease == absl::ZeroDuration() ? runtime->options().default_lease
+                                                      : options_.lease),
         // Valid: ValidateWorkerOptions resolved it already.
-        limit_class_(options_.limiter != nullptr
-                         ? *options_.limiter->Class(options_.limit_class)
-                         : LimitClass()) {}
+        limit_class_(options_.limiter != nullptr ? *options_.limiter->Class(options_.limit_class)
+                                                 : LimitClass()) {}
 
   ~WorkerGroupBase() override = default;
 
@@ -138,16 +135,14 @@ class WorkerGroupBase : public JobWorkerGroup {
   // What a job of `slot`'s tenant runs inside: a permit of the limiter's
   // class (waiting up to idle_poll if `wait`, else refused at once), then the
   // acquire hook's. Destroying the result gives both back, in reverse order.
-  absl::StatusOr<JobPermit> Acquire(const std::shared_ptr<TenantSlot>& slot,
-                                    bool wait) {
+  absl::StatusOr<JobPermit> Acquire(const std::shared_ptr<TenantSlot>& slot, bool wait) {
     JobPermit limited;
     if (options_.limiter != nullptr) {
       std::shared_ptr<LimiterTenant> tenant = LimiterTenantOf(*slot);
       absl::StatusOr<Permit> permit =
-          wait ? options_.limiter->Acquire(
-                     *tenant, limit_class_,
-                     std::chrono::steady_clock::now() +
-                         absl::ToChronoNanoseconds(options_.idle_poll))
+          wait ? options_.limiter->Acquire(*tenant, limit_class_,
+                                           std::chrono::steady_clock::now() +
+                                               absl::ToChronoNanoseconds(options_.idle_poll))
                : options_.limiter->TryAcquire(*tenant, limit_class_);
       if (!permit.ok()) return permit.status();
       limited = JobPermit::Holding(*std::move(permit));
@@ -209,22 +204,21 @@ class WorkerGroupBase : public JobWorkerGroup {
       NackOptions nack;
       nack.error = std::string(result.message());
       if (GetRetryAfter(result).has_value()) {
-        nack.retry_after = std::min(RetryAfterOr(result, absl::ZeroDuration()),
-                                    runtime_->options().max_delay);
+        nack.retry_after =
+            std::min(RetryAfterOr(result, absl::ZeroDuration()), runtime_->options().max_delay);
       }
       written = runtime_->Nack(slot, job.id, job.lease, nack).status();
       counter = &failed_;
     }
     if (written.ok()) {
       counter->fetch_add(1, std::memory_order_relaxed);
-    } else if (GetErrorReason(written) == ErrorReason::kStaleLease ||
-               absl::IsNotFound(written)) {
+    } else if (GetErrorReason(written) == ErrorReason::kStaleLease || absl::IsNotFound(written)) {
       lost_leases_.fetch_add(1, std::memory_order_relaxed);
     } else if (!TenantStopped(written)) {
       errors_.fetch_add(1, std::memory_order_relaxed);
-      Log(LogLevel::kWarning, StrCat("tenant \"", slot->id, "\": job ", job.id,
-                                     ": ", result.ok() ? "ack" : "nack",
-                                     " failed: ", written.ToString()));
+      Log(LogLevel::kWarning,
+          StrCat("tenant \"", slot->id, "\": job ", job.id, ": ", result.ok() ? "ack" : "nack",
+                 " failed: ", written.ToString()));
     }
   }
 
@@ -277,8 +271,7 @@ class TenantWorkerGroup final : public WorkerGroupBase {
         slot_(std::move(slot)) {}
 
   bool all_tenants() const override { return false; }
-  void OnWork(const std::shared_ptr<TenantSlot>&, std::string_view,
-              int64_t) override {}
+  void OnWork(const std::shared_ptr<TenantSlot>&, std::string_view, int64_t) override {}
   void OnPurge(uint64_t) override {}  // the runtime wakes the waiters itself
 
  private:
@@ -297,8 +290,7 @@ class TenantWorkerGroup final : public WorkerGroupBase {
       if (!attempt.ok()) {
         if (TenantStopped(attempt.status())) return;
         errors_.fetch_add(1, std::memory_order_relaxed);
-        Log(LogLevel::kWarning, StrCat("tenant \"", slot_->id,
-                                       "\": job workers: claim failed: ",
+        Log(LogLevel::kWarning, StrCat("tenant \"", slot_->id, "\": job workers: claim failed: ",
                                        attempt.status().ToString()));
         Pause(options_.idle_poll);
         continue;
@@ -348,9 +340,8 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
 
   void OnWork(const std::shared_ptr<TenantSlot>& slot, std::string_view ready_type,
               int64_t due_us) override {
-    const bool ready =
-        !ready_type.empty() &&
-        options_.handlers.find(std::string(ready_type)) != options_.handlers.end();
+    const bool ready = !ready_type.empty() &&
+                       options_.handlers.find(std::string(ready_type)) != options_.handlers.end();
     if (!ready && due_us == kNoTime) return;
     absl::MutexLock lock(&mu_);
     if (stop_.load()) return;
@@ -376,8 +367,8 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
  private:
   struct Entry {
     std::shared_ptr<TenantSlot> slot;
-    bool in_run = false;             // in run_
-    int64_t parked_due = kNoTime;    // in parked_ (job clock, µs)
+    bool in_run = false;                             // in run_
+    int64_t parked_due = kNoTime;                    // in parked_ (job clock, µs)
     absl::Time recheck_at = absl::InfiniteFuture();  // in recheck_ (real time)
   };
 
@@ -427,8 +418,7 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
       }
       if (!TenantStopped(attempt.status())) {
         errors_.fetch_add(1, std::memory_order_relaxed);
-        Log(LogLevel::kWarning, StrCat("tenant \"", slot->id,
-                                       "\": job workers: claim failed: ",
+        Log(LogLevel::kWarning, StrCat("tenant \"", slot->id, "\": job workers: claim failed: ",
                                        attempt.status().ToString()));
       }
       return Recheck(number, options_.idle_poll);
@@ -462,8 +452,8 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
         pending = runtime_->HasPendingJobs(*slot);
       }
       if (!pending.ok()) {
-        Log(LogLevel::kWarning, StrCat("tenant \"", slot->id,
-                                       "\": job workers: ", pending.status().ToString()));
+        Log(LogLevel::kWarning,
+            StrCat("tenant \"", slot->id, "\": job workers: ", pending.status().ToString()));
         continue;
       }
       if (!*pending) continue;
@@ -476,8 +466,7 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
     }
   }
 
-  Entry& EntryLocked(const std::shared_ptr<TenantSlot>& slot)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  Entry& EntryLocked(const std::shared_ptr<TenantSlot>& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[slot->number];
     if (e.slot == nullptr) e.slot = slot;
     return e;
@@ -489,8 +478,7 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
     run_.push_back(number);
   }
 
-  void ParkLocked(uint64_t number, Entry& e, int64_t due)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void ParkLocked(uint64_t number, Entry& e, int64_t due) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (e.parked_due != kNoTime) parked_.erase({e.parked_due, number});
     e.parked_due = due;
     parked_.insert({due, number});
@@ -588,29 +576,25 @@ class AllTenantsWorkerGroup final : public WorkerGroupBase {
   std::set<std::pair<absl::Time, uint64_t>> recheck_ ABSL_GUARDED_BY(mu_);
 };
 
-absl::Status ValidateWorkerOptions(const JobWorkersOptions& options,
-                                   const JobQueueOptions& jobs) {
+absl::Status ValidateWorkerOptions(const JobWorkersOptions& options, const JobQueueOptions& jobs) {
   if (options.handlers.empty()) {
     return absl::InvalidArgumentError("job workers: no handlers");
   }
   for (const auto& [type, handler] : options.handlers) {
     if (!IsValidJobType(type)) {
-      return absl::InvalidArgumentError(
-          StrCat("job workers: bad job type (", type.size(),
-                 " bytes): must be 1 to ", kMaxJobTypeBytes,
-                 " bytes of [A-Za-z0-9_.:/-]"));
+      return absl::InvalidArgumentError(StrCat("job workers: bad job type (", type.size(),
+                                               " bytes): must be 1 to ", kMaxJobTypeBytes,
+                                               " bytes of [A-Za-z0-9_.:/-]"));
     }
     if (!handler) {
-      return absl::InvalidArgumentError(
-          StrCat("job workers: empty handler for type ", type));
+      return absl::InvalidArgumentError(StrCat("job workers: empty handler for type ", type));
     }
   }
   if (options.threads < 1 || options.threads > kMaxWorkerThreads) {
     return absl::InvalidArgumentError(
         StrCat("job workers: threads must be in [1, ", kMaxWorkerThreads, "]"));
   }
-  if (options.idle_poll <= absl::ZeroDuration() ||
-      options.idle_poll > absl::Minutes(1)) {
+  if (options.idle_poll <= absl::ZeroDuration() || options.idle_poll > absl::Minutes(1)) {
     return absl::InvalidArgumentError("job workers: idle_poll must be in (0, 1 min]");
   }
   if (options.lease < absl::ZeroDuration() || options.lease > jobs.max_lease) {
@@ -622,8 +606,8 @@ absl::Status ValidateWorkerOptions(const JobWorkersOptions& options,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<JobWorkerGroup>> StartGroup(
-    JobRuntime& runtime, std::shared_ptr<WorkerGroupBase> group) {
+absl::StatusOr<std::shared_ptr<JobWorkerGroup>> StartGroup(JobRuntime& runtime,
+                                                           std::shared_ptr<WorkerGroupBase> group) {
   if (!runtime.AddGroup(group)) {
     return absl::FailedPreconditionError("job workers: the engine is closing");
   }
@@ -649,8 +633,8 @@ bool JobWorkers::running() const { return group_->Running(); }
 
 JobWorkersStats JobWorkers::stats() const { return group_->Stats(); }
 
-absl::StatusOr<std::unique_ptr<JobWorkers>> JobWorkers::ForTenant(
-    const Tenant& tenant, JobWorkersOptions options) {
+absl::StatusOr<std::unique_ptr<JobWorkers>> JobWorkers::ForTenant(const Tenant& tenant,
+                                                                  JobWorkersOptions options) {
   internal::JobRuntime& runtime = *internal::Access::Parts(tenant).jobs;
   TENANCY_RETURN_IF_ERROR(internal::ValidateWorkerOptions(options, runtime.options()));
   {
@@ -659,13 +643,14 @@ absl::StatusOr<std::unique_ptr<JobWorkers>> JobWorkers::ForTenant(
   }
   TENANCY_ASSIGN_OR_RETURN(
       std::shared_ptr<internal::JobWorkerGroup> group,
-      internal::StartGroup(runtime, std::make_shared<internal::TenantWorkerGroup>(
-                                        &runtime, internal::Access::SlotPtr(tenant), std::move(options))));
+      internal::StartGroup(runtime,
+                           std::make_shared<internal::TenantWorkerGroup>(
+                               &runtime, internal::Access::SlotPtr(tenant), std::move(options))));
   return std::unique_ptr<JobWorkers>(new JobWorkers(std::move(group)));
 }
 
-absl::StatusOr<std::unique_ptr<JobWorkers>> JobWorkers::ForAllTenants(
-    Engine& engine, JobWorkersOptions options) {
+absl::StatusOr<std::unique_ptr<JobWorkers>> JobWorkers::ForAllTenants(Engine& engine,
+                                                                      JobWorkersOptions options) {
   internal::JobRuntime& runtime = *internal::Access::Parts(engine).jobs;
   TENANCY_RETURN_IF_ERROR(internal::ValidateWorkerOptions(options, runtime.options()));
   TENANCY_ASSIGN_OR_RETURN(

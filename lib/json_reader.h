@@ -96,8 +96,7 @@ class JsonScanner {
   char Peek() const { return AtEnd() ? '\0' : text_[pos_]; }
 
   void SkipWs() {
-    while (!AtEnd() && (Peek() == ' ' || Peek() == '\t' || Peek() == '\n' ||
-                        Peek() == '\r')) {
+    while (!AtEnd() && (Peek() == ' ' || Peek() == '\t' || Peek() == '\n' || Peek() == '\r')) {
       ++pos_;
     }
   }
@@ -110,8 +109,7 @@ class JsonScanner {
   }
 
   static bool IsHex(char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-           (c >= 'A' && c <= 'F');
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
   }
 
   // A string at pos_; its content (simple escapes decoded) into `out`.
@@ -301,8 +299,8 @@ class ErrorBuilder {
 
   absl::Status At(const Path& path, std::string_view what) const {
     JsonScanner scanner(text_);
-    return absl::InvalidArgumentError(StrCat(PathText(path, root_), ": ", what,
-                                             LineAndColumn(text_, scanner.Find(path))));
+    return absl::InvalidArgumentError(
+        StrCat(PathText(path, root_), ": ", what, LineAndColumn(text_, scanner.Find(path))));
   }
 
  private:
@@ -334,8 +332,7 @@ class FieldReader {
     return errors_.At(path, what);
   }
 
-  absl::StatusOr<std::optional<simdjson::dom::element>> Find(
-      std::string_view field) {
+  absl::StatusOr<std::optional<simdjson::dom::element>> Find(std::string_view field) {
     read_.insert(std::string(field));
     std::optional<simdjson::dom::element> found;
     size_t count = 0;
@@ -370,8 +367,7 @@ class FieldReader {
     TENANCY_ASSIGN_OR_RETURN(auto e, Find(field));
     if (!e.has_value()) return std::optional<double>();
     double d;
-    if (!e->is_number() || e->get_double().get(d) || !std::isfinite(d) ||
-        !(d >= 0)) {
+    if (!e->is_number() || e->get_double().get(d) || !std::isfinite(d) || !(d >= 0)) {
       return Error(field, "must be a non-negative number");
     }
     return std::optional<double>(d);
@@ -386,8 +382,7 @@ class FieldReader {
     return value;
   }
 
-  absl::StatusOr<std::optional<simdjson::dom::object>> Object(
-      std::string_view field) {
+  absl::StatusOr<std::optional<simdjson::dom::object>> Object(std::string_view field) {
     TENANCY_ASSIGN_OR_RETURN(auto e, Find(field));
     if (!e.has_value()) return std::optional<simdjson::dom::object>();
     simdjson::dom::object o;
@@ -411,8 +406,7 @@ class FieldReader {
       std::string key(member.key);
       size_t occurrence = seen[key]++;
       if (read_.count(key) == 0) {
-        return errors_.At(Child(path_, key, occurrence),
-                          StrCat("unknown field \"", key, "\""));
+        return errors_.At(Child(path_, key, occurrence), StrCat("unknown field \"", key, "\""));
       }
     }
     return absl::OkStatus();
@@ -426,8 +420,8 @@ class FieldReader {
     }
     if (e.is_int64()) return std::nullopt;  // negative
     double d;
-    if (!e.is_double() || e.get_double().get(d) || !(d >= 0) ||
-        d > 9.007199254740992e15 || d != std::floor(d)) {
+    if (!e.is_double() || e.get_double().get(d) || !(d >= 0) || d > 9.007199254740992e15 ||
+        d != std::floor(d)) {
       return std::nullopt;
     }
     return static_cast<uint64_t>(d);

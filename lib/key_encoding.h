@@ -40,8 +40,7 @@ inline std::string KeyHeader(uint64_t tenant, Namespace ns) {
 }
 
 // [number][ns][user_key]
-inline std::string EncodeKey(uint64_t tenant, Namespace ns,
-                             std::string_view user_key) {
+inline std::string EncodeKey(uint64_t tenant, Namespace ns, std::string_view user_key) {
   std::string out;
   out.reserve(kKeyHeaderSize + user_key.size());
   PutFixed64BigEndian(&out, tenant);
@@ -93,9 +92,7 @@ inline std::string TenantRangeStart(uint64_t tenant) {
 }
 
 // One past the tenant's range: [number + 1]. Numbers never reach UINT64_MAX.
-inline std::string TenantRangeEnd(uint64_t tenant) {
-  return TenantRangeStart(tenant + 1);
-}
+inline std::string TenantRangeEnd(uint64_t tenant) { return TenantRangeStart(tenant + 1); }
 
 // The smallest string greater than every string that starts with `prefix`,
 // or nullopt when there is none (empty, or all 0xff).

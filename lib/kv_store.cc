@@ -6,14 +6,14 @@
 #include <algorithm>
 
 #include "absl/container/flat_hash_map.h"
-#include "str_cat.h"
 #include "absl/strings/str_format.h"
 #include "access.h"
 #include "key_encoding.h"
-#include "usage_ledger.h"
 #include "meta_records.h"
 #include "rocksdb_status.h"
 #include "status_macros.h"
+#include "str_cat.h"
+#include "usage_ledger.h"
 
 namespace tenancy {
 
@@ -51,15 +51,13 @@ absl::StatusOr<std::string> KvStore::Get(std::string_view key) const {
   internal::RecordCall(slot, CallKind::kGet);
   internal::EncodedKey internal_key(slot.number, Namespace::kKv, key);
   std::string value;
-  rocksdb::Status s =
-      engine.storage->db()->Get(engine.storage->point_read_options(), slot.cf.get(),
-                     ToSlice(internal_key.view()), &value);
+  rocksdb::Status s = engine.storage->db()->Get(engine.storage->point_read_options(), slot.cf.get(),
+                                                ToSlice(internal_key.view()), &value);
   if (s.ok()) return value;
   if (s.IsNotFound()) {
     return absl::NotFoundError(internal::StrCat("tenant \"", slot.id, "\": no such key"));
   }
-  return internal::FromRocksStatus(
-      s, internal::StrCat("tenant \"", slot.id, "\": get"));
+  return internal::FromRocksStatus(s, internal::StrCat("tenant \"", slot.id, "\": get"));
 }
 
 absl::StatusOr<std::vector<std::optional<std::string>>> KvStore::MultiGet(
@@ -68,7 +66,8 @@ absl::StatusOr<std::vector<std::optional<std::string>>> KvStore::MultiGet(
   internal::EngineParts& engine = internal::Access::Parts(tenant_);
   CallGuard guard(slot);
   TENANCY_RETURN_IF_ERROR(internal::CheckReadableState(slot));
-  for (const std::string& key : keys) TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
+  for (const std::string& key : keys)
+    TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
   internal::RecordCall(slot, CallKind::kGet);
   std::vector<std::string> internal_keys;
   std::vector<rocksdb::Slice> slices;
@@ -80,14 +79,14 @@ absl::StatusOr<std::vector<std::optional<std::string>>> KvStore::MultiGet(
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
   engine.storage->db()->MultiGet(engine.storage->point_read_options(), slot.cf.get(), slices.size(),
-                      slices.data(), values.data(), statuses.data());
+                                 slices.data(), values.data(), statuses.data());
   std::vector<std::optional<std::string>> result(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     if (statuses[i].ok()) {
       result[i] = values[i].ToString();
     } else if (!statuses[i].IsNotFound()) {
-      return internal::FromRocksStatus(
-          statuses[i], internal::StrCat("tenant \"", slot.id, "\": multiget"));
+      return internal::FromRocksStatus(statuses[i],
+                                       internal::StrCat("tenant \"", slot.id, "\": multiget"));
     }
   }
   return result;
@@ -101,8 +100,7 @@ absl::Status KvStore::Put(std::string_view key, std::string_view value) const {
   TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
   TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateValue(slot, value));
   internal::RecordCall(slot, CallKind::kPut);
-  return engine.ledger->ApplyOne(slot,
-                         internal::LedgerOp{Namespace::kKv, true, key, value});
+  return engine.ledger->ApplyOne(slot, internal::LedgerOp{Namespace::kKv, true, key, value});
 }
 
 absl::Status KvStore::Delete(std::string_view key) const {
@@ -112,8 +110,7 @@ absl::Status KvStore::Delete(std::string_view key) const {
   TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(slot));
   TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
   internal::RecordCall(slot, CallKind::kDelete);
-  return engine.ledger->ApplyOne(slot,
-                         internal::LedgerOp{Namespace::kKv, false, key, {}});
+  return engine.ledger->ApplyOne(slot, internal::LedgerOp{Namespace::kKv, false, key, {}});
 }
 
 absl::Status KvStore::Write(const WriteBatch& batch) const {
@@ -133,8 +130,7 @@ absl::Status KvStore::Write(const WriteBatch& batch) const {
   return engine.ledger->Apply(slot, ops);
 }
 
-absl::StatusOr<uint64_t> KvStore::DeleteRange(std::string_view start,
-                                              std::string_view end) const {
+absl::StatusOr<uint64_t> KvStore::DeleteRange(std::string_view start, std::string_view end) const {
   TenantSlot& slot = internal::Access::Slot(tenant_);
   internal::EngineParts& engine = internal::Access::Parts(tenant_);
   CallGuard guard(slot);
@@ -160,7 +156,8 @@ absl::StatusOr<ScanResult> KvStore::Scan(const ScanOptions& options) const {
   }
   TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, options.prefix));
   TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, options.start));
-  if (options.end.has_value()) TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, *options.end));
+  if (options.end.has_value())
+    TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, *options.end));
   internal::RecordCall(slot, CallKind::kScan);
 
   // The user-key window: [lower, upper), upper nullopt meaning "no bound".
@@ -176,8 +173,8 @@ absl::StatusOr<ScanResult> KvStore::Scan(const ScanOptions& options) const {
   if (!options.cursor.empty()) {
     char direction = options.reverse ? kCursorReverse : kCursorForward;
     if (options.cursor[0] != direction) {
-      return absl::InvalidArgumentError(internal::StrCat(
-          "tenant \"", slot.id, "\": cursor does not belong to this scan"));
+      return absl::InvalidArgumentError(
+          internal::StrCat("tenant \"", slot.id, "\": cursor does not belong to this scan"));
     }
     std::string last = options.cursor.substr(1);
     if (options.reverse) {
@@ -195,8 +192,7 @@ absl::StatusOr<ScanResult> KvStore::Scan(const ScanOptions& options) const {
       upper.has_value()
           ? internal::EncodeKey(slot.number, Namespace::kKv, *upper)
           : internal::KeyHeader(slot.number,
-                                static_cast<Namespace>(
-                                    static_cast<uint8_t>(Namespace::kKv) + 1));
+                                static_cast<Namespace>(static_cast<uint8_t>(Namespace::kKv) + 1));
   rocksdb::Slice lower_slice(lower_key), upper_slice(upper_key);
   rocksdb::ReadOptions read_options;
   read_options.iterate_lower_bound = &lower_slice;
@@ -226,13 +222,12 @@ absl::StatusOr<ScanResult> KvStore::Scan(const ScanOptions& options) const {
       it->Next();
     }
   }
-  TENANCY_RETURN_IF_ERROR(internal::FromRocksStatus(
-      it->status(), internal::StrCat("tenant \"", slot.id, "\": scan")));
+  TENANCY_RETURN_IF_ERROR(
+      internal::FromRocksStatus(it->status(), internal::StrCat("tenant \"", slot.id, "\": scan")));
   return result;
 }
 
-std::string KvStore::ScanCursorAfter(const ScanOptions& options,
-                                     std::string_view last_key) {
+std::string KvStore::ScanCursorAfter(const ScanOptions& options, std::string_view last_key) {
   std::string cursor;
   cursor.reserve(last_key.size() + 1);
   cursor.push_back(options.reverse ? kCursorReverse : kCursorForward);
@@ -258,10 +253,10 @@ absl::StatusOr<uint64_t> KvStore::ApproximatePhysicalBytes() const {
   size_options.include_memtables = true;
   size_options.include_files = true;
   uint64_t size = 0;
-  TENANCY_RETURN_IF_ERROR(internal::FromRocksStatus(
-      internal::Access::Parts(tenant_).storage->db()->GetApproximateSizes(size_options, slot.cf.get(),
-                                               &range, 1, &size),
-      internal::StrCat("tenant \"", slot.id, "\": physical size")));
+  TENANCY_RETURN_IF_ERROR(
+      internal::FromRocksStatus(internal::Access::Parts(tenant_).storage->db()->GetApproximateSizes(
+                                    size_options, slot.cf.get(), &range, 1, &size),
+                                internal::StrCat("tenant \"", slot.id, "\": physical size")));
   return size;
 }
 

@@ -96,8 +96,7 @@ struct alignas(64) TenantClassState {
 // replaced by a bigger copy; old tables stay alive (in LimiterTenantState::tables)
 // until the tenant goes, so a reader holding one never dangles.
 struct ClassTable {
-  explicit ClassTable(size_t n)
-      : size(n), slots(new std::atomic<TenantClassState*>[n]()) {}
+  explicit ClassTable(size_t n) : size(n), slots(new std::atomic<TenantClassState*>[n]()) {}
   const size_t size;
   const std::unique_ptr<std::atomic<TenantClassState*>[]> slots;
 };
@@ -150,8 +149,8 @@ absl::Status ValidateLimits(const ConcurrencyLimits& limits) {
   for (const auto& [name, limit] : limits) {
     if (absl::Status s = Limiter::ValidateClassName(name); !s.ok()) return s;
     if (limit < 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "concurrency limit of class \"%s\" is negative (%d)", name, limit));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("concurrency limit of class \"%s\" is negative (%d)", name, limit));
     }
   }
   return absl::OkStatus();
@@ -165,10 +164,10 @@ absl::Status ValidateRates(const RateLimits& rates) {
     // Written so that NaN fails every test.
     if (!(rate.per_second > 0 && rate.per_second <= 1e9) ||
         !(rate.burst >= 1 && rate.burst <= 1e9)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "rate limit of class \"%s\" is invalid (%g/s, burst %g): need "
-          "0 < per_second <= 1e9 and 1 <= burst <= 1e9",
-          name, rate.per_second, rate.burst));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("rate limit of class \"%s\" is invalid (%g/s, burst %g): need "
+                          "0 < per_second <= 1e9 and 1 <= burst <= 1e9",
+                          name, rate.per_second, rate.burst));
     }
   }
   return absl::OkStatus();
@@ -195,12 +194,11 @@ std::string ClassLabel(std::string_view class_name) {
                             : internal::StrCat("class \"", class_name, "\"");
 }
 
-absl::Status AttachRejection(absl::Status status, LimitTier tier,
-                             LimitKind kind, std::string_view class_name,
-                             std::chrono::nanoseconds retry_after) {
-  status.SetPayload(kRejectionUrl, absl::Cord(internal::StrCat(
-                                       LimitTierName(tier), " ",
-                                       LimitKindName(kind), " ", class_name)));
+absl::Status AttachRejection(absl::Status status, LimitTier tier, LimitKind kind,
+                             std::string_view class_name, std::chrono::nanoseconds retry_after) {
+  status.SetPayload(
+      kRejectionUrl,
+      absl::Cord(internal::StrCat(LimitTierName(tier), " ", LimitKindName(kind), " ", class_name)));
   return WithRetryAfter(std::move(status), retry_after);
 }
 
@@ -209,8 +207,6 @@ std::string FormatDuration(std::chrono::nanoseconds d) {
 }
 
 }  // namespace
-
-
 
 // The tokens one acquisition took, to give back if a semaphore refuses it.
 struct RateCharge {
@@ -257,8 +253,7 @@ class LimiterRep {
 
   std::shared_ptr<LimiterTenant> AddTenant(std::string_view tenant_id) {
     absl::MutexLock lock(&mu_);
-    auto it =
-        tenants_.find(absl::string_view(tenant_id.data(), tenant_id.size()));
+    auto it = tenants_.find(absl::string_view(tenant_id.data(), tenant_id.size()));
     if (it != tenants_.end()) return it->second;
     auto state = std::make_unique<LimiterTenantState>(std::string(tenant_id));
     {
@@ -277,8 +272,7 @@ class LimiterRep {
 
   bool RemoveTenant(std::string_view tenant_id) {
     absl::MutexLock lock(&mu_);
-    auto it =
-        tenants_.find(absl::string_view(tenant_id.data(), tenant_id.size()));
+    auto it = tenants_.find(absl::string_view(tenant_id.data(), tenant_id.size()));
     if (it == tenants_.end()) return false;
     it->second->state_->removed.store(true, std::memory_order_relaxed);
     // Kept until its permits and handles are gone: a Permit holds no
@@ -289,8 +283,7 @@ class LimiterRep {
     return true;
   }
 
-  absl::Status SetTenantLimits(std::string_view tenant_id,
-                               const ConcurrencyLimits& overrides) {
+  absl::Status SetTenantLimits(std::string_view tenant_id, const ConcurrencyLimits& overrides) {
     if (absl::Status s = ValidateLimits(overrides); !s.ok()) return s;
     absl::MutexLock lock(&mu_);
     std::shared_ptr<LimiterTenant> tenant = FindTenantLocked(tenant_id);
@@ -302,8 +295,7 @@ class LimiterRep {
     return absl::OkStatus();
   }
 
-  absl::Status SetTenantRates(std::string_view tenant_id,
-                              const RateLimits& overrides) {
+  absl::Status SetTenantRates(std::string_view tenant_id, const RateLimits& overrides) {
     if (absl::Status s = ValidateRates(overrides); !s.ok()) return s;
     absl::MutexLock lock(&mu_);
     std::shared_ptr<LimiterTenant> tenant = FindTenantLocked(tenant_id);
@@ -347,8 +339,7 @@ class LimiterRep {
     global_limits_ = limits;
     for (const auto& node : classes_) {
       const int64_t* limit = FindIn(global_limits_, node->name);
-      node->global_sem.SetLimit(limit == nullptr ? FairSemaphore::kUnlimited
-                                                 : *limit);
+      node->global_sem.SetLimit(limit == nullptr ? FairSemaphore::kUnlimited : *limit);
     }
     return absl::OkStatus();
   }
@@ -367,8 +358,7 @@ class LimiterRep {
   // The acquisition. Inlined into Limiter::Acquire/TryAcquire; everything
   // off the uncontended path lives in the non-inlined helpers below.
   absl::StatusOr<Permit> Acquire(LimiterTenant& tenant, const LimitClass& cls,
-                                 std::chrono::steady_clock::time_point deadline,
-                                 bool blocking) {
+                                 std::chrono::steady_clock::time_point deadline, bool blocking) {
     LimiterTenantState& state = *tenant.state_;
     const ClassNode& node = *cls.node_;
     if (state.removed.load(std::memory_order_relaxed)) {
@@ -396,39 +386,32 @@ class LimiterRep {
     for (int i = 0; i < depth; ++i) {
       TenantClassState& s = *leaf->path[i];
       if (!s.sem.TryAcquire() &&
-          !(blocking && Wait(s.sem, state, *leaf, LimitTier::kTenant,
-                             s.node->name, deadline))) {
+          !(blocking && Wait(s.sem, state, *leaf, LimitTier::kTenant, s.node->name, deadline))) {
         charge.Refund();
-        return ConcurrencyRefusal(state, *leaf, LimitTier::kTenant, s.sem,
-                                  s.node->name, blocking);
+        return ConcurrencyRefusal(state, *leaf, LimitTier::kTenant, s.sem, s.node->name, blocking);
       }
       ++permit.tenant_levels_;
       if (observer != nullptr) {
-        Notify(observer, LimiterEvent::Type::kAcquired, LimitTier::kTenant,
-               state, s.node->name);
+        Notify(observer, LimiterEvent::Type::kAcquired, LimitTier::kTenant, state, s.node->name);
       }
     }
     for (int i = 0; i < depth; ++i) {
       const ClassNode& g = *node.path[i];
       if (!g.global_sem.TryAcquire() &&
-          !(blocking && Wait(g.global_sem, state, *leaf, LimitTier::kGlobal,
-                             g.name, deadline))) {
+          !(blocking && Wait(g.global_sem, state, *leaf, LimitTier::kGlobal, g.name, deadline))) {
         charge.Refund();
-        return ConcurrencyRefusal(state, *leaf, LimitTier::kGlobal,
-                                  g.global_sem, g.name, blocking);
+        return ConcurrencyRefusal(state, *leaf, LimitTier::kGlobal, g.global_sem, g.name, blocking);
       }
       ++permit.global_levels_;
       if (observer != nullptr) {
-        Notify(observer, LimiterEvent::Type::kAcquired, LimitTier::kGlobal,
-               state, g.name);
+        Notify(observer, LimiterEvent::Type::kAcquired, LimitTier::kGlobal, state, g.name);
       }
     }
     leaf->admitted.fetch_add(1, std::memory_order_relaxed);
     return permit;
   }
 
-  LimiterCounters TenantCounters(const LimiterTenant& tenant,
-                                 const LimitClass& cls) const {
+  LimiterCounters TenantCounters(const LimiterTenant& tenant, const LimitClass& cls) const {
     LimiterTenantState& state = *tenant.state_;
     const ClassNode& node = *cls.node_;
     if (const TenantClassState* s = state.Find(node.id); s != nullptr) {
@@ -443,9 +426,7 @@ class LimiterRep {
     return row;
   }
 
-  LimiterCounters GlobalCounters(const LimitClass& cls) const {
-    return GlobalRow(*cls.node_);
-  }
+  LimiterCounters GlobalCounters(const LimitClass& cls) const { return GlobalRow(*cls.node_); }
 
   std::vector<LimiterCounters> Snapshot() const {
     std::vector<LimiterCounters> rows;
@@ -455,14 +436,11 @@ class LimiterRep {
       absl::MutexLock tenant_lock(&state.mu);
       for (const auto& s : state.states) rows.push_back(Row(state, *s));
     }
-    std::sort(rows.begin(), rows.end(),
-              [](const LimiterCounters& a, const LimiterCounters& b) {
-                return std::tie(a.tenant_id, a.class_name) <
-                       std::tie(b.tenant_id, b.class_name);
-              });
+    std::sort(rows.begin(), rows.end(), [](const LimiterCounters& a, const LimiterCounters& b) {
+      return std::tie(a.tenant_id, a.class_name) < std::tie(b.tenant_id, b.class_name);
+    });
     for (const auto& node : classes_) rows.push_back(GlobalRow(*node));
-    std::sort(rows.end() - static_cast<std::ptrdiff_t>(classes_.size()),
-              rows.end(),
+    std::sort(rows.end() - static_cast<std::ptrdiff_t>(classes_.size()), rows.end(),
               [](const LimiterCounters& a, const LimiterCounters& b) {
                 return a.class_name < b.class_name;
               });
@@ -472,9 +450,7 @@ class LimiterRep {
  private:
   int64_t NowNanos() const {
     const auto now = clock_ ? clock_() : std::chrono::steady_clock::now();
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               now.time_since_epoch())
-        .count();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
   }
 
   static std::optional<int64_t> AsOptionalLimit(int64_t limit) {
@@ -482,8 +458,7 @@ class LimiterRep {
     return limit;
   }
 
-  static LimiterCounters Row(const LimiterTenantState& state,
-                             const TenantClassState& s) {
+  static LimiterCounters Row(const LimiterTenantState& state, const TenantClassState& s) {
     LimiterCounters row;
     row.tier = LimitTier::kTenant;
     row.tenant_id = state.id;
@@ -492,11 +467,9 @@ class LimiterRep {
     row.in_use = s.sem.in_use();
     row.waiting = s.waiting.load(std::memory_order_relaxed);
     row.admitted = s.admitted.load(std::memory_order_relaxed);
-    row.rejected_concurrency =
-        s.rejected_concurrency.load(std::memory_order_relaxed);
+    row.rejected_concurrency = s.rejected_concurrency.load(std::memory_order_relaxed);
     row.rejected_rate = s.rejected_rate.load(std::memory_order_relaxed);
-    row.total_wait =
-        std::chrono::nanoseconds(s.wait_ns.load(std::memory_order_relaxed));
+    row.total_wait = std::chrono::nanoseconds(s.wait_ns.load(std::memory_order_relaxed));
     return row;
   }
 
@@ -510,9 +483,8 @@ class LimiterRep {
     return row;
   }
 
-  static void Notify(LimiterObserver* observer, LimiterEvent::Type type,
-                     LimitTier tier, const LimiterTenantState& state,
-                     std::string_view class_name) {
+  static void Notify(LimiterObserver* observer, LimiterEvent::Type type, LimitTier tier,
+                     const LimiterTenantState& state, std::string_view class_name) {
     LimiterEvent event;
     event.type = type;
     event.tier = tier;
@@ -522,15 +494,13 @@ class LimiterRep {
   }
 
   static absl::Status NoSuchTenant(std::string_view tenant_id) {
-    return absl::NotFoundError(absl::StrFormat(
-        "tenant \"%s\": not known to the limiter", std::string(tenant_id)));
+    return absl::NotFoundError(
+        absl::StrFormat("tenant \"%s\": not known to the limiter", std::string(tenant_id)));
   }
 
-  ABSL_ATTRIBUTE_NOINLINE static absl::Status TenantRemoved(
-      const LimiterTenantState& state) {
-    return MakeError(
-        absl::StatusCode::kNotFound, ErrorReason::kTenantDeleted,
-        absl::StrFormat("tenant \"%s\": removed from the limiter", state.id));
+  ABSL_ATTRIBUTE_NOINLINE static absl::Status TenantRemoved(const LimiterTenantState& state) {
+    return MakeError(absl::StatusCode::kNotFound, ErrorReason::kTenantDeleted,
+                     absl::StrFormat("tenant \"%s\": removed from the limiter", state.id));
   }
 
   // Destroys the removed tenants nothing can reach any more: no handle
@@ -546,10 +516,9 @@ class LimiterRep {
     });
   }
 
-  std::shared_ptr<LimiterTenant> FindTenantLocked(
-      std::string_view tenant_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it =
-        tenants_.find(absl::string_view(tenant_id.data(), tenant_id.size()));
+  std::shared_ptr<LimiterTenant> FindTenantLocked(std::string_view tenant_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = tenants_.find(absl::string_view(tenant_id.data(), tenant_id.size()));
     return it == tenants_.end() ? nullptr : it->second;
   }
 
@@ -557,8 +526,7 @@ class LimiterRep {
   // REQUIRES: `name` is valid.
   absl::StatusOr<const ClassNode*> ClassLocked(std::string_view name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it =
-        classes_by_name_.find(absl::string_view(name.data(), name.size()));
+    auto it = classes_by_name_.find(absl::string_view(name.data(), name.size()));
     if (it != classes_by_name_.end()) return it->second;
     const ClassNode* parent = nullptr;
     if (size_t slash = name.rfind('/'); slash != std::string_view::npos) {
@@ -567,16 +535,14 @@ class LimiterRep {
       parent = *p;
     }
     if (classes_.size() >= static_cast<size_t>(kMaxLimitClasses)) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "limit class \"%s\": the limiter already holds %d classes",
-          std::string(name), kMaxLimitClasses));
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("limit class \"%s\": the limiter already holds %d classes",
+                          std::string(name), kMaxLimitClasses));
     }
-    auto node =
-        std::make_unique<ClassNode>(static_cast<int>(classes_.size()),
-                                    std::string(name), parent, observer_.get());
+    auto node = std::make_unique<ClassNode>(static_cast<int>(classes_.size()), std::string(name),
+                                            parent, observer_.get());
     const int64_t* limit = FindIn(global_limits_, node->name);
-    node->global_sem.SetLimit(limit == nullptr ? FairSemaphore::kUnlimited
-                                               : *limit);
+    node->global_sem.SetLimit(limit == nullptr ? FairSemaphore::kUnlimited : *limit);
     ApplyRate(node->global_rate, FindIn(global_rates_, node->name));
     ClassNode* raw = node.get();
     classes_.push_back(std::move(node));
@@ -584,24 +550,21 @@ class LimiterRep {
     return raw;
   }
 
-  int64_t EffectiveLimitLocked(const LimiterTenantState& state,
-                               std::string_view name) const
+  int64_t EffectiveLimitLocked(const LimiterTenantState& state, std::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, state.mu) {
     if (const int64_t* v = FindIn(state.limit_overrides, name)) return *v;
     if (const int64_t* v = FindIn(default_limits_, name)) return *v;
     return FairSemaphore::kUnlimited;
   }
 
-  const RateLimit* EffectiveRateLocked(const LimiterTenantState& state,
-                                       std::string_view name) const
+  const RateLimit* EffectiveRateLocked(const LimiterTenantState& state, std::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, state.mu) {
     if (const RateLimit* r = FindIn(state.rate_overrides, name)) return r;
     return FindIn(default_rates_, name);
   }
 
   // Pushes the effective numbers into every semaphore and bucket of `state`.
-  void ApplyTenantLocked(LimiterTenantState& state)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, state.mu) {
+  void ApplyTenantLocked(LimiterTenantState& state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, state.mu) {
     ApplyRate(state.rate, EffectiveRateLocked(state, kAllClasses));
     for (const auto& s : state.states) {
       s->sem.SetLimit(EffectiveLimitLocked(state, s->node->name));
@@ -630,8 +593,8 @@ class LimiterRep {
     if (TenantClassState* s = state.Find(node.id)) return s;
     TenantClassState* parent =
         node.parent == nullptr ? nullptr : StateForLocked(state, *node.parent);
-    auto owned = std::make_unique<TenantClassState>(
-        &state, &node, parent, EffectiveLimitLocked(state, node.name));
+    auto owned = std::make_unique<TenantClassState>(&state, &node, parent,
+                                                    EffectiveLimitLocked(state, node.name));
     ApplyRate(owned->rate, EffectiveRateLocked(state, node.name));
     TenantClassState* s = owned.get();
     state.states.push_back(std::move(owned));
@@ -639,14 +602,12 @@ class LimiterRep {
     ClassTable* table = state.table_.load(std::memory_order_relaxed);
     const size_t id = static_cast<size_t>(node.id);
     if (table == nullptr || id >= table->size) {
-      const size_t size = std::max(
-          id + 1, table == nullptr ? classes_.size() : 2 * table->size);
+      const size_t size = std::max(id + 1, table == nullptr ? classes_.size() : 2 * table->size);
       auto bigger = std::make_unique<ClassTable>(size);
       if (table != nullptr) {
         for (size_t i = 0; i < table->size; ++i) {
-          bigger->slots[i].store(
-              table->slots[i].load(std::memory_order_relaxed),
-              std::memory_order_relaxed);
+          bigger->slots[i].store(table->slots[i].load(std::memory_order_relaxed),
+                                 std::memory_order_relaxed);
         }
       }
       table = bigger.get();
@@ -666,8 +627,7 @@ class LimiterRep {
     (*all)[n++] = &state.rate;
     for (int i = 0; i < node.depth; ++i) (*all)[n++] = &leaf.path[i]->rate;
     (*all)[n++] = &global_rate_;
-    for (int i = 0; i < node.depth; ++i)
-      (*all)[n++] = &node.path[i]->global_rate;
+    for (int i = 0; i < node.depth; ++i) (*all)[n++] = &node.path[i]->global_rate;
     return n;
   }
 
@@ -675,10 +635,8 @@ class LimiterRep {
   // Returns -1 on success, else the position (in BucketsOf() order) of the
   // bucket that refused, with *now and *wait set. The clock is read only if
   // some bucket is limited, and only once.
-  ABSL_ATTRIBUTE_ALWAYS_INLINE int TakeTokens(LimiterTenantState& state,
-                                              TenantClassState& leaf,
-                                              RateCharge* charge, int64_t* now,
-                                              int64_t* wait) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE int TakeTokens(LimiterTenantState& state, TenantClassState& leaf,
+                                              RateCharge* charge, int64_t* now, int64_t* wait) {
     const ClassNode& node = *leaf.node;
     const int depth = node.depth;
     bool have_now = false;
@@ -715,8 +673,7 @@ class LimiterRep {
   }
 
   ABSL_ATTRIBUTE_NOINLINE absl::Status RateRefusal(LimiterTenantState& state,
-                                                   TenantClassState& leaf,
-                                                   int refused, int64_t now,
+                                                   TenantClassState& leaf, int refused, int64_t now,
                                                    int64_t wait) {
     leaf.rejected_rate.fetch_add(1, std::memory_order_relaxed);
     BucketList all;
@@ -727,53 +684,47 @@ class LimiterRep {
     }
     // Map the bucket index back to its tier and class (see TakeTokens).
     const int depth = leaf.node->depth;
-    const LimitTier tier =
-        refused <= depth ? LimitTier::kTenant : LimitTier::kGlobal;
-    const int level =
-        tier == LimitTier::kTenant ? refused : refused - depth - 1;
+    const LimitTier tier = refused <= depth ? LimitTier::kTenant : LimitTier::kGlobal;
+    const int level = tier == LimitTier::kTenant ? refused : refused - depth - 1;
     const std::string_view class_name =
-        level == 0 ? kAllClasses
-                   : std::string_view(leaf.node->path[level - 1]->name);
+        level == 0 ? kAllClasses : std::string_view(leaf.node->path[level - 1]->name);
     const TokenBucket& bucket = *all[refused];
     const auto retry_after = std::chrono::nanoseconds(wait);
     absl::Status status = MakeError(
         absl::StatusCode::kResourceExhausted, ErrorReason::kRateLimited,
         absl::StrFormat("tenant \"%s\": rate limit of %s at the %s tier "
                         "(%g/s, burst %g); retry in %s",
-                        state.id, ClassLabel(class_name),
-                        ToAbsl(LimitTierName(tier)), bucket.per_second(),
-                        bucket.burst(), FormatDuration(retry_after)));
-    return AttachRejection(std::move(status), tier, LimitKind::kRate,
-                           class_name, retry_after);
+                        state.id, ClassLabel(class_name), ToAbsl(LimitTierName(tier)),
+                        bucket.per_second(), bucket.burst(), FormatDuration(retry_after)));
+    return AttachRejection(std::move(status), tier, LimitKind::kRate, class_name, retry_after);
   }
 
-  ABSL_ATTRIBUTE_NOINLINE absl::Status ConcurrencyRefusal(
-      const LimiterTenantState& state, TenantClassState& leaf, LimitTier tier,
-      const FairSemaphore& sem, const std::string& class_name, bool timed_out) {
+  ABSL_ATTRIBUTE_NOINLINE absl::Status ConcurrencyRefusal(const LimiterTenantState& state,
+                                                          TenantClassState& leaf, LimitTier tier,
+                                                          const FairSemaphore& sem,
+                                                          const std::string& class_name,
+                                                          bool timed_out) {
     leaf.rejected_concurrency.fetch_add(1, std::memory_order_relaxed);
     const int64_t limit = sem.limit();
     absl::Status status = MakeError(
-        timed_out ? absl::StatusCode::kDeadlineExceeded
-                  : absl::StatusCode::kResourceExhausted,
+        timed_out ? absl::StatusCode::kDeadlineExceeded : absl::StatusCode::kResourceExhausted,
         ErrorReason::kConcurrencyLimited,
         absl::StrFormat(
             "tenant \"%s\": concurrency limit of class \"%s\" at "
             "the %s tier is reached (limit=%s, in use=%d)%s",
             state.id, class_name, ToAbsl(LimitTierName(tier)),
-            limit == FairSemaphore::kUnlimited ? std::string("none")
-                                               : internal::StrCat(limit),
+            limit == FairSemaphore::kUnlimited ? std::string("none") : internal::StrCat(limit),
             sem.in_use(), timed_out ? "; no slot before the deadline" : ""));
-    return AttachRejection(std::move(status), tier, LimitKind::kConcurrency,
-                           class_name, concurrency_retry_after_);
+    return AttachRejection(std::move(status), tier, LimitKind::kConcurrency, class_name,
+                           concurrency_retry_after_);
   }
 
-  ABSL_ATTRIBUTE_NOINLINE bool Wait(
-      FairSemaphore& sem, LimiterTenantState& state, TenantClassState& leaf,
-      LimitTier tier, std::string_view class_name,
-      std::chrono::steady_clock::time_point deadline) {
+  ABSL_ATTRIBUTE_NOINLINE bool Wait(FairSemaphore& sem, LimiterTenantState& state,
+                                    TenantClassState& leaf, LimitTier tier,
+                                    std::string_view class_name,
+                                    std::chrono::steady_clock::time_point deadline) {
     if (observer_ != nullptr) {
-      Notify(observer_.get(), LimiterEvent::Type::kWaiting, tier, state,
-             class_name);
+      Notify(observer_.get(), LimiterEvent::Type::kWaiting, tier, state, class_name);
     }
     leaf.waiting.fetch_add(1, std::memory_order_relaxed);
     const auto start = std::chrono::steady_clock::now();
@@ -798,10 +749,8 @@ class LimiterRep {
   mutable absl::Mutex mu_;
   // Indexed by class id; never shrinks.
   std::vector<std::unique_ptr<ClassNode>> classes_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, const ClassNode*> classes_by_name_
-      ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::shared_ptr<LimiterTenant>> tenants_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, const ClassNode*> classes_by_name_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<LimiterTenant>> tenants_ ABSL_GUARDED_BY(mu_);
   // Removed tenants that may still have permits or handles; see
   // DropQuiescentLocked(). Checked again at every RemoveTenant().
   std::vector<std::shared_ptr<LimiterTenant>> removed_ ABSL_GUARDED_BY(mu_);
@@ -815,10 +764,10 @@ class LimiterRep {
 
 absl::Status Limiter::ValidateClassName(std::string_view name) {
   if (name.empty() || name.size() > internal::kMaxLimitClassNameLength) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "invalid limit class name \"%s\": must be 1 to %d bytes",
-        absl::CHexEscape(absl::string_view(name.data(), name.size())),
-        internal::kMaxLimitClassNameLength));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid limit class name \"%s\": must be 1 to %d bytes",
+                        absl::CHexEscape(absl::string_view(name.data(), name.size())),
+                        internal::kMaxLimitClassNameLength));
   }
   int depth = 0;
   for (absl::string_view segment :
@@ -826,20 +775,19 @@ absl::Status Limiter::ValidateClassName(std::string_view name) {
     ++depth;
     bool ok = !segment.empty();
     for (char c : segment) {
-      ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-');
+      ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-');
     }
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "invalid limit class name \"%s\": segments are non-empty "
-          "[A-Za-z0-9_.-] separated by '/'",
-          absl::CHexEscape(absl::string_view(name.data(), name.size()))));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("invalid limit class name \"%s\": segments are non-empty "
+                          "[A-Za-z0-9_.-] separated by '/'",
+                          absl::CHexEscape(absl::string_view(name.data(), name.size()))));
     }
   }
   if (depth > kMaxLimitClassDepth) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("invalid limit class name \"%s\": deeper than %d",
-                        std::string(name), kMaxLimitClassDepth));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "invalid limit class name \"%s\": deeper than %d", std::string(name), kMaxLimitClassDepth));
   }
   return absl::OkStatus();
 }
@@ -857,12 +805,10 @@ std::string_view LimitKindName(LimitKind kind) {
 
 std::optional<LimitRejection> GetLimitRejection(const absl::Status& status) {
   if (status.ok()) return std::nullopt;
-  absl::optional<absl::Cord> payload =
-      status.GetPayload(internal::kRejectionUrl);
+  absl::optional<absl::Cord> payload = status.GetPayload(internal::kRejectionUrl);
   if (!payload.has_value()) return std::nullopt;
   // "<tier> <kind> <class>"; the class may be empty (kAllClasses).
-  std::vector<std::string> parts =
-      absl::StrSplit(std::string(*payload), absl::MaxSplits(' ', 2));
+  std::vector<std::string> parts = absl::StrSplit(std::string(*payload), absl::MaxSplits(' ', 2));
   if (parts.size() != 3) return std::nullopt;
   LimitRejection rejection;
   if (parts[0] == LimitTierName(LimitTier::kTenant)) {
@@ -880,8 +826,7 @@ std::optional<LimitRejection> GetLimitRejection(const absl::Status& status) {
     return std::nullopt;
   }
   rejection.class_name = std::move(parts[2]);
-  rejection.retry_after =
-      GetRetryAfter(status).value_or(std::chrono::nanoseconds(0));
+  rejection.retry_after = GetRetryAfter(status).value_or(std::chrono::nanoseconds(0));
   return rejection;
 }
 
@@ -950,13 +895,11 @@ void Permit::Release() {
 // ---------------------------------------------------------------------------
 // Limiter
 
-absl::StatusOr<std::unique_ptr<Limiter>> Limiter::Create(
-    LimiterOptions options) {
-  for (absl::Status s :
-       {internal::ValidateLimits(options.default_tenant_limits),
-        internal::ValidateLimits(options.global_limits),
-        internal::ValidateRates(options.default_tenant_rates),
-        internal::ValidateRates(options.global_rates)}) {
+absl::StatusOr<std::unique_ptr<Limiter>> Limiter::Create(LimiterOptions options) {
+  for (absl::Status s : {internal::ValidateLimits(options.default_tenant_limits),
+                         internal::ValidateLimits(options.global_limits),
+                         internal::ValidateRates(options.default_tenant_rates),
+                         internal::ValidateRates(options.global_rates)}) {
     if (!s.ok()) return s;
   }
   if (options.concurrency_retry_after < std::chrono::nanoseconds(0)) {
@@ -966,46 +909,36 @@ absl::StatusOr<std::unique_ptr<Limiter>> Limiter::Create(
       new Limiter(std::make_unique<internal::LimiterRep>(std::move(options))));
 }
 
-Limiter::Limiter(std::unique_ptr<internal::LimiterRep> rep)
-    : rep_(std::move(rep)) {}
+Limiter::Limiter(std::unique_ptr<internal::LimiterRep> rep) : rep_(std::move(rep)) {}
 
 Limiter::~Limiter() = default;
 
-absl::StatusOr<LimitClass> Limiter::Class(std::string_view name) {
-  return rep_->Class(name);
-}
+absl::StatusOr<LimitClass> Limiter::Class(std::string_view name) { return rep_->Class(name); }
 
 std::shared_ptr<LimiterTenant> Limiter::AddTenant(std::string_view tenant_id) {
   return rep_->AddTenant(tenant_id);
 }
 
-std::shared_ptr<LimiterTenant> Limiter::GetTenant(
-    std::string_view tenant_id) const {
+std::shared_ptr<LimiterTenant> Limiter::GetTenant(std::string_view tenant_id) const {
   return rep_->GetTenant(tenant_id);
 }
 
-bool Limiter::RemoveTenant(std::string_view tenant_id) {
-  return rep_->RemoveTenant(tenant_id);
-}
+bool Limiter::RemoveTenant(std::string_view tenant_id) { return rep_->RemoveTenant(tenant_id); }
 
 absl::Status Limiter::SetTenantLimits(std::string_view tenant_id,
                                       const ConcurrencyLimits& overrides) {
   return rep_->SetTenantLimits(tenant_id, overrides);
 }
 
-absl::Status Limiter::SetTenantRates(std::string_view tenant_id,
-                                     const RateLimits& overrides) {
+absl::Status Limiter::SetTenantRates(std::string_view tenant_id, const RateLimits& overrides) {
   return rep_->SetTenantRates(tenant_id, overrides);
 }
 
-ConcurrencyLimits Limiter::DefaultTenantLimits() const {
-  return rep_->DefaultTenantLimits();
-}
+ConcurrencyLimits Limiter::DefaultTenantLimits() const { return rep_->DefaultTenantLimits(); }
 
 ConcurrencyLimits Limiter::GlobalLimits() const { return rep_->GlobalLimits(); }
 
-ConcurrencyLimits Limiter::EffectiveTenantLimits(
-    const ConcurrencyLimits& overrides) const {
+ConcurrencyLimits Limiter::EffectiveTenantLimits(const ConcurrencyLimits& overrides) const {
   ConcurrencyLimits limits = DefaultTenantLimits();
   for (const auto& [name, limit] : overrides) limits[name] = limit;
   return limits;
@@ -1027,25 +960,22 @@ absl::Status Limiter::SetGlobalRates(const RateLimits& rates) {
   return rep_->SetGlobalRates(rates);
 }
 
-absl::StatusOr<Permit> Limiter::Acquire(
-    LimiterTenant& tenant, const LimitClass& cls,
-    std::chrono::steady_clock::time_point deadline) {
+absl::StatusOr<Permit> Limiter::Acquire(LimiterTenant& tenant, const LimitClass& cls,
+                                        std::chrono::steady_clock::time_point deadline) {
   return rep_->Acquire(tenant, cls, deadline, /*blocking=*/true);
 }
 
-absl::StatusOr<Permit> Limiter::TryAcquire(LimiterTenant& tenant,
-                                           const LimitClass& cls) {
+absl::StatusOr<Permit> Limiter::TryAcquire(LimiterTenant& tenant, const LimitClass& cls) {
   return rep_->Acquire(tenant, cls, std::chrono::steady_clock::time_point(),
                        /*blocking=*/false);
 }
 
-absl::StatusOr<Permit> Limiter::Acquire(
-    std::string_view tenant_id, std::string_view class_name,
-    std::chrono::steady_clock::time_point deadline) {
+absl::StatusOr<Permit> Limiter::Acquire(std::string_view tenant_id, std::string_view class_name,
+                                        std::chrono::steady_clock::time_point deadline) {
   std::shared_ptr<LimiterTenant> tenant = rep_->GetTenant(tenant_id);
   if (tenant == nullptr) {
-    return absl::NotFoundError(absl::StrFormat(
-        "tenant \"%s\": not known to the limiter", std::string(tenant_id)));
+    return absl::NotFoundError(
+        absl::StrFormat("tenant \"%s\": not known to the limiter", std::string(tenant_id)));
   }
   absl::StatusOr<LimitClass> cls = rep_->Class(class_name);
   if (!cls.ok()) return cls.status();
@@ -1056,16 +986,15 @@ absl::StatusOr<Permit> Limiter::TryAcquire(std::string_view tenant_id,
                                            std::string_view class_name) {
   std::shared_ptr<LimiterTenant> tenant = rep_->GetTenant(tenant_id);
   if (tenant == nullptr) {
-    return absl::NotFoundError(absl::StrFormat(
-        "tenant \"%s\": not known to the limiter", std::string(tenant_id)));
+    return absl::NotFoundError(
+        absl::StrFormat("tenant \"%s\": not known to the limiter", std::string(tenant_id)));
   }
   absl::StatusOr<LimitClass> cls = rep_->Class(class_name);
   if (!cls.ok()) return cls.status();
   return TryAcquire(*tenant, *cls);
 }
 
-LimiterCounters Limiter::TenantCounters(const LimiterTenant& tenant,
-                                        const LimitClass& cls) const {
+LimiterCounters Limiter::TenantCounters(const LimiterTenant& tenant, const LimitClass& cls) const {
   return rep_->TenantCounters(tenant, cls);
 }
 
@@ -1073,8 +1002,6 @@ LimiterCounters Limiter::GlobalCounters(const LimitClass& cls) const {
   return rep_->GlobalCounters(cls);
 }
 
-std::vector<LimiterCounters> Limiter::Snapshot() const {
-  return rep_->Snapshot();
-}
+std::vector<LimiterCounters> Limiter::Snapshot() const { return rep_->Snapshot(); }
 
 }  // namespace tenancy

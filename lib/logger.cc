@@ -15,8 +15,7 @@ class StderrLogger final : public Logger {
 
   void Log(LogLevel level, std::string_view message) override {
     if (level < min_level_) return;
-    std::string line = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                                        absl::UTCTimeZone());
+    std::string line = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
     line += ' ';
     line += LogLevelName(level);
     line += ' ';
@@ -39,10 +38,14 @@ class NullLogger final : public Logger {
 
 std::string_view LogLevelName(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarning: return "warning";
-    case LogLevel::kError: return "error";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarning:
+      return "warning";
+    case LogLevel::kError:
+      return "error";
   }
   return "info";
 }

@@ -31,13 +31,11 @@ class UsageMergeOperator final : public rocksdb::AssociativeMergeOperator {
              rocksdb::Logger* /*logger*/) const override {
     int64_t bytes = 0, keys = 0;
     if (existing != nullptr &&
-        !DecodeUsageDelta(std::string_view(existing->data(), existing->size()),
-                          &bytes, &keys)) {
+        !DecodeUsageDelta(std::string_view(existing->data(), existing->size()), &bytes, &keys)) {
       return false;
     }
     int64_t add_bytes, add_keys;
-    if (!DecodeUsageDelta(std::string_view(value.data(), value.size()),
-                          &add_bytes, &add_keys)) {
+    if (!DecodeUsageDelta(std::string_view(value.data(), value.size()), &add_bytes, &add_keys)) {
       return false;
     }
     *new_value = EncodeUsageDelta(bytes + add_bytes, keys + add_keys);
@@ -62,9 +60,7 @@ std::string ApiKeyRecordKey(const std::array<uint8_t, 32>& digest) {
 
 std::string UsageKey(uint64_t number) { return NumberKey(kUsageKeyPrefix, number); }
 
-std::string RequestsKey(uint64_t number) {
-  return NumberKey(kRequestsKeyPrefix, number);
-}
+std::string RequestsKey(uint64_t number) { return NumberKey(kRequestsKeyPrefix, number); }
 
 std::string EncodeTenantRecord(const TenantRecord& r) {
   std::string out;
@@ -85,8 +81,7 @@ std::string EncodeTenantRecord(const TenantRecord& r) {
     PutVarint64(&out, static_cast<uint64_t>(limit));
   }
   out.push_back(static_cast<char>(r.spec.placement));
-  uint8_t flags = (r.spec.enabled ? 1 : 0) | (r.spec.read_only ? 2 : 0) |
-                  (r.deleting ? 4 : 0);
+  uint8_t flags = (r.spec.enabled ? 1 : 0) | (r.spec.read_only ? 2 : 0) | (r.deleting ? 4 : 0);
   out.push_back(static_cast<char>(flags));
   PutVarint64(&out, r.spec.labels.size());
   for (const auto& [name, value] : r.spec.labels) {
@@ -105,9 +100,8 @@ bool DecodeTenantRecord(std::string_view in, TenantRecord* r) {
   uint64_t count;
   if (!GetVarint64(&in, &r->number) || !GetLengthPrefixed(&in, &r->spec.id) ||
       !GetVarint64(&in, &q.storage_bytes) || !GetVarint64(&in, &q.max_keys) ||
-      !GetVarint64(&in, &q.max_value_bytes) ||
-      !GetDouble(&in, &q.requests_per_second) || !GetDouble(&in, &q.burst) ||
-      !GetVarint64(&in, &q.max_queued_jobs) ||
+      !GetVarint64(&in, &q.max_value_bytes) || !GetDouble(&in, &q.requests_per_second) ||
+      !GetDouble(&in, &q.burst) || !GetVarint64(&in, &q.max_queued_jobs) ||
       !GetVarint64(&in, &q.cache_bytes) || !GetVarint64(&in, &count)) {
     return false;
   }
@@ -135,8 +129,7 @@ bool DecodeTenantRecord(std::string_view in, TenantRecord* r) {
     }
     r->spec.labels[name] = value;
   }
-  return GetTime(&in, &r->created_at) && GetTime(&in, &r->updated_at) &&
-         in.empty();
+  return GetTime(&in, &r->created_at) && GetTime(&in, &r->updated_at) && in.empty();
 }
 
 std::string EncodeApiKeyRecord(const ApiKeyRecord& r) {
@@ -152,11 +145,9 @@ std::string EncodeApiKeyRecord(const ApiKeyRecord& r) {
 
 bool DecodeApiKeyRecord(std::string_view in, ApiKeyRecord* r) {
   uint8_t version;
-  return GetByte(&in, &version) && version == kRecordVersion &&
-         GetVarint64(&in, &r->number) && GetLengthPrefixed(&in, &r->tenant_id) &&
-         GetLengthPrefixed(&in, &r->key_id) &&
-         GetLengthPrefixed(&in, &r->prefix) && GetTime(&in, &r->created_at) &&
-         in.empty();
+  return GetByte(&in, &version) && version == kRecordVersion && GetVarint64(&in, &r->number) &&
+         GetLengthPrefixed(&in, &r->tenant_id) && GetLengthPrefixed(&in, &r->key_id) &&
+         GetLengthPrefixed(&in, &r->prefix) && GetTime(&in, &r->created_at) && in.empty();
 }
 
 std::string EncodeUsageDelta(int64_t bytes, int64_t keys) {
@@ -190,9 +181,8 @@ std::string EncodeRequestsRecord(const RequestsRecord& r) {
 bool DecodeRequestsRecord(std::string_view in, RequestsRecord* r) {
   uint8_t version;
   uint64_t day, last;
-  if (!GetByte(&in, &version) || version != kRecordVersion ||
-      !GetVarint64(&in, &day) || !GetVarint64(&in, &r->calls_today) ||
-      !GetVarint64(&in, &last) || !in.empty()) {
+  if (!GetByte(&in, &version) || version != kRecordVersion || !GetVarint64(&in, &day) ||
+      !GetVarint64(&in, &r->calls_today) || !GetVarint64(&in, &last) || !in.empty()) {
     return false;
   }
   r->day = static_cast<int64_t>(day);

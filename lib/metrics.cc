@@ -1,7 +1,5 @@
 #include "tenancy/metrics.h"
 
-#include "simdjson.h"
-
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -11,6 +9,7 @@
 
 #include "absl/base/config.h"
 #include "absl/base/thread_annotations.h"
+#include "simdjson.h"
 
 #ifdef ABSL_HAVE_THREAD_SANITIZER
 #include <sanitizer/tsan_interface.h>
@@ -38,8 +37,7 @@ inline void TsanRelease(absl::Mutex*) {}
 
 class ABSL_SCOPED_LOCKABLE ExclusiveLock {
  public:
-  explicit ExclusiveLock(absl::Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu)
-      : mu_(mu) {
+  explicit ExclusiveLock(absl::Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) {
     mu_->Lock();
     TsanAcquire(mu_);
   }
@@ -56,8 +54,7 @@ class ABSL_SCOPED_LOCKABLE ExclusiveLock {
 
 class ABSL_SCOPED_LOCKABLE SharedLock {
  public:
-  explicit SharedLock(absl::Mutex* mu) ABSL_SHARED_LOCK_FUNCTION(mu)
-      : mu_(mu) {
+  explicit SharedLock(absl::Mutex* mu) ABSL_SHARED_LOCK_FUNCTION(mu) : mu_(mu) {
     mu_->ReaderLock();
     TsanAcquire(mu_);
   }
@@ -103,8 +100,7 @@ std::string Cat(const Pieces&... pieces) {
 // ---------------------------------------------------------------------------
 
 bool IsNameStart(char c, bool allow_colon) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-         (allow_colon && c == ':');
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (allow_colon && c == ':');
 }
 
 bool IsNameChar(char c, bool allow_colon) {
@@ -135,22 +131,21 @@ bool IsValidLabelName(std::string_view name) {
 // validator checks exactly that.
 bool IsValidUtf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s.size()); }
 
-absl::Status ValidateLabelNames(std::string_view metric,
-                                const std::vector<std::string>& names,
+absl::Status ValidateLabelNames(std::string_view metric, const std::vector<std::string>& names,
                                 MetricType type) {
   for (size_t i = 0; i < names.size(); ++i) {
     if (!IsValidLabelName(names[i])) {
-      return absl::InvalidArgumentError(Cat(
-          "metric \"", metric, "\": invalid label name \"", names[i], "\""));
+      return absl::InvalidArgumentError(
+          Cat("metric \"", metric, "\": invalid label name \"", names[i], "\""));
     }
     if (type == MetricType::kHistogram && names[i] == "le") {
-      return absl::InvalidArgumentError(Cat(
-          "metric \"", metric, "\": label \"le\" is reserved in histograms"));
+      return absl::InvalidArgumentError(
+          Cat("metric \"", metric, "\": label \"le\" is reserved in histograms"));
     }
     for (size_t j = 0; j < i; ++j) {
       if (names[j] == names[i]) {
-        return absl::InvalidArgumentError(Cat(
-            "metric \"", metric, "\": label \"", names[i], "\" given twice"));
+        return absl::InvalidArgumentError(
+            Cat("metric \"", metric, "\": label \"", names[i], "\" given twice"));
       }
     }
   }
@@ -212,8 +207,7 @@ void AppendEscapedHelp(std::string_view help, std::string* out) {
   }
 }
 
-void AppendLabel(std::string_view name, std::string_view value,
-                 std::string* out) {
+void AppendLabel(std::string_view name, std::string_view value, std::string* out) {
   if (!out->empty()) out->push_back(',');
   out->append(name);
   out->append("=\"");
@@ -241,8 +235,7 @@ std::string EncodeKey(std::span<const std::string_view> values) {
   for (std::string_view v : values) {
     const auto len = static_cast<uint32_t>(v.size());
     char prefix[4] = {static_cast<char>(len), static_cast<char>(len >> 8),
-                      static_cast<char>(len >> 16),
-                      static_cast<char>(len >> 24)};
+                      static_cast<char>(len >> 16), static_cast<char>(len >> 24)};
     key.append(prefix, 4);
     key.append(v);
   }
@@ -250,12 +243,10 @@ std::string EncodeKey(std::span<const std::string_view> values) {
 }
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() &&
-         s.substr(s.size() - suffix.size()) == suffix;
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-constexpr std::string_view kHistogramSuffixes[] = {"_bucket", "_sum",
-                                                    "_count"};
+constexpr std::string_view kHistogramSuffixes[] = {"_bucket", "_sum", "_count"};
 
 }  // namespace
 
@@ -295,12 +286,10 @@ class ExpositionBuilder {
 
   // A sample written by a collector; dropped (and the reason noted) if it
   // cannot be exported.
-  void AddCollected(MetricType type, std::string_view name,
-                    std::string_view help, std::span<const MetricLabel> labels,
-                    double value) {
+  void AddCollected(MetricType type, std::string_view name, std::string_view help,
+                    std::span<const MetricLabel> labels, double value) {
     if (type != MetricType::kCounter && type != MetricType::kGauge) {
-      return Drop(Cat("metric \"", name,
-                               "\": collectors write counters and gauges only"));
+      return Drop(Cat("metric \"", name, "\": collectors write counters and gauges only"));
     }
     if (!IsValidMetricName(name)) {
       return Drop(Cat("invalid metric name \"", name, "\""));
@@ -311,18 +300,16 @@ class ExpositionBuilder {
     std::string rendered;
     for (size_t i = 0; i < labels.size(); ++i) {
       if (!IsValidLabelName(labels[i].name)) {
-        return Drop(Cat("metric \"", name, "\": invalid label name \"",
-                                 labels[i].name, "\""));
+        return Drop(Cat("metric \"", name, "\": invalid label name \"", labels[i].name, "\""));
       }
       for (size_t j = 0; j < i; ++j) {
         if (labels[j].name == labels[i].name) {
-          return Drop(Cat("metric \"", name, "\": label \"",
-                                   labels[i].name, "\" given twice"));
+          return Drop(Cat("metric \"", name, "\": label \"", labels[i].name, "\" given twice"));
         }
       }
       if (!IsValidUtf8(labels[i].value)) {
-        return Drop(Cat("metric \"", name, "\": label \"",
-                                 labels[i].name, "\" value is not UTF-8"));
+        return Drop(
+            Cat("metric \"", name, "\": label \"", labels[i].name, "\" value is not UTF-8"));
       }
       AppendLabel(labels[i].name, labels[i].value, &rendered);
     }
@@ -331,20 +318,15 @@ class ExpositionBuilder {
       for (std::string_view suffix : kHistogramSuffixes) {
         if (!EndsWith(name, suffix)) continue;
         auto base = families_.find(name.substr(0, name.size() - suffix.size()));
-        if (base != families_.end() &&
-            base->second.type == MetricType::kHistogram) {
-          return Drop(Cat("metric \"", name,
-                                   "\": collides with histogram \"",
-                                   base->first, "\""));
+        if (base != families_.end() && base->second.type == MetricType::kHistogram) {
+          return Drop(Cat("metric \"", name, "\": collides with histogram \"", base->first, "\""));
         }
       }
-      it = families_.emplace(std::string(name), Family{type, std::string(help),
-                                                       {}})
-               .first;
+      it = families_.emplace(std::string(name), Family{type, std::string(help), {}}).first;
     } else if (it->second.type != type || it->second.help != help) {
       return Drop(Cat("metric \"", name,
-                               "\": already exported with another type or "
-                               "help"));
+                      "\": already exported with another type or "
+                      "help"));
     }
     Series series;
     series.labels = std::move(rendered);
@@ -358,9 +340,7 @@ class ExpositionBuilder {
     for (auto& [name, family] : families_) {
       if (family.series.empty()) continue;
       std::stable_sort(family.series.begin(), family.series.end(),
-                       [](const Series& a, const Series& b) {
-                         return a.labels < b.labels;
-                       });
+                       [](const Series& a, const Series& b) { return a.labels < b.labels; });
       if (!family.help.empty()) {
         out->append("# HELP ").append(name).push_back(' ');
         AppendEscapedHelp(family.help, out);
@@ -371,8 +351,7 @@ class ExpositionBuilder {
       const Series* previous = nullptr;
       for (const Series& series : family.series) {
         if (previous != nullptr && previous->labels == series.labels) {
-          Drop(Cat("metric \"", name, "\": duplicate series {",
-                            series.labels, "}"));
+          Drop(Cat("metric \"", name, "\": duplicate series {", series.labels, "}"));
           continue;
         }
         previous = &series;
@@ -393,9 +372,8 @@ class ExpositionBuilder {
     if (dropped_++ == 0) first_drop_reason_ = std::move(reason);
   }
 
-  static void WriteSample(std::string_view name, std::string_view suffix,
-                          std::string_view labels, std::string_view value,
-                          std::string* out) {
+  static void WriteSample(std::string_view name, std::string_view suffix, std::string_view labels,
+                          std::string_view value, std::string* out) {
     out->append(name).append(suffix);
     if (!labels.empty()) out->append("{").append(labels).append("}");
     out->append(" ").append(value).push_back('\n');
@@ -531,8 +509,7 @@ class CollectorList {
 // ---------------------------------------------------------------------------
 
 FamilyBase::FamilyBase(std::string name, std::string help, MetricType type,
-                       std::vector<std::string> label_names,
-                       std::vector<double> bucket_bounds)
+                       std::vector<std::string> label_names, std::vector<double> bucket_bounds)
     : name_(std::move(name)),
       help_(std::move(help)),
       type_(type),
@@ -563,8 +540,7 @@ void AppendChild(const Gauge& child, internal::ExpositionBuilder::Series* s) {
   AppendDouble(child.Value(), &s->value);
 }
 
-void AppendChild(const Histogram& child,
-                 internal::ExpositionBuilder::Series* s) {
+void AppendChild(const Histogram& child, internal::ExpositionBuilder::Series* s) {
   s->histogram = std::make_unique<HistogramData>(child.Data());
 }
 
@@ -614,8 +590,8 @@ template <typename Child>
 MetricFamily<Child>::MetricFamily(std::string name, std::string help,
                                   std::vector<std::string> label_names,
                                   std::vector<double> bucket_bounds)
-    : FamilyBase(std::move(name), std::move(help), TypeOf<Child>(),
-                 std::move(label_names), std::move(bucket_bounds)) {}
+    : FamilyBase(std::move(name), std::move(help), TypeOf<Child>(), std::move(label_names),
+                 std::move(bucket_bounds)) {}
 
 template <typename Child>
 MetricFamily<Child>::~MetricFamily() = default;
@@ -624,10 +600,9 @@ template <typename Child>
 absl::StatusOr<std::shared_ptr<Child>> MetricFamily<Child>::WithLabels(
     std::span<const std::string_view> label_values) {
   if (label_values.size() != label_names().size()) {
-    return absl::InvalidArgumentError(Cat(
-        "metric \"", name(), "\": ", std::to_string(label_values.size()),
-        " label values given, ", std::to_string(label_names().size()),
-        " expected"));
+    return absl::InvalidArgumentError(
+        Cat("metric \"", name(), "\": ", std::to_string(label_values.size()),
+            " label values given, ", std::to_string(label_names().size()), " expected"));
   }
   std::string key = EncodeKey(label_values);
   {
@@ -638,8 +613,7 @@ absl::StatusOr<std::shared_ptr<Child>> MetricFamily<Child>::WithLabels(
   for (size_t i = 0; i < label_values.size(); ++i) {
     if (!IsValidUtf8(label_values[i])) {
       return absl::InvalidArgumentError(
-          Cat("metric \"", name(), "\": value of label \"",
-                       label_names()[i], "\" is not UTF-8"));
+          Cat("metric \"", name(), "\": value of label \"", label_names()[i], "\" is not UTF-8"));
     }
   }
   ExclusiveLock lock(&mu_);
@@ -652,13 +626,11 @@ absl::StatusOr<std::shared_ptr<Child>> MetricFamily<Child>::WithLabels(
 }
 
 template <typename Child>
-absl::Status MetricFamily<Child>::Remove(
-    std::span<const std::string_view> label_values) {
+absl::Status MetricFamily<Child>::Remove(std::span<const std::string_view> label_values) {
   if (label_values.size() != label_names().size()) {
-    return absl::InvalidArgumentError(Cat(
-        "metric \"", name(), "\": ", std::to_string(label_values.size()),
-        " label values given, ", std::to_string(label_names().size()),
-        " expected"));
+    return absl::InvalidArgumentError(
+        Cat("metric \"", name(), "\": ", std::to_string(label_values.size()),
+            " label values given, ", std::to_string(label_names().size()), " expected"));
   }
   const std::string key = EncodeKey(label_values);
   std::shared_ptr<Child> removed;  // released outside the lock
@@ -672,21 +644,19 @@ absl::Status MetricFamily<Child>::Remove(
 }
 
 template <typename Child>
-absl::StatusOr<size_t> MetricFamily<Child>::RemoveWhere(
-    std::string_view label_name, std::string_view label_value) {
+absl::StatusOr<size_t> MetricFamily<Child>::RemoveWhere(std::string_view label_name,
+                                                        std::string_view label_value) {
   const auto& names = label_names();
   auto it = std::find(names.begin(), names.end(), label_name);
   if (it == names.end()) {
-    return absl::InvalidArgumentError(Cat(
-        "metric \"", name(), "\": no label \"", label_name, "\""));
+    return absl::InvalidArgumentError(
+        Cat("metric \"", name(), "\": no label \"", label_name, "\""));
   }
-  return RemoveWhereIndex(static_cast<size_t>(it - names.begin()),
-                          label_value);
+  return RemoveWhereIndex(static_cast<size_t>(it - names.begin()), label_value);
 }
 
 template <typename Child>
-size_t MetricFamily<Child>::RemoveWhereIndex(size_t label_index,
-                                             std::string_view value) {
+size_t MetricFamily<Child>::RemoveWhereIndex(size_t label_index, std::string_view value) {
   std::vector<std::shared_ptr<Child>> removed;  // released outside the lock
   ExclusiveLock lock(&mu_);
   for (auto it = children_.begin(); it != children_.end();) {
@@ -707,10 +677,8 @@ size_t MetricFamily<Child>::size() const {
 }
 
 template <typename Child>
-void MetricFamily<Child>::AppendTo(
-    internal::ExpositionBuilder* builder) const {
-  std::vector<internal::ExpositionBuilder::Series>* out =
-      builder->AddRegistered(*this);
+void MetricFamily<Child>::AppendTo(internal::ExpositionBuilder* builder) const {
+  std::vector<internal::ExpositionBuilder::Series>* out = builder->AddRegistered(*this);
   SharedLock lock(&mu_);
   out->reserve(out->size() + children_.size());
   for (const auto& [key, entry] : children_) {
@@ -733,8 +701,7 @@ std::vector<double> DefaultLatencyBuckets() {
   return {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
 }
 
-std::vector<double> ExponentialBuckets(double start, double factor,
-                                       int count) {
+std::vector<double> ExponentialBuckets(double start, double factor, int count) {
   std::vector<double> bounds;
   bounds.reserve(count > 0 ? static_cast<size_t>(count) : 0);
   double bound = start;
@@ -749,8 +716,7 @@ std::vector<double> ExponentialBuckets(double start, double factor,
 // CollectorHandle
 // ---------------------------------------------------------------------------
 
-CollectorHandle::CollectorHandle(std::weak_ptr<internal::CollectorList> list,
-                                 uint64_t id)
+CollectorHandle::CollectorHandle(std::weak_ptr<internal::CollectorList> list, uint64_t id)
     : list_(std::move(list)), id_(id) {}
 
 CollectorHandle::CollectorHandle(CollectorHandle&& other) noexcept
@@ -788,8 +754,7 @@ bool CollectorHandle::registered() const {
 // ---------------------------------------------------------------------------
 
 Metrics::Metrics(MetricsOptions options)
-    : options_(std::move(options)),
-      collectors_(std::make_shared<internal::CollectorList>()) {}
+    : options_(std::move(options)), collectors_(std::make_shared<internal::CollectorList>()) {}
 
 Metrics::~Metrics() = default;
 
@@ -798,27 +763,23 @@ absl::StatusOr<std::shared_ptr<MetricFamily<Child>>> Metrics::Register(
     MetricType type, std::string_view name, std::string_view help,
     std::vector<std::string> label_names, std::vector<double> bucket_bounds) {
   if (!IsValidMetricName(name)) {
-    return absl::InvalidArgumentError(
-        Cat("invalid metric name \"", name, "\""));
+    return absl::InvalidArgumentError(Cat("invalid metric name \"", name, "\""));
   }
   if (!IsValidUtf8(help)) {
-    return absl::InvalidArgumentError(
-        Cat("metric \"", name, "\": help is not UTF-8"));
+    return absl::InvalidArgumentError(Cat("metric \"", name, "\": help is not UTF-8"));
   }
   if (absl::Status s = ValidateLabelNames(name, label_names, type); !s.ok()) {
     return s;
   }
   if (type == MetricType::kHistogram) {
-    if (!bucket_bounds.empty() &&
-        bucket_bounds.back() == std::numeric_limits<double>::infinity()) {
+    if (!bucket_bounds.empty() && bucket_bounds.back() == std::numeric_limits<double>::infinity()) {
       bucket_bounds.pop_back();
     }
     for (size_t i = 0; i < bucket_bounds.size(); ++i) {
       if (!std::isfinite(bucket_bounds[i]) ||
           (i > 0 && !(bucket_bounds[i - 1] < bucket_bounds[i]))) {
-        return absl::InvalidArgumentError(Cat(
-            "metric \"", name,
-            "\": bucket bounds must be finite and strictly increasing"));
+        return absl::InvalidArgumentError(
+            Cat("metric \"", name, "\": bucket bounds must be finite and strictly increasing"));
       }
     }
   }
@@ -828,11 +789,9 @@ absl::StatusOr<std::shared_ptr<MetricFamily<Child>>> Metrics::Register(
   if (it != families_.end()) {
     const internal::FamilyBase& existing = *it->second;
     if (existing.type() != type || existing.help() != help ||
-        existing.label_names() != label_names ||
-        existing.bucket_bounds() != bucket_bounds) {
+        existing.label_names() != label_names || existing.bucket_bounds() != bucket_bounds) {
       return absl::AlreadyExistsError(Cat(
-          "metric \"", name,
-          "\": already registered with another type, help, labels or buckets"));
+          "metric \"", name, "\": already registered with another type, help, labels or buckets"));
     }
     // Same type means same Child: the cast is exact.
     return std::static_pointer_cast<MetricFamily<Child>>(it->second);
@@ -840,27 +799,21 @@ absl::StatusOr<std::shared_ptr<MetricFamily<Child>>> Metrics::Register(
   // A histogram "h" writes h_bucket, h_sum and h_count: none of them may be
   // a family of its own.
   for (std::string_view suffix : kHistogramSuffixes) {
-    if (type == MetricType::kHistogram &&
-        families_.count(Cat(name, suffix)) != 0) {
+    if (type == MetricType::kHistogram && families_.count(Cat(name, suffix)) != 0) {
       return absl::AlreadyExistsError(
-          Cat("metric \"", name, "\": collides with \"", name,
-                       suffix, "\""));
+          Cat("metric \"", name, "\": collides with \"", name, suffix, "\""));
     }
     if (EndsWith(name, suffix)) {
-      auto base = families_.find(
-          std::string(name.substr(0, name.size() - suffix.size())));
-      if (base != families_.end() &&
-          base->second->type() == MetricType::kHistogram) {
+      auto base = families_.find(std::string(name.substr(0, name.size() - suffix.size())));
+      if (base != families_.end() && base->second->type() == MetricType::kHistogram) {
         return absl::AlreadyExistsError(
-            Cat("metric \"", name, "\": collides with histogram \"",
-                         base->first, "\""));
+            Cat("metric \"", name, "\": collides with histogram \"", base->first, "\""));
       }
     }
   }
   const bool has_labels = !label_names.empty();
   std::shared_ptr<MetricFamily<Child>> family(new MetricFamily<Child>(
-      std::string(name), std::string(help), std::move(label_names),
-      std::move(bucket_bounds)));
+      std::string(name), std::string(help), std::move(label_names), std::move(bucket_bounds)));
   if (!has_labels) {
     // Exported at zero from the start, like an unlabelled Go client metric.
     absl::StatusOr<std::shared_ptr<Child>> child = family->WithLabels({});
@@ -871,31 +824,26 @@ absl::StatusOr<std::shared_ptr<MetricFamily<Child>>> Metrics::Register(
 }
 
 absl::StatusOr<std::shared_ptr<CounterFamily>> Metrics::RegisterCounter(
-    std::string_view name, std::string_view help,
-    std::vector<std::string> label_names) {
-  return Register<Counter>(MetricType::kCounter, name, help,
-                           std::move(label_names), {});
+    std::string_view name, std::string_view help, std::vector<std::string> label_names) {
+  return Register<Counter>(MetricType::kCounter, name, help, std::move(label_names), {});
 }
 
 absl::StatusOr<std::shared_ptr<GaugeFamily>> Metrics::RegisterGauge(
-    std::string_view name, std::string_view help,
-    std::vector<std::string> label_names) {
-  return Register<Gauge>(MetricType::kGauge, name, help,
-                         std::move(label_names), {});
+    std::string_view name, std::string_view help, std::vector<std::string> label_names) {
+  return Register<Gauge>(MetricType::kGauge, name, help, std::move(label_names), {});
 }
 
 absl::StatusOr<std::shared_ptr<HistogramFamily>> Metrics::RegisterHistogram(
-    std::string_view name, std::string_view help,
-    std::vector<std::string> label_names, std::vector<double> bucket_bounds) {
-  return Register<Histogram>(MetricType::kHistogram, name, help,
-                             std::move(label_names), std::move(bucket_bounds));
+    std::string_view name, std::string_view help, std::vector<std::string> label_names,
+    std::vector<double> bucket_bounds) {
+  return Register<Histogram>(MetricType::kHistogram, name, help, std::move(label_names),
+                             std::move(bucket_bounds));
 }
 
-absl::StatusOr<size_t> Metrics::RemoveSeriesWhere(
-    std::string_view label_name, std::string_view label_value) {
+absl::StatusOr<size_t> Metrics::RemoveSeriesWhere(std::string_view label_name,
+                                                  std::string_view label_value) {
   if (!IsValidLabelName(label_name)) {
-    return absl::InvalidArgumentError(
-        Cat("invalid label name \"", label_name, "\""));
+    return absl::InvalidArgumentError(Cat("invalid label name \"", label_name, "\""));
   }
   std::vector<std::shared_ptr<internal::FamilyBase>> families;
   {
@@ -908,14 +856,12 @@ absl::StatusOr<size_t> Metrics::RemoveSeriesWhere(
     const auto& names = family->label_names();
     auto it = std::find(names.begin(), names.end(), label_name);
     if (it == names.end()) continue;
-    removed += family->RemoveWhereIndex(
-        static_cast<size_t>(it - names.begin()), label_value);
+    removed += family->RemoveWhereIndex(static_cast<size_t>(it - names.begin()), label_value);
   }
   return removed;
 }
 
-CollectorHandle Metrics::AddCollector(
-    std::function<void(MetricSink&)> collect) {
+CollectorHandle Metrics::AddCollector(std::function<void(MetricSink&)> collect) {
   const uint64_t id = collectors_->Add(std::move(collect));
   return CollectorHandle(collectors_, id);
 }
@@ -934,11 +880,9 @@ std::string Metrics::ExpositionText() const {
   std::string out;
   builder.Write(&out);
   if (builder.dropped() > 0) {
-    options_.logger->Log(
-        LogLevel::kWarning,
-        Cat("metrics: dropped ", std::to_string(builder.dropped()),
-                     " collected sample(s); first: ",
-                     builder.first_drop_reason()));
+    options_.logger->Log(LogLevel::kWarning,
+                         Cat("metrics: dropped ", std::to_string(builder.dropped()),
+                             " collected sample(s); first: ", builder.first_drop_reason()));
   }
   return out;
 }

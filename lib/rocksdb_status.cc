@@ -6,8 +6,7 @@
 
 namespace tenancy::internal {
 
-absl::Status FromRocksStatus(const rocksdb::Status& status,
-                             std::string_view context) {
+absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view context) {
   if (status.ok()) return absl::OkStatus();
   std::string message = StrCat(context, ": ", status.ToString());
   using Code = rocksdb::Status::Code;

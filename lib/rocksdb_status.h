@@ -12,8 +12,7 @@ namespace tenancy::internal {
 
 // Maps `status` to the closest canonical code; `context` prefixes the message
 // (e.g. `tenant "acme": put`). OK maps to OK.
-absl::Status FromRocksStatus(const rocksdb::Status& status,
-                             std::string_view context);
+absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view context);
 
 }  // namespace tenancy::internal
 

@@ -13,8 +13,7 @@ namespace {
 constexpr char kReasonUrl[] = "tenancy.dev/ErrorReason";
 constexpr char kRetryAfterUrl[] = "tenancy.dev/RetryAfterNanos";
 
-std::optional<int64_t> ReadIntegerPayload(const absl::Status& status,
-                                          const char* url) {
+std::optional<int64_t> ReadIntegerPayload(const absl::Status& status, const char* url) {
   absl::optional<absl::Cord> payload = status.GetPayload(url);
   if (!payload.has_value()) return std::nullopt;
   int64_t value = 0;
@@ -24,12 +23,10 @@ std::optional<int64_t> ReadIntegerPayload(const absl::Status& status,
 
 }  // namespace
 
-absl::Status MakeError(absl::StatusCode code, ErrorReason reason,
-                       std::string_view message) {
+absl::Status MakeError(absl::StatusCode code, ErrorReason reason, std::string_view message) {
   absl::Status status(code, absl::string_view(message.data(), message.size()));
   if (reason != ErrorReason::kUnspecified) {
-    status.SetPayload(kReasonUrl,
-                      absl::Cord(std::to_string(static_cast<int>(reason))));
+    status.SetPayload(kReasonUrl, absl::Cord(std::to_string(static_cast<int>(reason))));
   }
   return status;
 }
@@ -37,8 +34,7 @@ absl::Status MakeError(absl::StatusCode code, ErrorReason reason,
 ErrorReason GetErrorReason(const absl::Status& status) {
   if (status.ok()) return ErrorReason::kUnspecified;
   std::optional<int64_t> value = ReadIntegerPayload(status, kReasonUrl);
-  if (!value.has_value() || *value < 0 ||
-      *value > static_cast<int64_t>(ErrorReason::kStaleLease)) {
+  if (!value.has_value() || *value < 0 || *value > static_cast<int64_t>(ErrorReason::kStaleLease)) {
     return ErrorReason::kUnspecified;
   }
   return static_cast<ErrorReason>(*value);
@@ -46,31 +42,39 @@ ErrorReason GetErrorReason(const absl::Status& status) {
 
 std::string_view ErrorReasonName(ErrorReason reason) {
   switch (reason) {
-    case ErrorReason::kUnspecified: return "unspecified";
-    case ErrorReason::kStorageQuota: return "storage_quota";
-    case ErrorReason::kKeyQuota: return "key_quota";
-    case ErrorReason::kQueuedJobsQuota: return "queued_jobs_quota";
-    case ErrorReason::kRateLimited: return "rate_limited";
-    case ErrorReason::kConcurrencyLimited: return "concurrency_limited";
-    case ErrorReason::kTenantDisabled: return "tenant_disabled";
-    case ErrorReason::kTenantReadOnly: return "tenant_read_only";
-    case ErrorReason::kTenantDeleted: return "tenant_deleted";
-    case ErrorReason::kTooLarge: return "too_large";
-    case ErrorReason::kStaleLease: return "stale_lease";
+    case ErrorReason::kUnspecified:
+      return "unspecified";
+    case ErrorReason::kStorageQuota:
+      return "storage_quota";
+    case ErrorReason::kKeyQuota:
+      return "key_quota";
+    case ErrorReason::kQueuedJobsQuota:
+      return "queued_jobs_quota";
+    case ErrorReason::kRateLimited:
+      return "rate_limited";
+    case ErrorReason::kConcurrencyLimited:
+      return "concurrency_limited";
+    case ErrorReason::kTenantDisabled:
+      return "tenant_disabled";
+    case ErrorReason::kTenantReadOnly:
+      return "tenant_read_only";
+    case ErrorReason::kTenantDeleted:
+      return "tenant_deleted";
+    case ErrorReason::kTooLarge:
+      return "too_large";
+    case ErrorReason::kStaleLease:
+      return "stale_lease";
   }
   return "unspecified";
 }
 
-absl::Status WithRetryAfter(absl::Status status,
-                            std::chrono::nanoseconds retry_after) {
+absl::Status WithRetryAfter(absl::Status status, std::chrono::nanoseconds retry_after) {
   if (status.ok()) return status;
-  status.SetPayload(kRetryAfterUrl,
-                    absl::Cord(std::to_string(retry_after.count())));
+  status.SetPayload(kRetryAfterUrl, absl::Cord(std::to_string(retry_after.count())));
   return status;
 }
 
-std::optional<std::chrono::nanoseconds> GetRetryAfter(
-    const absl::Status& status) {
+std::optional<std::chrono::nanoseconds> GetRetryAfter(const absl::Status& status) {
   if (status.ok()) return std::nullopt;
   std::optional<int64_t> value = ReadIntegerPayload(status, kRetryAfterUrl);
   if (!value.has_value()) return std::nullopt;
@@ -90,8 +94,7 @@ bool IsQuotaExceeded(const absl::Status& status) {
 
 bool IsRateOrConcurrencyLimited(const absl::Status& status) {
   ErrorReason reason = GetErrorReason(status);
-  return reason == ErrorReason::kRateLimited ||
-         reason == ErrorReason::kConcurrencyLimited;
+  return reason == ErrorReason::kRateLimited || reason == ErrorReason::kConcurrencyLimited;
 }
 
 }  // namespace tenancy

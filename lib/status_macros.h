@@ -9,10 +9,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define TENANCY_RETURN_IF_ERROR(expr)                    \
-  do {                                                   \
-    ::absl::Status tenancy_status_ = (expr);             \
-    if (!tenancy_status_.ok()) return tenancy_status_;   \
+#define TENANCY_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::absl::Status tenancy_status_ = (expr);           \
+    if (!tenancy_status_.ok()) return tenancy_status_; \
   } while (0)
 
 #define TENANCY_STATUS_CONCAT_INNER_(a, b) a##b
@@ -20,9 +20,8 @@
 
 // TENANCY_ASSIGN_OR_RETURN(auto x, Foo()); declares or assigns `lhs` from a
 // StatusOr, returning its status on error.
-#define TENANCY_ASSIGN_OR_RETURN(lhs, expr)                                   \
-  TENANCY_ASSIGN_OR_RETURN_IMPL_(                                             \
-      TENANCY_STATUS_CONCAT_(tenancy_statusor_, __LINE__), lhs, expr)
+#define TENANCY_ASSIGN_OR_RETURN(lhs, expr) \
+  TENANCY_ASSIGN_OR_RETURN_IMPL_(TENANCY_STATUS_CONCAT_(tenancy_statusor_, __LINE__), lhs, expr)
 
 #define TENANCY_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                                   \

@@ -33,9 +33,7 @@ uint64_t DedicatedNumber(std::string_view name) {
 
 }  // namespace
 
-std::string DedicatedColumnFamilyName(uint64_t number) {
-  return StrCat(kDedicatedPrefix, number);
-}
+std::string DedicatedColumnFamilyName(uint64_t number) { return StrCat(kDedicatedPrefix, number); }
 
 Storage::Storage(const EngineOptions& options, Logger& logger)
     : options_(options), logger_(logger) {
@@ -62,8 +60,7 @@ absl::Status Storage::OpenDatabase() {
       std::make_shared<rocksdb::WriteBufferManager>(options_.memtable_budget_bytes);
   db_options.keep_log_file_num = 5;
 
-  std::shared_ptr<rocksdb::Cache> block_cache =
-      rocksdb::NewLRUCache(options_.block_cache_bytes);
+  std::shared_ptr<rocksdb::Cache> block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
   rocksdb::BlockBasedTableOptions table_options;
   table_options.block_cache = block_cache;
   table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -86,8 +83,8 @@ absl::Status Storage::OpenDatabase() {
   std::vector<std::string> names;
   rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, options_.path, &names);
   if (!listed.ok()) names.clear();  // a new database
-  for (const char* required : {rocksdb::kDefaultColumnFamilyName.c_str(), kMetaColumnFamily,
-                               kSharedColumnFamily}) {
+  for (const char* required :
+       {rocksdb::kDefaultColumnFamilyName.c_str(), kMetaColumnFamily, kSharedColumnFamily}) {
     if (std::find(names.begin(), names.end(), required) == names.end()) {
       names.push_back(required);
     }
@@ -98,9 +95,9 @@ absl::Status Storage::OpenDatabase() {
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw_db = nullptr;
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-      rocksdb::DB::Open(db_options, options_.path, descriptors, &handles, &raw_db),
-      StrCat("engine: open ", options_.path)));
+  TENANCY_RETURN_IF_ERROR(
+      FromRocksStatus(rocksdb::DB::Open(db_options, options_.path, descriptors, &handles, &raw_db),
+                      StrCat("engine: open ", options_.path)));
   db_.reset(raw_db);
   for (rocksdb::ColumnFamilyHandle* handle : handles) {
     const std::string& name = handle->GetName();
@@ -139,8 +136,7 @@ Storage::~Storage() {
   db_.reset();
 }
 
-rocksdb::Status Storage::Commit(const rocksdb::WriteOptions& options,
-                                rocksdb::WriteBatch* batch) {
+rocksdb::Status Storage::Commit(const rocksdb::WriteOptions& options, rocksdb::WriteBatch* batch) {
 #if TENANCY_THREAD_SANITIZER
   absl::MutexLock lock(&tsan_commit_mu_);
 #endif
@@ -159,8 +155,8 @@ absl::Status Storage::DropUnclaimedDedicated() {
   for (auto& [number, family] : found_dedicated_) {
     logger_.Log(LogLevel::kWarning,
                 StrCat("engine: dropping orphan column family ", family->GetName()));
-    TENANCY_RETURN_IF_ERROR(FromRocksStatus(db_->DropColumnFamily(family.get()),
-                                            "engine: drop orphan column family"));
+    TENANCY_RETURN_IF_ERROR(
+        FromRocksStatus(db_->DropColumnFamily(family.get()), "engine: drop orphan column family"));
   }
   found_dedicated_.clear();
   return absl::OkStatus();
@@ -173,9 +169,8 @@ absl::StatusOr<std::vector<ColumnFamily>> Storage::CreateDedicated(
   std::vector<std::string> names;
   for (uint64_t number : numbers) names.push_back(DedicatedColumnFamilyName(number));
   std::vector<rocksdb::ColumnFamilyHandle*> raw;
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-      db_->CreateColumnFamilies(data_cf_options_, names, &raw),
-      "registry: create column families"));
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(db_->CreateColumnFamilies(data_cf_options_, names, &raw),
+                                          "registry: create column families"));
   for (rocksdb::ColumnFamilyHandle* handle : raw) families.push_back(Adopt(handle));
   return families;
 }
@@ -185,8 +180,8 @@ absl::Status Storage::DropColumnFamily(rocksdb::ColumnFamilyHandle* family) {
                          StrCat("engine: drop column family ", family->GetName()));
 }
 
-absl::Status Storage::DeleteTenantRange(rocksdb::ColumnFamilyHandle* family,
-                                        uint64_t number, const std::string& context) {
+absl::Status Storage::DeleteTenantRange(rocksdb::ColumnFamilyHandle* family, uint64_t number,
+                                        const std::string& context) {
   std::string start = TenantRangeStart(number);
   std::string end = TenantRangeEnd(number);
   rocksdb::WriteOptions write_options;
@@ -198,15 +193,14 @@ absl::Status Storage::DeleteTenantRange(rocksdb::ColumnFamilyHandle* family,
   // Whole files inside the range go at once (the SST partitioner makes them
   // common); compaction clears the rest and the range tombstone itself.
   rocksdb::Slice begin_slice(start), end_slice(end);
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-      rocksdb::DeleteFilesInRange(db_.get(), family, &begin_slice, &end_slice,
-                                  /*include_end=*/false),
-      context));
+  TENANCY_RETURN_IF_ERROR(
+      FromRocksStatus(rocksdb::DeleteFilesInRange(db_.get(), family, &begin_slice, &end_slice,
+                                                  /*include_end=*/false),
+                      context));
   rocksdb::CompactRangeOptions compact;
   compact.exclusive_manual_compaction = false;
   compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
-  return FromRocksStatus(db_->CompactRange(compact, family, &begin_slice, &end_slice),
-                         context);
+  return FromRocksStatus(db_->CompactRange(compact, family, &begin_slice, &end_slice), context);
 }
 
 absl::Status Storage::Flush(const std::vector<rocksdb::ColumnFamilyHandle*>& families) {

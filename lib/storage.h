@@ -66,9 +66,7 @@ class Storage {
   // Data writes: sync as EngineOptions::sync_writes, and no_slowdown as
   // fail_writes_on_stall. Registry writes: always synced.
   const rocksdb::WriteOptions& data_write_options() const { return data_write_options_; }
-  const rocksdb::WriteOptions& registry_write_options() const {
-    return registry_write_options_;
-  }
+  const rocksdb::WriteOptions& registry_write_options() const { return registry_write_options_; }
   // Built once: the point paths use them on every call.
   const rocksdb::ReadOptions& point_read_options() const { return point_read_options_; }
 
@@ -83,8 +81,7 @@ class Storage {
   absl::Status DropUnclaimedDedicated();
   // Creates the families of `numbers` in one call (each create rewrites the
   // OPTIONS file). On failure none is left.
-  absl::StatusOr<std::vector<ColumnFamily>> CreateDedicated(
-      const std::vector<uint64_t>& numbers);
+  absl::StatusOr<std::vector<ColumnFamily>> CreateDedicated(const std::vector<uint64_t>& numbers);
   absl::Status DropColumnFamily(rocksdb::ColumnFamilyHandle* family);
 
   // Deletes every key of tenant `number` from a shared column family and

@@ -30,11 +30,11 @@
 #include "access.h"
 #include "cache_binding.h"
 #include "engine_parts.h"
-#include "usage_ledger.h"
 #include "status_macros.h"
 #include "str_cat.h"
 #include "tenancy/cache.h"
 #include "tenancy/status.h"
+#include "usage_ledger.h"
 
 namespace tenancy {
 namespace internal {
@@ -51,8 +51,7 @@ absl::flat_hash_set<const Cache*>& ClaimedCaches()
 std::optional<size_t> BudgetOf(const TenantSpec& spec) {
   const uint64_t bytes = spec.quota.cache_bytes;
   if (bytes == 0) return std::nullopt;  // the cache's default
-  return static_cast<size_t>(
-      std::min<uint64_t>(bytes, std::numeric_limits<size_t>::max()));
+  return static_cast<size_t>(std::min<uint64_t>(bytes, std::numeric_limits<size_t>::max()));
 }
 
 bool DropsCache(TenantState state) {
@@ -64,8 +63,7 @@ bool DropsCache(TenantState state) {
 // reason).
 absl::Status NameTenant(const absl::Status& status, const TenantSlot& slot) {
   if (status.ok()) return status;
-  const std::string_view message(status.message().data(),
-                                 status.message().size());
+  const std::string_view message(status.message().data(), status.message().size());
   const std::string numbered = StrCat("tenant #", slot.number, ":");
   const std::string renamed =
       message.substr(0, numbered.size()) == numbered
@@ -73,16 +71,13 @@ absl::Status NameTenant(const absl::Status& status, const TenantSlot& slot) {
           : StrCat("tenant \"", slot.id, "\": ", message);
   absl::Status out(status.code(), renamed);
   status.ForEachPayload(
-      [&out](absl::string_view url, const absl::Cord& payload) {
-        out.SetPayload(url, payload);
-      });
+      [&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
   return out;
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CacheBinding>> CacheBinding::Claim(
-    std::shared_ptr<Cache>* cache) {
+absl::StatusOr<std::unique_ptr<CacheBinding>> CacheBinding::Claim(std::shared_ptr<Cache>* cache) {
   if (*cache == nullptr) {
     TENANCY_ASSIGN_OR_RETURN(std::unique_ptr<Cache> made, Cache::Create(CacheOptions{}));
     *cache = std::move(made);
@@ -90,8 +85,7 @@ absl::StatusOr<std::unique_ptr<CacheBinding>> CacheBinding::Claim(
   {
     absl::MutexLock lock(&claimed_caches_mu);
     if (!ClaimedCaches().insert(cache->get()).second) {
-      return absl::InvalidArgumentError(
-          "engine: options.cache is in use by another open engine");
+      return absl::InvalidArgumentError("engine: options.cache is in use by another open engine");
     }
   }
   std::unique_ptr<CacheBinding> binding(new CacheBinding(*cache));
@@ -140,8 +134,7 @@ absl::StatusOr<std::string> TenantCache::Get(std::string_view key) const {
   absl::StatusOr<std::string> value = engine.cache->cache().Get(slot.number, key);
   if (!value.ok()) {
     if (absl::IsNotFound(value.status())) {
-      return absl::NotFoundError(
-          internal::StrCat("tenant \"", slot.id, "\": no such cache key"));
+      return absl::NotFoundError(internal::StrCat("tenant \"", slot.id, "\": no such cache key"));
     }
     return internal::NameTenant(value.status(), slot);
   }
@@ -160,25 +153,23 @@ absl::Status RecheckAfterWrite(const TenantSlot& slot, Cache& cache) {
   cache.DropTenant(slot.number);
   absl::Status s = internal::CheckReadableState(slot);
   // Disabled or deleting: CheckReadableState refuses both.
-  return s.ok()
-             ? absl::AbortedError(internal::StrCat(
-                   "tenant \"", slot.id, "\": state changed during the call"))
-             : s;
+  return s.ok() ? absl::AbortedError(
+                      internal::StrCat("tenant \"", slot.id, "\": state changed during the call"))
+                : s;
 }
 
 }  // namespace
 
-absl::Status TenantCache::Set(
-    std::string_view key, std::string_view value,
-    std::optional<std::chrono::nanoseconds> ttl) const {
+absl::Status TenantCache::Set(std::string_view key, std::string_view value,
+                              std::optional<std::chrono::nanoseconds> ttl) const {
   TenantSlot& slot = internal::Access::Slot(tenant_);
   internal::EngineParts& engine = internal::Access::Parts(tenant_);
   TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(slot));
   TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
   TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateValue(slot, value));
   internal::RecordCall(slot, CallKind::kCache);
-  TENANCY_RETURN_IF_ERROR(internal::NameTenant(
-      engine.cache->cache().Set(slot.number, key, value, ttl), slot));
+  TENANCY_RETURN_IF_ERROR(
+      internal::NameTenant(engine.cache->cache().Set(slot.number, key, value, ttl), slot));
   return RecheckAfterWrite(slot, engine.cache->cache());
 }
 
@@ -191,23 +182,20 @@ absl::StatusOr<bool> TenantCache::Delete(std::string_view key) const {
   return engine.cache->cache().Delete(slot.number, key);
 }
 
-absl::StatusOr<int64_t> TenantCache::Increment(
-    std::string_view key, int64_t by,
-    std::optional<std::chrono::nanoseconds> ttl) const {
+absl::StatusOr<int64_t> TenantCache::Increment(std::string_view key, int64_t by,
+                                               std::optional<std::chrono::nanoseconds> ttl) const {
   TenantSlot& slot = internal::Access::Slot(tenant_);
   internal::EngineParts& engine = internal::Access::Parts(tenant_);
   TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(slot));
   TENANCY_RETURN_IF_ERROR(engine.ledger->ValidateKey(slot, key));
   internal::RecordCall(slot, CallKind::kCache);
-  absl::StatusOr<int64_t> result =
-      engine.cache->cache().Increment(slot.number, key, by, ttl);
+  absl::StatusOr<int64_t> result = engine.cache->cache().Increment(slot.number, key, by, ttl);
   if (!result.ok()) return internal::NameTenant(result.status(), slot);
   TENANCY_RETURN_IF_ERROR(RecheckAfterWrite(slot, engine.cache->cache()));
   return result;
 }
 
-absl::StatusOr<size_t> TenantCache::DeletePrefix(
-    std::string_view prefix) const {
+absl::StatusOr<size_t> TenantCache::DeletePrefix(std::string_view prefix) const {
   TenantSlot& slot = internal::Access::Slot(tenant_);
   internal::EngineParts& engine = internal::Access::Parts(tenant_);
   TENANCY_RETURN_IF_ERROR(internal::CheckWritableState(slot));

@@ -23,8 +23,7 @@ absl::Status NotFound(std::string_view id) {
 }
 
 absl::Status Deleting(std::string_view id) {
-  return absl::FailedPreconditionError(
-      internal::StrCat("tenant \"", id, "\": being purged"));
+  return absl::FailedPreconditionError(internal::StrCat("tenant \"", id, "\": being purged"));
 }
 
 }  // namespace
@@ -33,12 +32,11 @@ absl::Status ValidateSpec(const TenantSpec& spec) {
   TENANCY_RETURN_IF_ERROR(ValidateTenantId(spec.id));
   for (const auto& [name, limit] : spec.limits) {
     if (absl::Status s = Limiter::ValidateClassName(name); !s.ok()) {
-      return absl::InvalidArgumentError(
-          StrCat("tenant \"", spec.id, "\": ", s.message()));
+      return absl::InvalidArgumentError(StrCat("tenant \"", spec.id, "\": ", s.message()));
     }
     if (limit < 0) {
-      return absl::InvalidArgumentError(StrCat(
-          "tenant \"", spec.id, "\": limit \"", name, "\" is negative"));
+      return absl::InvalidArgumentError(
+          StrCat("tenant \"", spec.id, "\": limit \"", name, "\" is negative"));
     }
   }
   const Quota& q = spec.quota;
@@ -52,22 +50,20 @@ absl::Status ValidateSpec(const TenantSpec& spec) {
         {"max_queued_jobs", q.max_queued_jobs},
         {"cache_bytes", q.cache_bytes}}) {
     if (value > kMaxQuota) {
-      return absl::InvalidArgumentError(StrCat(
-          "tenant \"", spec.id, "\": quota.", name, " must be at most 2^63-1"));
+      return absl::InvalidArgumentError(
+          StrCat("tenant \"", spec.id, "\": quota.", name, " must be at most 2^63-1"));
     }
   }
   // The limiter's token buckets take at most 1e9 per second and in a burst.
   if (!(q.requests_per_second >= 0 && q.requests_per_second <= 1e9) ||
       !(q.burst >= 0 && q.burst <= 1e9)) {
-    return absl::InvalidArgumentError(StrCat(
-        "tenant \"", spec.id,
-        "\": requests_per_second and burst must be in [0, 1e9]"));
+    return absl::InvalidArgumentError(
+        StrCat("tenant \"", spec.id, "\": requests_per_second and burst must be in [0, 1e9]"));
   }
   for (const auto& [name, value] : spec.labels) {
     if (name.empty() || name.size() > 128 || value.size() > 1024) {
       return absl::InvalidArgumentError(StrCat(
-          "tenant \"", spec.id,
-          "\": label names must be 1..128 bytes, values at most 1024"));
+          "tenant \"", spec.id, "\": label names must be 1..128 bytes, values at most 1024"));
     }
   }
   return absl::OkStatus();
@@ -95,24 +91,22 @@ absl::Status TenantCatalog::Load() {
   absl::flat_hash_map<uint64_t, TenantSlot*> by_number;
   std::unique_ptr<rocksdb::Iterator> it(
       storage_.db()->NewIterator(rocksdb::ReadOptions(), storage_.meta()));
-  for (it->Seek(std::string(1, kTenantKeyPrefix));
-       it->Valid() && it->key()[0] == kTenantKeyPrefix; it->Next()) {
+  for (it->Seek(std::string(1, kTenantKeyPrefix)); it->Valid() && it->key()[0] == kTenantKeyPrefix;
+       it->Next()) {
     TenantRecord record;
-    if (!DecodeTenantRecord(
-            std::string_view(it->value().data(), it->value().size()), &record)) {
-      return absl::DataLossError(
-          StrCat("engine: corrupt tenant record ", it->key().ToString()));
+    if (!DecodeTenantRecord(std::string_view(it->value().data(), it->value().size()), &record)) {
+      return absl::DataLossError(StrCat("engine: corrupt tenant record ", it->key().ToString()));
     }
     std::shared_ptr<rocksdb::ColumnFamilyHandle> cf = storage_.shared();
     if (record.spec.placement == Placement::kDedicated) {
       cf = storage_.TakeDedicated(record.number);
       if (cf == nullptr) {
-        return absl::DataLossError(StrCat(
-            "engine: tenant \"", record.spec.id, "\": column family missing"));
+        return absl::DataLossError(
+            StrCat("engine: tenant \"", record.spec.id, "\": column family missing"));
       }
     }
-    auto slot = std::make_shared<TenantSlot>(record.spec.id, record.number,
-                                             record.spec.placement, std::move(cf));
+    auto slot = std::make_shared<TenantSlot>(record.spec.id, record.number, record.spec.placement,
+                                             std::move(cf));
     InitUnpublished(*slot, record);
     if (record.deleting) slot->state.store(TenantState::kDeleting);
     next_number_ = std::max(next_number_, record.number + 1);
@@ -121,13 +115,13 @@ absl::Status TenantCatalog::Load() {
   }
   TENANCY_RETURN_IF_ERROR(FromRocksStatus(it->status(), "engine: load tenants"));
 
-  for (it->Seek(std::string(1, kUsageKeyPrefix));
-       it->Valid() && it->key()[0] == kUsageKeyPrefix; it->Next()) {
+  for (it->Seek(std::string(1, kUsageKeyPrefix)); it->Valid() && it->key()[0] == kUsageKeyPrefix;
+       it->Next()) {
     if (it->key().size() != 9) continue;
     auto found = by_number.find(DecodeFixed64BigEndian(it->key().data() + 1));
     int64_t bytes, keys;
-    if (!DecodeUsageDelta(std::string_view(it->value().data(), it->value().size()),
-                          &bytes, &keys)) {
+    if (!DecodeUsageDelta(std::string_view(it->value().data(), it->value().size()), &bytes,
+                          &keys)) {
       return absl::DataLossError("engine: corrupt usage ledger");
     }
     if (found == by_number.end()) continue;  // left by an interrupted purge
@@ -142,8 +136,7 @@ absl::Status TenantCatalog::Load() {
     auto found = by_number.find(DecodeFixed64BigEndian(it->key().data() + 1));
     RequestsRecord record;
     if (found == by_number.end() ||
-        !DecodeRequestsRecord(
-            std::string_view(it->value().data(), it->value().size()), &record)) {
+        !DecodeRequestsRecord(std::string_view(it->value().data(), it->value().size()), &record)) {
       continue;  // counters are advisory: a bad record is dropped, not fatal
     }
     found->second->calls_day.store(record.day);
@@ -152,12 +145,11 @@ absl::Status TenantCatalog::Load() {
   }
   TENANCY_RETURN_IF_ERROR(FromRocksStatus(it->status(), "engine: load requests"));
 
-  for (it->Seek(std::string(1, kApiKeyPrefix));
-       it->Valid() && it->key()[0] == kApiKeyPrefix; it->Next()) {
+  for (it->Seek(std::string(1, kApiKeyPrefix)); it->Valid() && it->key()[0] == kApiKeyPrefix;
+       it->Next()) {
     ApiKeyRecord record;
     if (it->key().size() != 33 ||
-        !DecodeApiKeyRecord(
-            std::string_view(it->value().data(), it->value().size()), &record)) {
+        !DecodeApiKeyRecord(std::string_view(it->value().data(), it->value().size()), &record)) {
       return absl::DataLossError("engine: corrupt api key record");
     }
     auto found = by_number.find(record.number);
@@ -166,9 +158,7 @@ absl::Status TenantCatalog::Load() {
     std::memcpy(digest.data(), it->key().data() + 1, 32);
     TenantSlot* slot = found->second;
     keys_[digest] = KeyEntry{by_id_.at(slot->id), record.key_id};
-    AddKeyToUnpublished(*slot, ApiKeyInfo{record.key_id, record.prefix,
-                                              record.created_at},
-                            digest);
+    AddKeyToUnpublished(*slot, ApiKeyInfo{record.key_id, record.prefix, record.created_at}, digest);
   }
   TENANCY_RETURN_IF_ERROR(FromRocksStatus(it->status(), "engine: load api keys"));
   it.reset();
@@ -188,8 +178,7 @@ absl::Status TenantCatalog::ResumePurges() {
     }
   }
   for (const std::string& id : deleting) {
-    logger_.Log(LogLevel::kInfo,
-        StrCat("tenant \"", id, "\": resuming interrupted purge"));
+    logger_.Log(LogLevel::kInfo, StrCat("tenant \"", id, "\": resuming interrupted purge"));
     TENANCY_RETURN_IF_ERROR(Purge(id));
   }
   return absl::OkStatus();
@@ -201,8 +190,7 @@ std::shared_ptr<TenantSlot> TenantCatalog::Find(std::string_view id) const {
   return it == by_id_.end() ? nullptr : it->second;
 }
 
-absl::StatusOr<std::shared_ptr<TenantSlot>> TenantCatalog::FindLive(
-    std::string_view id) const {
+absl::StatusOr<std::shared_ptr<TenantSlot>> TenantCatalog::FindLive(std::string_view id) const {
   TENANCY_RETURN_IF_ERROR(ValidateTenantId(id));
   std::shared_ptr<TenantSlot> slot = Find(id);
   if (slot == nullptr || slot->state.load() == TenantState::kDeleting) {
@@ -235,15 +223,14 @@ absl::StatusOr<std::shared_ptr<TenantSlot>> TenantCatalog::ResolveApiKey(
 // Abseil is built with Mutex deadlock detection on, and every absl::Mutex that
 // has ever been locked keeps a node of about 500 bytes in a process-wide graph
 // until it is destroyed: half the budget of an idle tenant, and time at Open.
-void TenantCatalog::InitUnpublished(TenantSlot& slot,
-                                     const TenantRecord& record) {
+void TenantCatalog::InitUnpublished(TenantSlot& slot, const TenantRecord& record) {
   ApplySpec(slot, record.spec);
   slot.created_at = record.created_at;
   slot.updated_at = record.updated_at;
 }
 
 void TenantCatalog::AddKeyToUnpublished(TenantSlot& slot, ApiKeyInfo key,
-                                         const Sha256Digest& digest) {
+                                        const Sha256Digest& digest) {
   slot.keys.push_back(std::move(key));
   slot.key_digests.push_back(digest);
 }
@@ -288,8 +275,7 @@ absl::Status TenantCatalog::FlushRequestStats() {
       RequestsRecord record{slot->calls_day.load(), slot->calls_today.load(),
                             slot->last_active_ms.load()};
       TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-          batch.Put(storage_.meta(), RequestsKey(slot->number),
-                    EncodeRequestsRecord(record)),
+          batch.Put(storage_.meta(), RequestsKey(slot->number), EncodeRequestsRecord(record)),
           "engine: flush request counters"));
     }
   }
@@ -312,8 +298,7 @@ absl::Status TenantCatalog::Persist(const TenantSlot& slot, bool deleting) {
   rocksdb::Status s =
       batch.Put(storage_.meta(), TenantRecordKey(slot.id), EncodeTenantRecord(record));
   if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-  return FromRocksStatus(
-      s, StrCat("tenant \"", slot.id, "\": write record"));
+  return FromRocksStatus(s, StrCat("tenant \"", slot.id, "\": write record"));
 }
 
 absl::StatusOr<std::vector<TenantInfo>> TenantCatalog::Create(
@@ -355,8 +340,8 @@ absl::StatusOr<std::vector<TenantInfo>> TenantCatalog::CreateLocked(
       continue;
     }
     if (slot->state.load() == TenantState::kDeleting) {
-      return absl::AlreadyExistsError(StrCat(
-          "tenant \"", specs[i].id, "\": being purged; the id is not reusable yet"));
+      return absl::AlreadyExistsError(
+          StrCat("tenant \"", specs[i].id, "\": being purged; the id is not reusable yet"));
     }
     bool same;
     {
@@ -364,8 +349,8 @@ absl::StatusOr<std::vector<TenantInfo>> TenantCatalog::CreateLocked(
       same = slot->spec == specs[i];
     }
     if (!same) {
-      return absl::AlreadyExistsError(StrCat(
-          "tenant \"", specs[i].id, "\": exists with a different spec"));
+      return absl::AlreadyExistsError(
+          StrCat("tenant \"", specs[i].id, "\": exists with a different spec"));
     }
     results[i] = InfoOf(*slot);
   }
@@ -393,16 +378,15 @@ absl::StatusOr<std::vector<TenantInfo>> TenantCatalog::CreateLocked(
     for (size_t i : to_create) {
       bool dedicated = specs[i].placement == Placement::kDedicated;
       if (dedicated != (pass == 0)) continue;
-      auto slot = std::make_shared<TenantSlot>(
-          specs[i].id, number++, specs[i].placement,
-          dedicated ? cf_handles[next_cf++] : storage_.shared());
+      auto slot =
+          std::make_shared<TenantSlot>(specs[i].id, number++, specs[i].placement,
+                                       dedicated ? cf_handles[next_cf++] : storage_.shared());
       absl::MutexLock lock(&slot->mu);
       ApplySpec(*slot, specs[i]);
       slot->created_at = slot->updated_at = now;
       TenantRecord record{specs[i], slot->number, false, now, now};
       TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-          batch.Put(storage_.meta(), TenantRecordKey(specs[i].id),
-                    EncodeTenantRecord(record)),
+          batch.Put(storage_.meta(), TenantRecordKey(specs[i].id), EncodeTenantRecord(record)),
           "registry: create"));
       slots[i] = std::move(slot);
     }
@@ -424,8 +408,8 @@ absl::StatusOr<std::vector<TenantInfo>> TenantCatalog::CreateLocked(
   PutFixed64(&counter, number);
   TENANCY_RETURN_IF_ERROR(
       FromRocksStatus(batch.Put(storage_.meta(), kNextNumberKey, counter), "registry"));
-  absl::Status written = FromRocksStatus(
-      storage_.Commit(storage_.registry_write_options(), &batch), "registry: create tenants");
+  absl::Status written = FromRocksStatus(storage_.Commit(storage_.registry_write_options(), &batch),
+                                         "registry: create tenants");
   if (!written.ok()) {
     for (const auto& h : cf_handles) storage_.DropColumnFamily(h.get()).IgnoreError();
     return written;
@@ -447,7 +431,7 @@ absl::StatusOr<std::vector<TenantInfo>> TenantCatalog::CreateLocked(
   for (size_t i : to_create) {
     results[i] = InfoOf(*slots[i]);
     logger_.Log(LogLevel::kInfo, StrCat("tenant \"", specs[i].id, "\": created (",
-                                      PlacementName(specs[i].placement), ")"));
+                                        PlacementName(specs[i].placement), ")"));
   }
   return results;
 }
@@ -463,8 +447,8 @@ absl::StatusOr<TenantInfo> TenantCatalog::UpdateLocked(const TenantSpec& spec) {
   if (slot == nullptr) return NotFound(spec.id);
   if (slot->state.load() == TenantState::kDeleting) return Deleting(spec.id);
   if (spec.placement != slot->placement) {
-    return absl::FailedPreconditionError(StrCat(
-        "tenant \"", spec.id, "\": placement is fixed at creation"));
+    return absl::FailedPreconditionError(
+        StrCat("tenant \"", spec.id, "\": placement is fixed at creation"));
   }
   TenantSpec previous;
   absl::Time previous_updated;
@@ -493,8 +477,7 @@ absl::StatusOr<TenantInfo> TenantCatalog::UpdateLocked(const TenantSpec& spec) {
   return InfoOf(*slot);
 }
 
-absl::StatusOr<TenantRegistry::UpsertResult> TenantCatalog::Upsert(
-    const TenantSpec& spec) {
+absl::StatusOr<TenantRegistry::UpsertResult> TenantCatalog::Upsert(const TenantSpec& spec) {
   TENANCY_RETURN_IF_ERROR(ValidateSpec(spec));
   absl::MutexLock admin(&admin_mu_);
   if (Find(spec.id) == nullptr) {
@@ -512,8 +495,7 @@ absl::StatusOr<TenantInfo> TenantCatalog::Get(std::string_view id) const {
   return InfoOf(*slot);
 }
 
-absl::StatusOr<TenantPage> TenantCatalog::List(
-    const ListOptions& options) const {
+absl::StatusOr<TenantPage> TenantCatalog::List(const ListOptions& options) const {
   if (options.limit < 1 || options.limit > 10000) {
     return absl::InvalidArgumentError("list: limit must be in [1, 10000]");
   }
@@ -546,7 +528,7 @@ size_t TenantCatalog::size() const {
 }
 
 absl::Status TenantCatalog::SetFlags(std::string_view id, std::optional<bool> enabled,
-                                  std::optional<bool> read_only) {
+                                     std::optional<bool> read_only) {
   TENANCY_RETURN_IF_ERROR(ValidateTenantId(id));
   TenantSpec spec;
   {
@@ -561,8 +543,8 @@ absl::Status TenantCatalog::SetFlags(std::string_view id, std::optional<bool> en
   // idempotent.
   absl::StatusOr<TenantInfo> updated = Update(spec);
   if (updated.ok()) {
-    logger_.Log(LogLevel::kInfo, StrCat("tenant \"", id, "\": now ",
-                                      TenantStateName(updated->state)));
+    logger_.Log(LogLevel::kInfo,
+                StrCat("tenant \"", id, "\": now ", TenantStateName(updated->state)));
   }
   return updated.status();
 }
@@ -626,9 +608,10 @@ absl::Status TenantCatalog::Purge(std::string_view id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<ApiKeyInfo> TenantCatalog::ImportApiKeyDigest(
-    std::string_view id, const Sha256Digest& digest, std::string key_id,
-    std::string prefix) {
+absl::StatusOr<ApiKeyInfo> TenantCatalog::ImportApiKeyDigest(std::string_view id,
+                                                             const Sha256Digest& digest,
+                                                             std::string key_id,
+                                                             std::string prefix) {
   absl::MutexLock admin(&admin_mu_);
   TENANCY_ASSIGN_OR_RETURN(std::shared_ptr<TenantSlot> slot, FindLive(id));
   {
@@ -651,8 +634,7 @@ absl::StatusOr<ApiKeyInfo> TenantCatalog::ImportApiKeyDigest(
   rocksdb::Status s =
       batch.Put(storage_.meta(), ApiKeyRecordKey(digest), EncodeApiKeyRecord(record));
   if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-      s, StrCat("tenant \"", id, "\": store api key")));
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, StrCat("tenant \"", id, "\": store api key")));
   ApiKeyInfo info{record.key_id, record.prefix, record.created_at};
   {
     absl::MutexLock index(&index_mu_);
@@ -661,21 +643,18 @@ absl::StatusOr<ApiKeyInfo> TenantCatalog::ImportApiKeyDigest(
   absl::MutexLock lock(&slot->mu);
   slot->keys.push_back(info);
   slot->key_digests.push_back(digest);
-  logger_.Log(LogLevel::kInfo,
-      StrCat("tenant \"", id, "\": api key ", info.prefix, " added"));
+  logger_.Log(LogLevel::kInfo, StrCat("tenant \"", id, "\": api key ", info.prefix, " added"));
   return info;
 }
 
 absl::StatusOr<NewApiKey> TenantCatalog::CreateApiKey(std::string_view id) {
   TENANCY_ASSIGN_OR_RETURN(GeneratedKey key, GenerateApiKey());
-  TENANCY_ASSIGN_OR_RETURN(
-      ApiKeyInfo info,
-      ImportApiKeyDigest(id, Sha256(key.secret), key.key_id, key.prefix));
+  TENANCY_ASSIGN_OR_RETURN(ApiKeyInfo info,
+                           ImportApiKeyDigest(id, Sha256(key.secret), key.key_id, key.prefix));
   return NewApiKey{info.key_id, info.prefix, std::move(key.secret)};
 }
 
-absl::Status TenantCatalog::RevokeApiKey(std::string_view id,
-                                      std::string_view key_id) {
+absl::Status TenantCatalog::RevokeApiKey(std::string_view id, std::string_view key_id) {
   absl::MutexLock admin(&admin_mu_);
   TENANCY_ASSIGN_OR_RETURN(std::shared_ptr<TenantSlot> slot, FindLive(id));
   Sha256Digest digest;
@@ -684,16 +663,14 @@ absl::Status TenantCatalog::RevokeApiKey(std::string_view id,
     size_t i = 0;
     while (i < slot->keys.size() && slot->keys[i].key_id != key_id) ++i;
     if (i == slot->keys.size()) {
-      return absl::NotFoundError(
-          StrCat("tenant \"", id, "\": no api key \"", key_id, "\""));
+      return absl::NotFoundError(StrCat("tenant \"", id, "\": no api key \"", key_id, "\""));
     }
     digest = slot->key_digests[i];
   }
   rocksdb::WriteBatch batch;
   rocksdb::Status s = batch.Delete(storage_.meta(), ApiKeyRecordKey(digest));
   if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-      s, StrCat("tenant \"", id, "\": revoke api key")));
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, StrCat("tenant \"", id, "\": revoke api key")));
   {
     absl::MutexLock index(&index_mu_);
     keys_.erase(digest);
@@ -706,20 +683,17 @@ absl::Status TenantCatalog::RevokeApiKey(std::string_view id,
       break;
     }
   }
-  logger_.Log(LogLevel::kInfo,
-      StrCat("tenant \"", id, "\": api key ", key_id, " revoked"));
+  logger_.Log(LogLevel::kInfo, StrCat("tenant \"", id, "\": api key ", key_id, " revoked"));
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<ApiKeyInfo>> TenantCatalog::ListApiKeys(
-    std::string_view id) const {
+absl::StatusOr<std::vector<ApiKeyInfo>> TenantCatalog::ListApiKeys(std::string_view id) const {
   TENANCY_ASSIGN_OR_RETURN(std::shared_ptr<TenantSlot> slot, FindLive(id));
   absl::MutexLock lock(&slot->mu);
   return slot->keys;
 }
 
-absl::StatusOr<ApiKeyOwner> TenantCatalog::FindApiKeyOwner(
-    const Sha256Digest& digest) const {
+absl::StatusOr<ApiKeyOwner> TenantCatalog::FindApiKeyOwner(const Sha256Digest& digest) const {
   std::shared_ptr<TenantSlot> slot;
   std::string key_id;
   {

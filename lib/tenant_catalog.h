@@ -121,18 +121,17 @@ class TenantCatalog {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_);
   // Creates the tenants of `specs` absent from the catalog, with `key` (if
   // any) for the first of them in the same batch.
-  absl::StatusOr<std::vector<TenantInfo>> CreateLocked(
-      const std::vector<TenantSpec>& specs, const GeneratedKey* key)
+  absl::StatusOr<std::vector<TenantInfo>> CreateLocked(const std::vector<TenantSpec>& specs,
+                                                       const GeneratedKey* key)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_);
   absl::StatusOr<TenantInfo> UpdateLocked(const TenantSpec& spec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_);
   void ApplySpec(TenantSlot& slot, const TenantSpec& spec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(slot.mu);
   // For Load only: fill in a slot no other thread can reach yet, without
   // locking its `mu` (see the .cc for why).
-  void InitUnpublished(TenantSlot& slot, const TenantRecord& record)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS;
-  void AddKeyToUnpublished(TenantSlot& slot, ApiKeyInfo key, const Sha256Digest& digest)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void InitUnpublished(TenantSlot& slot, const TenantRecord& record) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void AddKeyToUnpublished(TenantSlot& slot, ApiKeyInfo key,
+                           const Sha256Digest& digest) ABSL_NO_THREAD_SAFETY_ANALYSIS;
   absl::Status PurgeData(TenantSlot& slot);
 
   // Constant after construction
@@ -147,8 +146,7 @@ class TenantCatalog {
   uint64_t next_number_ ABSL_GUARDED_BY(admin_mu_) = 1;
 
   mutable absl::Mutex index_mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<TenantSlot>> by_id_
-      ABSL_GUARDED_BY(index_mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<TenantSlot>> by_id_ ABSL_GUARDED_BY(index_mu_);
   absl::flat_hash_map<Sha256Digest, KeyEntry, DigestHash, DigestEq> keys_
       ABSL_GUARDED_BY(index_mu_);
 };

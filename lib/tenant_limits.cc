@@ -14,8 +14,7 @@ void ApplyLimitsLocked(TenantSlot& slot, Limiter& limiter, Logger& logger) {
   RateLimits rates;
   if (quota.requests_per_second > 0) {
     // Quota::burst 0 means max(1, rate); a bucket holds at least one token.
-    const double burst =
-        quota.burst > 0 ? quota.burst : std::max(1.0, quota.requests_per_second);
+    const double burst = quota.burst > 0 ? quota.burst : std::max(1.0, quota.requests_per_second);
     rates[std::string(kAllClasses)] = RateLimit{quota.requests_per_second, std::max(1.0, burst)};
   }
   // ValidateSpec admitted these, so only a full class table (4096 names) or a
@@ -28,8 +27,7 @@ void ApplyLimitsLocked(TenantSlot& slot, Limiter& limiter, Logger& logger) {
   }
 }
 
-absl::StatusOr<LimiterTenant*> LimiterTenantOf(TenantSlot& slot, Limiter& limiter,
-                                               Logger& logger) {
+absl::StatusOr<LimiterTenant*> LimiterTenantOf(TenantSlot& slot, Limiter& limiter, Logger& logger) {
   LimiterTenant* tenant = slot.limiter_tenant.load(std::memory_order_acquire);
   if (tenant != nullptr) return tenant;
   absl::MutexLock lock(&slot.mu);

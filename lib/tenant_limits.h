@@ -16,8 +16,7 @@ namespace tenancy::internal {
 
 // The slot's tenant at `limiter`, added (with the spec's limits and rate) on
 // first use. NOT_FOUND (kTenantDeleted) for a purged tenant.
-absl::StatusOr<LimiterTenant*> LimiterTenantOf(TenantSlot& slot, Limiter& limiter,
-                                               Logger& logger);
+absl::StatusOr<LimiterTenant*> LimiterTenantOf(TenantSlot& slot, Limiter& limiter, Logger& logger);
 
 // Pushes the spec's limits and rate to the slot's limiter tenant, if it has
 // one yet. A refusal (a full class table) is logged; the previous limits stay.

@@ -12,10 +12,8 @@
 
 namespace tenancy {
 
-
 absl::StatusOr<TenantInfo> TenantRegistry::Create(const TenantSpec& spec) {
-  TENANCY_ASSIGN_OR_RETURN(std::vector<TenantInfo> infos,
-                           catalog_->Create({spec}));
+  TENANCY_ASSIGN_OR_RETURN(std::vector<TenantInfo> infos, catalog_->Create({spec}));
   return std::move(infos[0]);
 }
 
@@ -33,8 +31,7 @@ absl::StatusOr<TenantInfo> TenantRegistry::Update(const TenantSpec& spec) {
   return catalog_->Update(spec);
 }
 
-absl::StatusOr<TenantRegistry::UpsertResult> TenantRegistry::Upsert(
-    const TenantSpec& spec) {
+absl::StatusOr<TenantRegistry::UpsertResult> TenantRegistry::Upsert(const TenantSpec& spec) {
   return catalog_->Upsert(spec);
 }
 
@@ -60,9 +57,7 @@ absl::Status TenantRegistry::SetReadOnly(std::string_view id, bool read_only) {
   return catalog_->SetFlags(id, std::nullopt, read_only);
 }
 
-absl::Status TenantRegistry::Purge(std::string_view id) {
-  return catalog_->Purge(id);
-}
+absl::Status TenantRegistry::Purge(std::string_view id) { return catalog_->Purge(id); }
 
 absl::StatusOr<NewApiKey> TenantRegistry::CreateApiKey(std::string_view id) {
   return catalog_->CreateApiKey(id);
@@ -77,40 +72,34 @@ absl::StatusOr<ApiKeyInfo> TenantRegistry::ImportApiKey(std::string_view id,
   internal::Sha256Digest digest = internal::Sha256(secret);
   std::string hex = internal::DigestToHex(digest);
   return catalog_->ImportApiKeyDigest(id, digest, "imp-" + hex.substr(0, 12),
-                                   "sha256:" + hex.substr(0, 8));
+                                      "sha256:" + hex.substr(0, 8));
 }
 
-absl::StatusOr<ApiKeyInfo> TenantRegistry::ImportApiKeyHash(
-    std::string_view id, std::string_view sha256_hex) {
-  std::optional<internal::Sha256Digest> digest =
-      internal::DigestFromHex(sha256_hex);
+absl::StatusOr<ApiKeyInfo> TenantRegistry::ImportApiKeyHash(std::string_view id,
+                                                            std::string_view sha256_hex) {
+  std::optional<internal::Sha256Digest> digest = internal::DigestFromHex(sha256_hex);
   if (!digest.has_value()) {
-    return absl::InvalidArgumentError(internal::StrCat(
-        "tenant \"", id, "\": api key hash must be 64 lower-case hex characters"));
+    return absl::InvalidArgumentError(
+        internal::StrCat("tenant \"", id, "\": api key hash must be 64 lower-case hex characters"));
   }
   std::string hex(sha256_hex);
   return catalog_->ImportApiKeyDigest(id, *digest, "imp-" + hex.substr(0, 12),
-                                   "sha256:" + hex.substr(0, 8));
+                                      "sha256:" + hex.substr(0, 8));
 }
 
-absl::StatusOr<ApiKeyOwner> TenantRegistry::FindApiKey(
-    std::string_view sha256_hex) const {
-  std::optional<internal::Sha256Digest> digest =
-      internal::DigestFromHex(sha256_hex);
+absl::StatusOr<ApiKeyOwner> TenantRegistry::FindApiKey(std::string_view sha256_hex) const {
+  std::optional<internal::Sha256Digest> digest = internal::DigestFromHex(sha256_hex);
   if (!digest.has_value()) {
-    return absl::InvalidArgumentError(
-        "api key hash must be 64 lower-case hex characters");
+    return absl::InvalidArgumentError("api key hash must be 64 lower-case hex characters");
   }
   return catalog_->FindApiKeyOwner(*digest);
 }
 
-absl::Status TenantRegistry::RevokeApiKey(std::string_view id,
-                                          std::string_view key_id) {
+absl::Status TenantRegistry::RevokeApiKey(std::string_view id, std::string_view key_id) {
   return catalog_->RevokeApiKey(id, key_id);
 }
 
-absl::StatusOr<std::vector<ApiKeyInfo>> TenantRegistry::ListApiKeys(
-    std::string_view id) const {
+absl::StatusOr<std::vector<ApiKeyInfo>> TenantRegistry::ListApiKeys(std::string_view id) const {
   return catalog_->ListApiKeys(id);
 }
 

@@ -22,9 +22,8 @@ constexpr uint64_t kMaxLimit = 1'000'000'000;
 
 }  // namespace
 
-absl::StatusOr<ConcurrencyLimits> ReadLimits(simdjson::dom::object object,
-                                              const Path& path,
-                                              const ErrorBuilder& errors) {
+absl::StatusOr<ConcurrencyLimits> ReadLimits(simdjson::dom::object object, const Path& path,
+                                             const ErrorBuilder& errors) {
   ConcurrencyLimits limits;
   std::map<std::string, size_t> seen;
   for (auto member : object) {
@@ -46,15 +45,13 @@ absl::StatusOr<ConcurrencyLimits> ReadLimits(simdjson::dom::object object,
 
 namespace {
 
-absl::StatusOr<uint64_t> MbToBytes(FieldReader& r, std::string_view field,
-                                   double mb) {
+absl::StatusOr<uint64_t> MbToBytes(FieldReader& r, std::string_view field, double mb) {
   if (mb > 8.0e12) return r.Error(field, "is too large");
   return static_cast<uint64_t>(std::llround(mb * kBytesPerMb));
 }
 
-absl::Status ParseQuota(simdjson::dom::object object, const Path& path,
-                        const ErrorBuilder& errors, Quota* quota,
-                        bool* storage_given) {
+absl::Status ParseQuota(simdjson::dom::object object, const Path& path, const ErrorBuilder& errors,
+                        Quota* quota, bool* storage_given) {
   FieldReader r(object, path, errors);
   TENANCY_ASSIGN_OR_RETURN(auto storage_mb, r.NonNegativeNumber("storage_mb"));
   TENANCY_ASSIGN_OR_RETURN(auto storage_bytes, r.Uint("storage_bytes"));
@@ -73,8 +70,7 @@ absl::Status ParseQuota(simdjson::dom::object object, const Path& path,
     return r.Error("cache_bytes", "give cache_mb or cache_bytes, not both");
   }
   if (storage_mb.has_value()) {
-    TENANCY_ASSIGN_OR_RETURN(quota->storage_bytes,
-                             MbToBytes(r, "storage_mb", *storage_mb));
+    TENANCY_ASSIGN_OR_RETURN(quota->storage_bytes, MbToBytes(r, "storage_mb", *storage_mb));
   }
   if (storage_bytes.has_value()) quota->storage_bytes = *storage_bytes;
   *storage_given = storage_mb.has_value() || storage_bytes.has_value();
@@ -90,8 +86,7 @@ absl::Status ParseQuota(simdjson::dom::object object, const Path& path,
   }
   if (max_queued_jobs.has_value()) quota->max_queued_jobs = *max_queued_jobs;
   if (cache_mb.has_value()) {
-    TENANCY_ASSIGN_OR_RETURN(quota->cache_bytes,
-                             MbToBytes(r, "cache_mb", *cache_mb));
+    TENANCY_ASSIGN_OR_RETURN(quota->cache_bytes, MbToBytes(r, "cache_mb", *cache_mb));
   }
   if (cache_bytes.has_value()) quota->cache_bytes = *cache_bytes;
   return absl::OkStatus();
@@ -106,21 +101,19 @@ absl::Status ReadSpecFields(FieldReader& r, const ErrorBuilder& errors, SpecOrig
   TENANCY_ASSIGN_OR_RETURN(auto quota, r.Object("quota"));
   bool storage_given = false;
   if (quota.has_value()) {
-    TENANCY_RETURN_IF_ERROR(ParseQuota(*quota, r.PathOf("quota"), errors,
-                                       &spec.quota, &storage_given));
+    TENANCY_RETURN_IF_ERROR(
+        ParseQuota(*quota, r.PathOf("quota"), errors, &spec.quota, &storage_given));
   }
   if (quota_mb.has_value()) {
     if (storage_given) {
       return r.Error("quota_mb", "give quota_mb or quota.storage_mb, not both");
     }
-    TENANCY_ASSIGN_OR_RETURN(spec.quota.storage_bytes,
-                             MbToBytes(r, "quota_mb", *quota_mb));
+    TENANCY_ASSIGN_OR_RETURN(spec.quota.storage_bytes, MbToBytes(r, "quota_mb", *quota_mb));
   }
 
   TENANCY_ASSIGN_OR_RETURN(auto limits, r.Object("limits"));
   if (limits.has_value()) {
-    TENANCY_ASSIGN_OR_RETURN(spec.limits,
-                             ReadLimits(*limits, r.PathOf("limits"), errors));
+    TENANCY_ASSIGN_OR_RETURN(spec.limits, ReadLimits(*limits, r.PathOf("limits"), errors));
   }
 
   TENANCY_ASSIGN_OR_RETURN(auto placement, r.String("placement"));
@@ -176,9 +169,9 @@ absl::StatusOr<TenantSpec> ParseTenantSpecJson(std::string_view json,
   simdjson::dom::element root;
   if (simdjson::error_code error = parser.parse(json.data(), json.size()).get(root)) {
     internal::JsonScanner scanner(json);
-    return absl::InvalidArgumentError(StrCat("spec: not valid JSON: ",
-                                             simdjson::error_message(error),
-                                             internal::LineAndColumn(json, scanner.FirstError())));
+    return absl::InvalidArgumentError(
+        StrCat("spec: not valid JSON: ", simdjson::error_message(error),
+               internal::LineAndColumn(json, scanner.FirstError())));
   }
   ErrorBuilder errors(json, "spec");
   simdjson::dom::object object;
@@ -200,11 +193,11 @@ absl::StatusOr<TenantSpec> ParseTenantSpecJson(std::string_view json,
   }
   spec.id = std::string(named.has_value() ? *named : *id);
   if (!ValidateTenantId(spec.id).ok()) {
-    return r.Error(field, "is not a valid tenant id (a DNS label: 1 to 63 of [a-z0-9-], "
-                          "not starting or ending with '-')");
+    return r.Error(field,
+                   "is not a valid tenant id (a DNS label: 1 to 63 of [a-z0-9-], "
+                   "not starting or ending with '-')");
   }
-  TENANCY_RETURN_IF_ERROR(
-      internal::ReadSpecFields(r, errors, internal::SpecOrigin::kApi, &spec));
+  TENANCY_RETURN_IF_ERROR(internal::ReadSpecFields(r, errors, internal::SpecOrigin::kApi, &spec));
   TENANCY_RETURN_IF_ERROR(r.Finish());
   return spec;
 }

@@ -38,21 +38,15 @@ class TokenBucket {
     const double tolerance = std::clamp(interval * burst, interval, kMaxNanos);
     per_second_.store(per_second, std::memory_order_relaxed);
     burst_.store(burst, std::memory_order_relaxed);
-    tolerance_ns_.store(static_cast<int64_t>(std::llround(tolerance)),
-                        std::memory_order_relaxed);
-    interval_ns_.store(static_cast<int64_t>(std::llround(interval)),
-                       std::memory_order_relaxed);
+    tolerance_ns_.store(static_cast<int64_t>(std::llround(tolerance)), std::memory_order_relaxed);
+    interval_ns_.store(static_cast<int64_t>(std::llround(interval)), std::memory_order_relaxed);
   }
 
   // Removes the limit: every request passes.
   void Clear() { interval_ns_.store(0, std::memory_order_relaxed); }
 
-  bool limited() const {
-    return interval_ns_.load(std::memory_order_relaxed) != 0;
-  }
-  double per_second() const {
-    return per_second_.load(std::memory_order_relaxed);
-  }
+  bool limited() const { return interval_ns_.load(std::memory_order_relaxed) != 0; }
+  double per_second() const { return per_second_.load(std::memory_order_relaxed); }
   double burst() const { return burst_.load(std::memory_order_relaxed); }
 
   // Takes a token at `now_ns`. Returns 0 if it did (and stores in *charged the
@@ -79,8 +73,7 @@ class TokenBucket {
     const int64_t interval = interval_ns_.load(std::memory_order_relaxed);
     if (interval == 0) return 0;
     const int64_t tolerance = tolerance_ns_.load(std::memory_order_relaxed);
-    const int64_t next =
-        std::max(tat_ns_.load(std::memory_order_relaxed), now_ns) + interval;
+    const int64_t next = std::max(tat_ns_.load(std::memory_order_relaxed), now_ns) + interval;
     return std::max<int64_t>(0, next - tolerance - now_ns);
   }
 

@@ -68,34 +68,30 @@ void Mutex::Unlock() {
 }
 
 bool Mutex::TryLock() {
-  static const MutexTryFn real =
-      Real<MutexTryFn>("_ZN4absl7debian35Mutex7TryLockEv");
+  static const MutexTryFn real = Real<MutexTryFn>("_ZN4absl7debian35Mutex7TryLockEv");
   __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
   bool locked = real(this);
-  __tsan_mutex_post_lock(
-      this, __tsan_mutex_try_lock | (locked ? 0 : __tsan_mutex_try_lock_failed), 0);
+  __tsan_mutex_post_lock(this, __tsan_mutex_try_lock | (locked ? 0 : __tsan_mutex_try_lock_failed),
+                         0);
   return locked;
 }
 
 void Mutex::ReaderLock() {
-  static const MutexFn real =
-      Real<MutexFn>("_ZN4absl7debian35Mutex10ReaderLockEv");
+  static const MutexFn real = Real<MutexFn>("_ZN4absl7debian35Mutex10ReaderLockEv");
   __tsan_mutex_pre_lock(this, __tsan_mutex_read_lock);
   real(this);
   __tsan_mutex_post_lock(this, __tsan_mutex_read_lock, 0);
 }
 
 void Mutex::ReaderUnlock() {
-  static const MutexFn real =
-      Real<MutexFn>("_ZN4absl7debian35Mutex12ReaderUnlockEv");
+  static const MutexFn real = Real<MutexFn>("_ZN4absl7debian35Mutex12ReaderUnlockEv");
   __tsan_mutex_pre_unlock(this, __tsan_mutex_read_lock);
   real(this);
   __tsan_mutex_post_unlock(this, __tsan_mutex_read_lock);
 }
 
 bool Mutex::ReaderTryLock() {
-  static const MutexTryFn real =
-      Real<MutexTryFn>("_ZN4absl7debian35Mutex13ReaderTryLockEv");
+  static const MutexTryFn real = Real<MutexTryFn>("_ZN4absl7debian35Mutex13ReaderTryLockEv");
   int flags = __tsan_mutex_read_lock | __tsan_mutex_try_lock;
   __tsan_mutex_pre_lock(this, flags);
   bool locked = real(this);
@@ -128,15 +124,14 @@ void CondVar::Wait(Mutex* mu) {
 // and that inner call goes through the PLT to the override below: wrapping
 // both would annotate every timed wait twice. So this one only forwards.
 bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration timeout) {
-  return WaitWithDeadline(mu, timeout == absl::InfiniteDuration()
-                                  ? absl::InfiniteFuture()
-                                  : absl::Now() + timeout);
+  return WaitWithDeadline(
+      mu, timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout);
 }
 
 bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time deadline) {
   using Fn = bool (*)(CondVar*, Mutex*, absl::Time);
-  static const Fn real = Real<Fn>(
-      "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
+  static const Fn real =
+      Real<Fn>("_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
   BeforeWait(mu);
   bool timed_out = real(this, mu, deadline);
   AfterWait(mu);

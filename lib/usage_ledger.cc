@@ -30,8 +30,7 @@ bool TryReserve(std::atomic<int64_t>& used, int64_t delta, uint64_t limit) {
   int64_t current = used.load(std::memory_order_relaxed);
   do {
     if (current + delta > static_cast<int64_t>(limit)) return false;
-  } while (!used.compare_exchange_weak(current, current + delta,
-                                       std::memory_order_relaxed));
+  } while (!used.compare_exchange_weak(current, current + delta, std::memory_order_relaxed));
   return true;
 }
 
@@ -47,9 +46,10 @@ class WriteLocks {
  public:
   static constexpr size_t kMaxStripes = 16;
 
-  WriteLocks(absl::Mutex& range_mu, std::vector<absl::Mutex*> stripes)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS : range_mu_(range_mu),
-                                       stripes_(std::move(stripes)) {
+  WriteLocks(absl::Mutex& range_mu,
+             std::vector<absl::Mutex*> stripes) ABSL_NO_THREAD_SAFETY_ANALYSIS
+      : range_mu_(range_mu),
+        stripes_(std::move(stripes)) {
     std::sort(stripes_.begin(), stripes_.end());
     stripes_.erase(std::unique(stripes_.begin(), stripes_.end()), stripes_.end());
     exclusive_ = stripes_.size() > kMaxStripes;
@@ -84,8 +84,7 @@ class WriteLocks {
 // given the size of what it replaces, added to the batch beside the write.
 class UsageLedger::AccountedBatch {
  public:
-  AccountedBatch(TenantSlot& slot, size_t reserve_bytes)
-      : slot_(slot), batch_(reserve_bytes) {}
+  AccountedBatch(TenantSlot& slot, size_t reserve_bytes) : slot_(slot), batch_(reserve_bytes) {}
 
   // Adds `op` at `internal_key`, replacing a value of `old_size` bytes
   // (nullopt: the key is absent). Deleting an absent key adds nothing.
@@ -120,86 +119,79 @@ class UsageLedger::AccountedBatch {
 };
 
 UsageLedger::UsageLedger(Storage& storage, const EngineOptions& options)
-    : storage_(storage),
-      options_(options),
-      key_locks_(new absl::Mutex[kKeyLockStripes]) {}
+    : storage_(storage), options_(options), key_locks_(new absl::Mutex[kKeyLockStripes]) {}
 
-absl::Status UsageLedger::ValidateKey(const TenantSlot& slot,
-                                     std::string_view key) const {
+absl::Status UsageLedger::ValidateKey(const TenantSlot& slot, std::string_view key) const {
   if (key.size() > options_.max_key_bytes) {
-    return CountRejection(slot, MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
-                     absl::StrFormat("tenant \"%s\": key of %d bytes is over "
-                                     "the limit of %d",
-                                     slot.id, key.size(), options_.max_key_bytes)));
+    return CountRejection(slot,
+                          MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
+                                    absl::StrFormat("tenant \"%s\": key of %d bytes is over "
+                                                    "the limit of %d",
+                                                    slot.id, key.size(), options_.max_key_bytes)));
   }
   return absl::OkStatus();
 }
 
-absl::Status UsageLedger::ValidateValue(const TenantSlot& slot,
-                                       std::string_view value) const {
+absl::Status UsageLedger::ValidateValue(const TenantSlot& slot, std::string_view value) const {
   uint64_t limit = options_.max_value_bytes;
   uint64_t tenant_limit = slot.max_value_bytes.load(std::memory_order_relaxed);
   if (tenant_limit != 0) limit = std::min(limit, tenant_limit);
   if (value.size() > limit) {
-    return CountRejection(slot, MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
-                     absl::StrFormat("tenant \"%s\": value of %d bytes is over "
-                                     "the limit of %d",
-                                     slot.id, value.size(), limit)));
+    return CountRejection(slot,
+                          MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
+                                    absl::StrFormat("tenant \"%s\": value of %d bytes is over "
+                                                    "the limit of %d",
+                                                    slot.id, value.size(), limit)));
   }
   return absl::OkStatus();
 }
 
-void UsageLedger::CheckWarning(TenantSlot& slot, std::atomic<bool>& warned,
-                              int64_t used, uint64_t limit,
-                              std::string_view what) {
+void UsageLedger::CheckWarning(TenantSlot& slot, std::atomic<bool>& warned, int64_t used,
+                               uint64_t limit, std::string_view what) {
   bool above = limit != 0 && static_cast<double>(used) >=
-                                 options_.quota_warning_fraction *
-                                     static_cast<double>(limit);
+                                 options_.quota_warning_fraction * static_cast<double>(limit);
   if (above) {
     if (!warned.exchange(true)) {
       options_.logger->Log(LogLevel::kWarning,
-          absl::StrFormat("tenant \"%s\": %s at %.0f%% of quota (used=%d, "
-                          "limit=%d)",
-                          slot.id, what, 100.0 * used / limit, used, limit));
+                           absl::StrFormat("tenant \"%s\": %s at %.0f%% of quota (used=%d, "
+                                           "limit=%d)",
+                                           slot.id, what, 100.0 * used / limit, used, limit));
     }
   } else if (warned.load(std::memory_order_relaxed)) {
     warned.store(false);  // re-arm: the next crossing warns again
   }
 }
 
-absl::Status UsageLedger::Reserve(TenantSlot& slot, int64_t delta_bytes,
-                                      int64_t delta_keys) {
+absl::Status UsageLedger::Reserve(TenantSlot& slot, int64_t delta_bytes, int64_t delta_keys) {
   uint64_t bytes_limit = slot.quota_bytes.load(std::memory_order_relaxed);
   uint64_t keys_limit = slot.quota_keys.load(std::memory_order_relaxed);
   if (!TryReserve(slot.used_bytes, delta_bytes, bytes_limit)) {
-    return CountRejection(slot, MakeError(
-        absl::StatusCode::kResourceExhausted, ErrorReason::kStorageQuota,
-        absl::StrFormat("tenant \"%s\": storage quota exceeded (used=%d, "
-                        "write=+%d, limit=%d)",
-                        slot.id, slot.used_bytes.load(), delta_bytes, bytes_limit)));
+    return CountRejection(
+        slot,
+        MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kStorageQuota,
+                  absl::StrFormat("tenant \"%s\": storage quota exceeded (used=%d, "
+                                  "write=+%d, limit=%d)",
+                                  slot.id, slot.used_bytes.load(), delta_bytes, bytes_limit)));
   }
   if (!TryReserve(slot.used_keys, delta_keys, keys_limit)) {
     slot.used_bytes.fetch_sub(delta_bytes);
-    return CountRejection(slot, MakeError(
-        absl::StatusCode::kResourceExhausted, ErrorReason::kKeyQuota,
-        absl::StrFormat("tenant \"%s\": key quota exceeded (keys=%d, "
-                        "write=+%d, limit=%d)",
-                        slot.id, slot.used_keys.load(), delta_keys, keys_limit)));
+    return CountRejection(
+        slot, MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kKeyQuota,
+                        absl::StrFormat("tenant \"%s\": key quota exceeded (keys=%d, "
+                                        "write=+%d, limit=%d)",
+                                        slot.id, slot.used_keys.load(), delta_keys, keys_limit)));
   }
-  CheckWarning(slot, slot.warned_bytes, slot.used_bytes.load(), bytes_limit,
-               "storage");
+  CheckWarning(slot, slot.warned_bytes, slot.used_bytes.load(), bytes_limit, "storage");
   CheckWarning(slot, slot.warned_keys, slot.used_keys.load(), keys_limit, "keys");
   return absl::OkStatus();
 }
 
-void UsageLedger::Release(TenantSlot& slot, int64_t delta_bytes,
-                              int64_t delta_keys) {
+void UsageLedger::Release(TenantSlot& slot, int64_t delta_bytes, int64_t delta_keys) {
   slot.used_bytes.fetch_sub(delta_bytes);
   slot.used_keys.fetch_sub(delta_keys);
 }
 
-absl::Status UsageLedger::Commit(TenantSlot& slot, AccountedBatch& batch,
-                                 std::string_view what) {
+absl::Status UsageLedger::Commit(TenantSlot& slot, AccountedBatch& batch, std::string_view what) {
   if (batch.empty()) return absl::OkStatus();
   rocksdb::Status s;
   if (batch.bytes() != 0 || batch.keys() != 0) {
@@ -305,11 +297,9 @@ absl::Status UsageLedger::ApplyKnown(TenantSlot& slot, const std::vector<KnownWr
 }
 
 absl::StatusOr<uint64_t> UsageLedger::DeleteRange(TenantSlot& slot, Namespace ns,
-                                                 std::string_view start,
-                                                 std::string_view end) {
+                                                  std::string_view start, std::string_view end) {
   if (start > end) {
-    return absl::InvalidArgumentError(
-        StrCat("tenant \"", slot.id, "\": delete range start > end"));
+    return absl::InvalidArgumentError(StrCat("tenant \"", slot.id, "\": delete range start > end"));
   }
   if (start == end) return 0;
   std::string context = StrCat("tenant \"", slot.id, "\": delete range");
@@ -328,14 +318,11 @@ absl::StatusOr<uint64_t> UsageLedger::DeleteRange(TenantSlot& slot, Namespace ns
   rocksdb::WriteBatch batch;
   int64_t bytes = 0, count = 0;
   {
-    std::unique_ptr<rocksdb::Iterator> it(
-        storage_.db()->NewIterator(read_options, slot.cf.get()));
+    std::unique_ptr<rocksdb::Iterator> it(storage_.db()->NewIterator(read_options, slot.cf.get()));
     for (it->Seek(lower_slice); it->Valid(); it->Next()) {
-      bytes += static_cast<int64_t>(it->key().size() - kKeyHeaderSize +
-                                    it->value().size());
+      bytes += static_cast<int64_t>(it->key().size() - kKeyHeaderSize + it->value().size());
       if (++count <= kPointDeleteLimit) {
-        TENANCY_RETURN_IF_ERROR(
-            FromRocksStatus(batch.Delete(slot.cf.get(), it->key()), context));
+        TENANCY_RETURN_IF_ERROR(FromRocksStatus(batch.Delete(slot.cf.get(), it->key()), context));
       }
     }
     TENANCY_RETURN_IF_ERROR(FromRocksStatus(it->status(), context));
@@ -353,10 +340,8 @@ absl::StatusOr<uint64_t> UsageLedger::DeleteRange(TenantSlot& slot, Namespace ns
   if (s.ok()) s = storage_.Commit(storage_.data_write_options(), &batch);
   TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
   Release(slot, bytes, keys);
-  CheckWarning(slot, slot.warned_bytes, slot.used_bytes.load(),
-               slot.quota_bytes.load(), "storage");
-  CheckWarning(slot, slot.warned_keys, slot.used_keys.load(),
-               slot.quota_keys.load(), "keys");
+  CheckWarning(slot, slot.warned_bytes, slot.used_bytes.load(), slot.quota_bytes.load(), "storage");
+  CheckWarning(slot, slot.warned_keys, slot.used_keys.load(), slot.quota_keys.load(), "keys");
   return static_cast<uint64_t>(count);
 }
 
@@ -372,8 +357,7 @@ absl::StatusOr<RecountResult> UsageLedger::Recount(TenantSlot& slot, bool repair
   read_options.fill_cache = false;
   int64_t bytes = 0, keys = 0;
   {
-    std::unique_ptr<rocksdb::Iterator> it(
-        storage_.db()->NewIterator(read_options, slot.cf.get()));
+    std::unique_ptr<rocksdb::Iterator> it(storage_.db()->NewIterator(read_options, slot.cf.get()));
     for (it->Seek(lower_slice); it->Valid(); it->Next()) {
       rocksdb::Slice key = it->key();
       if (key.size() < kKeyHeaderSize) continue;  // never written by us
@@ -395,18 +379,18 @@ absl::StatusOr<RecountResult> UsageLedger::Recount(TenantSlot& slot, bool repair
     slot.used_bytes.store(bytes);
     slot.used_keys.store(keys);
     result.repaired = true;
-    options_.logger->Log(LogLevel::kWarning,
+    options_.logger->Log(
+        LogLevel::kWarning,
         absl::StrFormat("tenant \"%s\": usage ledger repaired (bytes %d -> %d, "
                         "keys %d -> %d)",
-                        slot.id, result.recorded.bytes, bytes,
-                        result.recorded.keys, keys));
+                        slot.id, result.recorded.bytes, bytes, result.recorded.keys, keys));
   }
   return result;
 }
 
 absl::Mutex& UsageLedger::KeyLock(uint64_t tenant, Namespace ns, std::string_view key) {
-  size_t h = absl::HashOf(tenant, static_cast<uint8_t>(ns),
-                          absl::string_view(key.data(), key.size()));
+  size_t h =
+      absl::HashOf(tenant, static_cast<uint8_t>(ns), absl::string_view(key.data(), key.size()));
   return key_locks_[h & (kKeyLockStripes - 1)];
 }
 

@@ -84,8 +84,8 @@ class UsageLedger {
 
   // Removes every key of namespace `ns` in [start, end); returns how many.
   // INVALID_ARGUMENT if start > end.
-  absl::StatusOr<uint64_t> DeleteRange(TenantSlot& slot, Namespace ns,
-                                       std::string_view start, std::string_view end);
+  absl::StatusOr<uint64_t> DeleteRange(TenantSlot& slot, Namespace ns, std::string_view start,
+                                       std::string_view end);
 
   // Scans the tenant's whole range and compares it with the ledger; sets the
   // ledger to what was counted when `repair`. Writers wait meanwhile.
@@ -99,8 +99,8 @@ class UsageLedger {
   absl::Status Reserve(TenantSlot& slot, int64_t delta_bytes, int64_t delta_keys);
   void Release(TenantSlot& slot, int64_t delta_bytes, int64_t delta_keys);
   // Logs once per crossing of EngineOptions::quota_warning_fraction.
-  void CheckWarning(TenantSlot& slot, std::atomic<bool>& warned, int64_t used,
-                    uint64_t limit, std::string_view what);
+  void CheckWarning(TenantSlot& slot, std::atomic<bool>& warned, int64_t used, uint64_t limit,
+                    std::string_view what);
   absl::Mutex& KeyLock(uint64_t tenant, Namespace ns, std::string_view key);
 
   // Constant after construction

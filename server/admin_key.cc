@@ -15,8 +15,7 @@ std::array<unsigned char, 32> Sha256(std::string_view data) {
 
 }  // namespace
 
-AdminKey::AdminKey(std::string_view key)
-    : configured_(!key.empty()), digest_(Sha256(key)) {}
+AdminKey::AdminKey(std::string_view key) : configured_(!key.empty()), digest_(Sha256(key)) {}
 
 bool AdminKey::Matches(std::string_view candidate) const {
   std::array<unsigned char, 32> digest = Sha256(candidate);

@@ -6,15 +6,18 @@ namespace tenancy::internal {
 
 std::string_view LimitClassName(LimitClassId id) {
   switch (id) {
-    case LimitClassId::kRequests: return "requests";
-    case LimitClassId::kWrites: return "requests/writes";
-    case LimitClassId::kScans: return "requests/scans";
+    case LimitClassId::kRequests:
+      return "requests";
+    case LimitClassId::kWrites:
+      return "requests/writes";
+    case LimitClassId::kScans:
+      return "requests/scans";
   }
   return "requests";
 }
 
-absl::StatusOr<std::unique_ptr<Admission>> Admission::Create(
-    Engine* engine, const AdmissionOptions& options) {
+absl::StatusOr<std::unique_ptr<Admission>> Admission::Create(Engine* engine,
+                                                             const AdmissionOptions& options) {
   Limiter& limiter = engine->limiter();
   std::unique_ptr<Admission> admission(new Admission(&limiter));
   for (int i = 0; i < kNumLimitClasses; ++i) {
@@ -36,15 +39,13 @@ absl::StatusOr<std::unique_ptr<Admission>> Admission::Create(
   return admission;
 }
 
-absl::StatusOr<AdmissionTicket> Admission::Admit(const Tenant& tenant,
-                                                 LimitClassId cls) {
+absl::StatusOr<AdmissionTicket> Admission::Admit(const Tenant& tenant, LimitClassId cls) {
   auto permit = tenant.TryAcquire(classes_[static_cast<int>(cls)]);
   if (!permit.ok()) return permit.status();
   return AdmissionTicket(*std::move(permit));
 }
 
-std::map<std::string, int64_t> Admission::EffectiveLimits(
-    const TenantSpec& spec) const {
+std::map<std::string, int64_t> Admission::EffectiveLimits(const TenantSpec& spec) const {
   return limiter_->EffectiveTenantLimits(spec.limits);
 }
 

@@ -51,9 +51,7 @@ inline constexpr std::string_view kClaimWaitsClass = "requests.claim-waits";
 // route_table.h, beside the routes that hold each).
 std::string_view LimitClassName(LimitClassId id);
 // The class `route` holds (its RouteInfo's).
-inline LimitClassId LimitClassOfRoute(RouteId route) {
-  return RouteInfoOf(route).limit_class;
-}
+inline LimitClassId LimitClassOfRoute(RouteId route) { return RouteInfoOf(route).limit_class; }
 
 // Holds the request's permit; gives it back when destroyed. Move-only.
 class AdmissionTicket {
@@ -83,8 +81,8 @@ class Admission {
   // Resolves the server's classes at the engine's limiter and adds the
   // server's defaults there. INVALID_ARGUMENT for a bad class name or limit.
   // REQUIRES: `engine` outlives the Admission and every ticket.
-  static absl::StatusOr<std::unique_ptr<Admission>> Create(
-      Engine* engine, const AdmissionOptions& options);
+  static absl::StatusOr<std::unique_ptr<Admission>> Create(Engine* engine,
+                                                           const AdmissionOptions& options);
   Admission(const Admission&) = delete;
   Admission& operator=(const Admission&) = delete;
 
@@ -96,7 +94,6 @@ class Admission {
   // The concurrency limits that apply to a tenant with `spec` (the limiter's
   // defaults now, overlaid with the spec's), for the admin API.
   std::map<std::string, int64_t> EffectiveLimits(const TenantSpec& spec) const;
-
 
  private:
   explicit Admission(Limiter* limiter) : limiter_(limiter) {}

@@ -28,8 +28,7 @@ template <typename T>
 class FairQueue {
  public:
   // REQUIRES: per_lane_cap >= 1, total_cap >= 1.
-  FairQueue(int per_lane_cap, int total_cap)
-      : per_lane_cap_(per_lane_cap), total_cap_(total_cap) {}
+  FairQueue(int per_lane_cap, int total_cap) : per_lane_cap_(per_lane_cap), total_cap_(total_cap) {}
   FairQueue(const FairQueue&) = delete;
   FairQueue& operator=(const FairQueue&) = delete;
 

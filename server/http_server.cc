@@ -5,15 +5,15 @@
 #include "admission.h"
 #include "router.h"
 #include "server_metrics.h"
-#include "tenancy/tenant.h"
 #include "str_cat.h"
+#include "tenancy/tenant.h"
 
 namespace tenancy {
 
 HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)) {}
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
-    ServerOptions options, Engine* engine) {
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ServerOptions options,
+                                                              Engine* engine) {
   if (engine == nullptr) return absl::InvalidArgumentError("engine is null");
   if (options.threads < 1 || options.threads > 1024) {
     return absl::InvalidArgumentError("threads must be in [1, 1024]");
@@ -21,16 +21,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   if (options.port < 0 || options.port > 65535) {
     return absl::InvalidArgumentError("port must be in [0, 65535]");
   }
-  if (options.max_claim_wait_seconds < 0 ||
-      options.max_claim_wait_seconds > 300 ||
-      absl::Seconds(options.max_claim_wait_seconds) >
-          engine->options().jobs.max_claim_wait) {
+  if (options.max_claim_wait_seconds < 0 || options.max_claim_wait_seconds > 300 ||
+      absl::Seconds(options.max_claim_wait_seconds) > engine->options().jobs.max_claim_wait) {
     return absl::InvalidArgumentError(
         "max_claim_wait_seconds must be in [0, 300] and within the engine's "
         "jobs.max_claim_wait");
   }
-  if (options.max_waiting_claims < -1 ||
-      options.max_waiting_claims >= options.threads ||
+  if (options.max_waiting_claims < -1 || options.max_waiting_claims >= options.threads ||
       options.max_waiting_claims_per_tenant < -1) {
     return absl::InvalidArgumentError(
         "max_waiting_claims must be in [-1, threads) and "
@@ -38,8 +35,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   }
   if (options.auth == AuthMode::kTrusted) {
     if (absl::Status s = ValidateTenantId(options.default_tenant); !s.ok()) {
-      return absl::InvalidArgumentError(
-          internal::StrCat("default tenant: ", s.message()));
+      return absl::InvalidArgumentError(internal::StrCat("default tenant: ", s.message()));
     }
   }
   if (options.logger == nullptr) {
@@ -48,14 +44,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   options.transport.worker_threads = options.threads;
   // The server's classes follow the worker count unless given.
   options.default_tenant_limits.try_emplace("requests", int64_t{4} * options.threads);
-  options.default_tenant_limits.try_emplace("requests/writes",
-                                            int64_t{2} * options.threads);
-  options.default_tenant_limits.try_emplace("requests/scans",
-                                            std::max(1, options.threads / 2));
+  options.default_tenant_limits.try_emplace("requests/writes", int64_t{2} * options.threads);
+  options.default_tenant_limits.try_emplace("requests/scans", std::max(1, options.threads / 2));
   // Claims that wait for a job hold a worker each: at most half the workers
   // in all, and half of that per tenant.
-  const int waiting_claims = options.max_waiting_claims >= 0 ? options.max_waiting_claims
-                                                             : options.threads / 2;
+  const int waiting_claims =
+      options.max_waiting_claims >= 0 ? options.max_waiting_claims : options.threads / 2;
   const int waiting_claims_per_tenant = options.max_waiting_claims_per_tenant >= 0
                                             ? options.max_waiting_claims_per_tenant
                                             : std::max(1, waiting_claims / 2);
@@ -66,21 +60,19 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(options)));
   const ServerOptions& o = server->options_;
   auto admission = internal::Admission::Create(
-      engine, internal::AdmissionOptions{
-                  .default_tenant_limits = o.default_tenant_limits,
-                  .global_limits = o.global_limits});
+      engine, internal::AdmissionOptions{.default_tenant_limits = o.default_tenant_limits,
+                                         .global_limits = o.global_limits});
   if (!admission.ok()) return admission.status();
   server->admission_ = *std::move(admission);
   server->metrics_ = std::make_unique<internal::ServerMetrics>(engine, o.logger);
-  server->router_ = std::make_unique<internal::Router>(
-      o, engine, server->metrics_.get(), server->admission_.get(), o.logger);
+  server->router_ = std::make_unique<internal::Router>(o, engine, server->metrics_.get(),
+                                                       server->admission_.get(), o.logger);
   server->transport_ = std::make_unique<internal::HttpTransport>(o.transport);
 
   internal::Router* router = server->router_.get();
   internal::HttpTransport& t = *server->transport_;
-  t.set_head_handler([router](const internal::RequestHead& head) {
-    return router->DecideHead(head);
-  });
+  t.set_head_handler(
+      [router](const internal::RequestHead& head) { return router->DecideHead(head); });
   t.set_request_handler([router](internal::Exchange& exchange) { router->Handle(exchange); });
 
   auto port = t.Bind(o.host, o.port);

@@ -134,8 +134,7 @@ class HttpServer {
  public:
   // Binds options.host:options.port and starts serving.
   // INVALID_ARGUMENT for bad options; UNAVAILABLE if the address is taken.
-  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
-      ServerOptions options, Engine* engine);
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(ServerOptions options, Engine* engine);
 
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

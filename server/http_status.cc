@@ -19,8 +19,7 @@ std::optional<int64_t> RetryAfterSeconds(const absl::Status& status) {
 
 }  // namespace
 
-HttpError MakeHttpError(int http_status, std::string_view code,
-                        std::string message) {
+HttpError MakeHttpError(int http_status, std::string_view code, std::string message) {
   HttpError e;
   e.status = http_status;
   e.code = code;
@@ -72,8 +71,7 @@ HttpError HttpErrorFromStatus(const absl::Status& status) {
     }
     case absl::StatusCode::kDeadlineExceeded:
       if (reason == ErrorReason::kConcurrencyLimited) {
-        HttpError e =
-            MakeHttpError(429, "concurrency_limited", std::move(message));
+        HttpError e = MakeHttpError(429, "concurrency_limited", std::move(message));
         e.retry_after_seconds = RetryAfterSeconds(status);
         return e;
       }
@@ -140,28 +138,50 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
 
 std::string_view ReasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 507: return "Insufficient Storage";
-    default: return "Error";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 507:
+      return "Insufficient Storage";
+    default:
+      return "Error";
   }
 }
 

@@ -63,8 +63,7 @@ struct HttpError {
 HttpError HttpErrorFromStatus(const absl::Status& status);
 
 // An error that does not come from a Status (routing, framing, auth).
-HttpError MakeHttpError(int http_status, std::string_view code,
-                        std::string message);
+HttpError MakeHttpError(int http_status, std::string_view code, std::string message);
 
 // One (HTTP status, code) pair of an error response. Intentionally copyable.
 struct HttpErrorCode {

@@ -5,13 +5,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -63,7 +63,7 @@ struct Connection {
   Clock::time_point idle_since;
   std::string in;  // received bytes; [in_off, size) not consumed
   size_t in_off = 0;
-  size_t scan_from = 0;  // where the search for the end of the head resumes
+  size_t scan_from = 0;      // where the search for the end of the head resumes
   bool peer_closed = false;  // EOF read
   size_t served = 0;
   size_t drained = 0;
@@ -97,9 +97,7 @@ struct Connection {
   std::string remote_ip;
 
   size_t buffered() const { return in.size() - in_off; }
-  size_t out_remaining() const {
-    return out_head.size() + out_body.size() - out_off;
-  }
+  size_t out_remaining() const { return out_head.size() + out_body.size() - out_off; }
 };
 
 struct HttpTransport::Frame {
@@ -121,7 +119,7 @@ class HttpTransport::Worker {
  public:
   std::thread thread;
   bool background = false;  // constant after Start
-  int wake_fd = -1;  // eventfd: "stop lingering, a request waits for a worker"
+  int wake_fd = -1;         // eventfd: "stop lingering, a request waits for a worker"
   // Protected by HttpTransport::mu_: set when taken off lingering_ by a
   // dispatcher (who then writes wake_fd).
   bool signaled = false;
@@ -175,15 +173,11 @@ void RequestSchedulerSlice(std::chrono::microseconds slice) {
 }
 
 int64_t MillisUntil(Clock::time_point deadline) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - Clock::now())
-                .count();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return ms < 0 ? 0 : ms;
 }
 
-char Lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
+char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -194,8 +188,7 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 bool IsTokenChar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-      (c >= '0' && c <= '9')) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
     return true;
   }
   return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
@@ -232,13 +225,12 @@ std::string AddressOf(const sockaddr_storage& addr) {
 }
 
 // A response the transport writes itself, always followed by a close.
-std::string CannedResponse(int status, std::string_view code,
-                           std::string_view message, bool retry_after = false) {
+std::string CannedResponse(int status, std::string_view code, std::string_view message,
+                           bool retry_after = false) {
   std::string body = ErrorBody(code, message);
   return StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
-             "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
-             retry_after ? "\r\nRetry-After: 1" : "", "\r\nConnection: close\r\n\r\n",
-             body);
+                "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
+                retry_after ? "\r\nRetry-After: 1" : "", "\r\nConnection: close\r\n\r\n", body);
 }
 
 // Best effort: the socket may not take it all at once; the client of a
@@ -257,8 +249,8 @@ bool SendNow(int fd, std::string_view data) {
 // bytes. Returns the new offset, or -1 on a connection error.
 int64_t SendSome(int fd, std::string_view head, std::string_view body, size_t off,
                  size_t budget = SIZE_MAX) {
-  const size_t total = std::min(head.size() + body.size(),
-                                budget > SIZE_MAX - off ? SIZE_MAX : off + budget);
+  const size_t total =
+      std::min(head.size() + body.size(), budget > SIZE_MAX - off ? SIZE_MAX : off + budget);
   while (off < total) {
     iovec iov[2];
     int count = 0;
@@ -293,8 +285,8 @@ bool HasNoBody(int status) { return status < 200 || status == 204 || status == 3
 
 // The status line and headers of `response`.
 std::string ResponseHead(const HttpResponse& response, bool close, bool http10) {
-  std::string out = StrCat("HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status),
-                        "\r\n");
+  std::string out =
+      StrCat("HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status), "\r\n");
   for (const auto& [name, value] : response.headers) {
     out += StrCat(name, ": ", value, "\r\n");
   }
@@ -315,8 +307,7 @@ std::string ResponseHead(const HttpResponse& response, bool close, bool http10) 
 // matters for framing (CRLF line ends, no control bytes, no obs-fold, one
 // Content-Length, HTTP/1.x), and reads what framing needs from it.
 // *scan_from remembers how far the search for the end of the head got.
-HttpTransport::Frame InspectRequest(std::string_view data,
-                                    const TransportOptions& o,
+HttpTransport::Frame InspectRequest(std::string_view data, const TransportOptions& o,
                                     size_t* scan_from);
 
 }  // namespace
@@ -330,8 +321,7 @@ void Exchange::BeginLongWait() {
   transport_->ReleaseLane(static_cast<HttpTransport::Worker*>(worker_), connection_);
 }
 
-std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
-                                              std::string_view name,
+std::optional<std::string_view> FindRawHeader(std::string_view raw_head, std::string_view name,
                                               bool* repeated) {
   std::optional<std::string_view> found;
   if (repeated != nullptr) *repeated = false;
@@ -339,12 +329,11 @@ std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
   while (pos != std::string_view::npos && pos + 2 < raw_head.size()) {
     pos += 2;
     size_t eol = raw_head.find("\r\n", pos);
-    std::string_view line = raw_head.substr(
-        pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+    std::string_view line =
+        raw_head.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
     pos = eol;
     size_t colon = line.find(':');
-    if (colon == std::string_view::npos ||
-        !EqualsIgnoreCase(line.substr(0, colon), name)) {
+    if (colon == std::string_view::npos || !EqualsIgnoreCase(line.substr(0, colon), name)) {
       continue;
     }
     if (found.has_value()) {
@@ -359,8 +348,7 @@ std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
 // ---------------------------------------------------------------------------
 // HttpTransport: setup and shutdown
 
-HttpTransport::HttpTransport(TransportOptions options)
-    : options_(std::move(options)) {}
+HttpTransport::HttpTransport(TransportOptions options) : options_(std::move(options)) {}
 
 HttpTransport::~HttpTransport() {
   Stop();
@@ -374,15 +362,14 @@ absl::StatusOr<int> HttpTransport::Bind(const std::string& host, int port) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* result = nullptr;
   std::string service = std::to_string(port);
-  int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(),
-                         &hints, &result);
+  int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &result);
   if (rc != 0) {
     return absl::UnavailableError(StrCat("resolve ", host, ": ", gai_strerror(rc)));
   }
   std::string last_error = "no address";
   for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
-    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                      ai->ai_protocol);
+    int fd =
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
       last_error = std::strerror(errno);
       continue;
@@ -430,21 +417,19 @@ absl::Status HttpTransport::Start() {
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
 
   foreground_threads_ = std::max(1, options_.worker_threads);
-  background_threads_ = options_.background_threads > 0
-                            ? options_.background_threads
-                            : std::max(1, foreground_threads_ / 4);
-  const int per_lane = options_.max_running_per_lane > 0
-                           ? options_.max_running_per_lane
-                           : std::max(1, foreground_threads_ / 2);
+  background_threads_ = options_.background_threads > 0 ? options_.background_threads
+                                                        : std::max(1, foreground_threads_ / 4);
+  const int per_lane = options_.max_running_per_lane > 0 ? options_.max_running_per_lane
+                                                         : std::max(1, foreground_threads_ / 2);
   // Tenant work never takes the last foreground worker: it is the control
   // lane's (admin requests) whatever the tenants do.
   const int tenant_total = std::max(1, foreground_threads_ - 1);
   {
     absl::MutexLock lock(&mu_);
-    foreground_ = std::make_unique<FairQueue<Connection*>>(
-        std::min(per_lane, tenant_total), tenant_total);
-    background_ = std::make_unique<FairQueue<Connection*>>(
-        std::max(1, background_threads_ / 2), background_threads_);
+    foreground_ =
+        std::make_unique<FairQueue<Connection*>>(std::min(per_lane, tenant_total), tenant_total);
+    background_ = std::make_unique<FairQueue<Connection*>>(std::max(1, background_threads_ / 2),
+                                                           background_threads_);
   }
   for (int i = 0; i < foreground_threads_ + background_threads_; ++i) {
     auto w = std::make_unique<Worker>();
@@ -506,15 +491,14 @@ TransportCounters HttpTransport::Counters() const {
   {
     absl::MutexLock lock(&mu_);
     c.open_connections = static_cast<int64_t>(connections_.size());
-    c.queued_requests = static_cast<int64_t>(
-        control_.size() + (foreground_ ? foreground_->queued() : 0) +
-        (background_ ? background_->queued() : 0));
+    c.queued_requests =
+        static_cast<int64_t>(control_.size() + (foreground_ ? foreground_->queued() : 0) +
+                             (background_ ? background_->queued() : 0));
     c.busy_workers = busy_workers_;
     c.buffered_bytes = buffered_;
   }
   c.accepted_total = accepted_total_.load(std::memory_order_relaxed);
-  c.refused_connections_total =
-      refused_connections_total_.load(std::memory_order_relaxed);
+  c.refused_connections_total = refused_connections_total_.load(std::memory_order_relaxed);
   c.refused_peer_connections_total =
       refused_peer_connections_total_.load(std::memory_order_relaxed);
   c.evicted_idle_total = evicted_idle_total_.load(std::memory_order_relaxed);
@@ -522,8 +506,7 @@ TransportCounters HttpTransport::Counters() const {
   c.bad_heads_total = bad_heads_total_.load(std::memory_order_relaxed);
   c.body_timeouts_total = body_timeouts_total_.load(std::memory_order_relaxed);
   c.buffer_refusals_total = buffer_refusals_total_.load(std::memory_order_relaxed);
-  c.aborted_responses_total =
-      aborted_responses_total_.load(std::memory_order_relaxed);
+  c.aborted_responses_total = aborted_responses_total_.load(std::memory_order_relaxed);
   return c;
 }
 
@@ -602,8 +585,8 @@ void HttpTransport::ReactorLoop() {
       absl::MutexLock lock(&mu_);
       stopping = stopping_;
       done = stopping && busy_workers_ == 0 && writing_ == 0 && bodies_pending_ == 0 &&
-             control_.empty() && foreground_->queued() == 0 &&
-             background_->queued() == 0 && reactor_ready_.empty();
+             control_.empty() && foreground_->queued() == 0 && background_->queued() == 0 &&
+             reactor_ready_.empty();
     }
     if (stopping && listening) {
       // No new connections; close every connection the reactor owns that is
@@ -616,8 +599,8 @@ void HttpTransport::ReactorLoop() {
       {
         absl::MutexLock lock(&mu_);
         for (Connection* c : connections_) {
-          if (c->owner == Connection::Owner::kReactor &&
-              c->phase != Connection::Phase::kWriting && !c->body_pending) {
+          if (c->owner == Connection::Owner::kReactor && c->phase != Connection::Phase::kWriting &&
+              !c->body_pending) {
             mine.push_back(c);
           }
         }
@@ -669,8 +652,7 @@ void HttpTransport::AcceptAll() {
     }
     if (from_peer >= options_.max_connections_per_peer && !EvictIdle(&ip)) {
       refused_peer_connections_total_.fetch_add(1, std::memory_order_relaxed);
-      SendNow(fd, CannedResponse(503, "unavailable",
-                                 "too many connections from this address",
+      SendNow(fd, CannedResponse(503, "unavailable", "too many connections from this address",
                                  /*retry_after=*/true));
       ::close(fd);
       continue;
@@ -715,9 +697,8 @@ bool HttpTransport::EvictIdle(const std::string* peer_ip) {
   {
     absl::MutexLock lock(&mu_);
     auto consider = [&oldest](Connection* c) {
-      if (c->owner == Connection::Owner::kReactor &&
-          c->phase == Connection::Phase::kIdle && c->buffered() == 0 &&
-          (oldest == nullptr || c->idle_since < oldest->idle_since)) {
+      if (c->owner == Connection::Owner::kReactor && c->phase == Connection::Phase::kIdle &&
+          c->buffered() == 0 && (oldest == nullptr || c->idle_since < oldest->idle_since)) {
         oldest = c;
       }
     };
@@ -865,8 +846,7 @@ void HttpTransport::Sweep(Clock::time_point now) {
     absl::MutexLock lock(&mu_);
     for (Connection* c : connections_) {
       if (c->owner == Connection::Owner::kReactor && c->deadline <= now &&
-          std::find(reactor_ready_.begin(), reactor_ready_.end(), c) ==
-              reactor_ready_.end()) {
+          std::find(reactor_ready_.begin(), reactor_ready_.end(), c) == reactor_ready_.end()) {
         expired.push_back(c);
       }
     }
@@ -875,8 +855,8 @@ void HttpTransport::Sweep(Clock::time_point now) {
     switch (c->phase) {
       case Connection::Phase::kHead:
         head_timeouts_total_.fetch_add(1, std::memory_order_relaxed);
-        SendNow(c->fd, CannedResponse(408, "request_timeout",
-                                      "the request was not received in time"));
+        SendNow(c->fd,
+                CannedResponse(408, "request_timeout", "the request was not received in time"));
         break;
       case Connection::Phase::kBody:
         body_timeouts_total_.fetch_add(1, std::memory_order_relaxed);
@@ -902,9 +882,8 @@ void HttpTransport::Sweep(Clock::time_point now) {
 bool HttpTransport::ReadAvailable(Connection* c) {
   // How much the current request may hold: its head (and a little of the
   // next pipelined one), or exactly its head and body once admitted.
-  const size_t want = c->head_decided
-                          ? c->head_bytes + (c->takes_body ? c->body_bytes : 0)
-                          : c->in_off + options_.max_head_bytes + 4096;
+  const size_t want = c->head_decided ? c->head_bytes + (c->takes_body ? c->body_bytes : 0)
+                                      : c->in_off + options_.max_head_bytes + 4096;
   char buf[64 << 10];
   while (c->in.size() < want) {
     size_t room = std::min(sizeof(buf), want - c->in.size());
@@ -926,8 +905,7 @@ bool HttpTransport::ReadAvailable(Connection* c) {
 
 HttpTransport::Frame HttpTransport::InspectBuffered(Connection* c) {
   // Blank lines before a request line are ignored (RFC 9112 section 2.2).
-  while (c->in_off < c->in.size() &&
-         (c->in[c->in_off] == '\r' || c->in[c->in_off] == '\n')) {
+  while (c->in_off < c->in.size() && (c->in[c->in_off] == '\r' || c->in[c->in_off] == '\n')) {
     ++c->in_off;
     c->scan_from = 0;
   }
@@ -969,8 +947,7 @@ HttpTransport::Step HttpTransport::Advance(Connection* c) {
       head.has_transfer_encoding = f.transfer_encoding;
       const bool body_pending = f.body_bytes > 0 || f.transfer_encoding;
       const bool last = c->served + 1 >= options_.keep_alive_max_requests;
-      head.refusal_closes =
-          body_pending || last || !f.keep_alive || c->peer_closed || stopping();
+      head.refusal_closes = body_pending || last || !f.keep_alive || c->peer_closed || stopping();
       head.remote_ip = &c->remote_ip;
       HeadDecision decision = head_handler_(head);
       if (!decision.immediate.empty()) {
@@ -1120,17 +1097,16 @@ void HttpTransport::StartDraining(Connection* c) {
 
 void HttpTransport::StartWriting(Connection* c) {
   c->phase = Connection::Phase::kWriting;
-  c->deadline = Clock::now() + options_.io_timeout +
-                std::chrono::milliseconds(
-                    c->out_remaining() * 1000 /
-                    std::max<uint64_t>(1, options_.min_transfer_bytes_per_second));
+  c->deadline =
+      Clock::now() + options_.io_timeout +
+      std::chrono::milliseconds(c->out_remaining() * 1000 /
+                                std::max<uint64_t>(1, options_.min_transfer_bytes_per_second));
   absl::MutexLock lock(&mu_);
   ++writing_;
   ArmLocked(c, /*for_write=*/true);
 }
 
-void HttpTransport::RefuseAndDrain(Connection* c, int status,
-                                   std::string_view code,
+void HttpTransport::RefuseAndDrain(Connection* c, int status, std::string_view code,
                                    std::string_view message) {
   SendNow(c->fd, CannedResponse(status, code, message, status == 503));
   StartDraining(c);
@@ -1317,9 +1293,8 @@ bool HttpTransport::ServeOne(Worker* w, Connection* c) {
   }
 
   const bool head_request = ex.method_ == "HEAD";
-  const bool close = ex.close_after_ || c->unread_body || !c->keep_alive ||
-                     c->peer_closed || c->served + 1 >= options_.keep_alive_max_requests ||
-                     stopping();
+  const bool close = ex.close_after_ || c->unread_body || !c->keep_alive || c->peer_closed ||
+                     c->served + 1 >= options_.keep_alive_max_requests || stopping();
   HttpResponse& response = ex.response_;
   std::string head = ResponseHead(response, close, c->http10);
   std::string_view body =
@@ -1484,8 +1459,7 @@ bool HttpTransport::Linger(Worker* w, Connection* c) {
 
 namespace {
 
-HttpTransport::Frame Refuse(int status, std::string_view code,
-                            std::string_view message) {
+HttpTransport::Frame Refuse(int status, std::string_view code, std::string_view message) {
   HttpTransport::Frame f;
   f.kind = HttpTransport::Frame::Kind::kError;
   f.status = status;
@@ -1494,8 +1468,7 @@ HttpTransport::Frame Refuse(int status, std::string_view code,
   return f;
 }
 
-HttpTransport::Frame InspectRequest(std::string_view data,
-                                    const TransportOptions& o,
+HttpTransport::Frame InspectRequest(std::string_view data, const TransportOptions& o,
                                     size_t* scan_from) {
   using Frame = HttpTransport::Frame;
   const size_t start = *scan_from >= 3 ? *scan_from - 3 : 0;

@@ -154,24 +154,23 @@ struct TransportCounters {
   int64_t open_connections = 0;
   int64_t queued_requests = 0;  // complete requests waiting for a worker
   int64_t busy_workers = 0;
-  int64_t buffered_bytes = 0;   // bodies being received, responses unsent
+  int64_t buffered_bytes = 0;  // bodies being received, responses unsent
   uint64_t accepted_total = 0;
   uint64_t refused_connections_total = 0;       // at max_connections
   uint64_t refused_peer_connections_total = 0;  // at max_connections_per_peer
-  uint64_t evicted_idle_total = 0;  // idle keep-alive closed to make room
-  uint64_t head_timeouts_total = 0;         // 408 before the head was complete
-  uint64_t bad_heads_total = 0;             // 400, 414, 431 from the reactor
-  uint64_t body_timeouts_total = 0;         // 408: a body arrived too slowly
-  uint64_t buffer_refusals_total = 0;       // 503: over a buffer budget
-  uint64_t aborted_responses_total = 0;     // started, then the connection closed
+  uint64_t evicted_idle_total = 0;              // idle keep-alive closed to make room
+  uint64_t head_timeouts_total = 0;             // 408 before the head was complete
+  uint64_t bad_heads_total = 0;                 // 400, 414, 431 from the reactor
+  uint64_t body_timeouts_total = 0;             // 408: a body arrived too slowly
+  uint64_t buffer_refusals_total = 0;           // 503: over a buffer budget
+  uint64_t aborted_responses_total = 0;         // started, then the connection closed
 };
 
 // Finds header `name` (case-insensitive) in a raw request head (request line
 // and CRLF-separated header lines, as the transport checked them). Returns
 // its value with surrounding whitespace trimmed, or nullopt. *repeated is set
 // when the header appears more than once (the first value is returned).
-std::optional<std::string_view> FindRawHeader(std::string_view raw_head,
-                                              std::string_view name,
+std::optional<std::string_view> FindRawHeader(std::string_view raw_head, std::string_view name,
                                               bool* repeated = nullptr);
 
 // A request whose head has arrived, as the head handler sees it. Valid only
@@ -189,8 +188,7 @@ struct RequestHead {
   bool refusal_closes = false;
   const std::string* remote_ip = nullptr;
 
-  std::optional<std::string_view> Header(std::string_view name,
-                                         bool* repeated = nullptr) const {
+  std::optional<std::string_view> Header(std::string_view name, bool* repeated = nullptr) const {
     return FindRawHeader(raw, name, repeated);
   }
 };
@@ -265,8 +263,7 @@ class Exchange {
   // The request's head exactly as received (request line and headers).
   std::string_view raw_head() const { return raw_head_; }
   // The value of header `name` in the raw head (see FindRawHeader).
-  std::optional<std::string_view> RawHeader(std::string_view name,
-                                            bool* repeated = nullptr) const {
+  std::optional<std::string_view> RawHeader(std::string_view name, bool* repeated = nullptr) const {
     return FindRawHeader(raw_head_, name, repeated);
   }
   // The whole body (empty if the route takes none).
@@ -323,9 +320,7 @@ class HttpTransport final {
 
   // REQUIRES: called before Start.
   void set_head_handler(HeadHandler handler) { head_handler_ = std::move(handler); }
-  void set_request_handler(RequestHandler handler) {
-    request_handler_ = std::move(handler);
-  }
+  void set_request_handler(RequestHandler handler) { request_handler_ = std::move(handler); }
 
   // Starts the reactor and the workers. REQUIRES: Bind succeeded, both
   // handlers set.
@@ -407,21 +402,16 @@ class HttpTransport final {
   void HandBack(Connection* c);
   void StartDraining(Connection* c);
   void StartWriting(Connection* c);
-  void RefuseAndDrain(Connection* c, int status, std::string_view code,
-                      std::string_view message);
+  void RefuseAndDrain(Connection* c, int status, std::string_view code, std::string_view message);
   void Close(Connection* c);
-  void ArmLocked(Connection* c, bool for_write = false)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ArmLocked(Connection* c, bool for_write = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The lane budget (TransportOptions::max_buffered_bytes_per_lane).
-  bool ReserveBufferLocked(uint64_t lane, int64_t bytes)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReleaseBufferLocked(uint64_t lane, int64_t bytes)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ReserveBufferLocked(uint64_t lane, int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseBufferLocked(uint64_t lane, int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseAllBuffers(Connection* c);
   // The scheduler: the next request `w` may run, or nullptr.
   Connection* NextLocked(Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool MayRunInlineLocked(Worker* w, const Lane& lane)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool MayRunInlineLocked(Worker* w, const Lane& lane) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DoneLocked(Worker* w, Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Exchange::BeginLongWait: the request on `c` stops counting in its lane.
   void ReleaseLane(Worker* w, Connection* c);
@@ -450,8 +440,7 @@ class HttpTransport final {
   absl::CondVar background_cv_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<Connection*> connections_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::unique_ptr<Peer>> peers_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
   // Requests ready to run: admin first, then tenants fairly.
   std::deque<Connection*> control_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<FairQueue<Connection*>> foreground_ ABSL_GUARDED_BY(mu_);

@@ -17,9 +17,7 @@ bool IsValidUtf8(std::string_view bytes) {
 // Abseil decodes leniently (missing padding, stray bits); a decoding is
 // accepted only if encoding its bytes gives the text back, so that every
 // byte string has exactly one accepted encoding.
-std::string Base64Encode(std::string_view bytes) {
-  return absl::Base64Escape(ToAbsl(bytes));
-}
+std::string Base64Encode(std::string_view bytes) { return absl::Base64Escape(ToAbsl(bytes)); }
 
 absl::StatusOr<std::string> Base64Decode(std::string_view text) {
   std::string out;
@@ -229,15 +227,14 @@ simdjson::dom::parser& ThreadLocalJsonParser() {
   return parser;
 }
 
-absl::StatusOr<simdjson::dom::object> ParseJsonObject(
-    simdjson::dom::parser& parser, std::string_view text) {
+absl::StatusOr<simdjson::dom::object> ParseJsonObject(simdjson::dom::parser& parser,
+                                                      std::string_view text) {
   // An empty body may have no storage at all; simdjson copies from it.
   if (text.data() == nullptr) text = std::string_view("", 0);
   simdjson::dom::element root;
   auto error = parser.parse(text.data(), text.size()).get(root);
   if (error) {
-    return absl::InvalidArgumentError(
-        StrCat("malformed JSON: ", simdjson::error_message(error)));
+    return absl::InvalidArgumentError(StrCat("malformed JSON: ", simdjson::error_message(error)));
   }
   simdjson::dom::object object;
   if (root.get_object().get(object)) {
@@ -246,8 +243,7 @@ absl::StatusOr<simdjson::dom::object> ParseJsonObject(
   return object;
 }
 
-JsonObjectReader::JsonObjectReader(simdjson::dom::object object,
-                                   std::string context)
+JsonObjectReader::JsonObjectReader(simdjson::dom::object object, std::string context)
     : object_(object), context_(std::move(context)) {}
 
 bool JsonObjectReader::Has(std::string_view field) const {
@@ -264,22 +260,19 @@ absl::StatusOr<std::optional<simdjson::dom::element>> JsonObjectReader::Find(
   for (auto [key, value] : object_) {
     if (key != field) continue;
     if (found.has_value()) {
-      return absl::InvalidArgumentError(
-          StrCat(context_, ": field \"", field, "\" given twice"));
+      return absl::InvalidArgumentError(StrCat(context_, ": field \"", field, "\" given twice"));
     }
     found = value;
   }
   return found;
 }
 
-absl::Status JsonObjectReader::WrongType(std::string_view field,
-                                         std::string_view want) const {
-  return absl::InvalidArgumentError(
-      StrCat(context_, ": field \"", field, "\" must be ", want));
+absl::Status JsonObjectReader::WrongType(std::string_view field, std::string_view want) const {
+  return absl::InvalidArgumentError(StrCat(context_, ": field \"", field, "\" must be ", want));
 }
 
-absl::StatusOr<std::optional<std::string_view>>
-JsonObjectReader::OptionalString(std::string_view field) {
+absl::StatusOr<std::optional<std::string_view>> JsonObjectReader::OptionalString(
+    std::string_view field) {
   auto found = Find(field);
   if (!found.ok()) return found.status();
   if (!found->has_value()) return std::optional<std::string_view>();
@@ -288,8 +281,7 @@ JsonObjectReader::OptionalString(std::string_view field) {
   return std::optional<std::string_view>(s);
 }
 
-absl::StatusOr<std::optional<bool>> JsonObjectReader::OptionalBool(
-    std::string_view field) {
+absl::StatusOr<std::optional<bool>> JsonObjectReader::OptionalBool(std::string_view field) {
   auto found = Find(field);
   if (!found.ok()) return found.status();
   if (!found->has_value()) return std::optional<bool>();
@@ -298,8 +290,8 @@ absl::StatusOr<std::optional<bool>> JsonObjectReader::OptionalBool(
   return std::optional<bool>(b);
 }
 
-absl::StatusOr<std::optional<double>>
-JsonObjectReader::OptionalNonNegativeNumber(std::string_view field) {
+absl::StatusOr<std::optional<double>> JsonObjectReader::OptionalNonNegativeNumber(
+    std::string_view field) {
   auto found = Find(field);
   if (!found.ok()) return found.status();
   if (!found->has_value()) return std::optional<double>();
@@ -310,8 +302,7 @@ JsonObjectReader::OptionalNonNegativeNumber(std::string_view field) {
   return std::optional<double>(d);
 }
 
-absl::StatusOr<std::optional<uint64_t>> JsonObjectReader::OptionalUint(
-    std::string_view field) {
+absl::StatusOr<std::optional<uint64_t>> JsonObjectReader::OptionalUint(std::string_view field) {
   auto found = Find(field);
   if (!found.ok()) return found.status();
   if (!found->has_value()) return std::optional<uint64_t>();
@@ -326,15 +317,13 @@ absl::StatusOr<std::optional<uint64_t>> JsonObjectReader::OptionalUint(
   }
   // 1e3 or 5.0: accept doubles that are exact non-negative integers.
   double d;
-  if (e.get_double().get(d) || !(d >= 0) || d > 9.007199254740992e15 ||
-      d != std::floor(d)) {
+  if (e.get_double().get(d) || !(d >= 0) || d > 9.007199254740992e15 || d != std::floor(d)) {
     return WrongType(field, "a non-negative integer");
   }
   return std::optional<uint64_t>(static_cast<uint64_t>(d));
 }
 
-absl::StatusOr<std::optional<int64_t>> JsonObjectReader::OptionalInt(
-    std::string_view field) {
+absl::StatusOr<std::optional<int64_t>> JsonObjectReader::OptionalInt(std::string_view field) {
   auto found = Find(field);
   if (!found.ok()) return found.status();
   if (!found->has_value()) return std::optional<int64_t>();
@@ -347,15 +336,15 @@ absl::StatusOr<std::optional<int64_t>> JsonObjectReader::OptionalInt(
   if (e.is_uint64()) return WrongType(field, "an integer within int64");
   // -1e3 or 5.0: accept doubles that are exact integers.
   double d;
-  if (e.get_double().get(d) || !(d >= -9.007199254740992e15) ||
-      d > 9.007199254740992e15 || d != std::floor(d)) {
+  if (e.get_double().get(d) || !(d >= -9.007199254740992e15) || d > 9.007199254740992e15 ||
+      d != std::floor(d)) {
     return WrongType(field, "an integer");
   }
   return std::optional<int64_t>(static_cast<int64_t>(d));
 }
 
-absl::StatusOr<std::optional<simdjson::dom::object>>
-JsonObjectReader::OptionalObject(std::string_view field) {
+absl::StatusOr<std::optional<simdjson::dom::object>> JsonObjectReader::OptionalObject(
+    std::string_view field) {
   auto found = Find(field);
   if (!found.ok()) return found.status();
   if (!found->has_value()) return std::optional<simdjson::dom::object>();
@@ -364,8 +353,8 @@ JsonObjectReader::OptionalObject(std::string_view field) {
   return std::optional<simdjson::dom::object>(o);
 }
 
-absl::StatusOr<std::optional<simdjson::dom::array>>
-JsonObjectReader::OptionalArray(std::string_view field) {
+absl::StatusOr<std::optional<simdjson::dom::array>> JsonObjectReader::OptionalArray(
+    std::string_view field) {
   auto found = Find(field);
   if (!found.ok()) return found.status();
   if (!found->has_value()) return std::optional<simdjson::dom::array>();
@@ -386,8 +375,7 @@ absl::Status JsonObjectReader::Finish() const {
     if (!known) {
       JsonWriter quoted;
       quoted.String(key);
-      return absl::InvalidArgumentError(
-          StrCat(context_, ": unknown field ", quoted.view()));
+      return absl::InvalidArgumentError(StrCat(context_, ": unknown field ", quoted.view()));
     }
   }
   return absl::OkStatus();

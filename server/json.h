@@ -105,21 +105,17 @@ class JsonObjectReader {
 
   bool Has(std::string_view field) const;
 
-  absl::StatusOr<std::optional<std::string_view>> OptionalString(
-      std::string_view field);
+  absl::StatusOr<std::optional<std::string_view>> OptionalString(std::string_view field);
   absl::StatusOr<std::optional<bool>> OptionalBool(std::string_view field);
   // A non-negative number; fractions allowed.
-  absl::StatusOr<std::optional<double>> OptionalNonNegativeNumber(
-      std::string_view field);
+  absl::StatusOr<std::optional<double>> OptionalNonNegativeNumber(std::string_view field);
   // A non-negative integer (a JSON number without fraction or exponent).
   absl::StatusOr<std::optional<uint64_t>> OptionalUint(std::string_view field);
   // An integer within int64 (a JSON number without fraction, or a double
   // that is an exact integer within +-2^53).
   absl::StatusOr<std::optional<int64_t>> OptionalInt(std::string_view field);
-  absl::StatusOr<std::optional<simdjson::dom::object>> OptionalObject(
-      std::string_view field);
-  absl::StatusOr<std::optional<simdjson::dom::array>> OptionalArray(
-      std::string_view field);
+  absl::StatusOr<std::optional<simdjson::dom::object>> OptionalObject(std::string_view field);
+  absl::StatusOr<std::optional<simdjson::dom::array>> OptionalArray(std::string_view field);
 
   // OK if every field of the object was asked for and none appears twice.
   absl::Status Finish() const;
@@ -127,8 +123,7 @@ class JsonObjectReader {
   const std::string& context() const { return context_; }
 
  private:
-  absl::StatusOr<std::optional<simdjson::dom::element>> Find(
-      std::string_view field);
+  absl::StatusOr<std::optional<simdjson::dom::element>> Find(std::string_view field);
   absl::Status WrongType(std::string_view field, std::string_view want) const;
 
   simdjson::dom::object object_;
@@ -139,8 +134,8 @@ class JsonObjectReader {
 // Parses `text` with `parser` and returns its top-level object.
 // INVALID_ARGUMENT if the text is not JSON, not UTF-8, or not an object.
 // The result is valid until the parser's next parse.
-absl::StatusOr<simdjson::dom::object> ParseJsonObject(
-    simdjson::dom::parser& parser, std::string_view text);
+absl::StatusOr<simdjson::dom::object> ParseJsonObject(simdjson::dom::parser& parser,
+                                                      std::string_view text);
 
 // A per-thread parser, so that request handlers reuse its buffers.
 simdjson::dom::parser& ThreadLocalJsonParser();

@@ -72,8 +72,7 @@ struct ListenAddress {
   int port = 0;
 };
 
-bool AbslParseFlag(absl::string_view text, ListenAddress* out,
-                   std::string* error) {
+bool AbslParseFlag(absl::string_view text, ListenAddress* out, std::string* error) {
   *error = "wants HOST:PORT with PORT in [0, 65535]";
   const size_t colon = text.rfind(':');
   if (colon == absl::string_view::npos) return false;
@@ -107,15 +106,12 @@ struct Count {
 };
 
 template <int64_t kMin, int64_t kMax>
-bool AbslParseFlag(absl::string_view text, Count<kMin, kMax>* out,
-                   std::string* error) {
+bool AbslParseFlag(absl::string_view text, Count<kMin, kMax>* out, std::string* error) {
   int64_t value = 0;
   // Digits only: SimpleAtoi alone would take "+8" and " 8".
-  const bool digits =
-      !text.empty() && std::all_of(text.begin(), text.end(),
-                                   [](char c) { return c >= '0' && c <= '9'; });
-  if (!digits || !absl::SimpleAtoi(text, &value) || value < kMin ||
-      value > kMax) {
+  const bool digits = !text.empty() && std::all_of(text.begin(), text.end(),
+                                                   [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || !absl::SimpleAtoi(text, &value) || value < kMin || value > kMax) {
     *error = absl::StrCat("must be a whole number in [", kMin, ", ", kMax, "]");
     return false;
   }
@@ -136,11 +132,9 @@ using ConnectionCount = Count<1, int64_t{1} << 20>;
 // The defaults are ServerOptions' own, so that the flags and the library say
 // the same. A back-quoted word in a help text names the flag's value in
 // --help (as Go's flag package does).
-ABSL_FLAG(std::string, data_dir, "",
-          "the RocksDB directory `DIR` (required); created if missing");
+ABSL_FLAG(std::string, data_dir, "", "the RocksDB directory `DIR` (required); created if missing");
 ABSL_FLAG(ListenAddress, listen,
-          (ListenAddress{tenancy::ServerOptions().host,
-                         tenancy::ServerOptions().port}),
+          (ListenAddress{tenancy::ServerOptions().host, tenancy::ServerOptions().port}),
           "the `HOST:PORT` to listen on; port 0 picks a free port");
 ABSL_FLAG(std::string, config, "",
           "the tenants file `FILE` (tenants, keys, limits): applied at start, "
@@ -164,13 +158,12 @@ ABSL_FLAG(std::string, host_suffix, "",
 ABSL_FLAG(bool, metrics_public, tenancy::ServerOptions().metrics_public,
           "serve GET /metrics without the admin key");
 ABSL_FLAG(ConnectionCount, max_connections,
-          ConnectionCount{static_cast<int64_t>(
-              tenancy::ServerOptions().transport.max_connections)},
+          ConnectionCount{static_cast<int64_t>(tenancy::ServerOptions().transport.max_connections)},
           "at most `N` open connections in all; at the cap the oldest idle one "
           "is closed first, else a new one is refused (503)");
 ABSL_FLAG(ConnectionCount, max_connections_per_peer,
-          ConnectionCount{static_cast<int64_t>(
-              tenancy::ServerOptions().transport.max_connections_per_peer)},
+          ConnectionCount{
+              static_cast<int64_t>(tenancy::ServerOptions().transport.max_connections_per_peer)},
           "at most `N` open connections per client address; at the cap that "
           "address's oldest idle one is closed first, else a new one is "
           "refused (503)");
@@ -220,10 +213,8 @@ absl::CommandLineFlag* FindOwnFlag(absl::string_view name) {
 std::string ValueName(const absl::CommandLineFlag& flag) {
   const std::string help = flag.Help();
   const size_t open = help.find('`');
-  const size_t close =
-      open == std::string::npos ? std::string::npos : help.find('`', open + 1);
-  if (close != std::string::npos)
-    return help.substr(open + 1, close - open - 1);
+  const size_t close = open == std::string::npos ? std::string::npos : help.find('`', open + 1);
+  if (close != std::string::npos) return help.substr(open + 1, close - open - 1);
   return flag.IsOfType<bool>() ? "" : "VALUE";
 }
 
@@ -255,8 +246,7 @@ std::string Wrap(std::string_view text, size_t indent) {
 std::string UsageLines() {
   std::vector<std::string> pieces = {"usage: tenancyd --data-dir DIR"};
   for (const absl::CommandLineFlag* flag : OwnFlags()) {
-    if (flag->Name() != "data_dir")
-      pieces.push_back("[" + Synopsis(*flag) + "]");
+    if (flag->Name() != "data_dir") pieces.push_back("[" + Synopsis(*flag) + "]");
   }
   std::string out;
   std::string line;
@@ -272,9 +262,7 @@ std::string UsageLines() {
 }
 
 // What a usage error prints after its one line.
-std::string Usage() {
-  return UsageLines() + "Run \"tenancyd --help\" for what each flag does.\n";
-}
+std::string Usage() { return UsageLines() + "Run \"tenancyd --help\" for what each flag does.\n"; }
 
 // --help: every flag, what it does and its default.
 std::string Help() {
@@ -293,8 +281,7 @@ std::string Help() {
     if (flag->IsOfType<std::string>()) {
       value = value.empty() ? "none" : "\"" + value + "\"";
     }
-    out += "  " + Synopsis(*flag) + "\n" + Wrap(help, 6) +
-           "      default: " + value + "\n";
+    out += "  " + Synopsis(*flag) + "\n" + Wrap(help, 6) + "      default: " + value + "\n";
   }
   out += "  --help\n" + Wrap("print this help and exit", 6);
   out += "  --version\n" + Wrap("print the version and exit", 6);
@@ -320,15 +307,12 @@ void ParseFlags(int argc, char** argv) {
       std::exit(0);
     }
     if (arg.substr(0, 2) != "--" || arg == "--") {
-      std::cerr << kProgram << ": unexpected argument \"" << arg << "\"\n"
-                << Usage();
+      std::cerr << kProgram << ": unexpected argument \"" << arg << "\"\n" << Usage();
       std::exit(2);
     }
     const size_t eq = arg.find('=');
-    const std::string_view name =
-        arg.substr(2, eq == arg.npos ? arg.npos : eq - 2);
-    absl::CommandLineFlag* flag =
-        FindOwnFlag(absl::string_view(name.data(), name.size()));
+    const std::string_view name = arg.substr(2, eq == arg.npos ? arg.npos : eq - 2);
+    absl::CommandLineFlag* flag = FindOwnFlag(absl::string_view(name.data(), name.size()));
     if (flag == nullptr) {
       std::cerr << kProgram << ": unknown flag --" << name << "\n" << Usage();
       std::exit(2);
@@ -350,23 +334,20 @@ void ParseFlags(int argc, char** argv) {
       // "; ", from the flag's type) is what tenancyd shows.
       const size_t at = error.find("; ");
       std::string reason = at == std::string::npos ? "" : error.substr(at + 2);
-      if (reason.empty() && flag->IsOfType<bool>())
-        reason = "must be true or false";
-      Fail(shown + ": bad value \"" + value + "\"" +
-           (reason.empty() ? "" : ": " + reason));
+      if (reason.empty() && flag->IsOfType<bool>()) reason = "must be true or false";
+      Fail(shown + ": bad value \"" + value + "\"" + (reason.empty() ? "" : ": " + reason));
     }
   }
 }
 
 std::string ReadAdminKeyFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in)
-    Fail("cannot read --admin-key-file " + path + ": " + std::strerror(errno));
+  if (!in) Fail("cannot read --admin-key-file " + path + ": " + std::strerror(errno));
   std::stringstream buffer;
   buffer << in.rdbuf();
   std::string key = buffer.str();
-  while (!key.empty() && (key.back() == '\n' || key.back() == '\r' ||
-                          key.back() == ' ' || key.back() == '\t')) {
+  while (!key.empty() &&
+         (key.back() == '\n' || key.back() == '\r' || key.back() == ' ' || key.back() == '\t')) {
     key.pop_back();
   }
   if (key.empty()) Fail("--admin-key-file " + path + " is empty");
@@ -400,11 +381,9 @@ int main(int argc, char** argv) {
   options.transport.max_connections_per_peer =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_connections_per_peer).value);
   const std::string config_path = absl::GetFlag(FLAGS_config);
-  if (const std::string file = absl::GetFlag(FLAGS_admin_key_file);
-      !file.empty()) {
+  if (const std::string file = absl::GetFlag(FLAGS_admin_key_file); !file.empty()) {
     options.admin_key = ReadAdminKeyFile(file);
-  } else if (const char* env = std::getenv("TENANCY_ADMIN_KEY");
-             env != nullptr) {
+  } else if (const char* env = std::getenv("TENANCY_ADMIN_KEY"); env != nullptr) {
     options.admin_key = env;
   }
 
@@ -421,8 +400,7 @@ int main(int argc, char** argv) {
   engine_options.path = data_dir;
   auto engine = tenancy::Engine::Open(engine_options);
   if (!engine.ok()) {
-    std::cerr << "tenancyd: open " << data_dir << ": " << engine.status()
-              << "\n";
+    std::cerr << "tenancyd: open " << data_dir << ": " << engine.status() << "\n";
     return 1;
   }
   // The tenants file is applied before the server accepts anything, so its
@@ -434,8 +412,7 @@ int main(int argc, char** argv) {
     config_options.path = config_path;
     auto opened = tenancy::ConfigFile::Open(engine->get(), config_options);
     if (!opened.ok()) {
-      std::cerr << "tenancyd: --config " << config_path << ": "
-                << opened.status() << "\n";
+      std::cerr << "tenancyd: --config " << config_path << ": " << opened.status() << "\n";
       return 1;
     }
     config = *std::move(opened);
@@ -448,15 +425,11 @@ int main(int argc, char** argv) {
   tenancy::CollectorHandle config_metrics;
   if (config != nullptr) {
     config_metrics = (*server)->metrics().AddCollector(
-        [file = config.get()](tenancy::MetricSink& sink) {
-          file->CollectMetrics(sink);
-        });
+        [file = config.get()](tenancy::MetricSink& sink) { file->CollectMetrics(sink); });
   }
   const std::string& host = (*server)->host();
-  std::string shown =
-      host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  std::cout << "tenancyd listening on " << shown << ":" << (*server)->port()
-            << std::endl;
+  std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  std::cout << "tenancyd listening on " << shown << ":" << (*server)->port() << std::endl;
 
   int signal_number = 0;
   while (true) {
@@ -471,9 +444,8 @@ int main(int argc, char** argv) {
                             "tenancyd: SIGHUP: reloading the tenants file");
     config->Reload().IgnoreError();  // logged, counted; the last good one stays
   }
-  (*engine)->logger().Log(
-      tenancy::LogLevel::kInfo,
-      std::string("tenancyd: ") + strsignal(signal_number) + ": draining");
+  (*engine)->logger().Log(tenancy::LogLevel::kInfo,
+                          std::string("tenancyd: ") + strsignal(signal_number) + ": draining");
   (*server)->Shutdown();
   config_metrics.Remove();
   server->reset();

@@ -23,8 +23,7 @@ namespace tenancy::internal {
 
 // Decodes %XX escapes. When `plus_is_space`, '+' decodes to ' '.
 // INVALID_ARGUMENT for a '%' not followed by two hex digits.
-absl::StatusOr<std::string> PercentDecode(std::string_view text,
-                                          bool plus_is_space);
+absl::StatusOr<std::string> PercentDecode(std::string_view text, bool plus_is_space);
 
 // Encodes every byte outside the RFC 3986 unreserved set as %XX, so that
 // any byte string becomes one path segment or query value.
@@ -40,8 +39,7 @@ SplitTarget SplitRequestTarget(std::string_view target);
 
 // The name=value pairs of a query string, in order, decoded ('+' is a space).
 // A pair without '=' has an empty value. INVALID_ARGUMENT for a bad escape.
-absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseQuery(
-    std::string_view query);
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseQuery(std::string_view query);
 
 }  // namespace tenancy::internal
 

@@ -1,8 +1,8 @@
 #include "route_table.h"
 
 #include "request_target.h"
-#include "tenancy/tenant.h"
 #include "str_cat.h"
+#include "tenancy/tenant.h"
 
 namespace tenancy::internal {
 namespace {
@@ -63,15 +63,12 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-bool Fail(HttpError* error, int status, std::string_view code,
-          std::string message) {
+bool Fail(HttpError* error, int status, std::string_view code, std::string message) {
   *error = MakeHttpError(status, code, std::move(message));
   return false;
 }
 
-bool NoRoute(HttpError* error) {
-  return Fail(error, 404, "not_found", "no such route");
-}
+bool NoRoute(HttpError* error) { return Fail(error, 404, "not_found", "no such route"); }
 
 // "GET, HEAD, PUT, DELETE": the methods of the routes of `path`, in table
 // order, HEAD after GET.
@@ -88,8 +85,7 @@ std::string AllowedMethods(std::string_view path) {
 
 // Sets m->id to the route of `path` (a template of the table) that `method`
 // selects; 405 with the template's methods when none does.
-bool SelectMethod(std::string_view path, std::string_view method, RouteMatch* m,
-                  HttpError* error) {
+bool SelectMethod(std::string_view path, std::string_view method, RouteMatch* m, HttpError* error) {
   const std::string_view wanted = method == "HEAD" ? "GET" : method;
   for (const RouteInfo& r : Routes()) {
     if (r.path == path && r.method == wanted) {
@@ -98,8 +94,7 @@ bool SelectMethod(std::string_view path, std::string_view method, RouteMatch* m,
     }
   }
   std::string allow = AllowedMethods(path);
-  *error = MakeHttpError(405, "method_not_allowed",
-                         StrCat("method not allowed; allowed: ", allow));
+  *error = MakeHttpError(405, "method_not_allowed", StrCat("method not allowed; allowed: ", allow));
   error->allow = std::move(allow);
   return false;
 }
@@ -108,8 +103,7 @@ bool SelectMethod(std::string_view path, std::string_view method, RouteMatch* m,
 bool DecodeTenantId(std::string_view raw, std::string* id, HttpError* error) {
   auto decoded = PercentDecode(raw, /*plus_is_space=*/false);
   if (!decoded.ok()) {
-    return Fail(error, 400, "invalid_argument",
-                "bad percent-escape in tenant id");
+    return Fail(error, 400, "invalid_argument", "bad percent-escape in tenant id");
   }
   absl::Status valid = ValidateTenantId(*decoded);
   if (!valid.ok()) {
@@ -122,8 +116,7 @@ bool DecodeTenantId(std::string_view raw, std::string* id, HttpError* error) {
 // /v1/cache/{key} and POST /v1/cache/{key}/incr. The key is everything after
 // "/v1/cache/" (a '/' in it may be raw or %2F), except that a POST's trailing
 // "/incr" names the operation: "GET /v1/cache/a/incr" reads key "a/incr".
-bool MatchCache(std::string_view method, std::string_view rest, RouteMatch* m,
-                HttpError* error) {
+bool MatchCache(std::string_view method, std::string_view rest, RouteMatch* m, HttpError* error) {
   constexpr std::string_view kIncr = "/incr";
   std::string_view raw_key = rest;
   std::string_view path = "/v1/cache/{key}";
@@ -142,8 +135,7 @@ bool MatchCache(std::string_view method, std::string_view rest, RouteMatch* m,
 }
 
 // /v1/jobs/claim, /v1/jobs/{id}, /v1/jobs/{id}/ack, /v1/jobs/{id}/nack.
-bool MatchJob(std::string_view method, std::string_view rest, RouteMatch* m,
-              HttpError* error) {
+bool MatchJob(std::string_view method, std::string_view rest, RouteMatch* m, HttpError* error) {
   if (rest == "claim") return SelectMethod("/v1/jobs/claim", method, m, error);
   const size_t slash = rest.find('/');
   const std::string_view raw_id = rest.substr(0, slash);
@@ -169,11 +161,9 @@ bool MatchJob(std::string_view method, std::string_view rest, RouteMatch* m,
   return true;
 }
 
-bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m,
-             HttpError* error) {
+bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m, HttpError* error) {
   // Paths without parameters are their own templates.
-  if (path == "/v1/kv" || path == "/v1/batch" || path == "/v1/usage" ||
-      path == "/v1/jobs") {
+  if (path == "/v1/kv" || path == "/v1/batch" || path == "/v1/usage" || path == "/v1/jobs") {
     return SelectMethod(path, method, m, error);
   }
   if (StartsWith(path, "/v1/kv/")) {
@@ -194,15 +184,13 @@ bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m,
   return NoRoute(error);
 }
 
-bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m,
-                HttpError* error) {
+bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m, HttpError* error) {
   if (path == "/admin/tenants") return SelectMethod(path, method, m, error);
   if (!StartsWith(path, "/admin/tenants/")) return NoRoute(error);
   std::string_view rest = path.substr(15);
   size_t slash = rest.find('/');
   std::string_view raw_id = rest.substr(0, slash);
-  std::string_view sub =
-      slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  std::string_view sub = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
   if (!DecodeTenantId(raw_id, &m->admin_tenant, error)) return false;
   if (sub.empty()) return SelectMethod("/admin/tenants/{id}", method, m, error);
   if (sub == "/enable") {
@@ -217,15 +205,13 @@ bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m,
   if (sub == "/keys") {
     return SelectMethod("/admin/tenants/{id}/keys", method, m, error);
   }
-  if (StartsWith(sub, "/keys/") && sub.size() > 6 &&
-      sub.find('/', 6) == std::string_view::npos) {
+  if (StartsWith(sub, "/keys/") && sub.size() > 6 && sub.find('/', 6) == std::string_view::npos) {
     if (!SelectMethod("/admin/tenants/{id}/keys/{key_id}", method, m, error)) {
       return false;
     }
     auto key_id = PercentDecode(sub.substr(6), /*plus_is_space=*/false);
     if (!key_id.ok()) {
-      return Fail(error, 400, "invalid_argument",
-                  "bad percent-escape in key id");
+      return Fail(error, 400, "invalid_argument", "bad percent-escape in key id");
     }
     m->key_id = std::move(*key_id);
     return true;
@@ -235,34 +221,28 @@ bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m,
 
 }  // namespace
 
-std::span<const RouteInfo> Routes() {
-  return std::span<const RouteInfo>(kRoutes, kNumRoutes - 1);
-}
+std::span<const RouteInfo> Routes() { return std::span<const RouteInfo>(kRoutes, kNumRoutes - 1); }
 
 const RouteInfo& RouteInfoOf(RouteId id) {
   const int i = static_cast<int>(id);
   return kRoutes[i >= 0 && i < kNumRoutes ? i : kNumRoutes - 1];
 }
 
-bool MatchRoute(std::string_view method, std::string_view target, RouteMatch* m,
-                HttpError* error) {
+bool MatchRoute(std::string_view method, std::string_view target, RouteMatch* m, HttpError* error) {
   SplitTarget split = SplitRequestTarget(target);
   std::string_view path = split.path;
   m->query = split.query;
   if (path.empty() || path[0] != '/') {
-    return Fail(error, 400, "invalid_argument",
-                "the request target must be an absolute path");
+    return Fail(error, 400, "invalid_argument", "the request target must be an absolute path");
   }
   if (StartsWith(path, "/t/")) {
     std::string_view rest = path.substr(3);
     size_t slash = rest.find('/');
     if (!DecodeTenantId(rest.substr(0, slash), &m->tenant, error)) return false;
     m->tenant_prefix = true;
-    path = slash == std::string_view::npos ? std::string_view()
-                                           : rest.substr(slash);
+    path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
     if (path == "/health") return SelectMethod(path, method, m, error);
-    if (StartsWith(path, "/v1/") || path == "/v1")
-      return MatchV1(method, path, m, error);
+    if (StartsWith(path, "/v1/") || path == "/v1") return MatchV1(method, path, m, error);
     return NoRoute(error);
   }
   if (path == "/health" || path == "/version" || path == "/metrics") {

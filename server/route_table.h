@@ -105,12 +105,8 @@ const RouteInfo& RouteInfoOf(RouteId id);
 // Shorthands for the facts asked on every request.
 inline std::string_view RouteName(RouteId id) { return RouteInfoOf(id).name; }
 inline RouteKind KindOf(RouteId id) { return RouteInfoOf(id).kind; }
-inline bool RouteTakesBody(RouteId id) {
-  return RouteInfoOf(id).body != BodyKind::kNone;
-}
-inline bool RouteTakesJson(RouteId id) {
-  return RouteInfoOf(id).body == BodyKind::kJson;
-}
+inline bool RouteTakesBody(RouteId id) { return RouteInfoOf(id).body != BodyKind::kNone; }
+inline bool RouteTakesJson(RouteId id) { return RouteInfoOf(id).body == BodyKind::kJson; }
 inline bool IsWriteRoute(RouteId id) { return RouteInfoOf(id).is_write; }
 
 struct RouteMatch {
@@ -136,8 +132,8 @@ struct RouteMatch {
 // sets *error: 404 not_found (no such route), 405 method_not_allowed (with
 // error->allow, the methods of the path's routes), 400 invalid_argument (a
 // bad tenant id or percent-escape). HEAD is accepted wherever GET is.
-bool MatchRoute(std::string_view method, std::string_view target,
-                RouteMatch* match, HttpError* error);
+bool MatchRoute(std::string_view method, std::string_view target, RouteMatch* match,
+                HttpError* error);
 
 }  // namespace tenancy::internal
 

@@ -5,8 +5,8 @@
 #include "json.h"
 #include "request_target.h"
 #include "router_call.h"
-#include "tenancy/kv_store.h"
 #include "str_cat.h"
+#include "tenancy/kv_store.h"
 
 namespace tenancy::internal {
 namespace {
@@ -42,8 +42,7 @@ bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
 
 // A header that must appear at most once. nullopt if absent; an empty string
 // if repeated (an empty value is refused by every caller).
-std::optional<std::string> SingleHeader(const RequestHead& head,
-                                        std::string_view name) {
+std::optional<std::string> SingleHeader(const RequestHead& head, std::string_view name) {
   bool repeated = false;
   std::optional<std::string_view> value = head.Header(name, &repeated);
   if (!value.has_value()) return std::nullopt;
@@ -71,27 +70,25 @@ constexpr uint64_t kBackgroundBodyBytes = 256 << 10;
 // constant answer.
 std::string FormatHead(int status, size_t body_size) {
   return StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
-             "\r\nContent-Type: application/json\r\nContent-Length: ", body_size,
-             "\r\n");
+                "\r\nContent-Type: application/json\r\nContent-Length: ", body_size, "\r\n");
 }
 
-std::string FinishHead(std::string out, std::string_view body, bool head_request,
-                       bool close, int keep_alive_seconds, size_t keep_alive_max) {
+std::string FinishHead(std::string out, std::string_view body, bool head_request, bool close,
+                       int keep_alive_seconds, size_t keep_alive_max) {
   if (close) {
     out += "Connection: close\r\n";
   } else {
-    out += StrCat("Keep-Alive: timeout=", keep_alive_seconds, ", max=", keep_alive_max,
-               "\r\n");
+    out += StrCat("Keep-Alive: timeout=", keep_alive_seconds, ", max=", keep_alive_max, "\r\n");
   }
   out += "\r\n";
   if (!head_request) out += body;
   return out;
 }
 
-std::string FormatResponse(int status, std::string_view body, bool head_request,
-                           bool close, int keep_alive_seconds, size_t keep_alive_max) {
-  return FinishHead(FormatHead(status, body.size()), body, head_request, close,
-                    keep_alive_seconds, keep_alive_max);
+std::string FormatResponse(int status, std::string_view body, bool head_request, bool close,
+                           int keep_alive_seconds, size_t keep_alive_max) {
+  return FinishHead(FormatHead(status, body.size()), body, head_request, close, keep_alive_seconds,
+                    keep_alive_max);
 }
 
 std::string FormatRefusal(const HttpError& error, bool head_request, bool close,
@@ -103,8 +100,7 @@ std::string FormatRefusal(const HttpError& error, bool head_request, bool close,
   }
   if (!error.allow.empty()) out += StrCat("Allow: ", error.allow, "\r\n");
   if (error.status == 401) out += "WWW-Authenticate: Bearer\r\n";
-  return FinishHead(std::move(out), body, head_request, close, keep_alive_seconds,
-                    keep_alive_max);
+  return FinishHead(std::move(out), body, head_request, close, keep_alive_seconds, keep_alive_max);
 }
 
 HttpError Unauthenticated(std::string message) {
@@ -160,9 +156,8 @@ absl::StatusOr<std::optional<std::string>> TenantOfHost(const RequestHead& head,
 
 }  // namespace
 
-Router::Router(const ServerOptions& options, Engine* engine,
-               ServerMetrics* metrics, Admission* admission,
-               std::shared_ptr<Logger> logger)
+Router::Router(const ServerOptions& options, Engine* engine, ServerMetrics* metrics,
+               Admission* admission, std::shared_ptr<Logger> logger)
     : options_(options),
       engine_(engine),
       metrics_(metrics),
@@ -196,9 +191,8 @@ HeadDecision Router::DecideHead(const RequestHead& head) {
         std::string body = call->match.id == RouteId::kHealth
                                ? std::string(R"({"status":"ok"})")
                                : StrCat(R"({"version":")", TENANCY_VERSION_STRING, "\"}");
-        decision.immediate =
-            FormatResponse(200, body, head.method == "HEAD", head.refusal_closes,
-                           keep_alive_seconds, t.keep_alive_max_requests);
+        decision.immediate = FormatResponse(200, body, head.method == "HEAD", head.refusal_closes,
+                                            keep_alive_seconds, t.keep_alive_max_requests);
         Account(*call, 200);
         return decision;
       }
@@ -212,9 +206,8 @@ HeadDecision Router::DecideHead(const RequestHead& head) {
   }
   Account(*call, error->status);
   if (error->internal) LogInternal(*call, *error);
-  decision.immediate = FormatRefusal(*error, head.method == "HEAD",
-                                     head.refusal_closes, keep_alive_seconds,
-                                     t.keep_alive_max_requests);
+  decision.immediate = FormatRefusal(*error, head.method == "HEAD", head.refusal_closes,
+                                     keep_alive_seconds, t.keep_alive_max_requests);
   return decision;
 }
 
@@ -233,8 +226,7 @@ Lane Router::LaneOf(const Call& call, const RequestHead& head) const {
       for (const auto& [name, value] : *params) {
         if (name != "limit") continue;
         // Digits only is checked by the route; longer than "100" is more.
-        lane.background =
-            value.size() > 3 || (value.size() == 3 && value > "100");
+        lane.background = value.size() > 3 || (value.size() == 3 && value > "100");
       }
     }
   } else {
@@ -270,12 +262,12 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
                          "accepted; send Content-Length");
   }
   if (RouteTakesBody(route)) {
-    const uint64_t limit = RouteTakesJson(route) ? options_.max_json_body_bytes
-                                                 : engine_->options().max_value_bytes;
+    const uint64_t limit =
+        RouteTakesJson(route) ? options_.max_json_body_bytes : engine_->options().max_value_bytes;
     if (head.body_length > limit) {
-      return MakeHttpError(413, "too_large",
-                           StrCat("request body of ", head.body_length,
-                               " bytes is over the limit of ", limit));
+      return MakeHttpError(
+          413, "too_large",
+          StrCat("request body of ", head.body_length, " bytes is over the limit of ", limit));
     }
   }
 
@@ -291,10 +283,9 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
 
   if (auto e = ResolveTenant(call, head); e.has_value()) return e;
   call.runtime = RuntimeFor(*call.tenant);
-  call.runtime->series.calls[static_cast<int>(ParseHttpMethod(call.method))]
-      ->Increment();
-  absl::Status state = IsWriteRoute(route) ? call.tenant->CheckWritable()
-                                           : call.tenant->CheckReadable();
+  call.runtime->series.calls[static_cast<int>(ParseHttpMethod(call.method))]->Increment();
+  absl::Status state =
+      IsWriteRoute(route) ? call.tenant->CheckWritable() : call.tenant->CheckReadable();
   if (!state.ok()) return HttpErrorFromStatus(state);
   auto ticket = admission_->Admit(*call.tenant, LimitClassOfRoute(route));
   if (!ticket.ok()) return HttpErrorFromStatus(ticket.status());
@@ -302,17 +293,15 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
   return std::nullopt;
 }
 
-std::optional<HttpError> Router::AuthorizeAdmin(const RequestHead& head,
-                                                RouteId route) {
+std::optional<HttpError> Router::AuthorizeAdmin(const RequestHead& head, RouteId route) {
   if (!admin_key_.configured()) {
     if (!logged_no_admin_key_.exchange(true)) {
       logger_->Log(LogLevel::kWarning,
                    StrCat("refused ", RouteName(route),
-                       ": the admin API is disabled because no admin key is "
-                       "configured (--admin-key-file or TENANCY_ADMIN_KEY)"));
+                          ": the admin API is disabled because no admin key is "
+                          "configured (--admin-key-file or TENANCY_ADMIN_KEY)"));
     }
-    return MakeHttpError(403, "forbidden",
-                         "the admin API is disabled: no admin key is configured");
+    return MakeHttpError(403, "forbidden", "the admin API is disabled: no admin key is configured");
   }
   std::optional<std::string> header = SingleHeader(head, "X-Admin-Key");
   std::optional<std::string> bearer = BearerToken(head);
@@ -320,8 +309,7 @@ std::optional<HttpError> Router::AuthorizeAdmin(const RequestHead& head,
     return Unauthenticated("admin key required (X-Admin-Key or Bearer)");
   }
   // Every credential given must be the admin key.
-  if (header.has_value() &&
-      (!IsCleanCredential(*header) || !admin_key_.Matches(*header))) {
+  if (header.has_value() && (!IsCleanCredential(*header) || !admin_key_.Matches(*header))) {
     return Unauthenticated("wrong admin key");
   }
   if (bearer.has_value() && (bearer->empty() || !admin_key_.Matches(*bearer))) {
@@ -375,8 +363,7 @@ std::optional<HttpError> Router::ResolveTenant(Call& call, const RequestHead& he
     auto tenant = engine_->ResolveApiKey(*bearer);
     if (tenant.ok()) {
       if (named.has_value() && *named != tenant->id()) {
-        return MakeHttpError(403, "forbidden",
-                             "this API key belongs to another tenant");
+        return MakeHttpError(403, "forbidden", "this API key belongs to another tenant");
       }
       if (admin_header.has_value()) {
         return MakeHttpError(400, "invalid_argument",
@@ -445,33 +432,60 @@ std::optional<HttpError> Router::Execute(Call& call) {
     case RouteId::kHealth:
     case RouteId::kVersion:
       break;  // answered on the head (DecideHead)
-    case RouteId::kKvGet: return KvGet(call);
-    case RouteId::kKvPut: return KvPut(call);
-    case RouteId::kKvDelete: return KvDelete(call);
-    case RouteId::kKvScan: return KvScan(call);
-    case RouteId::kBatch: return Batch(call);
-    case RouteId::kUsage: return Usage(call);
-    case RouteId::kAdminListTenants: return AdminListTenants(call);
-    case RouteId::kAdminCreateTenant: return AdminCreateTenant(call);
-    case RouteId::kAdminGetTenant: return AdminGetTenant(call);
-    case RouteId::kAdminPutTenant: return AdminPutTenant(call);
-    case RouteId::kAdminDisableTenant: return AdminDisableTenant(call);
-    case RouteId::kAdminEnableTenant: return AdminEnableTenant(call);
-    case RouteId::kAdminPurgeTenant: return AdminPurgeTenant(call);
-    case RouteId::kAdminListKeys: return AdminListKeys(call);
-    case RouteId::kAdminCreateKey: return AdminCreateKey(call);
-    case RouteId::kAdminRevokeKey: return AdminRevokeKey(call);
-    case RouteId::kAdminStats: return AdminStats(call);
-    case RouteId::kMetrics: return MetricsText(call);
-    case RouteId::kCacheGet: return CacheGet(call);
-    case RouteId::kCachePut: return CachePut(call);
-    case RouteId::kCacheDelete: return CacheDelete(call);
-    case RouteId::kCacheIncr: return CacheIncr(call);
-    case RouteId::kJobEnqueue: return JobEnqueue(call);
-    case RouteId::kJobClaim: return JobClaim(call);
-    case RouteId::kJobAck: return JobAck(call);
-    case RouteId::kJobNack: return JobNack(call);
-    case RouteId::kJobGet: return JobGet(call);
+    case RouteId::kKvGet:
+      return KvGet(call);
+    case RouteId::kKvPut:
+      return KvPut(call);
+    case RouteId::kKvDelete:
+      return KvDelete(call);
+    case RouteId::kKvScan:
+      return KvScan(call);
+    case RouteId::kBatch:
+      return Batch(call);
+    case RouteId::kUsage:
+      return Usage(call);
+    case RouteId::kAdminListTenants:
+      return AdminListTenants(call);
+    case RouteId::kAdminCreateTenant:
+      return AdminCreateTenant(call);
+    case RouteId::kAdminGetTenant:
+      return AdminGetTenant(call);
+    case RouteId::kAdminPutTenant:
+      return AdminPutTenant(call);
+    case RouteId::kAdminDisableTenant:
+      return AdminDisableTenant(call);
+    case RouteId::kAdminEnableTenant:
+      return AdminEnableTenant(call);
+    case RouteId::kAdminPurgeTenant:
+      return AdminPurgeTenant(call);
+    case RouteId::kAdminListKeys:
+      return AdminListKeys(call);
+    case RouteId::kAdminCreateKey:
+      return AdminCreateKey(call);
+    case RouteId::kAdminRevokeKey:
+      return AdminRevokeKey(call);
+    case RouteId::kAdminStats:
+      return AdminStats(call);
+    case RouteId::kMetrics:
+      return MetricsText(call);
+    case RouteId::kCacheGet:
+      return CacheGet(call);
+    case RouteId::kCachePut:
+      return CachePut(call);
+    case RouteId::kCacheDelete:
+      return CacheDelete(call);
+    case RouteId::kCacheIncr:
+      return CacheIncr(call);
+    case RouteId::kJobEnqueue:
+      return JobEnqueue(call);
+    case RouteId::kJobClaim:
+      return JobClaim(call);
+    case RouteId::kJobAck:
+      return JobAck(call);
+    case RouteId::kJobNack:
+      return JobNack(call);
+    case RouteId::kJobGet:
+      return JobGet(call);
     case RouteId::kUnmatched:
       break;
   }
@@ -480,8 +494,7 @@ std::optional<HttpError> Router::Execute(Call& call) {
 
 void Router::Account(Call& call, int status) {
   // Refusals are counted per tenant by the library, where it refuses.
-  const double seconds =
-      std::chrono::duration<double>(Clock::now() - call.start).count();
+  const double seconds = std::chrono::duration<double>(Clock::now() - call.start).count();
   metrics_->ObserveResponse(call.match.id, status, seconds);
 }
 
@@ -501,9 +514,9 @@ void Router::ReplyError(Call& call, const HttpError& error) {
 void Router::LogInternal(const Call& call, const HttpError& error) {
   logger_->Log(LogLevel::kError,
                StrCat(call.method, " ", RouteName(call.match.id),
-                   call.tenant.has_value() ? StrCat(" tenant \"", call.tenant->id(), "\"")
-                                           : std::string(),
-                   ": ", error.log_detail));
+                      call.tenant.has_value() ? StrCat(" tenant \"", call.tenant->id(), "\"")
+                                              : std::string(),
+                      ": ", error.log_detail));
 }
 
 }  // namespace tenancy::internal

@@ -58,8 +58,8 @@ struct TenantRuntime {
 class Router {
  public:
   // REQUIRES: every pointer outlives the Router.
-  Router(const ServerOptions& options, Engine* engine, ServerMetrics* metrics,
-         Admission* admission, std::shared_ptr<Logger> logger);
+  Router(const ServerOptions& options, Engine* engine, ServerMetrics* metrics, Admission* admission,
+         std::shared_ptr<Logger> logger);
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
   ~Router();
@@ -138,8 +138,7 @@ class Router {
   static constexpr int kShards = 16;
   struct Shard {
     absl::Mutex mu;
-    absl::flat_hash_map<uint64_t, std::shared_ptr<TenantRuntime>> tenants
-        ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<uint64_t, std::shared_ptr<TenantRuntime>> tenants ABSL_GUARDED_BY(mu);
   };
   std::array<Shard, kShards> shards_;
 

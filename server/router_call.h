@@ -22,9 +22,7 @@ namespace tenancy::internal {
 // to the request's Exchange as its context, with the request's permit.
 struct Router::Call final : public ExchangeContext {
   Call(std::string_view request_method, std::string_view request_target)
-      : method(request_method),
-        target(request_target),
-        start(std::chrono::steady_clock::now()) {}
+      : method(request_method), target(request_target), start(std::chrono::steady_clock::now()) {}
 
   const std::string method;
   // The raw request target; match.query points into it.

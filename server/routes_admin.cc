@@ -5,9 +5,9 @@
 #include "router.h"
 #include "router_call.h"
 #include "spec_json.h"
-#include "tenancy/tenant_spec_json.h"
-#include "tenancy/tenant_registry.h"
 #include "str_cat.h"
+#include "tenancy/tenant_registry.h"
+#include "tenancy/tenant_spec_json.h"
 
 namespace tenancy::internal {
 namespace {
@@ -17,8 +17,7 @@ HttpError Invalid(std::string message) {
 }
 
 // The body of a JSON admin route, parsed; an empty body is an empty object.
-void ReplyStatus(HttpResponse& res, int status, std::string_view id,
-                 std::string_view state) {
+void ReplyStatus(HttpResponse& res, int status, std::string_view id, std::string_view state) {
   JsonWriter w;
   w.BeginObject().Key("tenant_id").String(id).Key("status").String(state).EndObject();
   ReplyJson(res, status, w.Release());
@@ -73,14 +72,18 @@ std::optional<HttpError> Router::AdminCreateTenant(Call& call) {
   if (!created.ok()) return HttpErrorFromStatus(created.status());
   const NewApiKey* key = &created->key;
   const TenantInfo* info = &created->info;
-  logger_->Log(LogLevel::kInfo, StrCat("admin: created tenant \"", spec->id,
-                                    "\" with API key ", key->prefix, "..."));
+  logger_->Log(LogLevel::kInfo, StrCat("admin: created tenant \"", spec->id, "\" with API key ",
+                                       key->prefix, "..."));
   JsonWriter w;
   w.BeginObject()
-      .Key("tenant_id").String(spec->id)
-      .Key("api_key").String(key->secret)
-      .Key("key_id").String(key->key_id)
-      .Key("status").String(TenantStateName(info->state))
+      .Key("tenant_id")
+      .String(spec->id)
+      .Key("api_key")
+      .String(key->secret)
+      .Key("key_id")
+      .String(key->key_id)
+      .Key("status")
+      .String(TenantStateName(info->state))
       .EndObject();
   ReplyJson(*call.res, 201, w.Release());
   return std::nullopt;
@@ -154,22 +157,23 @@ std::optional<HttpError> Router::AdminListKeys(Call& call) {
 std::optional<HttpError> Router::AdminCreateKey(Call& call) {
   auto key = engine_->registry().CreateApiKey(call.match.admin_tenant);
   if (!key.ok()) return HttpErrorFromStatus(key.status());
-  logger_->Log(LogLevel::kInfo, StrCat("admin: new API key ", key->prefix,
-                                    "... for tenant \"", call.match.admin_tenant,
-                                    "\""));
+  logger_->Log(LogLevel::kInfo, StrCat("admin: new API key ", key->prefix, "... for tenant \"",
+                                       call.match.admin_tenant, "\""));
   JsonWriter w;
   w.BeginObject()
-      .Key("key_id").String(key->key_id)
-      .Key("api_key").String(key->secret)
-      .Key("prefix").String(key->prefix)
+      .Key("key_id")
+      .String(key->key_id)
+      .Key("api_key")
+      .String(key->secret)
+      .Key("prefix")
+      .String(key->prefix)
       .EndObject();
   ReplyJson(*call.res, 201, w.Release());
   return std::nullopt;
 }
 
 std::optional<HttpError> Router::AdminRevokeKey(Call& call) {
-  absl::Status s =
-      engine_->registry().RevokeApiKey(call.match.admin_tenant, call.match.key_id);
+  absl::Status s = engine_->registry().RevokeApiKey(call.match.admin_tenant, call.match.key_id);
   if (!s.ok()) return HttpErrorFromStatus(s);
   call.res->status = 204;
   return std::nullopt;
@@ -180,12 +184,18 @@ std::optional<HttpError> Router::AdminStats(Call& call) {
   if (!info.ok()) return HttpErrorFromStatus(info.status());
   JsonWriter w;
   w.BeginObject()
-      .Key("tenant_id").String(info->spec.id)
-      .Key("storage_used_bytes").Uint(info->usage.bytes)
-      .Key("storage_used_mb").Double(static_cast<double>(info->usage.bytes) / kBytesPerMb)
-      .Key("quota_mb").Double(static_cast<double>(info->spec.quota.storage_bytes) / kBytesPerMb)
-      .Key("keys").Uint(info->usage.keys)
-      .Key("api_calls_today").Uint(info->requests.calls_today)
+      .Key("tenant_id")
+      .String(info->spec.id)
+      .Key("storage_used_bytes")
+      .Uint(info->usage.bytes)
+      .Key("storage_used_mb")
+      .Double(static_cast<double>(info->usage.bytes) / kBytesPerMb)
+      .Key("quota_mb")
+      .Double(static_cast<double>(info->spec.quota.storage_bytes) / kBytesPerMb)
+      .Key("keys")
+      .Uint(info->usage.keys)
+      .Key("api_calls_today")
+      .Uint(info->requests.calls_today)
       .Key("last_active");
   WriteTime(w, info->requests.last_active);
   w.EndObject();

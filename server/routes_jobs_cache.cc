@@ -22,9 +22,9 @@
 #include "request_target.h"
 #include "router.h"
 #include "router_call.h"
+#include "str_cat.h"
 #include "tenancy/cache.h"
 #include "tenancy/jobs.h"
-#include "str_cat.h"
 
 namespace tenancy::internal {
 namespace {
@@ -37,12 +37,11 @@ HttpError Invalid(std::string message) {
 // else (as the scan route does).
 class QueryParams {
  public:
-  static absl::StatusOr<QueryParams> Parse(
-      std::string_view query, std::initializer_list<std::string_view> allowed) {
+  static absl::StatusOr<QueryParams> Parse(std::string_view query,
+                                           std::initializer_list<std::string_view> allowed) {
     auto pairs = ParseQuery(query);
     if (!pairs.ok()) {
-      return absl::InvalidArgumentError(
-          "bad percent-escape in the query string");
+      return absl::InvalidArgumentError("bad percent-escape in the query string");
     }
     QueryParams params;
     for (auto& [name, value] : *pairs) {
@@ -52,8 +51,7 @@ class QueryParams {
       }
       for (const auto& seen : params.values_) {
         if (seen.first == name) {
-          return absl::InvalidArgumentError(
-              StrCat("query parameter \"", name, "\" given twice"));
+          return absl::InvalidArgumentError(StrCat("query parameter \"", name, "\" given twice"));
         }
       }
       params.values_.emplace_back(std::move(name), std::move(value));
@@ -87,8 +85,7 @@ std::optional<absl::Duration> ParseSeconds(std::string_view text) {
     return true;
   };
   if (!digits(whole, 9)) return std::nullopt;
-  if (dot != std::string_view::npos && !digits(fraction, 9))
-    return std::nullopt;
+  if (dot != std::string_view::npos && !digits(fraction, 9)) return std::nullopt;
   int64_t seconds = 0;
   for (char c : whole) seconds = seconds * 10 + (c - '0');
   int64_t nanos = 0;
@@ -109,22 +106,18 @@ std::optional<int64_t> ParseInt64(std::string_view text) {
     magnitude = magnitude * 10 + static_cast<uint64_t>(c - '0');
   }
   const uint64_t limit =
-      static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) +
-      (negative ? 1 : 0);
+      static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) + (negative ? 1 : 0);
   if (magnitude > limit) return std::nullopt;
-  return negative ? static_cast<int64_t>(0 - magnitude)
-                  : static_cast<int64_t>(magnitude);
+  return negative ? static_cast<int64_t>(0 - magnitude) : static_cast<int64_t>(magnitude);
 }
 
 // ?ttl=SECONDS on the cache writes. nullopt: none given.
-absl::StatusOr<std::optional<std::chrono::nanoseconds>> TtlParam(
-    const QueryParams& params) {
+absl::StatusOr<std::optional<std::chrono::nanoseconds>> TtlParam(const QueryParams& params) {
   const std::string* ttl = params.Find("ttl");
   if (ttl == nullptr) return std::nullopt;
   std::optional<absl::Duration> d = ParseSeconds(*ttl);
   if (!d.has_value() || *d <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        "ttl must be a positive number of seconds (e.g. 60 or 0.5)");
+    return absl::InvalidArgumentError("ttl must be a positive number of seconds (e.g. 60 or 0.5)");
   }
   return std::chrono::nanoseconds(absl::ToInt64Nanoseconds(*d));
 }
@@ -190,8 +183,7 @@ absl::StatusOr<LeaseBody> ParseLeaseBody(std::string_view body, bool nack) {
   }
   if (absl::Status s = r.Finish(); !s.ok()) return s;
   if (!lease->has_value() || (*lease)->empty()) {
-    return absl::InvalidArgumentError(
-        StrCat(r.context(), ": field \"lease\" is required"));
+    return absl::InvalidArgumentError(StrCat(r.context(), ": field \"lease\" is required"));
   }
   out.lease = std::string(**lease);
   return out;
@@ -238,8 +230,7 @@ std::optional<HttpError> Router::CacheIncr(Call& call) {
   int64_t by = 1;
   if (const std::string* text = params->Find("by"); text != nullptr) {
     std::optional<int64_t> parsed = ParseInt64(*text);
-    if (!parsed.has_value())
-      return Invalid("by must be an integer within int64");
+    if (!parsed.has_value()) return Invalid("by must be an integer within int64");
     by = *parsed;
   }
   auto ttl = TtlParam(*params);
@@ -266,9 +257,8 @@ std::optional<HttpError> Router::JobEnqueue(Call& call) {
   auto priority = r.OptionalInt("priority");
   auto max_attempts = r.OptionalUint("max_attempts");
   for (const absl::Status& s :
-       {type.status(), payload.status(), encoding.status(),
-        idempotency_key.status(), delay.status(), priority.status(),
-        max_attempts.status()}) {
+       {type.status(), payload.status(), encoding.status(), idempotency_key.status(),
+        delay.status(), priority.status(), max_attempts.status()}) {
     if (!s.ok()) return HttpErrorFromStatus(s);
   }
   if (absl::Status s = r.Finish(); !s.ok()) return HttpErrorFromStatus(s);
@@ -319,8 +309,7 @@ std::optional<HttpError> Router::JobEnqueue(Call& call) {
 }
 
 std::optional<HttpError> Router::JobClaim(Call& call) {
-  auto params =
-      QueryParams::Parse(call.match.query, {"type", "lease_s", "wait_s"});
+  auto params = QueryParams::Parse(call.match.query, {"type", "lease_s", "wait_s"});
   if (!params.ok()) return HttpErrorFromStatus(params.status());
   ClaimOptions options;
   if (const std::string* type = params->Find("type"); type != nullptr) {
@@ -338,7 +327,7 @@ std::optional<HttpError> Router::JobClaim(Call& call) {
     std::optional<absl::Duration> d = ParseSeconds(*text);
     if (!d.has_value() || *d > absl::Seconds(options_.max_claim_wait_seconds)) {
       return Invalid(StrCat("wait_s must be a number of seconds in [0, ",
-                         options_.max_claim_wait_seconds, "]"));
+                            options_.max_claim_wait_seconds, "]"));
     }
     wait = *d;
   }
@@ -363,10 +352,10 @@ std::optional<HttpError> Router::JobClaim(Call& call) {
   if (!claimed.ok()) return HttpErrorFromStatus(claimed.status());
   if (!claimed->has_value()) {
     if (wait > absl::ZeroDuration() && !waits) {
-      HttpError busy = MakeHttpError(
-          429, "concurrency_limited",
-          "no job now, and every slot for claims that wait is taken; retry "
-          "later");
+      HttpError busy =
+          MakeHttpError(429, "concurrency_limited",
+                        "no job now, and every slot for claims that wait is taken; retry "
+                        "later");
       busy.retry_after_seconds = 1;
       return busy;
     }
@@ -396,8 +385,7 @@ std::optional<HttpError> Router::JobAck(Call& call) {
 std::optional<HttpError> Router::JobNack(Call& call) {
   auto body = ParseLeaseBody(call.body, /*nack=*/true);
   if (!body.ok()) return HttpErrorFromStatus(body.status());
-  auto job =
-      call.tenant->jobs().Nack(call.match.job_id, body->lease, body->nack);
+  auto job = call.tenant->jobs().Nack(call.match.job_id, body->lease, body->nack);
   if (!job.ok()) return HttpErrorFromStatus(job.status());
   JsonWriter w;
   WriteJob(w, *job, /*with_payload=*/false);

@@ -5,8 +5,8 @@
 #include "router.h"
 #include "router_call.h"
 #include "spec_json.h"
-#include "tenancy/kv_store.h"
 #include "str_cat.h"
+#include "tenancy/kv_store.h"
 
 namespace tenancy::internal {
 namespace {
@@ -16,9 +16,7 @@ HttpError Invalid(std::string message) {
 }
 
 // A scan's cursor on the wire: base64url of the library's cursor.
-std::string WireCursor(std::string_view library_cursor) {
-  return Base64UrlEncode(library_cursor);
-}
+std::string WireCursor(std::string_view library_cursor) { return Base64UrlEncode(library_cursor); }
 
 // Writes a key and a value as strings, or both as base64 with
 // "encoding":"base64" when either is not UTF-8.
@@ -27,8 +25,7 @@ void WriteKeyValue(JsonWriter& w, std::string_view key, std::string_view value) 
   if (IsValidUtf8(key) && IsValidUtf8(value)) {
     w.Key("key").String(key).Key("value").String(value);
   } else {
-    w.Key("key").Base64(key).Key("value").Base64(value).Key("encoding").String(
-        "base64");
+    w.Key("key").Base64(key).Key("value").Base64(value).Key("encoding").String("base64");
   }
   w.EndObject();
 }
@@ -66,7 +63,7 @@ std::optional<HttpError> Router::KvScan(Call& call) {
   std::optional<std::string> cursor;
   bool seen[6] = {};
   for (auto& [name, value] : *params) {
-    static constexpr std::string_view kNames[6] = {"prefix", "start", "end",
+    static constexpr std::string_view kNames[6] = {"prefix", "start",   "end",
                                                    "limit",  "reverse", "cursor"};
     int index = -1;
     for (int i = 0; i < 6; ++i) {
@@ -78,9 +75,15 @@ std::optional<HttpError> Router::KvScan(Call& call) {
     if (seen[index]) return Invalid(StrCat("query parameter \"", name, "\" given twice"));
     seen[index] = true;
     switch (index) {
-      case 0: options.prefix = std::move(value); break;
-      case 1: options.start = std::move(value); break;
-      case 2: options.end = std::move(value); break;
+      case 0:
+        options.prefix = std::move(value);
+        break;
+      case 1:
+        options.start = std::move(value);
+        break;
+      case 2:
+        options.end = std::move(value);
+        break;
       case 3: {
         uint64_t limit = 0;
         bool digits = !value.empty() && value.size() <= 9;
@@ -89,8 +92,7 @@ std::optional<HttpError> Router::KvScan(Call& call) {
           for (char c : value) limit = limit * 10 + static_cast<uint64_t>(c - '0');
         }
         if (!digits || limit < 1 || limit > KvStore::kMaxScanLimit) {
-          return Invalid(StrCat("limit must be an integer in [1, ",
-                             KvStore::kMaxScanLimit, "]"));
+          return Invalid(StrCat("limit must be an integer in [1, ", KvStore::kMaxScanLimit, "]"));
         }
         options.limit = limit;
         break;
@@ -104,7 +106,9 @@ std::optional<HttpError> Router::KvScan(Call& call) {
           return Invalid("reverse must be true or false");
         }
         break;
-      case 5: cursor = std::move(value); break;
+      case 5:
+        cursor = std::move(value);
+        break;
     }
   }
   if (cursor.has_value() && !cursor->empty()) {
@@ -124,8 +128,8 @@ std::optional<HttpError> Router::KvScan(Call& call) {
   std::string next = std::move(result->cursor);
   for (size_t i = 0; i < result->items.size(); ++i) {
     const KeyValue& item = result->items[i];
-    if (i > 0 && w.view().size() + item.key.size() + item.value.size() >
-                     options_.max_scan_response_bytes) {
+    if (i > 0 &&
+        w.view().size() + item.key.size() + item.value.size() > options_.max_scan_response_bytes) {
       next = KvStore::ScanCursorAfter(options, result->items[i - 1].key);
       break;
     }
@@ -152,8 +156,7 @@ std::optional<HttpError> Router::Batch(Call& call) {
   if (!ops->has_value()) return Invalid("batch: field \"ops\" is required");
   if ((**ops).size() > options_.max_batch_ops) {
     return MakeHttpError(413, "too_large",
-                         StrCat("batch: more than ", options_.max_batch_ops,
-                             " operations"));
+                         StrCat("batch: more than ", options_.max_batch_ops, " operations"));
   }
   WriteBatch batch;
   size_t index = 0;
@@ -166,8 +169,7 @@ std::optional<HttpError> Router::Batch(Call& call) {
     auto key = r.OptionalString("key");
     auto value = r.OptionalString("value");
     auto encoding = r.OptionalString("encoding");
-    for (const absl::Status& s :
-         {type.status(), key.status(), value.status(), encoding.status()}) {
+    for (const absl::Status& s : {type.status(), key.status(), value.status(), encoding.status()}) {
       if (!s.ok()) return HttpErrorFromStatus(s);
     }
     if (absl::Status s = r.Finish(); !s.ok()) return HttpErrorFromStatus(s);
@@ -223,12 +225,18 @@ std::optional<HttpError> Router::Usage(Call& call) {
   const RequestStats requests = t.requests();
   JsonWriter w;
   w.BeginObject()
-      .Key("tenant_id").String(t.id())
-      .Key("state").String(TenantStateName(t.state()))
-      .Key("storage_used_bytes").Uint(usage.bytes)
-      .Key("storage_used_mb").Double(static_cast<double>(usage.bytes) / kBytesPerMb)
-      .Key("keys").Uint(usage.keys)
-      .Key("quota_mb").Double(static_cast<double>(spec.quota.storage_bytes) / kBytesPerMb)
+      .Key("tenant_id")
+      .String(t.id())
+      .Key("state")
+      .String(TenantStateName(t.state()))
+      .Key("storage_used_bytes")
+      .Uint(usage.bytes)
+      .Key("storage_used_mb")
+      .Double(static_cast<double>(usage.bytes) / kBytesPerMb)
+      .Key("keys")
+      .Uint(usage.keys)
+      .Key("quota_mb")
+      .Double(static_cast<double>(spec.quota.storage_bytes) / kBytesPerMb)
       .Key("quota");
   WriteQuota(w, spec.quota);
   w.Key("api_calls_today").Uint(requests.calls_today).Key("last_active");

@@ -4,8 +4,8 @@
 #include <cstdlib>
 #include <map>
 
-#include "tenancy/tenant_registry.h"
 #include "str_cat.h"
+#include "tenancy/tenant_registry.h"
 
 namespace tenancy::internal {
 namespace {
@@ -14,17 +14,15 @@ namespace {
 template <typename T>
 T Must(absl::StatusOr<T> value) {
   if (!value.ok()) {
-    std::fprintf(stderr, "tenancyd: metrics registration: %s\n",
-                 value.status().ToString().c_str());
+    std::fprintf(stderr, "tenancyd: metrics registration: %s\n", value.status().ToString().c_str());
     std::abort();
   }
   return *std::move(value);
 }
 
 // Status codes tenancyd sends; each gets its own series from the start.
-constexpr int kKnownCodes[] = {100, 200, 201, 204, 400, 401, 403, 404, 405,
-                               408, 409, 411, 413, 414, 429, 431, 500, 501,
-                               503, 504, 507};
+constexpr int kKnownCodes[] = {100, 200, 201, 204, 400, 401, 403, 404, 405, 408, 409,
+                               411, 413, 414, 429, 431, 500, 501, 503, 504, 507};
 
 }  // namespace
 
@@ -39,33 +37,36 @@ HttpMethod ParseHttpMethod(std::string_view method) {
 
 std::string_view HttpMethodName(HttpMethod method) {
   switch (method) {
-    case HttpMethod::kGet: return "GET";
-    case HttpMethod::kHead: return "HEAD";
-    case HttpMethod::kPut: return "PUT";
-    case HttpMethod::kPost: return "POST";
-    case HttpMethod::kDelete: return "DELETE";
-    case HttpMethod::kOther: return "OTHER";
+    case HttpMethod::kGet:
+      return "GET";
+    case HttpMethod::kHead:
+      return "HEAD";
+    case HttpMethod::kPut:
+      return "PUT";
+    case HttpMethod::kPost:
+      return "POST";
+    case HttpMethod::kDelete:
+      return "DELETE";
+    case HttpMethod::kOther:
+      return "OTHER";
   }
   return "OTHER";
 }
 
 ServerMetrics::ServerMetrics(Engine* engine, std::shared_ptr<Logger> logger)
     : metrics_(MetricsOptions{.logger = std::move(logger)}) {
-  calls_ = Must(metrics_.RegisterCounter(
-      "tenancy_api_calls_total",
-      "Tenant requests received, by tenant and HTTP method (refused ones "
-      "included)",
-      {"tenant", "method"}));
-  responses_ = Must(metrics_.RegisterCounter(
-      "tenancy_http_responses_total", "HTTP responses by status code",
-      {"code"}));
+  calls_ = Must(
+      metrics_.RegisterCounter("tenancy_api_calls_total",
+                               "Tenant requests received, by tenant and HTTP method (refused ones "
+                               "included)",
+                               {"tenant", "method"}));
+  responses_ = Must(metrics_.RegisterCounter("tenancy_http_responses_total",
+                                             "HTTP responses by status code", {"code"}));
   duration_ = Must(metrics_.RegisterHistogram(
-      "tenancy_request_duration_seconds",
-      "Time from a request's head to its response, by route", {"route"},
-      ExponentialBuckets(0.0001, 2.5, 14)));
+      "tenancy_request_duration_seconds", "Time from a request's head to its response, by route",
+      {"route"}, ExponentialBuckets(0.0001, 2.5, 14)));
   for (int i = 0; i < kNumRoutes; ++i) {
-    duration_by_route_[i] =
-        Must(duration_->WithLabels({RouteName(static_cast<RouteId>(i))}));
+    duration_by_route_[i] = Must(duration_->WithLabels({RouteName(static_cast<RouteId>(i))}));
   }
   responses_other_ = Must(responses_->WithLabels({"other"}));
   responses_by_code_.fill(responses_other_);
@@ -75,8 +76,8 @@ ServerMetrics::ServerMetrics(Engine* engine, std::shared_ptr<Logger> logger)
   }
   absl::MutexLock lock(&collectors_mu_);
   // Per-tenant usage, calls, rejections and limits are the library's.
-  collectors_.push_back(metrics_.AddCollector(
-      [engine](MetricSink& sink) { engine->CollectMetrics(sink); }));
+  collectors_.push_back(
+      metrics_.AddCollector([engine](MetricSink& sink) { engine->CollectMetrics(sink); }));
 }
 
 ServerMetrics::~ServerMetrics() {
@@ -88,8 +89,7 @@ ServerMetrics::~ServerMetrics() {
 TenantSeries ServerMetrics::ResolveTenant(std::string_view tenant_id) {
   TenantSeries s;
   for (int i = 0; i < kNumHttpMethods; ++i) {
-    s.calls[i] = Must(calls_->WithLabels(
-        {tenant_id, HttpMethodName(static_cast<HttpMethod>(i))}));
+    s.calls[i] = Must(calls_->WithLabels({tenant_id, HttpMethodName(static_cast<HttpMethod>(i))}));
   }
   return s;
 }
@@ -100,8 +100,8 @@ void ServerMetrics::ForgetTenant(std::string_view tenant_id) {
 
 void ServerMetrics::ObserveResponse(RouteId route, int status, double seconds) {
   duration_by_route_[static_cast<int>(route)]->Observe(seconds);
-  Counter* c = status >= 0 && status < 600 ? responses_by_code_[status].get()
-                                           : responses_other_.get();
+  Counter* c =
+      status >= 0 && status < 600 ? responses_by_code_[status].get() : responses_other_.get();
   c->Increment();
 }
 
@@ -110,13 +110,11 @@ void ServerMetrics::WatchTransport(const HttpTransport* transport) {
     TransportCounters c = transport->Counters();
     sink.AddGauge("tenancy_http_open_connections", "Open HTTP connections", {},
                   static_cast<double>(c.open_connections));
-    sink.AddGauge("tenancy_http_queued_requests",
-                  "Complete requests waiting for a worker thread", {},
-                  static_cast<double>(c.queued_requests));
-    sink.AddGauge("tenancy_http_busy_workers", "Worker threads serving a request",
-                  {}, static_cast<double>(c.busy_workers));
-    sink.AddCounter("tenancy_http_connections_accepted_total",
-                    "Connections accepted", {},
+    sink.AddGauge("tenancy_http_queued_requests", "Complete requests waiting for a worker thread",
+                  {}, static_cast<double>(c.queued_requests));
+    sink.AddGauge("tenancy_http_busy_workers", "Worker threads serving a request", {},
+                  static_cast<double>(c.busy_workers));
+    sink.AddCounter("tenancy_http_connections_accepted_total", "Connections accepted", {},
                     static_cast<double>(c.accepted_total));
     sink.AddGauge("tenancy_http_buffered_bytes",
                   "Bytes of request bodies being received and responses "
@@ -129,8 +127,8 @@ void ServerMetrics::WatchTransport(const HttpTransport* transport) {
                     "Connections refused, by the cap they hit", {{"cap", "peer"}},
                     static_cast<double>(c.refused_peer_connections_total));
     sink.AddCounter("tenancy_http_idle_connections_evicted_total",
-                    "Idle keep-alive connections closed to make room for new ones",
-                    {}, static_cast<double>(c.evicted_idle_total));
+                    "Idle keep-alive connections closed to make room for new ones", {},
+                    static_cast<double>(c.evicted_idle_total));
     sink.AddCounter("tenancy_http_head_timeouts_total",
                     "Requests whose head did not arrive in time (408)", {},
                     static_cast<double>(c.head_timeouts_total));

@@ -16,13 +16,20 @@ void WriteTime(JsonWriter& w, absl::Time t) {
 
 void WriteQuota(JsonWriter& w, const Quota& q) {
   w.BeginObject()
-      .Key("storage_mb").Double(static_cast<double>(q.storage_bytes) / kBytesPerMb)
-      .Key("max_keys").Uint(q.max_keys)
-      .Key("max_value_bytes").Uint(q.max_value_bytes)
-      .Key("requests_per_second").Double(q.requests_per_second)
-      .Key("burst").Double(q.burst)
-      .Key("max_queued_jobs").Uint(q.max_queued_jobs)
-      .Key("cache_mb").Double(static_cast<double>(q.cache_bytes) / kBytesPerMb)
+      .Key("storage_mb")
+      .Double(static_cast<double>(q.storage_bytes) / kBytesPerMb)
+      .Key("max_keys")
+      .Uint(q.max_keys)
+      .Key("max_value_bytes")
+      .Uint(q.max_value_bytes)
+      .Key("requests_per_second")
+      .Double(q.requests_per_second)
+      .Key("burst")
+      .Double(q.burst)
+      .Key("max_queued_jobs")
+      .Uint(q.max_queued_jobs)
+      .Key("cache_mb")
+      .Double(static_cast<double>(q.cache_bytes) / kBytesPerMb)
       .EndObject();
 }
 
@@ -65,9 +72,8 @@ void WriteTenantDetail(JsonWriter& w, const TenantInfo& info,
   for (const auto& [name, limit] : effective_limits) w.Key(name).Int(limit);
   w.EndObject();
   w.Key("requests_per_second").Double(q.requests_per_second);
-  w.Key("burst").Double(q.requests_per_second > 0 && q.burst == 0
-                            ? std::max(1.0, q.requests_per_second)
-                            : q.burst);
+  w.Key("burst").Double(
+      q.requests_per_second > 0 && q.burst == 0 ? std::max(1.0, q.requests_per_second) : q.burst);
   w.EndObject();
   w.Key("keys").BeginArray();
   for (const ApiKeyInfo& k : info.keys) {
@@ -77,14 +83,21 @@ void WriteTenantDetail(JsonWriter& w, const TenantInfo& info,
     w.EndObject();
   }
   w.EndArray();
-  w.Key("usage").BeginObject()
-      .Key("storage_used_bytes").Uint(info.usage.bytes)
-      .Key("storage_used_mb").Double(static_cast<double>(info.usage.bytes) / kBytesPerMb)
-      .Key("keys").Uint(info.usage.keys)
+  w.Key("usage")
+      .BeginObject()
+      .Key("storage_used_bytes")
+      .Uint(info.usage.bytes)
+      .Key("storage_used_mb")
+      .Double(static_cast<double>(info.usage.bytes) / kBytesPerMb)
+      .Key("keys")
+      .Uint(info.usage.keys)
       .EndObject();
-  w.Key("requests").BeginObject()
-      .Key("calls_today").Uint(info.requests.calls_today)
-      .Key("calls_total").Uint(info.requests.calls_total)
+  w.Key("requests")
+      .BeginObject()
+      .Key("calls_today")
+      .Uint(info.requests.calls_today)
+      .Key("calls_total")
+      .Uint(info.requests.calls_total)
       .Key("last_active");
   WriteTime(w, info.requests.last_active);
   w.EndObject();
@@ -93,12 +106,18 @@ void WriteTenantDetail(JsonWriter& w, const TenantInfo& info,
 
 void WriteTenantSummary(JsonWriter& w, const TenantInfo& info) {
   w.BeginObject()
-      .Key("tenant_id").String(info.spec.id)
-      .Key("state").String(TenantStateName(info.state))
-      .Key("placement").String(PlacementName(info.spec.placement))
-      .Key("quota_mb").Double(static_cast<double>(info.spec.quota.storage_bytes) / kBytesPerMb)
-      .Key("storage_used_bytes").Uint(info.usage.bytes)
-      .Key("keys").Uint(info.usage.keys)
+      .Key("tenant_id")
+      .String(info.spec.id)
+      .Key("state")
+      .String(TenantStateName(info.state))
+      .Key("placement")
+      .String(PlacementName(info.spec.placement))
+      .Key("quota_mb")
+      .Double(static_cast<double>(info.spec.quota.storage_bytes) / kBytesPerMb)
+      .Key("storage_used_bytes")
+      .Uint(info.usage.bytes)
+      .Key("keys")
+      .Uint(info.usage.keys)
       .Key("created_at");
   WriteTime(w, info.created_at);
   w.EndObject();

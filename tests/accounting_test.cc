@@ -19,8 +19,7 @@ void CheckLedgerEqualsRecount(const Tenant& tenant) {
   CHECK(recount->counted == tenant.usage());
 }
 
-TEST_CASE("Accounting: concurrent writers on the same keys never double count",
-          "[accounting]") {
+TEST_CASE("Accounting: concurrent writers on the same keys never double count", "[accounting]") {
   EngineFixture f;
   std::optional<Tenant> held = f.Create("acme");
   const Tenant& t = *held;
@@ -53,8 +52,10 @@ TEST_CASE("Accounting: concurrent writers on the same keys never double count",
             WriteBatch batch;
             for (int k = 0; k < 24; ++k) {
               std::string other = "k" + std::to_string(rng() % 40);
-              if (rng() % 4 == 0) batch.Delete(other);
-              else batch.Put(other, std::string(rng() % 32, 'B'));
+              if (rng() % 4 == 0)
+                batch.Delete(other);
+              else
+                batch.Put(other, std::string(rng() % 32, 'B'));
             }
             CHECK(kv.Write(batch).ok());
             break;
@@ -73,8 +74,10 @@ TEST_CASE("Accounting: concurrent writers on the same keys never double count",
   CheckLedgerEqualsRecount(reopened);
 }
 
-TEST_CASE("Accounting: a quota fills to the byte and refuses the next write "
-          "with nothing written", "[accounting][quota]") {
+TEST_CASE(
+    "Accounting: a quota fills to the byte and refuses the next write "
+    "with nothing written",
+    "[accounting][quota]") {
   EngineFixture f;
   Quota quota;
   quota.storage_bytes = 100;
@@ -131,8 +134,10 @@ TEST_CASE("Accounting: concurrent writers never pass the quota", "[accounting][q
       for (int n = 0; n < 200; ++n) {
         absl::Status s =
             t.kv().Put("t" + std::to_string(i) + "-" + std::to_string(n), std::string(90, 'x'));
-        if (IsQuotaExceeded(s)) ++refused;
-        else CHECK(s.ok());
+        if (IsQuotaExceeded(s))
+          ++refused;
+        else
+          CHECK(s.ok());
       }
     });
   }
@@ -160,8 +165,7 @@ TEST_CASE("Accounting: crossing 90% warns once per crossing", "[accounting][quot
   CHECK(f.logger->Count(LogLevel::kWarning) == base + 2);
 }
 
-TEST_CASE("Accounting: Recount finds and repairs a ledger that disagrees",
-          "[accounting]") {
+TEST_CASE("Accounting: Recount finds and repairs a ledger that disagrees", "[accounting]") {
   EngineFixture f;
   uint64_t number;
   {
@@ -177,17 +181,17 @@ TEST_CASE("Accounting: Recount finds and repairs a ledger that disagrees",
   {
     std::vector<rocksdb::ColumnFamilyDescriptor> families;
     std::vector<std::string> names;
-    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), f.Options().path,
-                                            &names).ok());
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), f.Options().path, &names).ok());
     for (const auto& name : names) families.emplace_back(name, rocksdb::ColumnFamilyOptions());
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* raw = nullptr;
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), f.Options().path, families,
-                              &handles, &raw).ok());
+    REQUIRE(
+        rocksdb::DB::Open(rocksdb::DBOptions(), f.Options().path, families, &handles, &raw).ok());
     for (auto* h : handles) {
       if (h->GetName() == "tenancy.meta") {
         REQUIRE(raw->Put(rocksdb::WriteOptions(), h, internal::UsageKey(number),
-                         internal::EncodeUsageDelta(999, 7)).ok());
+                         internal::EncodeUsageDelta(999, 7))
+                    .ok());
       }
       REQUIRE(raw->DestroyColumnFamilyHandle(h).ok());
     }

@@ -14,15 +14,13 @@ bool DirectoryContains(const std::filesystem::path& dir, const std::string& need
   for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
     if (!entry.is_regular_file()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
-    std::string data((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (data.find(needle) != std::string::npos) return true;
   }
   return false;
 }
 
-TEST_CASE("ApiKeys: a created key resolves to its tenant until revoked",
-          "[api_key]") {
+TEST_CASE("ApiKeys: a created key resolves to its tenant until revoked", "[api_key]") {
   EngineFixture f;
   f.Create("acme");
   f.Create("other");
@@ -48,8 +46,7 @@ TEST_CASE("ApiKeys: a created key resolves to its tenant until revoked",
   CHECK(absl::IsNotFound(f.registry().CreateApiKey("nobody").status()));
 }
 
-TEST_CASE("ApiKeys: rotation keeps two keys live, and both survive reopen",
-          "[api_key]") {
+TEST_CASE("ApiKeys: rotation keeps two keys live, and both survive reopen", "[api_key]") {
   EngineFixture f;
   f.Create("acme");
   auto old_key = f.registry().CreateApiKey("acme");
@@ -76,22 +73,20 @@ TEST_CASE("ApiKeys: imported keys work by plaintext or hash, and owners are excl
   f.Create("other");
   REQUIRE(f.registry().ImportApiKey("acme", "tk_file_key_1").ok());
   REQUIRE(f.registry().ImportApiKey("acme", "tk_file_key_1").ok());  // idempotent
-  CHECK(absl::IsAlreadyExists(
-      f.registry().ImportApiKey("other", "tk_file_key_1").status()));
+  CHECK(absl::IsAlreadyExists(f.registry().ImportApiKey("other", "tk_file_key_1").status()));
   // sha256("hello")
   REQUIRE(f.registry()
-              .ImportApiKeyHash("other", "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
+              .ImportApiKeyHash("other",
+                                "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
               .ok());
   CHECK(f.engine->ResolveApiKey("tk_file_key_1")->id() == "acme");
   CHECK(f.engine->ResolveApiKey("hello")->id() == "other");
-  CHECK(absl::IsInvalidArgument(
-      f.registry().ImportApiKeyHash("other", "xyz").status()));
+  CHECK(absl::IsInvalidArgument(f.registry().ImportApiKeyHash("other", "xyz").status()));
   CHECK(absl::IsInvalidArgument(f.registry().ImportApiKey("other", "").status()));
   CHECK(f.registry().ListApiKeys("acme")->size() == 1);
 }
 
-TEST_CASE("ApiKeys: plaintext secrets never reach the data directory",
-          "[api_key]") {
+TEST_CASE("ApiKeys: plaintext secrets never reach the data directory", "[api_key]") {
   EngineFixture f;
   f.Create("acme");
   std::vector<std::string> secrets;

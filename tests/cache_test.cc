@@ -48,8 +48,7 @@ size_t Charge(std::string_view key, std::string_view value) {
 }
 
 std::unique_ptr<Cache> MakeCache(CacheOptions options) {
-  absl::StatusOr<std::unique_ptr<Cache>> cache =
-      Cache::Create(std::move(options));
+  absl::StatusOr<std::unique_ptr<Cache>> cache = Cache::Create(std::move(options));
   REQUIRE(cache.ok());
   return *std::move(cache);
 }
@@ -76,8 +75,7 @@ std::string Key(int i) {
   return buf;
 }
 
-TEST_CASE("Cache: a value is returned until its TTL passes and never after",
-          "[cache]") {
+TEST_CASE("Cache: a value is returned until its TTL passes and never after", "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock);
   REQUIRE(cache->Set(1, "k", "v", milliseconds(100)).ok());
@@ -113,8 +111,7 @@ TEST_CASE("Cache: Set replaces a value and its TTL", "[cache]") {
   CHECK(cache->TenantStats(1).entries == 1);
 }
 
-TEST_CASE("Cache: expired entries are reclaimed by later writes without reads",
-          "[cache]") {
+TEST_CASE("Cache: expired entries are reclaimed by later writes without reads", "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock, /*shards=*/1);
   for (int i = 0; i < 100; ++i) {
@@ -134,8 +131,7 @@ TEST_CASE("Cache: expired entries are reclaimed by later writes without reads",
   CHECK(cache->TotalStats().entries == 50);
 }
 
-TEST_CASE("Cache: concurrent increments from many threads sum exactly",
-          "[cache]") {
+TEST_CASE("Cache: concurrent increments from many threads sum exactly", "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock, /*shards=*/4);
   constexpr int kThreads = 8;
@@ -156,17 +152,12 @@ TEST_CASE("Cache: concurrent increments from many threads sum exactly",
   for (std::thread& th : threads) th.join();
   CHECK_FALSE(failed);
   CHECK(ValueOr(*cache, 1, "shared") == std::to_string(kThreads * kPerThread));
-  CHECK(ValueOr(*cache, 1, "by-three") ==
-        std::to_string(3 * kThreads * kPerThread));
-  CHECK(ValueOr(*cache, 100, "shared") ==
-        std::to_string(-kThreads / 2 * kPerThread));
-  CHECK(ValueOr(*cache, 101, "shared") ==
-        std::to_string(-kThreads / 2 * kPerThread));
+  CHECK(ValueOr(*cache, 1, "by-three") == std::to_string(3 * kThreads * kPerThread));
+  CHECK(ValueOr(*cache, 100, "shared") == std::to_string(-kThreads / 2 * kPerThread));
+  CHECK(ValueOr(*cache, 101, "shared") == std::to_string(-kThreads / 2 * kPerThread));
 }
 
-TEST_CASE(
-    "Cache: Increment starts at zero and its TTL applies to a new key only",
-    "[cache]") {
+TEST_CASE("Cache: Increment starts at zero and its TTL applies to a new key only", "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock);
   absl::StatusOr<int64_t> v = cache->Increment(1, "n", 5, seconds(10));
@@ -196,9 +187,9 @@ TEST_CASE(
     "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock);
-  const std::string bad = GENERATE(
-      as<std::string>{}, "", "abc", "12a", "+1", " 1", "1 ", "-", "1.5", "0x10",
-      "9223372036854775808", "-9223372036854775809", std::string("1\0", 2));
+  const std::string bad =
+      GENERATE(as<std::string>{}, "", "abc", "12a", "+1", " 1", "1 ", "-", "1.5", "0x10",
+               "9223372036854775808", "-9223372036854775809", std::string("1\0", 2));
   CAPTURE(bad);
   REQUIRE(cache->Set(1, "k", bad).ok());
   const CacheStats before = cache->TenantStats(1);
@@ -221,8 +212,7 @@ TEST_CASE(
   CHECK(absl::IsOutOfRange(cache->Increment(1, "min", -1).status()));
   CHECK(ValueOr(*cache, 1, "min") == "-9223372036854775808");
   // Absent key: by itself never overflows.
-  absl::StatusOr<int64_t> v =
-      cache->Increment(1, "new", std::numeric_limits<int64_t>::max());
+  absl::StatusOr<int64_t> v = cache->Increment(1, "new", std::numeric_limits<int64_t>::max());
   REQUIRE(v.ok());
   CHECK(absl::IsOutOfRange(cache->Increment(1, "new", 1).status()));
 }
@@ -237,9 +227,9 @@ TEST_CASE(
   options.max_ttl = std::chrono::hours(1);
   auto cache = MakeCache(std::move(options));
   REQUIRE(cache->Set(1, "k", "old").ok());
-  const nanoseconds bad = GENERATE(
-      nanoseconds(0), nanoseconds(-1), nanoseconds(std::chrono::hours(-5)),
-      nanoseconds(std::chrono::hours(1)) + nanoseconds(1), nanoseconds::max());
+  const nanoseconds bad =
+      GENERATE(nanoseconds(0), nanoseconds(-1), nanoseconds(std::chrono::hours(-5)),
+               nanoseconds(std::chrono::hours(1)) + nanoseconds(1), nanoseconds::max());
   CAPTURE(bad.count());
   CHECK(absl::IsInvalidArgument(cache->Set(1, "k", "new", bad)));
   CHECK(absl::IsInvalidArgument(cache->Set(1, "other", "new", bad)));
@@ -324,8 +314,7 @@ TEST_CASE(
   CHECK(ValueOr(*cache, 1, "k") == "<missing>");
   s = cache->Set(1, "k", "");
   CHECK(GetErrorReason(s) == ErrorReason::kTooLarge);
-  CHECK(GetErrorReason(cache->Increment(1, "n", 1).status()) ==
-        ErrorReason::kTooLarge);
+  CHECK(GetErrorReason(cache->Increment(1, "n", 1).status()) == ErrorReason::kTooLarge);
 }
 
 TEST_CASE(
@@ -370,16 +359,12 @@ TEST_CASE(
   CHECK(cache->TotalStats().bytes <= 64 * 1024);
 }
 
-TEST_CASE("Cache: dropping a tenant removes all its entries and nothing else",
-          "[cache]") {
+TEST_CASE("Cache: dropping a tenant removes all its entries and nothing else", "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock);
   cache->SetTenantBudget(1, 1 << 20);
   for (int i = 0; i < 100; ++i) {
-    REQUIRE(cache
-                ->Set(1, Key(i), "a",
-                      i % 2 ? std::optional(seconds(60)) : std::nullopt)
-                .ok());
+    REQUIRE(cache->Set(1, Key(i), "a", i % 2 ? std::optional(seconds(60)) : std::nullopt).ok());
     REQUIRE(cache->Set(2, Key(i), "b").ok());
   }
   REQUIRE(cache->Get(1, Key(0)).ok());
@@ -431,8 +416,7 @@ TEST_CASE(
   CHECK(ValueOr(*cache, 1, "a:b") == "one:a:b");
 }
 
-TEST_CASE("Cache: a prefix delete removes only that tenant's matching keys",
-          "[cache]") {
+TEST_CASE("Cache: a prefix delete removes only that tenant's matching keys", "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock);
   for (int i = 0; i < 50; ++i) {
@@ -456,15 +440,13 @@ TEST_CASE("Cache: a prefix delete removes only that tenant's matching keys",
   CHECK(cache->TenantStats(2).entries == 50);
 }
 
-TEST_CASE("Cache: lowering a tenant's budget evicts down to it at once",
-          "[cache]") {
+TEST_CASE("Cache: lowering a tenant's budget evicts down to it at once", "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock);
   const std::string value(100, 'v');
   const size_t per_entry = Charge(Key(0), value);
   for (int i = 0; i < 10; ++i) REQUIRE(cache->Set(1, Key(i), value).ok());
-  CHECK(cache->TenantStats(1).budget_bytes ==
-        CacheOptions().default_tenant_budget_bytes);
+  CHECK(cache->TenantStats(1).budget_bytes == CacheOptions().default_tenant_budget_bytes);
   cache->SetTenantBudget(1, per_entry * 3);
   CacheStats stats = cache->TenantStats(1);
   CHECK(stats.entries == 3);
@@ -472,8 +454,7 @@ TEST_CASE("Cache: lowering a tenant's budget evicts down to it at once",
   CHECK(stats.budget_bytes == per_entry * 3);
   CHECK(stats.evictions == 7);
   cache->SetTenantBudget(1, std::nullopt);
-  CHECK(cache->TenantStats(1).budget_bytes ==
-        CacheOptions().default_tenant_budget_bytes);
+  CHECK(cache->TenantStats(1).budget_bytes == CacheOptions().default_tenant_budget_bytes);
   for (int i = 0; i < 10; ++i) REQUIRE(cache->Set(1, Key(i), value).ok());
   CHECK(cache->TenantStats(1).entries == 10);
   // An override set before the tenant's first write applies to it.
@@ -483,8 +464,7 @@ TEST_CASE("Cache: lowering a tenant's budget evicts down to it at once",
   CHECK(cache->TenantStats(9).entries == 1);
 }
 
-TEST_CASE("Cache: hits, misses and bytes are counted per tenant and in total",
-          "[cache]") {
+TEST_CASE("Cache: hits, misses and bytes are counted per tenant and in total", "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock);
   REQUIRE(cache->Set(1, "a", "12345").ok());
@@ -560,16 +540,14 @@ TEST_CASE("Cache: random operations match a reference model", "[cache]") {
       case 1: {
         // Leading zeros vary the length (so values move between
         // allocations) and keep every value a decimal int64.
-        const std::string v =
-            std::string(pick(80), '0') + std::to_string(pick(100));
+        const std::string v = std::string(pick(80), '0') + std::to_string(pick(100));
         const bool with_ttl = pick(2) == 0;
         const int ttl_ms = 1 + pick(50);
-        REQUIRE(cache
-                    ->Set(t, k, v,
-                          with_ttl
-                              ? std::optional<nanoseconds>(milliseconds(ttl_ms))
-                              : std::nullopt)
-                    .ok());
+        REQUIRE(
+            cache
+                ->Set(t, k, v,
+                      with_ttl ? std::optional<nanoseconds>(milliseconds(ttl_ms)) : std::nullopt)
+                .ok());
         model[{t, k}] = Item{v, with_ttl ? now_ms + ttl_ms : -1};
         break;
       }
@@ -583,8 +561,7 @@ TEST_CASE("Cache: random operations match a reference model", "[cache]") {
         const int by = pick(21) - 10;
         const int ttl_ms = 1 + pick(50);
         const Item* item = live(t, k);
-        absl::StatusOr<int64_t> got =
-            cache->Increment(t, k, by, milliseconds(ttl_ms));
+        absl::StatusOr<int64_t> got = cache->Increment(t, k, by, milliseconds(ttl_ms));
         if (item == nullptr) {
           REQUIRE(got.ok());
           REQUIRE(*got == by);
@@ -601,8 +578,7 @@ TEST_CASE("Cache: random operations match a reference model", "[cache]") {
         const std::string prefix = k.substr(0, pick(2));
         size_t expected = 0;
         for (const std::string& key : keys) {
-          if (key.compare(0, prefix.size(), prefix) == 0 &&
-              live(t, key) != nullptr) {
+          if (key.compare(0, prefix.size(), prefix) == 0 && live(t, key) != nullptr) {
             ++expected;
             model.erase({t, key});
           }
@@ -646,8 +622,7 @@ TEST_CASE("Cache: random operations match a reference model", "[cache]") {
   }
 }
 
-TEST_CASE("Cache: writes racing DropTenant leave nothing behind a purge",
-          "[cache]") {
+TEST_CASE("Cache: writes racing DropTenant leave nothing behind a purge", "[cache]") {
   FakeClock clock;
   auto cache = MakeCache(clock, /*shards=*/2);
   std::atomic<int> failures{0};  // Catch2 assertions are not thread-safe.
@@ -707,9 +682,8 @@ TEST_CASE(
           case 0:
           case 1:
           case 2:
-            (void)cache->Set(
-                t, key, std::string(rng() % 300, 'v'),
-                rng() % 2 ? std::optional(milliseconds(5)) : std::nullopt);
+            (void)cache->Set(t, key, std::string(rng() % 300, 'v'),
+                             rng() % 2 ? std::optional(milliseconds(5)) : std::nullopt);
             break;
           case 3:
             (void)cache->Increment(t, "n" + key.substr(7, 1), 1);
@@ -725,9 +699,7 @@ TEST_CASE(
             break;
           case 7:
             if (rng() % 100 == 0) {
-              cache->SetTenantBudget(t, rng() % 2
-                                            ? std::optional<size_t>(4 * 1024)
-                                            : std::nullopt);
+              cache->SetTenantBudget(t, rng() % 2 ? std::optional<size_t>(4 * 1024) : std::nullopt);
             }
             break;
           case 8:

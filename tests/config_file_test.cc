@@ -2,8 +2,11 @@
 // place of each error, the registry diff, keys by hash, limits at the
 // engine's limiter, restarts, and the watcher on a real file.
 
+#include "tenancy/config_file.h"
+
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -15,10 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include <catch2/catch.hpp>
-
 #include "engine_fixture.h"
-#include "tenancy/config_file.h"
 #include "tenancy/limiter.h"
 #include "tenancy/metrics.h"
 #include "tenancy/status.h"
@@ -37,8 +37,8 @@ constexpr char kOtherKey[] = "tk_test_other_0123456789abcdef";
 // SHA-256 hex of `text`, computed by the library's own file parser: a file
 // with the plaintext key yields the same digest as api_key_sha256 would.
 std::string Sha256Hex(const std::string& plaintext) {
-  auto config = ParseTenantsFile(
-      "{\"tenants\":[{\"id\":\"x\",\"api_key\":\"" + plaintext + "\"}]}");
+  auto config =
+      ParseTenantsFile("{\"tenants\":[{\"id\":\"x\",\"api_key\":\"" + plaintext + "\"}]}");
   REQUIRE(config.ok());
   return config->tenants[0].api_key_sha256[0];
 }
@@ -144,8 +144,7 @@ TEST_CASE("Registry: FindApiKey names the tenant holding a key by its SHA-256",
   CHECK(owner->key.key_id == imported->key_id);
   CHECK(absl::IsNotFound(f.registry().FindApiKey(Sha256Hex(kOtherKey)).status()));
   CHECK(absl::IsInvalidArgument(f.registry().FindApiKey("abc").status()));
-  CHECK(absl::IsInvalidArgument(
-      f.registry().FindApiKey(std::string(64, 'A')).status()));
+  CHECK(absl::IsInvalidArgument(f.registry().FindApiKey(std::string(64, 'A')).status()));
   REQUIRE(f.registry().RevokeApiKey("acme", imported->key_id).ok());
   CHECK(absl::IsNotFound(f.registry().FindApiKey(Sha256Hex(kWillKey)).status()));
   // A generated key is found by its hash too.
@@ -163,8 +162,7 @@ TEST_CASE("Registry: FindApiKey names the tenant holding a key by its SHA-256",
 // Parsing and validation
 // ---------------------------------------------------------------------------
 
-TEST_CASE("ConfigFile: a valid file parses into specs, key hashes and limits",
-          "[config]") {
+TEST_CASE("ConfigFile: a valid file parses into specs, key hashes and limits", "[config]") {
   auto config = ParseTenantsFile(TwoTenants());
   REQUIRE(config.ok());
   REQUIRE(config->tenants.size() == 2);
@@ -196,46 +194,41 @@ TEST_CASE("ConfigFile: the sample tenants file of the README is valid", "[config
   CHECK(config->tenants.size() >= 2);
 }
 
-TEST_CASE("ConfigFile: a bad file is refused with the place of the error",
-          "[config]") {
+TEST_CASE("ConfigFile: a bad file is refused with the place of the error", "[config]") {
   struct Case {
     const char* what;
     std::string text;
-    std::string place;  // expected in the message: the path
+    std::string place;      // expected in the message: the path
     std::string line = "";  // and, where given, the line
   };
   std::vector<Case> cases = {
       {"bad JSON", "{\n  \"tenants\": [\n    {\"id\": \"a\",}\n  ]\n}", "line 3"},
       {"not an object", "[]", "the file"},
       {"no tenants", "{}", "\"tenants\" is required"},
-      {"bad id", "{\"tenants\": [\n {\"id\": \"a\"},\n {\"id\": \"Bad_Id\"}]}",
-       "tenants[1].id"},
+      {"bad id", "{\"tenants\": [\n {\"id\": \"a\"},\n {\"id\": \"Bad_Id\"}]}", "tenants[1].id"},
       {"missing id", "{\"tenants\": [{\"quota_mb\": 1}]}", "tenants[0]"},
       {"negative quota", "{\"tenants\": [{\"id\": \"a\",\n \"quota_mb\": -1}]}",
        "tenants[0].quota_mb"},
-      {"negative nested quota",
-       "{\"tenants\": [{\"id\": \"a\", \"quota\": {\"storage_mb\": -5}}]}",
+      {"negative nested quota", "{\"tenants\": [{\"id\": \"a\", \"quota\": {\"storage_mb\": -5}}]}",
        "tenants[0].quota.storage_mb"},
-      {"fractional key count",
-       "{\"tenants\": [{\"id\": \"a\", \"quota\": {\"max_keys\": 1.5}}]}",
+      {"fractional key count", "{\"tenants\": [{\"id\": \"a\", \"quota\": {\"max_keys\": 1.5}}]}",
        "tenants[0].quota.max_keys"},
-      {"duplicate id",
-       "{\"tenants\": [{\"id\": \"a\"},\n{\"id\": \"b\"},\n{\"id\": \"a\"}]}",
+      {"duplicate id", "{\"tenants\": [{\"id\": \"a\"},\n{\"id\": \"b\"},\n{\"id\": \"a\"}]}",
        "tenants[2].id"},
-      {"unknown tenant field",
-       "{\"tenants\": [{\"id\": \"a\",\n  \"quota_gb\": 1}]}", "tenants[0].quota_gb", "line 2"},
+      {"unknown tenant field", "{\"tenants\": [{\"id\": \"a\",\n  \"quota_gb\": 1}]}",
+       "tenants[0].quota_gb", "line 2"},
       {"unknown top-level field", "{\"tenants\": [], \"tenant\": []}", "tenant"},
-      {"unknown quota field",
-       "{\"tenants\": [{\"id\": \"a\", \"quota\": {\"storage_gb\": 1}}]}",
+      {"unknown quota field", "{\"tenants\": [{\"id\": \"a\", \"quota\": {\"storage_gb\": 1}}]}",
        "tenants[0].quota.storage_gb"},
-      {"field given twice", "{\"tenants\": [{\"id\": \"a\", \"enabled\": true,\n\"enabled\": false}]}",
+      {"field given twice",
+       "{\"tenants\": [{\"id\": \"a\", \"enabled\": true,\n\"enabled\": false}]}",
        "tenants[0].enabled", "line 2"},
       {"wrong type", "{\"tenants\": [{\"id\": \"a\", \"enabled\": \"yes\"}]}",
        "tenants[0].enabled"},
       {"short plaintext key", "{\"tenants\": [{\"id\": \"a\", \"api_key\": \"short\"}]}",
        "tenants[0].api_key"},
-      {"bad key hash", "{\"tenants\": [{\"id\": \"a\", \"api_key_sha256\": [\"" +
-                           std::string(64, 'A') + "\"]}]}",
+      {"bad key hash",
+       "{\"tenants\": [{\"id\": \"a\", \"api_key_sha256\": [\"" + std::string(64, 'A') + "\"]}]}",
        "tenants[0].api_key_sha256[0]"},
       {"one key for two tenants",
        "{\"tenants\": [{\"id\": \"a\", \"api_key\": \"" + std::string(kWillKey) +
@@ -247,11 +240,11 @@ TEST_CASE("ConfigFile: a bad file is refused with the place of the error",
        "global_limits.llm"},
       {"bad placement", "{\"tenants\": [{\"id\": \"a\", \"placement\": \"own\"}]}",
        "tenants[0].placement"},
-      {"reserved label",
-       "{\"tenants\": [{\"id\": \"a\", \"labels\": {\"managed-by\": \"me\"}}]}",
+      {"reserved label", "{\"tenants\": [{\"id\": \"a\", \"labels\": {\"managed-by\": \"me\"}}]}",
        "tenants[0].labels.managed-by"},
-      {"quota twice", "{\"tenants\": [{\"id\": \"a\", \"quota_mb\": 1, "
-                      "\"quota\": {\"storage_mb\": 2}}]}",
+      {"quota twice",
+       "{\"tenants\": [{\"id\": \"a\", \"quota_mb\": 1, "
+       "\"quota\": {\"storage_mb\": 2}}]}",
        "tenants[0].quota_mb"},
   };
   for (const Case& c : cases) {
@@ -301,13 +294,13 @@ TEST_CASE("ConfigFile: a quota change is live at the next write", "[config]") {
   REQUIRE(f.Apply("{\"tenants\": [{\"id\": \"acme\", \"quota\": {\"storage_bytes\": 60}}]}").ok());
   absl::Status refused = acme.kv().Put("k2", std::string(50, 'x'));
   CHECK(GetErrorReason(refused) == ErrorReason::kStorageQuota);
-  REQUIRE(f.Apply("{\"tenants\": [{\"id\": \"acme\", \"quota\": {\"storage_bytes\": 1000}}]}").ok());
+  REQUIRE(
+      f.Apply("{\"tenants\": [{\"id\": \"acme\", \"quota\": {\"storage_bytes\": 1000}}]}").ok());
   CHECK(acme.kv().Put("k2", std::string(50, 'x')).ok());
   CHECK(f.config->state().version == 3);
 }
 
-TEST_CASE("ConfigFile: a tenant removed from the file is disabled with its data kept",
-          "[config]") {
+TEST_CASE("ConfigFile: a tenant removed from the file is disabled with its data kept", "[config]") {
   ConfigFixture f;
   REQUIRE(f.Open(TwoTenants()).ok());
   REQUIRE(f.engine->GetTenant("will")->kv().Put("k", "v").ok());
@@ -332,7 +325,7 @@ TEST_CASE("ConfigFile: a broken file changes nothing and a fixed one applies aft
   REQUIRE(f.Open(TwoTenants()).ok());
   std::string good = f.config->state().sha256;
   std::vector<std::string> broken = {
-      "{\"tenants\": [",                                                      // bad JSON
+      "{\"tenants\": [",                                                     // bad JSON
       "{\"tenants\": [{\"id\": \"New_Tenant\"}]}",                           // bad id
       "{\"tenants\": [{\"id\": \"will\", \"quota_mb\": -1}]}",               // negative
       "{\"tenants\": [{\"id\": \"new\"}, {\"id\": \"new\"}]}",               // duplicate
@@ -361,8 +354,7 @@ TEST_CASE("ConfigFile: a broken file changes nothing and a fixed one applies aft
   CHECK(f.Info("notepad").state == TenantState::kDisabled);
 }
 
-TEST_CASE("ConfigFile: a file that fails at open is refused and applies nothing",
-          "[config]") {
+TEST_CASE("ConfigFile: a file that fails at open is refused and applies nothing", "[config]") {
   ConfigFixture f;
   CHECK(absl::IsInvalidArgument(f.Open("{\"tenants\": [{\"id\": \"a\"}, {\"id\": \"a\"}]}")));
   CHECK(f.registry().size() == 0);
@@ -371,8 +363,7 @@ TEST_CASE("ConfigFile: a file that fails at open is refused and applies nothing"
   CHECK(absl::IsNotFound(ConfigFile::Open(f.engine.get(), options).status()));
 }
 
-TEST_CASE("ConfigFile: a key removed from or changed in the file stops working",
-          "[config]") {
+TEST_CASE("ConfigFile: a key removed from or changed in the file stops working", "[config]") {
   ConfigFixture f;
   const std::string old_key = "tk_test_rotate_old_0123456789";
   const std::string new_key = "tk_test_rotate_new_0123456789";
@@ -433,8 +424,7 @@ TEST_CASE("ConfigFile: API-managed tenants are left alone", "[config]") {
   CHECK(f.engine->ResolveApiKey(key->secret).ok());
 }
 
-TEST_CASE("ConfigFile: the file wins over an admin change to a tenant it manages",
-          "[config]") {
+TEST_CASE("ConfigFile: the file wins over an admin change to a tenant it manages", "[config]") {
   ConfigFixture f;
   REQUIRE(f.Open(TwoTenants()).ok());
   TenantSpec changed = f.Info("will").spec;
@@ -490,8 +480,8 @@ TEST_CASE("ConfigFile: a key moves from one file-managed tenant to another in on
           "[config]") {
   ConfigFixture f;
   REQUIRE(f.Open(TwoTenants()).ok());
-  REQUIRE(f.Apply("{\"tenants\": [{\"id\": \"notepad\", \"api_key\": \"" +
-                  std::string(kWillKey) + "\"}]}")
+  REQUIRE(f.Apply("{\"tenants\": [{\"id\": \"notepad\", \"api_key\": \"" + std::string(kWillKey) +
+                  "\"}]}")
               .ok());
   auto resolved = f.engine->ResolveApiKey(kWillKey);
   REQUIRE(resolved.ok());
@@ -499,8 +489,7 @@ TEST_CASE("ConfigFile: a key moves from one file-managed tenant to another in on
   CHECK(f.Info("will").state == TenantState::kDisabled);
 }
 
-TEST_CASE("ConfigFile: defaults and global limits reach the engine's limiter",
-          "[config]") {
+TEST_CASE("ConfigFile: defaults and global limits reach the engine's limiter", "[config]") {
   ConfigFixture f;
   // What the engine had before the file: the file lays its numbers over them.
   Limiter& limiter = f.engine->limiter();
@@ -508,8 +497,8 @@ TEST_CASE("ConfigFile: defaults and global limits reach the engine's limiter",
   REQUIRE(limiter.SetGlobalLimits({{"requests", 100}}).ok());
   REQUIRE(f.Open(TwoTenants()).ok());
   CHECK(limiter.DefaultTenantLimits() ==
-        ConcurrencyLimits{{"requests", 32}, {"llm", 30}, {"llm/student", 2},
-                          {"llm/teacher", 10}, {"ocr", 5}});
+        ConcurrencyLimits{
+            {"requests", 32}, {"llm", 30}, {"llm/student", 2}, {"llm/teacher", 10}, {"ocr", 5}});
   CHECK(limiter.GlobalLimits() == ConcurrencyLimits{{"requests", 100}, {"llm", 200}});
 
   // The seeded limits are in force for a tenant that names none.
@@ -539,15 +528,13 @@ std::vector<std::pair<std::string, std::string>> ReadAllFiles(const fs::path& di
   for (const auto& entry : fs::recursive_directory_iterator(dir)) {
     if (!entry.is_regular_file()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
-    files.emplace_back(entry.path().string(),
-                       std::string((std::istreambuf_iterator<char>(in)),
-                                   std::istreambuf_iterator<char>()));
+    files.emplace_back(entry.path().string(), std::string((std::istreambuf_iterator<char>(in)),
+                                                          std::istreambuf_iterator<char>()));
   }
   return files;
 }
 
-TEST_CASE("ConfigFile: plaintext keys are never written to the data directory",
-          "[config]") {
+TEST_CASE("ConfigFile: plaintext keys are never written to the data directory", "[config]") {
   ConfigFixture f;
   REQUIRE(f.Open(TwoTenants()).ok());
   REQUIRE(f.engine->Flush().ok());
@@ -567,8 +554,7 @@ TEST_CASE("ConfigFile: plaintext keys are never written to the data directory",
   }
 }
 
-TEST_CASE("ConfigFile: the metrics show the version, time and failures in force",
-          "[config]") {
+TEST_CASE("ConfigFile: the metrics show the version, time and failures in force", "[config]") {
   ConfigFixture f;
   REQUIRE(f.Open(TwoTenants()).ok());
   CHECK(absl::IsInvalidArgument(f.Apply("not json")));
@@ -583,8 +569,8 @@ TEST_CASE("ConfigFile: the metrics show the version, time and failures in force"
   size_t at = text.find(applied);
   REQUIRE(at != std::string::npos);
   double seconds = std::stod(text.substr(at + applied.size()));
-  CHECK(std::abs(seconds - absl::ToDoubleSeconds(f.config->state().applied_at -
-                                                 absl::UnixEpoch())) < 0.001);
+  CHECK(std::abs(seconds -
+                 absl::ToDoubleSeconds(f.config->state().applied_at - absl::UnixEpoch())) < 0.001);
   CHECK(text.find("tenancy_config_info{sha256=\"" + f.config->state().sha256 + "\"} 1") !=
         std::string::npos);
   handle.Remove();

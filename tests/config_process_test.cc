@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -14,8 +15,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "server_fixture.h"
 
@@ -107,14 +106,14 @@ class TenancydProcess {
   bool exited_ = false;
 };
 
-TEST_CASE("tenancyd --config: on an empty data directory the sample tenants "
-          "file's keys and limits work at once",
-          "[config][process]") {
+TEST_CASE(
+    "tenancyd --config: on an empty data directory the sample tenants "
+    "file's keys and limits work at once",
+    "[config][process]") {
   TempDir dir;
   fs::path log = dir.path() / "tenancyd.log";
-  TenancydProcess d({"--data-dir", (dir.path() / "data").string(), "--listen",
-                     "127.0.0.1:0", "--threads", "2", "--config",
-                     TENANCY_SOURCE_DIR "/examples/tenants.json"},
+  TenancydProcess d({"--data-dir", (dir.path() / "data").string(), "--listen", "127.0.0.1:0",
+                     "--threads", "2", "--config", TENANCY_SOURCE_DIR "/examples/tenants.json"},
                     log);
   int port = d.WaitListening();
   INFO(ReadWhole(log));
@@ -147,8 +146,8 @@ TEST_CASE("tenancyd --config: SIGHUP applies the file at once", "[config][proces
   const std::string key = "tk_test_hup_0123456789abcdef";
   // reload_on_change off: only SIGHUP can apply the change below.
   std::ofstream(file) << "{\"tenants\": [], \"reload_on_change\": false}";
-  TenancydProcess d({"--data-dir", (dir.path() / "data").string(), "--listen",
-                     "127.0.0.1:0", "--threads", "2", "--config", file.string()},
+  TenancydProcess d({"--data-dir", (dir.path() / "data").string(), "--listen", "127.0.0.1:0",
+                     "--threads", "2", "--config", file.string()},
                     log);
   int port = d.WaitListening();
   INFO(ReadWhole(log));
@@ -176,8 +175,8 @@ TEST_CASE("tenancyd --config: a file refused at start stops tenancyd", "[config]
   fs::path log = dir.path() / "tenancyd.log";
   std::ofstream(file) << "{\"tenants\": [{\"id\": \"a\", \"quota_mb\": -1}]}";
   for (const fs::path& config : {file, dir.path() / "missing.json"}) {
-    TenancydProcess d({"--data-dir", (dir.path() / "data").string(), "--listen",
-                       "127.0.0.1:0", "--config", config.string()},
+    TenancydProcess d({"--data-dir", (dir.path() / "data").string(), "--listen", "127.0.0.1:0",
+                       "--config", config.string()},
                       log);
     CHECK(d.WaitListening() == -1);
     CHECK(d.Wait() == 1);

@@ -1,14 +1,13 @@
 // The tenants file behind tenancyd: a real server on loopback, a real file on
 // disk, and the HTTP answers a client sees as the file changes.
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <catch2/catch.hpp>
 
 #include "server_fixture.h"
 #include "tenancy/config_file.h"
@@ -34,8 +33,7 @@ void WriteFile(const fs::path& path, const std::string& text) {
   fs::rename(tmp, path);  // as editors do: the watcher must see it
 }
 
-std::string Entry(const std::string& id, const std::string& key,
-                   const std::string& extra = "") {
+std::string Entry(const std::string& id, const std::string& key, const std::string& extra = "") {
   return "{\"id\": \"" + id + "\", \"api_key\": \"" + key + "\"" +
          (extra.empty() ? "" : ", " + extra) + "}";
 }
@@ -104,9 +102,10 @@ TEST_CASE("tenants file over HTTP: a tenant added to the file authenticates with
   CHECK(c.Get("/v1/kv/k", Bearer(kBetaKey)).body == "v");
 }
 
-TEST_CASE("tenants file over HTTP: a quota lowered in the file refuses the next "
-          "write with 507, raised it admits it",
-          "[config][server]") {
+TEST_CASE(
+    "tenants file over HTTP: a quota lowered in the file refuses the next "
+    "write with 507, raised it admits it",
+    "[config][server]") {
   ConfigServer s(File(Entry("acme", kAcmeKey, "\"quota\": {\"storage_bytes\": 1000}")));
   TestClient c = s.Client();
   REQUIRE(c.Put("/v1/kv/a", std::string(100, 'x'), Bearer(kAcmeKey)).status == 204);
@@ -121,9 +120,10 @@ TEST_CASE("tenants file over HTTP: a quota lowered in the file refuses the next 
   CHECK(c.Put("/v1/kv/b", std::string(100, 'x'), Bearer(kAcmeKey)).status == 204);
 }
 
-TEST_CASE("tenants file over HTTP: a tenant removed from the file gets 403 and "
-          "keeps its data",
-          "[config][server]") {
+TEST_CASE(
+    "tenants file over HTTP: a tenant removed from the file gets 403 and "
+    "keeps its data",
+    "[config][server]") {
   ConfigServer s(File(Entry("acme", kAcmeKey) + "," + Entry("beta", kBetaKey)));
   TestClient c = s.Client();
   REQUIRE(c.Put("/v1/kv/k", "kept", Bearer(kAcmeKey)).status == 204);
@@ -143,11 +143,12 @@ TEST_CASE("tenants file over HTTP: a tenant removed from the file gets 403 and "
   CHECK(back.body == "kept");
 }
 
-TEST_CASE("tenants file over HTTP: the seeded default limits are in force for a "
-          "tenant that names none",
-          "[config][server]") {
-  ConfigServer s(File(Entry("acme", kAcmeKey) + "," +
-                      Entry("beta", kBetaKey, "\"limits\": {\"llm\": 3}")));
+TEST_CASE(
+    "tenants file over HTTP: the seeded default limits are in force for a "
+    "tenant that names none",
+    "[config][server]") {
+  ConfigServer s(
+      File(Entry("acme", kAcmeKey) + "," + Entry("beta", kBetaKey, "\"limits\": {\"llm\": 3}")));
   TestClient c = s.Client();
   Reply acme = c.Get("/admin/tenants/acme", Admin());
   REQUIRE(acme.status == 200);
@@ -171,21 +172,21 @@ TEST_CASE("tenants file over HTTP: the seeded default limits are in force for a 
   auto second = tenant.TryAcquire(*student);
   CHECK(first.ok());
   CHECK(second.ok());
-  CHECK(GetErrorReason(tenant.TryAcquire(*student).status()) ==
-        ErrorReason::kConcurrencyLimited);
+  CHECK(GetErrorReason(tenant.TryAcquire(*student).status()) == ErrorReason::kConcurrencyLimited);
 }
 
-TEST_CASE("tenants file over HTTP: a broken file changes nothing and the metrics "
-          "say so, and a fixed file applies",
-          "[config][server]") {
+TEST_CASE(
+    "tenants file over HTTP: a broken file changes nothing and the metrics "
+    "say so, and a fixed file applies",
+    "[config][server]") {
   ConfigServer s(File(Entry("acme", kAcmeKey)));
   TestClient c = s.Client();
   for (const std::string& broken : {
-           std::string("{\"tenants\": [{\"id\": \"acme\""),                      // bad JSON
-           File(Entry("Not-A-Label!", kBetaKey)),                                 // bad id
-           File(Entry("acme", kAcmeKey, "\"quota_mb\": -1")),                     // negative
-           File(Entry("acme", kAcmeKey) + "," + Entry("acme", kBetaKey)),       // duplicate
-           File(Entry("acme", kAcmeKey, "\"quota_gigabytes\": 1")),              // unknown
+           std::string("{\"tenants\": [{\"id\": \"acme\""),                // bad JSON
+           File(Entry("Not-A-Label!", kBetaKey)),                          // bad id
+           File(Entry("acme", kAcmeKey, "\"quota_mb\": -1")),              // negative
+           File(Entry("acme", kAcmeKey) + "," + Entry("acme", kBetaKey)),  // duplicate
+           File(Entry("acme", kAcmeKey, "\"quota_gigabytes\": 1")),        // unknown
        }) {
     INFO(broken);
     CHECK(absl::IsInvalidArgument(s.Apply(broken)));
@@ -198,8 +199,8 @@ TEST_CASE("tenants file over HTTP: a broken file changes nothing and the metrics
   CHECK(metrics.body.find("tenancy_config_reload_failures_total 5\n") != std::string::npos);
   CHECK(metrics.body.find("tenancy_config_last_reload_successful 0\n") != std::string::npos);
 
-  REQUIRE(s.Apply(File(Entry("acme", kAcmeKey, "\"quota\": {\"storage_bytes\": 10}") +
-                       "," + Entry("beta", kBetaKey)))
+  REQUIRE(s.Apply(File(Entry("acme", kAcmeKey, "\"quota\": {\"storage_bytes\": 10}") + "," +
+                       Entry("beta", kBetaKey)))
               .ok());
   CHECK(c.Put("/v1/kv/k2", std::string(100, 'x'), Bearer(kAcmeKey)).status == 507);
   CHECK(c.Get("/v1/kv/k", Bearer(kBetaKey)).status == 404);

@@ -26,8 +26,10 @@ EngineOptions CrashOptions(const TempDir& dir) {
   return options;
 }
 
-TEST_CASE("Crash: after SIGKILL under load, usage equals a recount and every "
-          "acknowledged synced write is present", "[crash]") {
+TEST_CASE(
+    "Crash: after SIGKILL under load, usage equals a recount and every "
+    "acknowledged synced write is present",
+    "[crash]") {
   TempDir dir;
   {
     auto engine = Engine::Open(CrashOptions(dir));
@@ -51,8 +53,7 @@ TEST_CASE("Crash: after SIGKILL under load, usage equals a recount and every "
     std::string db = CrashOptions(dir).path;
     char* child_argv[] = {const_cast<char*>(TENANCY_CRASH_WRITER), db.data(), nullptr};
     pid_t child;
-    REQUIRE(posix_spawn(&child, TENANCY_CRASH_WRITER, &actions, nullptr, child_argv,
-                        environ) == 0);
+    REQUIRE(posix_spawn(&child, TENANCY_CRASH_WRITER, &actions, nullptr, child_argv, environ) == 0);
     posix_spawn_file_actions_destroy(&actions);
     close(fds[1]);
     // Let it run until it has acknowledged some writes, plus a random delay.

@@ -67,8 +67,7 @@ struct EngineFixture {
 
   TenantRegistry& registry() { return engine->registry(); }
 
-  Tenant Create(const std::string& id, Quota quota = {},
-                Placement placement = Placement::kShared) {
+  Tenant Create(const std::string& id, Quota quota = {}, Placement placement = Placement::kShared) {
     TenantSpec spec;
     spec.id = id;
     spec.quota = quota;

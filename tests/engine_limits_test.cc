@@ -2,11 +2,10 @@
 // EngineOptions, overrides and rates from tenant specs (live), purge.
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "engine_fixture.h"
 #include "tenancy/limiter.h"
@@ -71,8 +70,7 @@ struct LimitsFixture {
   }
 
   // Takes permits of `cls` until refused; returns how many, keeping them.
-  static int FillClass(const Tenant& tenant, const LimitClass& cls,
-                       std::vector<Permit>& held) {
+  static int FillClass(const Tenant& tenant, const LimitClass& cls, std::vector<Permit>& held) {
     int n = 0;
     for (; n < 1000; ++n) {
       auto permit = tenant.TryAcquire(cls);
@@ -86,8 +84,7 @@ struct LimitsFixture {
   }
 };
 
-TEST_CASE("Engine limits: the option defaults apply to a tenant that names none",
-          "[limits]") {
+TEST_CASE("Engine limits: the option defaults apply to a tenant that names none", "[limits]") {
   LimitsFixture f;
   Tenant t = f.Create(Spec("school"));
   std::vector<Permit> held;
@@ -95,16 +92,13 @@ TEST_CASE("Engine limits: the option defaults apply to a tenant that names none"
   CHECK(LimitsFixture::FillClass(t, f.Class("llm/teacher"), held) == 10);
   // llm holds 12 already, through its children: 18 more.
   CHECK(LimitsFixture::FillClass(t, f.Class("llm"), held) == 18);
-  CHECK(t.EffectiveLimits() == ConcurrencyLimits{{"llm", 30},
-                                                 {"llm/student", 2},
-                                                 {"llm/teacher", 10},
-                                                 {"ocr", 5}});
+  CHECK(t.EffectiveLimits() ==
+        ConcurrencyLimits{{"llm", 30}, {"llm/student", 2}, {"llm/teacher", 10}, {"ocr", 5}});
   held.clear();
   CHECK(LimitsFixture::FillClass(t, f.Class("llm/student"), held) == 2);
 }
 
-TEST_CASE("Engine limits: a spec's limits override the defaults and change live",
-          "[limits]") {
+TEST_CASE("Engine limits: a spec's limits override the defaults and change live", "[limits]") {
   LimitsFixture f;
   TenantSpec spec = Spec("acme");
   spec.limits = {{"llm/student", 4}};
@@ -133,8 +127,7 @@ TEST_CASE("Engine limits: a spec's limits override the defaults and change live"
   CHECK(t.EffectiveLimits() == ConcurrencyLimits{{"llm/student", 3}});
 }
 
-TEST_CASE("Engine limits: a tenant's spec limits are in force again after reopen",
-          "[limits]") {
+TEST_CASE("Engine limits: a tenant's spec limits are in force again after reopen", "[limits]") {
   LimitsFixture f;
   TenantSpec spec = Spec("acme");
   spec.limits = {{"ocr", 1}};
@@ -162,8 +155,7 @@ TEST_CASE("Engine limits: the global tier is shared by all tenants", "[limits]")
   CHECK(rejection->class_name == "ocr");
 }
 
-TEST_CASE("Engine limits: the quota's request rate is the tenant's token bucket",
-          "[limits]") {
+TEST_CASE("Engine limits: the quota's request rate is the tenant's token bucket", "[limits]") {
   LimitsFixture f;
   TenantSpec spec = Spec("acme");
   spec.quota.requests_per_second = 2;
@@ -224,8 +216,7 @@ TEST_CASE("Engine limits: disabled and purged tenants get no permits", "[limits]
   CHECK(LimitsFixture::FillClass(again, ocr, permits) == 5);
 }
 
-TEST_CASE("Engine limits: invalid limits in a spec or the options are refused",
-          "[limits]") {
+TEST_CASE("Engine limits: invalid limits in a spec or the options are refused", "[limits]") {
   LimitsFixture f;
   TenantSpec deep = Spec("deep");
   deep.limits = {{"a/b/c/d/e/f/g/h/i", 1}};

@@ -1,9 +1,8 @@
 // The engine's own series (Engine::CollectMetrics): what a host that embeds
 // the library gets for its /metrics without writing any of it.
 
-#include <string>
-
 #include <catch2/catch.hpp>
+#include <string>
 
 #include "engine_fixture.h"
 #include "tenancy/metrics.h"
@@ -15,21 +14,21 @@ namespace {
 using testing::EngineFixture;
 
 bool Has(const std::string& text, const std::string& line) {
-  return text.find("\n" + line + "\n") != std::string::npos ||
-         text.rfind(line + "\n", 0) == 0;
+  return text.find("\n" + line + "\n") != std::string::npos || text.rfind(line + "\n", 0) == 0;
 }
 
-TEST_CASE("Engine metrics: a host gets usage, quota, calls, refusals and limits "
-          "per tenant",
-          "[metrics][engine]") {
+TEST_CASE(
+    "Engine metrics: a host gets usage, quota, calls, refusals and limits "
+    "per tenant",
+    "[metrics][engine]") {
   EngineFixture f;
   Quota quota;
   quota.storage_bytes = 10;
   quota.max_value_bytes = 8;
   Tenant acme = f.Create("acme", quota);
   Tenant beta = f.Create("beta");
-  REQUIRE(acme.kv().Put("k", "v").ok());                         // 2 bytes
-  CHECK(IsQuotaExceeded(acme.kv().Put("k2", "12345678")));       // over 10
+  REQUIRE(acme.kv().Put("k", "v").ok());                            // 2 bytes
+  CHECK(IsQuotaExceeded(acme.kv().Put("k2", "12345678")));          // over 10
   CHECK(absl::IsInvalidArgument(acme.kv().Put("k", "123456789")));  // over 8
   REQUIRE(f.registry().SetReadOnly("beta", true).ok());
   CHECK(absl::IsPermissionDenied(beta.kv().Put("k", "v")));

@@ -22,9 +22,20 @@ std::string BigEndian(uint64_t n) {
 class KeyPool {
  public:
   explicit KeyPool(const std::vector<uint64_t>& numbers) {
-    keys_ = {"", std::string(1, '\0'), std::string(2, '\0'), "\xff",
-             std::string(5, '\xff'), "a", "a:b", "b:c", "a:", ":", "ab", "b",
-             std::string(300, 'L'), std::string(300, 'L') + "\x01",
+    keys_ = {"",
+             std::string(1, '\0'),
+             std::string(2, '\0'),
+             "\xff",
+             std::string(5, '\xff'),
+             "a",
+             "a:b",
+             "b:c",
+             "a:",
+             ":",
+             "ab",
+             "b",
+             std::string(300, 'L'),
+             std::string(300, 'L') + "\x01",
              std::string("\x00\xff\x00", 3)};
     // Keys that spell other tenants' internal prefixes (number + namespace).
     for (uint64_t n : numbers) {
@@ -35,9 +46,7 @@ class KeyPool {
     }
     for (int i = 0; i < 20; ++i) keys_.push_back("k" + std::to_string(i));
   }
-  const std::string& Pick(std::mt19937_64& rng) const {
-    return keys_[rng() % keys_.size()];
-  }
+  const std::string& Pick(std::mt19937_64& rng) const { return keys_[rng() % keys_.size()]; }
 
  private:
   std::vector<std::string> keys_;
@@ -70,8 +79,7 @@ std::vector<KeyValue> FullScan(const KvStore& kv) {
   }
 }
 
-void CheckAllEqual(const std::vector<Tenant>& tenants,
-                   const std::vector<Model>& models) {
+void CheckAllEqual(const std::vector<Tenant>& tenants, const std::vector<Model>& models) {
   for (size_t t = 0; t < tenants.size(); ++t) {
     INFO("tenant " << tenants[t].id());
     std::vector<KeyValue> expected;
@@ -84,15 +92,16 @@ void CheckAllEqual(const std::vector<Tenant>& tenants,
   }
 }
 
-TEST_CASE("Isolation: random operations across tenants with adversarial keys "
-          "never diverge from a per-tenant model", "[isolation]") {
+TEST_CASE(
+    "Isolation: random operations across tenants with adversarial keys "
+    "never diverge from a per-tenant model",
+    "[isolation]") {
   EngineFixture f;
   const std::vector<std::string> ids = {"a", "a-b", "ab", "b", "b-a", "ba", "x1", "dedi"};
   std::vector<Tenant> tenants;
   std::vector<uint64_t> numbers;
   for (const std::string& id : ids) {
-    tenants.push_back(f.Create(id, {}, id == "dedi" ? Placement::kDedicated
-                                                    : Placement::kShared));
+    tenants.push_back(f.Create(id, {}, id == "dedi" ? Placement::kDedicated : Placement::kShared));
     numbers.push_back(tenants.back().number());
   }
   std::vector<Model> models(ids.size());
@@ -125,9 +134,16 @@ TEST_CASE("Isolation: random operations across tenants with adversarial keys "
     } else if (op < 88) {  // Scan
       ScanOptions options;
       switch (rng() % 3) {
-        case 0: options.prefix = key.substr(0, rng() % (key.size() + 1)); break;
-        case 1: options.start = key; options.end = pool.Pick(rng); break;
-        case 2: options.start = key; break;
+        case 0:
+          options.prefix = key.substr(0, rng() % (key.size() + 1));
+          break;
+        case 1:
+          options.start = key;
+          options.end = pool.Pick(rng);
+          break;
+        case 2:
+          options.start = key;
+          break;
       }
       if (options.end.has_value() && *options.end < options.start) {
         std::swap(*options.end, options.start);

@@ -1,7 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <map>
 #include <stdexcept>
@@ -120,8 +119,8 @@ TEST_CASE("JobWorkers: fair rotation serves a tenant's single job within one rot
   }
 
   absl::Mutex mu;
-  std::vector<absl::Time> big_claims;           // claim times of big's jobs
-  std::map<std::string, Job> small_jobs;        // tenant -> its job as claimed
+  std::vector<absl::Time> big_claims;     // claim times of big's jobs
+  std::map<std::string, Job> small_jobs;  // tenant -> its job as claimed
   JobWorkersOptions options;
   options.threads = 1;
   options.lease = kLease;

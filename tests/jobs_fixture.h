@@ -48,9 +48,7 @@ struct JobsFixture {
   std::shared_ptr<std::atomic<int>> claim_waits = std::make_shared<std::atomic<int>>(0);
   std::unique_ptr<Engine> engine;
 
-  explicit JobsFixture(bool fake_clock = true) : use_fake_clock(fake_clock) {
-    Reopen();
-  }
+  explicit JobsFixture(bool fake_clock = true) : use_fake_clock(fake_clock) { Reopen(); }
 
   EngineOptions Options() const {
     EngineOptions options;
@@ -91,8 +89,7 @@ struct JobsFixture {
 
 // Waits (real time, polling) until `done` holds or `timeout` passes; returns
 // whether it holds. For conditions another thread brings about.
-inline bool WaitFor(const std::function<bool()>& done,
-                    absl::Duration timeout = absl::Seconds(60)) {
+inline bool WaitFor(const std::function<bool()>& done, absl::Duration timeout = absl::Seconds(60)) {
   absl::Time deadline = absl::Now() + timeout;
   while (!done()) {
     if (absl::Now() > deadline) return false;

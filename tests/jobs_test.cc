@@ -1,7 +1,8 @@
-#include <catch2/catch.hpp>
+#include "tenancy/jobs.h"
 
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <set>
 #include <string>
 #include <thread>
@@ -9,7 +10,6 @@
 
 #include "absl/synchronization/mutex.h"
 #include "jobs_fixture.h"
-#include "tenancy/jobs.h"
 #include "tenancy/kv_store.h"
 #include "tenancy/status.h"
 
@@ -57,8 +57,7 @@ void RequireUsageMatchesRecount(const Tenant& tenant) {
   CHECK(tenant.usage() == recount->counted);
 }
 
-TEST_CASE("JobQueue: each job is claimed by exactly one of many concurrent claimers",
-          "[jobs]") {
+TEST_CASE("JobQueue: each job is claimed by exactly one of many concurrent claimers", "[jobs]") {
   JobsFixture f(/*fake_clock=*/false);
   JobQueue jobs = f.Create("acme").jobs();
   constexpr int kProducers = 2;
@@ -250,8 +249,7 @@ TEST_CASE("JobQueue: nack retries after exponential backoff with jitter, then de
   CHECK(*jobs.Counts() == JobCounts{});
 }
 
-TEST_CASE("JobQueue: an expired lease after the last attempt dead-letters the job",
-          "[jobs]") {
+TEST_CASE("JobQueue: an expired lease after the last attempt dead-letters the job", "[jobs]") {
   JobsFixture f;
   JobQueue jobs = f.Create("acme").jobs();
   JobSpec spec = Spec("email");
@@ -326,8 +324,7 @@ TEST_CASE("JobQueue: claims take the highest priority first, then the oldest", "
   JobsFixture f;
   JobQueue jobs = f.Create("acme").jobs();
   auto enqueue = [&](int32_t priority, const std::string& payload,
-                     absl::Duration delay = absl::ZeroDuration(),
-                     const std::string& type = "t") {
+                     absl::Duration delay = absl::ZeroDuration(), const std::string& type = "t") {
     JobSpec spec = Spec(type, payload);
     spec.priority = priority;
     spec.delay = delay;
@@ -358,8 +355,7 @@ TEST_CASE("JobQueue: claims take the highest priority first, then the oldest", "
   CHECK(MustClaim(jobs, "").payload == "c1");
 }
 
-TEST_CASE("JobQueue: claim order holds across many jobs, restarts and expired leases",
-          "[jobs]") {
+TEST_CASE("JobQueue: claim order holds across many jobs, restarts and expired leases", "[jobs]") {
   JobsFixture f;
   f.Create("acme");
   auto jobs = [&f] { return f.Get("acme").jobs(); };
@@ -489,71 +485,70 @@ TEST_CASE("JobQueue: two tenants' queues never see each other's jobs", "[jobs]")
 TEST_CASE("JobQueue: usage equals a recount after job operations", "[jobs]") {
   JobsFixture f;
   {
-  Tenant tenant = f.Create("acme");
-  JobQueue jobs = tenant.jobs();
-  REQUIRE(tenant.kv().Put("kv-key", "kv-value").ok());
-  const Usage before = tenant.usage();
+    Tenant tenant = f.Create("acme");
+    JobQueue jobs = tenant.jobs();
+    REQUIRE(tenant.kv().Put("kv-key", "kv-value").ok());
+    const Usage before = tenant.usage();
 
-  std::vector<std::string> ids;
-  for (int i = 0; i < 30; ++i) {
-    JobSpec spec = Spec(i % 3 ? "short" : "a-much-longer-type-name",
-                        std::string(static_cast<size_t>(i * 37), 'x'));
-    spec.delay = i % 4 == 0 ? absl::Seconds(i) : absl::ZeroDuration();
-    spec.max_attempts = 2;
-    if (i % 5 == 0) spec.idempotency_key = "key-" + std::to_string(i);
-    auto r = jobs.Enqueue(spec);
-    REQUIRE(r.ok());
-    ids.push_back(r->id);
-  }
-  CHECK(tenant.usage().bytes > before.bytes + 30 * 37 * 29 / 2);
-  CHECK(tenant.usage().keys == before.keys);  // jobs are not kv keys
-  RequireUsageMatchesRecount(tenant);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 30; ++i) {
+      JobSpec spec = Spec(i % 3 ? "short" : "a-much-longer-type-name",
+                          std::string(static_cast<size_t>(i * 37), 'x'));
+      spec.delay = i % 4 == 0 ? absl::Seconds(i) : absl::ZeroDuration();
+      spec.max_attempts = 2;
+      if (i % 5 == 0) spec.idempotency_key = "key-" + std::to_string(i);
+      auto r = jobs.Enqueue(spec);
+      REQUIRE(r.ok());
+      ids.push_back(r->id);
+    }
+    CHECK(tenant.usage().bytes > before.bytes + 30 * 37 * 29 / 2);
+    CHECK(tenant.usage().keys == before.keys);  // jobs are not kv keys
+    RequireUsageMatchesRecount(tenant);
 
-  // Claims, acks, nacks with errors, lease expiry, dead letters, deletes.
-  for (int round = 0; round < 4; ++round) {
-    for (int i = 0; i < 8; ++i) {
-      auto claimed = jobs.Claim(ClaimOf("", absl::Seconds(5)));
-      REQUIRE(claimed.ok());
-      if (!claimed->has_value()) break;
-      const Job& job = **claimed;
-      if (i % 3 == 0) {
-        REQUIRE(jobs.Ack(job.id, job.lease).ok());
-      } else if (i % 3 == 1) {
-        NackOptions nack;
-        nack.error = std::string(static_cast<size_t>(10 * i), 'e');
-        REQUIRE(jobs.Nack(job.id, job.lease, nack).ok());
-      }  // else: let the lease expire
+    // Claims, acks, nacks with errors, lease expiry, dead letters, deletes.
+    for (int round = 0; round < 4; ++round) {
+      for (int i = 0; i < 8; ++i) {
+        auto claimed = jobs.Claim(ClaimOf("", absl::Seconds(5)));
+        REQUIRE(claimed.ok());
+        if (!claimed->has_value()) break;
+        const Job& job = **claimed;
+        if (i % 3 == 0) {
+          REQUIRE(jobs.Ack(job.id, job.lease).ok());
+        } else if (i % 3 == 1) {
+          NackOptions nack;
+          nack.error = std::string(static_cast<size_t>(10 * i), 'e');
+          REQUIRE(jobs.Nack(job.id, job.lease, nack).ok());
+        }  // else: let the lease expire
+      }
+      RequireUsageMatchesRecount(tenant);
+      f.clock->Advance(absl::Minutes(20));
+    }
+    ListJobsOptions dead;
+    dead.state = JobState::kDead;
+    auto page = jobs.List(dead);
+    REQUIRE(page.ok());
+    for (const Job& job : page->jobs) REQUIRE(jobs.Delete(job.id).ok());
+    RequireUsageMatchesRecount(tenant);
+    for (const std::string& id : ids) {
+      absl::Status s = jobs.Delete(id);
+      REQUIRE((s.ok() || absl::IsNotFound(s)));
     }
     RequireUsageMatchesRecount(tenant);
-    f.clock->Advance(absl::Minutes(20));
-  }
-  ListJobsOptions dead;
-  dead.state = JobState::kDead;
-  auto page = jobs.List(dead);
-  REQUIRE(page.ok());
-  for (const Job& job : page->jobs) REQUIRE(jobs.Delete(job.id).ok());
-  RequireUsageMatchesRecount(tenant);
-  for (const std::string& id : ids) {
-    absl::Status s = jobs.Delete(id);
-    REQUIRE((s.ok() || absl::IsNotFound(s)));
-  }
-  RequireUsageMatchesRecount(tenant);
-  CHECK(*jobs.Counts() == JobCounts{});
-  // Only retired idempotency keys remain; they go after the retention.
-  f.clock->Advance(f.jobs_options.idempotency_retention + absl::Seconds(1));
-  REQUIRE(jobs.Enqueue(Spec("t")).ok());  // expires them
-  Job last = MustClaim(jobs, "t");
-  REQUIRE(jobs.Ack(last.id, last.lease).ok());
-  RequireUsageMatchesRecount(tenant);
-  // Only the id block marker is left besides the kv entry: 1 + 8 bytes.
-  CHECK(tenant.usage().bytes == before.bytes + 9);
+    CHECK(*jobs.Counts() == JobCounts{});
+    // Only retired idempotency keys remain; they go after the retention.
+    f.clock->Advance(f.jobs_options.idempotency_retention + absl::Seconds(1));
+    REQUIRE(jobs.Enqueue(Spec("t")).ok());  // expires them
+    Job last = MustClaim(jobs, "t");
+    REQUIRE(jobs.Ack(last.id, last.lease).ok());
+    RequireUsageMatchesRecount(tenant);
+    // Only the id block marker is left besides the kv entry: 1 + 8 bytes.
+    CHECK(tenant.usage().bytes == before.bytes + 9);
   }
   f.Reopen();
   RequireUsageMatchesRecount(f.Get("acme"));
 }
 
-TEST_CASE("JobQueue: a job is charged its payload, twice its type and 79 bytes",
-          "[jobs]") {
+TEST_CASE("JobQueue: a job is charged its payload, twice its type and 79 bytes", "[jobs]") {
   JobsFixture f;
   Tenant tenant = f.Create("acme");
   JobQueue jobs = tenant.jobs();
@@ -624,7 +619,7 @@ TEST_CASE("JobQueue: quotas refuse enqueues, never draining", "[jobs]") {
     REQUIRE(nacked.ok());
     CHECK(nacked->last_error.empty());
     Job b = MustClaim(jobs, "t", absl::Seconds(5));
-    CHECK(b.id != a.id);  // a waits for its backoff
+    CHECK(b.id != a.id);               // a waits for its backoff
     f.clock->Advance(absl::Hours(1));  // a is due, b's lease expired
     for (int i = 0; i < 2; ++i) {
       Job again = MustClaim(jobs, "t", absl::Seconds(5));
@@ -717,9 +712,9 @@ TEST_CASE("JobQueue: bad input is refused and changes nothing", "[jobs]") {
   JobQueue jobs = tenant.jobs();
   const Usage before = tenant.usage();
 
-  for (const std::string& type : {std::string(), std::string("has space"),
-                                  std::string(kMaxJobTypeBytes + 1, 't'),
-                                  std::string("nul\0", 4), std::string("\xff")}) {
+  for (const std::string& type :
+       {std::string(), std::string("has space"), std::string(kMaxJobTypeBytes + 1, 't'),
+        std::string("nul\0", 4), std::string("\xff")}) {
     CHECK(absl::IsInvalidArgument(jobs.Enqueue(Spec(type)).status()));
   }
   JobSpec spec = Spec("t");
@@ -767,8 +762,7 @@ TEST_CASE("JobQueue: bad engine job options are refused at Open", "[jobs]") {
   CHECK(absl::IsInvalidArgument(Engine::Open(options).status()));
 }
 
-TEST_CASE("JobQueue: calls on a disabled, read-only or purged tenant fail cleanly",
-          "[jobs]") {
+TEST_CASE("JobQueue: calls on a disabled, read-only or purged tenant fail cleanly", "[jobs]") {
   JobsFixture f;
   JobQueue jobs = f.Create("acme").jobs();
   auto id = jobs.Enqueue(Spec("t"));

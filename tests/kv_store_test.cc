@@ -31,8 +31,7 @@ TEST_CASE("KvStore: get, put, delete and the empty key", "[kv]") {
   CHECK_FALSE((*many)[1].has_value());
 }
 
-TEST_CASE("KvStore: oversize keys and values are refused and change nothing",
-          "[kv]") {
+TEST_CASE("KvStore: oversize keys and values are refused and change nothing", "[kv]") {
   EngineFixture f;
   Quota quota;
   quota.max_value_bytes = 10;
@@ -52,12 +51,12 @@ TEST_CASE("KvStore: oversize keys and values are refused and change nothing",
   CHECK(kv.tenant().usage() == Usage{11, 1});
 }
 
-TEST_CASE("KvStore: scans by prefix and range, both directions, with cursors",
-          "[kv]") {
+TEST_CASE("KvStore: scans by prefix and range, both directions, with cursors", "[kv]") {
   EngineFixture f;
   KvStore kv = f.Create("acme").kv();
   KvStore neighbour = f.Create("acme-2").kv();
-  for (std::string k : std::vector<std::string>{"a", "a/1", "a/2", "a/3", "b", "b/1", std::string("\xff\xff")}) {
+  for (std::string k :
+       std::vector<std::string>{"a", "a/1", "a/2", "a/3", "b", "b/1", std::string("\xff\xff")}) {
     REQUIRE(kv.Put(k, "v" + k).ok());
     REQUIRE(neighbour.Put(k, "n").ok());
   }
@@ -129,8 +128,7 @@ TEST_CASE("KvStore: a batch is atomic and later ops on a key win", "[kv]") {
   CHECK(kv.tenant().usage() == Usage{5, 2});
 }
 
-TEST_CASE("KvStore: delete range removes exactly the range and counts it",
-          "[kv]") {
+TEST_CASE("KvStore: delete range removes exactly the range and counts it", "[kv]") {
   EngineFixture f;
   KvStore kv = f.Create("acme").kv();
   KvStore other = f.Create("other").kv();
@@ -188,8 +186,10 @@ TEST_CASE("KvStore: physical size is reported beside the logical one", "[kv]") {
 namespace tenancy {
 namespace {
 
-TEST_CASE("KvStore: a large delete range (range tombstone path) is exact and "
-          "bounded to the tenant", "[kv]") {
+TEST_CASE(
+    "KvStore: a large delete range (range tombstone path) is exact and "
+    "bounded to the tenant",
+    "[kv]") {
   testing::EngineFixture f;
   KvStore kv = f.Create("acme").kv();
   KvStore other = f.Create("other").kv();
@@ -210,8 +210,7 @@ TEST_CASE("KvStore: a large delete range (range tombstone path) is exact and "
   CHECK(recount->counted == recount->recorded);
 }
 
-TEST_CASE("KvStore: a scan page is bounded in bytes and always holds one item",
-          "[kv][scan]") {
+TEST_CASE("KvStore: a scan page is bounded in bytes and always holds one item", "[kv][scan]") {
   EngineFixture f;
   KvStore kv = f.Create("acme").kv();
   for (int i = 0; i < 20; ++i) {
@@ -248,8 +247,7 @@ TEST_CASE("KvStore: a scan page is bounded in bytes and always holds one item",
   CHECK(absl::IsInvalidArgument(kv.Scan(options).status()));
 }
 
-TEST_CASE("KvStore: a cursor continues after a key of the maximum length",
-          "[kv][scan]") {
+TEST_CASE("KvStore: a cursor continues after a key of the maximum length", "[kv][scan]") {
   EngineFixture f;
   KvStore kv = f.Create("acme").kv();
   const size_t max_key = f.engine->options().max_key_bytes;

@@ -25,8 +25,7 @@ using std::chrono::seconds;
 using std::chrono::steady_clock;
 
 std::unique_ptr<Limiter> MakeLimiter(LimiterOptions options) {
-  absl::StatusOr<std::unique_ptr<Limiter>> limiter =
-      Limiter::Create(std::move(options));
+  absl::StatusOr<std::unique_ptr<Limiter>> limiter = Limiter::Create(std::move(options));
   REQUIRE(limiter.ok());
   return *std::move(limiter);
 }
@@ -37,9 +36,7 @@ LimitClass ClassOf(Limiter& limiter, std::string_view name) {
   return *cls;
 }
 
-steady_clock::time_point FarDeadline() {
-  return steady_clock::now() + seconds(60);
-}
+steady_clock::time_point FarDeadline() { return steady_clock::now() + seconds(60); }
 
 // Polls `condition` until it holds (true) or a generous timeout passes
 // (false). Waiting for a state to be reached, not sleeping in its place.
@@ -56,9 +53,7 @@ bool Eventually(Condition condition) {
 // A steady clock the test moves by hand.
 class FakeClock {
  public:
-  steady_clock::time_point Now() const {
-    return steady_clock::time_point(nanoseconds(ns_.load()));
-  }
+  steady_clock::time_point Now() const { return steady_clock::time_point(nanoseconds(ns_.load())); }
   void Advance(nanoseconds d) { ns_.fetch_add(d.count()); }
   std::function<steady_clock::time_point()> AsFunction() {
     return [this] { return Now(); };
@@ -76,19 +71,15 @@ class HolderCountingObserver : public LimiterObserver {
   using Key = std::tuple<LimitTier, std::string, std::string>;
 
   // Declares the semaphores to watch and their limits. Call before use.
-  void Watch(LimitTier tier, const std::string& tenant, const std::string& cls,
-             int64_t limit) {
-    slots_.emplace(std::piecewise_construct,
-                   std::forward_as_tuple(tier, tenant, cls),
+  void Watch(LimitTier tier, const std::string& tenant, const std::string& cls, int64_t limit) {
+    slots_.emplace(std::piecewise_construct, std::forward_as_tuple(tier, tenant, cls),
                    std::forward_as_tuple(limit));
   }
 
   void OnEvent(const LimiterEvent& event) override {
-    const std::string tenant = event.tier == LimitTier::kGlobal
-                                   ? std::string()
-                                   : std::string(event.tenant_id);
-    auto it =
-        slots_.find(Key(event.tier, tenant, std::string(event.class_name)));
+    const std::string tenant =
+        event.tier == LimitTier::kGlobal ? std::string() : std::string(event.tenant_id);
+    auto it = slots_.find(Key(event.tier, tenant, std::string(event.class_name)));
     if (it == slots_.end()) return;
     Slot& slot = it->second;
     if (event.type == LimiterEvent::Type::kAcquired) {
@@ -103,8 +94,7 @@ class HolderCountingObserver : public LimiterObserver {
   }
 
   int64_t violations() const { return violations_.load(); }
-  int64_t peak(LimitTier tier, const std::string& tenant,
-               const std::string& cls) const {
+  int64_t peak(LimitTier tier, const std::string& tenant, const std::string& cls) const {
     return slots_.at(Key(tier, tenant, cls)).peak.load();
   }
 
@@ -120,11 +110,9 @@ class HolderCountingObserver : public LimiterObserver {
   std::atomic<int64_t> violations_{0};
 };
 
-TEST_CASE("Limiter: never more holders than the limit at any tier",
-          "[limiter]") {
+TEST_CASE("Limiter: never more holders than the limit at any tier", "[limiter]") {
   const std::vector<std::string> tenants = {"a", "b", "c", "d"};
-  const ConcurrencyLimits tenant_limits = {
-      {"llm", 3}, {"llm/student", 2}, {"ocr", 2}};
+  const ConcurrencyLimits tenant_limits = {{"llm", 3}, {"llm/student", 2}, {"ocr", 2}};
   const ConcurrencyLimits global_limits = {
       {"llm", 5}, {"llm/student", 3}, {"llm/teacher", 2}, {"ocr", 3}};
   auto observer = std::make_shared<HolderCountingObserver>();
@@ -142,8 +130,8 @@ TEST_CASE("Limiter: never more holders than the limit at any tier",
   options.observer = observer;
   auto limiter = MakeLimiter(options);
   const std::vector<LimitClass> classes = {
-      ClassOf(*limiter, "llm"), ClassOf(*limiter, "llm/student"),
-      ClassOf(*limiter, "llm/teacher"), ClassOf(*limiter, "ocr")};
+      ClassOf(*limiter, "llm"), ClassOf(*limiter, "llm/student"), ClassOf(*limiter, "llm/teacher"),
+      ClassOf(*limiter, "ocr")};
   std::vector<std::shared_ptr<LimiterTenant>> handles;
   for (const std::string& tenant : tenants) {
     handles.push_back(limiter->AddTenant(tenant));
@@ -165,12 +153,10 @@ TEST_CASE("Limiter: never more holders than the limit at any tier",
             rng() % 3 == 0
                 ? limiter->TryAcquire(tenant, cls)
                 : limiter->Acquire(tenant, cls,
-                                   steady_clock::now() +
-                                       std::chrono::microseconds(rng() % 2000));
+                                   steady_clock::now() + std::chrono::microseconds(rng() % 2000));
         if (!permit.ok()) {
           refused.fetch_add(1);
-          if (GetErrorReason(permit.status()) !=
-              ErrorReason::kConcurrencyLimited) {
+          if (GetErrorReason(permit.status()) != ErrorReason::kConcurrencyLimited) {
             unexpected.fetch_add(1);
           }
           continue;
@@ -205,12 +191,10 @@ TEST_CASE(
   options.default_tenant_limits = {{"llm", 2}, {"llm/student", 1}, {"ocr", 1}};
   options.global_limits = {{"llm", 3}, {"ocr", 2}};
   auto limiter = MakeLimiter(options);
-  const std::vector<LimitClass> classes = {ClassOf(*limiter, "llm"),
-                                           ClassOf(*limiter, "llm/student"),
-                                           ClassOf(*limiter, "ocr")};
+  const std::vector<LimitClass> classes = {
+      ClassOf(*limiter, "llm"), ClassOf(*limiter, "llm/student"), ClassOf(*limiter, "ocr")};
   std::vector<std::shared_ptr<LimiterTenant>> handles = {
-      limiter->AddTenant("a"), limiter->AddTenant("b"),
-      limiter->AddTenant("c")};
+      limiter->AddTenant("a"), limiter->AddTenant("b"), limiter->AddTenant("c")};
 
   constexpr int kThreads = 8;
   constexpr int kIterations = 1000;
@@ -227,9 +211,8 @@ TEST_CASE(
         if (rng() % 2 == 0) return limiter->TryAcquire(tenant, cls);
         // Short deadlines: a thread that already holds a permit must not
         // wait forever for another (see the header).
-        return limiter->Acquire(
-            tenant, cls,
-            steady_clock::now() + std::chrono::microseconds(rng() % 1000));
+        return limiter->Acquire(tenant, cls,
+                                steady_clock::now() + std::chrono::microseconds(rng() % 1000));
       };
       auto count = [&](const absl::StatusOr<Permit>& p) {
         (p.ok() ? successes : refusals).fetch_add(1);
@@ -290,8 +273,7 @@ TEST_CASE(
   int64_t admitted = 0;
   int64_t rejected = 0;
   for (const LimiterCounters& row : limiter->Snapshot()) {
-    INFO(LimitTierName(row.tier)
-         << " " << row.tenant_id << " " << row.class_name);
+    INFO(LimitTierName(row.tier) << " " << row.tenant_id << " " << row.class_name);
     CHECK(row.in_use == 0);
     CHECK(row.waiting == 0);
     admitted += row.admitted;
@@ -325,12 +307,10 @@ class RecordingObserver : public LimiterObserver {
         --(event.tier == LimitTier::kTenant ? held.tenant : held.global);
         break;
     }
-    log_.push_back(
-        std::string(event.type == LimiterEvent::Type::kWaiting    ? "wait "
-                    : event.type == LimiterEvent::Type::kAcquired ? "take "
-                                                                  : "give ") +
-        std::string(LimitTierName(event.tier)) + " " +
-        std::string(event.class_name));
+    log_.push_back(std::string(event.type == LimiterEvent::Type::kWaiting    ? "wait "
+                               : event.type == LimiterEvent::Type::kAcquired ? "take "
+                                                                             : "give ") +
+                   std::string(LimitTierName(event.tier)) + " " + std::string(event.class_name));
   }
 
   std::vector<std::string> log() const {
@@ -371,8 +351,7 @@ TEST_CASE(
   auto tenant = limiter->AddTenant("a");
   const LimitClass student = ClassOf(*limiter, "llm/student");
   {
-    absl::StatusOr<Permit> permit =
-        limiter->Acquire(*tenant, student, FarDeadline());
+    absl::StatusOr<Permit> permit = limiter->Acquire(*tenant, student, FarDeadline());
     REQUIRE(permit.ok());
   }
   const std::vector<std::string> expected = {
@@ -402,13 +381,11 @@ TEST_CASE(
   std::vector<std::thread> waiters;
   for (int i = 0; i < 4; ++i) {
     waiters.emplace_back([&] {
-      absl::StatusOr<Permit> p =
-          limiter->Acquire(*tenant, student, FarDeadline());
+      absl::StatusOr<Permit> p = limiter->Acquire(*tenant, student, FarDeadline());
       CHECK(p.ok());
     });
   }
-  REQUIRE(Eventually(
-      [&] { return limiter->TenantCounters(*tenant, student).waiting == 4; }));
+  REQUIRE(Eventually([&] { return limiter->TenantCounters(*tenant, student).waiting == 4; }));
   // Everybody is blocked on the tenant's "llm": nobody may hold the global
   // "llm" beyond the holder, nor the tenant's child class.
   CHECK(limiter->GlobalCounters(llm).in_use == 1);
@@ -445,17 +422,14 @@ TEST_CASE(
     });
   }
   // The worst case for the lone tenant: every flood waiter is queued first.
-  REQUIRE(Eventually(
-      [&] { return limiter->GlobalCounters(llm).waiting == kFloodWaiters; }));
+  REQUIRE(Eventually([&] { return limiter->GlobalCounters(llm).waiting == kFloodWaiters; }));
   int lone_rank = -1;
   threads.emplace_back([&] {
     absl::StatusOr<Permit> p = limiter->Acquire(*lone, llm, FarDeadline());
     CHECK(p.ok());
     lone_rank = next_rank.fetch_add(1);
   });
-  REQUIRE(Eventually([&] {
-    return limiter->GlobalCounters(llm).waiting == kFloodWaiters + 1;
-  }));
+  REQUIRE(Eventually([&] { return limiter->GlobalCounters(llm).waiting == kFloodWaiters + 1; }));
   holder->Release();
   for (auto& thread : threads) thread.join();
   // Rotation by tenant: one flood waiter, then the lone one (first come,
@@ -482,8 +456,7 @@ int64_t RunRateRound(Limiter& limiter, FakeClock& clock, LimiterTenant& tenant,
       } else {
         CHECK(GetErrorReason(p.status()) == ErrorReason::kRateLimited);
         std::lock_guard<std::mutex> lock(mu);
-        retry_afters->push_back(
-            GetRetryAfter(p.status()).value_or(nanoseconds(-1)));
+        retry_afters->push_back(GetRetryAfter(p.status()).value_or(nanoseconds(-1)));
       }
       sync.arrive_and_wait();
     }
@@ -534,8 +507,8 @@ TEST_CASE(
   const LimitClass student = ClassOf(*limiter, "llm/student");
 
   std::vector<nanoseconds> retry_afters;
-  const int64_t admitted = RunRateRound(*limiter, clock, *tenant, student,
-                                        kSteps, kStep, &retry_afters);
+  const int64_t admitted =
+      RunRateRound(*limiter, clock, *tenant, student, kSteps, kStep, &retry_afters);
   CHECK(admitted <= (kRate * kSeconds + kBurst) * 1.01);
   CHECK(admitted >= 0.95 * kRate * kSeconds);
   REQUIRE_FALSE(retry_afters.empty());
@@ -569,8 +542,8 @@ TEST_CASE(
     // Attempts on a fixed schedule at kRate per thread; a late thread catches
     // up instead of asking less.
     for (int i = 0;; ++i) {
-      const auto when = start + std::chrono::duration_cast<nanoseconds>(
-                                    std::chrono::duration<double>(i / kRate));
+      const auto when =
+          start + std::chrono::duration_cast<nanoseconds>(std::chrono::duration<double>(i / kRate));
       if (when >= end) break;
       std::this_thread::sleep_until(when);
       if (limiter->TryAcquire(*tenant, ocr).ok()) admitted.fetch_add(1);
@@ -580,14 +553,12 @@ TEST_CASE(
   std::thread b(worker);
   a.join();
   b.join();
-  const double elapsed =
-      std::chrono::duration<double>(steady_clock::now() - start).count();
+  const double elapsed = std::chrono::duration<double>(steady_clock::now() - start).count();
   CHECK(admitted.load() <= (kRate * elapsed + kBurst) * 1.01);
   CHECK(admitted.load() >= 0.95 * kRate * 2);
 }
 
-TEST_CASE("Limiter: deadlines and TryAcquire return the right codes",
-          "[limiter]") {
+TEST_CASE("Limiter: deadlines and TryAcquire return the right codes", "[limiter]") {
   LimiterOptions options;
   options.default_tenant_limits = {{"llm/student", 1}};
   options.global_limits = {{"ocr", 1}};
@@ -620,8 +591,7 @@ TEST_CASE("Limiter: deadlines and TryAcquire return the right codes",
   }
   SECTION("Acquire times out with DEADLINE_EXCEEDED") {
     const auto start = steady_clock::now();
-    absl::StatusOr<Permit> p =
-        limiter->Acquire(*a, student, start + milliseconds(50));
+    absl::StatusOr<Permit> p = limiter->Acquire(*a, student, start + milliseconds(50));
     REQUIRE_FALSE(p.ok());
     CHECK(absl::IsDeadlineExceeded(p.status()));
     CHECK(GetErrorReason(p.status()) == ErrorReason::kConcurrencyLimited);
@@ -634,11 +604,9 @@ TEST_CASE("Limiter: deadlines and TryAcquire return the right codes",
     CHECK(limiter->TenantCounters(*a, student).total_wait >= milliseconds(50));
   }
   SECTION("a past deadline still succeeds when nothing needs waiting for") {
-    absl::StatusOr<Permit> p =
-        limiter->Acquire(*b, student, steady_clock::now() - seconds(1));
+    absl::StatusOr<Permit> p = limiter->Acquire(*b, student, steady_clock::now() - seconds(1));
     CHECK(p.ok());
-    absl::StatusOr<Permit> q =
-        limiter->Acquire(*a, student, steady_clock::now() - seconds(1));
+    absl::StatusOr<Permit> q = limiter->Acquire(*a, student, steady_clock::now() - seconds(1));
     CHECK(absl::IsDeadlineExceeded(q.status()));
   }
   SECTION("the global tier names itself") {
@@ -650,8 +618,7 @@ TEST_CASE("Limiter: deadlines and TryAcquire return the right codes",
     REQUIRE(why.has_value());
     CHECK(why->tier == LimitTier::kGlobal);
     CHECK(why->class_name == "ocr");
-    absl::StatusOr<Permit> q =
-        limiter->Acquire(*b, ocr, steady_clock::now() + milliseconds(20));
+    absl::StatusOr<Permit> q = limiter->Acquire(*b, ocr, steady_clock::now() + milliseconds(20));
     CHECK(absl::IsDeadlineExceeded(q.status()));
     CHECK(GetLimitRejection(q.status())->tier == LimitTier::kGlobal);
   }
@@ -660,8 +627,7 @@ TEST_CASE("Limiter: deadlines and TryAcquire return the right codes",
       absl::StatusOr<Permit> p = limiter->Acquire(*a, student, FarDeadline());
       CHECK(p.ok());
     });
-    REQUIRE(Eventually(
-        [&] { return limiter->TenantCounters(*a, student).waiting == 1; }));
+    REQUIRE(Eventually([&] { return limiter->TenantCounters(*a, student).waiting == 1; }));
     held->Release();
     CHECK_FALSE(held->held());
     waiter.join();
@@ -673,8 +639,7 @@ TEST_CASE("Limiter: deadlines and TryAcquire return the right codes",
     CHECK(limiter->TryAcquire("b", "llm/student").ok());
     CHECK(absl::IsDeadlineExceeded(
         limiter->Acquire("a", "llm/student", steady_clock::now()).status()));
-    CHECK(absl::IsResourceExhausted(
-        limiter->TryAcquire("a", "llm/student").status()));
+    CHECK(absl::IsResourceExhausted(limiter->TryAcquire("a", "llm/student").status()));
   }
   SECTION("a non-limiter status has no rejection") {
     CHECK_FALSE(GetLimitRejection(absl::OkStatus()).has_value());
@@ -689,8 +654,7 @@ TEST_CASE(
   FakeClock clock;
   LimiterOptions options;
   options.clock = clock.AsFunction();
-  options.default_tenant_rates = {{std::string(kAllClasses), {1000, 100}},
-                                  {"llm/student", {2, 1}}};
+  options.default_tenant_rates = {{std::string(kAllClasses), {1000, 100}}, {"llm/student", {2, 1}}};
   options.global_rates = {{"llm", {1000, 100}}};
   options.default_tenant_limits = {{"llm/student", 1}};
   auto limiter = MakeLimiter(options);
@@ -709,8 +673,8 @@ TEST_CASE(
   CHECK(why->class_name == "llm/student");
   CHECK(why->retry_after == milliseconds(500));  // 2/s, fake time frozen
   clock.Advance(milliseconds(499));
-  CHECK(GetLimitRejection(limiter->TryAcquire(*a, student).status())
-            ->retry_after == milliseconds(1));
+  CHECK(GetLimitRejection(limiter->TryAcquire(*a, student).status())->retry_after ==
+        milliseconds(1));
   clock.Advance(milliseconds(1));
 
   SECTION("a concurrency refusal gives the tokens back") {
@@ -725,12 +689,10 @@ TEST_CASE(
     CHECK(limiter->TryAcquire(*a, student).ok());
   }
   SECTION("the tenant-wide and global buckets refuse by their own names") {
-    REQUIRE(limiter->SetTenantRates("a", {{std::string(kAllClasses), {1, 1}}})
-                .ok());
+    REQUIRE(limiter->SetTenantRates("a", {{std::string(kAllClasses), {1, 1}}}).ok());
     const LimitClass ocr = ClassOf(*limiter, "ocr");
     REQUIRE(limiter->TryAcquire(*a, ocr).ok());
-    std::optional<LimitRejection> all =
-        GetLimitRejection(limiter->TryAcquire(*a, ocr).status());
+    std::optional<LimitRejection> all = GetLimitRejection(limiter->TryAcquire(*a, ocr).status());
     REQUIRE(all.has_value());
     CHECK(all->tier == LimitTier::kTenant);
     CHECK(all->class_name == "");
@@ -740,8 +702,7 @@ TEST_CASE(
     REQUIRE(limiter->SetGlobalRates({{"llm", {1, 1}}}).ok());
     const LimitClass llm = ClassOf(*limiter, "llm");
     REQUIRE(limiter->TryAcquire(*b, llm).ok());
-    std::optional<LimitRejection> global =
-        GetLimitRejection(limiter->TryAcquire(*b, llm).status());
+    std::optional<LimitRejection> global = GetLimitRejection(limiter->TryAcquire(*b, llm).status());
     REQUIRE(global.has_value());
     CHECK(global->tier == LimitTier::kGlobal);
     CHECK(global->class_name == "llm");
@@ -800,8 +761,7 @@ TEST_CASE(
       absl::StatusOr<Permit> p = limiter->Acquire(*a, llm, FarDeadline());
       CHECK(p.ok());
     });
-    REQUIRE(Eventually(
-        [&] { return limiter->TenantCounters(*a, llm).waiting == 1; }));
+    REQUIRE(Eventually([&] { return limiter->TenantCounters(*a, llm).waiting == 1; }));
     REQUIRE(limiter->SetTenantLimits("a", {{"llm", 1}}).ok());
     waiter.join();
     CHECK(limiter->TenantCounters(*a, llm).admitted == 1);
@@ -810,8 +770,7 @@ TEST_CASE(
     REQUIRE(limiter->SetGlobalLimits({{"llm", 1}}).ok());
     absl::StatusOr<Permit> a1 = limiter->TryAcquire(*a, llm);
     REQUIRE(a1.ok());
-    CHECK(GetLimitRejection(limiter->TryAcquire(*b, llm).status())->tier ==
-          LimitTier::kGlobal);
+    CHECK(GetLimitRejection(limiter->TryAcquire(*b, llm).status())->tier == LimitTier::kGlobal);
     REQUIRE(limiter->SetGlobalLimits({}).ok());
     CHECK_FALSE(limiter->GlobalCounters(llm).limit.has_value());
     CHECK(limiter->TryAcquire(*b, llm).ok());
@@ -829,8 +788,7 @@ TEST_CASE(
     REQUIRE(rl->SetTenantRates("t", {{"llm", {1, 1}}}).ok());
     // Tokens already spent stay spent: the lower rate admits nothing more
     // until its own interval has passed.
-    CHECK(GetErrorReason(rl->TryAcquire(*t, cls).status()) ==
-          ErrorReason::kRateLimited);
+    CHECK(GetErrorReason(rl->TryAcquire(*t, cls).status()) == ErrorReason::kRateLimited);
     clock.Advance(seconds(1));
     CHECK(rl->TryAcquire(*t, cls).ok());
     CHECK_FALSE(rl->TryAcquire(*t, cls).ok());
@@ -840,8 +798,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("Limiter: a removed tenant's permits stay valid and release safely",
-          "[limiter]") {
+TEST_CASE("Limiter: a removed tenant's permits stay valid and release safely", "[limiter]") {
   LimiterOptions options;
   options.default_tenant_limits = {{"llm", 1}};
   options.global_limits = {{"llm", 1}};
@@ -865,8 +822,7 @@ TEST_CASE("Limiter: a removed tenant's permits stay valid and release safely",
   std::shared_ptr<LimiterTenant> again = limiter->AddTenant("gone");
   CHECK(again != nullptr);
   CHECK(limiter->TenantCounters(*again, llm).admitted == 0);
-  CHECK(GetLimitRejection(limiter->TryAcquire(*again, llm).status())->tier ==
-        LimitTier::kGlobal);
+  CHECK(GetLimitRejection(limiter->TryAcquire(*again, llm).status())->tier == LimitTier::kGlobal);
   permit->Release();  // into the removed tenant's semaphores (ASan watches)
   CHECK(limiter->TryAcquire(*again, llm).ok());
   CHECK(limiter->GlobalCounters(llm).in_use == 0);
@@ -942,8 +898,7 @@ TEST_CASE(
     absl::StatusOr<Permit> p = limiter->Acquire(*a, llm, FarDeadline());
     CHECK(p.ok());
   });
-  REQUIRE(Eventually(
-      [&] { return limiter->TenantCounters(*a, llm).waiting == 1; }));
+  REQUIRE(Eventually([&] { return limiter->TenantCounters(*a, llm).waiting == 1; }));
   LimiterCounters parent = limiter->TenantCounters(*a, llm);
   CHECK(parent.in_use == 1);  // held through the child
   CHECK(parent.limit == 1);
@@ -982,17 +937,14 @@ TEST_CASE(
   CHECK(none.limit == 1);
 }
 
-TEST_CASE("Limiter: bad class names, limits and rates are INVALID_ARGUMENT",
-          "[limiter]") {
+TEST_CASE("Limiter: bad class names, limits and rates are INVALID_ARGUMENT", "[limiter]") {
   auto limiter = MakeLimiter(LimiterOptions());
-  for (std::string_view bad :
-       {"", "/", "llm/", "/llm", "llm//student", "llm student", "llm\n",
-        "a/b/c/d/e/f/g/h/i", "é"}) {
+  for (std::string_view bad : {"", "/", "llm/", "/llm", "llm//student", "llm student", "llm\n",
+                               "a/b/c/d/e/f/g/h/i", "é"}) {
     INFO(bad);
     CHECK(absl::IsInvalidArgument(limiter->Class(bad).status()));
   }
-  CHECK(
-      absl::IsInvalidArgument(limiter->Class(std::string(256, 'a')).status()));
+  CHECK(absl::IsInvalidArgument(limiter->Class(std::string(256, 'a')).status()));
   absl::StatusOr<LimitClass> deep = limiter->Class("a/b/c/d/e/f/g/h");
   REQUIRE(deep.ok());
   CHECK(deep->name() == "a/b/c/d/e/f/g/h");
@@ -1005,8 +957,7 @@ TEST_CASE("Limiter: bad class names, limits and rates are INVALID_ARGUMENT",
   CHECK(absl::IsInvalidArgument(limiter->SetDefaultTenantLimits({{"a b", 1}})));
   CHECK(absl::IsInvalidArgument(limiter->SetGlobalRates({{"llm", {0, 1}}})));
   CHECK(absl::IsInvalidArgument(limiter->SetGlobalRates({{"llm", {1, 0.5}}})));
-  CHECK(absl::IsInvalidArgument(
-      limiter->SetDefaultTenantRates({{"llm", {std::nan(""), 1}}})));
+  CHECK(absl::IsInvalidArgument(limiter->SetDefaultTenantRates({{"llm", {std::nan(""), 1}}})));
   CHECK(limiter->SetGlobalRates({{std::string(kAllClasses), {5, 5}}}).ok());
 
   LimiterOptions bad;

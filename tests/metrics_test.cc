@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -17,8 +18,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/synchronization/mutex.h"
 #include "temp_dir.h"
@@ -61,8 +60,7 @@ struct Exposition {
   }
 
   // The value of the sample `name{labels}` (labels in the written order).
-  std::optional<double> Value(std::string_view name,
-                              const Labels& labels = {}) const {
+  std::optional<double> Value(std::string_view name, const Labels& labels = {}) const {
     for (const Family& f : families) {
       for (const Sample& s : f.samples) {
         if (s.name == name && s.labels == labels) return s.value;
@@ -81,12 +79,9 @@ struct Exposition {
 };
 
 bool IsMetricNameStart(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-         c == ':';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':';
 }
-bool IsMetricNameChar(char c) {
-  return IsMetricNameStart(c) || (c >= '0' && c <= '9');
-}
+bool IsMetricNameChar(char c) { return IsMetricNameStart(c) || (c >= '0' && c <= '9'); }
 bool IsLabelNameStart(char c) { return IsMetricNameStart(c) && c != ':'; }
 bool IsLabelNameChar(char c) { return IsMetricNameChar(c) && c != ':'; }
 
@@ -110,15 +105,15 @@ class Parser {
       pos_ = 0;
       std::string error = ParseLine(&out, &seen_families);
       if (!error.empty()) {
-        out.error = "line " + std::to_string(line_no) + ": " + error + ": \"" +
-                    std::string(line_) + "\"";
+        out.error =
+            "line " + std::to_string(line_no) + ": " + error + ": \"" + std::string(line_) + "\"";
         return out;
       }
     }
     for (size_t i = 1; i < out.families.size(); ++i) {
       if (!(out.families[i - 1].name < out.families[i].name)) {
-        out.error = "families not sorted: " + out.families[i - 1].name +
-                    " before " + out.families[i].name;
+        out.error =
+            "families not sorted: " + out.families[i - 1].name + " before " + out.families[i].name;
         return out;
       }
     }
@@ -185,8 +180,8 @@ class Parser {
         return "";
       }
       std::string type(line_.substr(pos_));
-      if (type != "counter" && type != "gauge" && type != "histogram" &&
-          type != "summary" && type != "untyped") {
+      if (type != "counter" && type != "gauge" && type != "histogram" && type != "summary" &&
+          type != "untyped") {
         return "bad type";
       }
       if (current != nullptr && current->name == name && current->has_help &&
@@ -247,8 +242,7 @@ class Parser {
     } else if (value == "NaN") {
       sample.value = NAN;
     } else {
-      if (value.empty() ||
-          value.find_first_not_of("0123456789.eE+-") != std::string::npos) {
+      if (value.empty() || value.find_first_not_of("0123456789.eE+-") != std::string::npos) {
         return "bad value";
       }
       char* end = nullptr;
@@ -261,12 +255,10 @@ class Parser {
     if (family.type.empty()) return "sample of a family without TYPE";
     bool belongs = sample.name == family.name;
     if (family.type == "histogram") {
-      belongs = sample.name == family.name + "_bucket" ||
-                sample.name == family.name + "_sum" ||
+      belongs = sample.name == family.name + "_bucket" || sample.name == family.name + "_sum" ||
                 sample.name == family.name + "_count";
       const bool is_bucket = sample.name == family.name + "_bucket";
-      const bool has_le = !sample.labels.empty() &&
-                          sample.labels.back().first == "le";
+      const bool has_le = !sample.labels.empty() && sample.labels.back().first == "le";
       if (is_bucket != has_le) return "le on a non-bucket or missing on one";
     }
     if (!belongs) return "sample outside its family";
@@ -322,8 +314,8 @@ class Parser {
     if (pos_ < line_.size() &&
         (metric ? IsMetricNameStart(line_[pos_]) : IsLabelNameStart(line_[pos_]))) {
       ++pos_;
-      while (pos_ < line_.size() && (metric ? IsMetricNameChar(line_[pos_])
-                                            : IsLabelNameChar(line_[pos_]))) {
+      while (pos_ < line_.size() &&
+             (metric ? IsMetricNameChar(line_[pos_]) : IsLabelNameChar(line_[pos_]))) {
         ++pos_;
       }
     }
@@ -400,19 +392,17 @@ MetricsOptions QuietOptions() {
 // tests below could not fail.
 // ---------------------------------------------------------------------------
 
-TEST_CASE("Metrics: the test's parser rejects malformed exposition text",
-          "[metrics]") {
+TEST_CASE("Metrics: the test's parser rejects malformed exposition text", "[metrics]") {
   CHECK(Parse("# TYPE a counter\na 1\n").error.empty());
   CHECK(Parse("# HELP a x\n# TYPE a counter\na{l=\"v\"} 1\n").error.empty());
-  CHECK_FALSE(Parse("a 1\n").error.empty());  // no TYPE
+  CHECK_FALSE(Parse("a 1\n").error.empty());                  // no TYPE
   CHECK_FALSE(Parse("# TYPE a counter\na 1").error.empty());  // no newline
   CHECK_FALSE(Parse("# TYPE a counter\na{l=\"v} 1\n").error.empty());
   CHECK_FALSE(Parse("# TYPE a counter\na{l=\"\\t\"} 1\n").error.empty());
   CHECK_FALSE(Parse("# TYPE a counter\na one\n").error.empty());
   CHECK_FALSE(Parse("# TYPE a counter\na 1\n# TYPE a counter\n").error.empty());
-  CHECK_FALSE(Parse("# TYPE b counter\nb 1\n# TYPE a counter\na 1\n")
-                  .error.empty());  // not sorted
-  CHECK_FALSE(Parse("# TYPE a counter\na 1\na 2\n").error.empty());  // dup
+  CHECK_FALSE(Parse("# TYPE b counter\nb 1\n# TYPE a counter\na 1\n").error.empty());  // not sorted
+  CHECK_FALSE(Parse("# TYPE a counter\na 1\na 2\n").error.empty());                    // dup
   CHECK_FALSE(Parse("# TYPE h histogram\nh_bucket{le=\"1\"} 2\n"
                     "h_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n")
                   .error.empty());  // not cumulative
@@ -425,17 +415,16 @@ TEST_CASE("Metrics: the test's parser rejects malformed exposition text",
 // Format
 // ---------------------------------------------------------------------------
 
-TEST_CASE("Metrics: exposition is valid Prometheus text with HELP and TYPE "
-          "once per family",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: exposition is valid Prometheus text with HELP and TYPE "
+    "once per family",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
-  auto calls = Must(metrics.RegisterCounter(
-      "tenancy_api_calls_total", "API calls.", {"tenant", "method"}));
-  auto active = Must(metrics.RegisterGauge("tenancy_tenants_active",
-                                           "Active tenants."));
-  auto duration = Must(metrics.RegisterHistogram(
-      "tenancy_request_duration_seconds", "Request latency.", {},
-      DefaultLatencyBuckets()));
+  auto calls =
+      Must(metrics.RegisterCounter("tenancy_api_calls_total", "API calls.", {"tenant", "method"}));
+  auto active = Must(metrics.RegisterGauge("tenancy_tenants_active", "Active tenants."));
+  auto duration = Must(metrics.RegisterHistogram("tenancy_request_duration_seconds",
+                                                 "Request latency.", {}, DefaultLatencyBuckets()));
   Must(calls->WithLabels({"acme", "GET"}))->Increment(3);
   Must(calls->WithLabels({"acme", "PUT"}))->Increment();
   Must(calls->WithLabels({"beta", "GET"}))->Increment(2);
@@ -453,21 +442,20 @@ TEST_CASE("Metrics: exposition is valid Prometheus text with HELP and TYPE "
   CHECK(e.families[1].type == "histogram");
   CHECK(e.families[2].name == "tenancy_tenants_active");
   CHECK(e.families[2].type == "gauge");
-  CHECK(e.Value("tenancy_api_calls_total",
-                {{"tenant", "acme"}, {"method", "GET"}}) == 3);
+  CHECK(e.Value("tenancy_api_calls_total", {{"tenant", "acme"}, {"method", "GET"}}) == 3);
   CHECK(e.Value("tenancy_tenants_active") == 2);
   CHECK(e.Value("tenancy_request_duration_seconds_count") == 1);
   CHECK(text.find("# HELP tenancy_api_calls_total API calls.\n"
                   "# TYPE tenancy_api_calls_total counter\n"
                   "tenancy_api_calls_total{tenant=\"acme\",method=\"GET\"} 3\n"
                   "tenancy_api_calls_total{tenant=\"acme\",method=\"PUT\"} 1\n"
-                  "tenancy_api_calls_total{tenant=\"beta\",method=\"GET\"} 2\n") ==
-        0);
+                  "tenancy_api_calls_total{tenant=\"beta\",method=\"GET\"} 2\n") == 0);
 }
 
-TEST_CASE("Metrics: output is deterministic, families by name and series by "
-          "labels",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: output is deterministic, families by name and series by "
+    "labels",
+    "[metrics]") {
   auto build = [](bool reverse) {
     auto metrics = std::make_unique<Metrics>(QuietOptions());
     std::vector<std::string> names = {"zeta_total", "alpha_total", "mid_total"};
@@ -495,15 +483,20 @@ TEST_CASE("Metrics: output is deterministic, families by name and series by "
   CHECK(order == std::vector<std::string>{"a", "a-2", "b", "c"});
 }
 
-TEST_CASE("Metrics: label values with quotes, backslashes, newlines and UTF-8 "
-          "round-trip through the exposition",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: label values with quotes, backslashes, newlines and UTF-8 "
+    "round-trip through the exposition",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
-  auto family = Must(metrics.RegisterGauge(
-      "odd_values", "Help with a \\ backslash\nand a newline.", {"v"}));
-  const std::vector<std::string> values = {
-      "quote\"inside", "back\\slash", "new\nline", "\\\"\n\\n",
-      "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", "", "trailing\\"};
+  auto family =
+      Must(metrics.RegisterGauge("odd_values", "Help with a \\ backslash\nand a newline.", {"v"}));
+  const std::vector<std::string> values = {"quote\"inside",
+                                           "back\\slash",
+                                           "new\nline",
+                                           "\\\"\n\\n",
+                                           "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80",
+                                           "",
+                                           "trailing\\"};
   for (size_t i = 0; i < values.size(); ++i) {
     Must(family->WithLabels({values[i]}))->Set(static_cast<double>(i));
   }
@@ -516,9 +509,10 @@ TEST_CASE("Metrics: label values with quotes, backslashes, newlines and UTF-8 "
   }
 }
 
-TEST_CASE("Metrics: special and extreme values format so Prometheus parses "
-          "them",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: special and extreme values format so Prometheus parses "
+    "them",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
   auto g = Must(metrics.RegisterGauge("g", "", {"k"}));
   Must(g->WithLabels({"pinf"}))->Set(INFINITY);
@@ -549,8 +543,7 @@ TEST_CASE("Metrics: special and extreme values format so Prometheus parses "
 // Values
 // ---------------------------------------------------------------------------
 
-TEST_CASE("Metrics: counters incremented from many threads sum exactly",
-          "[metrics]") {
+TEST_CASE("Metrics: counters incremented from many threads sum exactly", "[metrics]") {
   Metrics metrics(QuietOptions());
   auto family = Must(metrics.RegisterCounter("hits_total", "h", {"tenant"}));
   constexpr int kThreads = 8;
@@ -566,8 +559,7 @@ TEST_CASE("Metrics: counters incremented from many threads sum exactly",
     threads.emplace_back([&, t] {
       // Resolved inside the thread, concurrently with the others.
       std::shared_ptr<Counter> shared = *family->WithLabels({"shared"});
-      std::shared_ptr<Counter> own =
-          *family->WithLabels({"t" + std::to_string(t)});
+      std::shared_ptr<Counter> own = *family->WithLabels({"t" + std::to_string(t)});
       for (int i = 0; i < kPerThread; ++i) {
         shared->Increment();
         own->Increment(2);
@@ -581,15 +573,12 @@ TEST_CASE("Metrics: counters incremented from many threads sum exactly",
   Exposition e = ParseValid(metrics.ExpositionText());
   CHECK(e.Value("hits_total", {{"tenant", "shared"}}) == kThreads * kPerThread);
   for (int t = 0; t < kThreads; ++t) {
-    CHECK(e.Value("hits_total", {{"tenant", "t" + std::to_string(t)}}) ==
-          2 * kPerThread);
+    CHECK(e.Value("hits_total", {{"tenant", "t" + std::to_string(t)}}) == 2 * kPerThread);
   }
-  CHECK(Must(family->WithLabels({"shared"}))->Value() ==
-        uint64_t{kThreads} * kPerThread);
+  CHECK(Must(family->WithLabels({"shared"}))->Value() == uint64_t{kThreads} * kPerThread);
 }
 
-TEST_CASE("Metrics: WithLabels returns the same child for the same values",
-          "[metrics]") {
+TEST_CASE("Metrics: WithLabels returns the same child for the same values", "[metrics]") {
   Metrics metrics(QuietOptions());
   auto family = Must(metrics.RegisterCounter("x_total", "h", {"a", "b"}));
   auto c1 = Must(family->WithLabels({"ab", "c"}));
@@ -608,8 +597,7 @@ TEST_CASE("Metrics: gauges set and add", "[metrics]") {
   g->Add(2.5);
   g->Add(-5);
   CHECK(g->Value() == 7.5);
-  CHECK(ParseValid(metrics.ExpositionText())
-            .Value("level", {{"tenant", "acme"}}) == 7.5);
+  CHECK(ParseValid(metrics.ExpositionText()).Value("level", {{"tenant", "acme"}}) == 7.5);
 
   SECTION("concurrent adds are not lost") {
     auto h = Must(family->WithLabels({"beta"}));
@@ -627,21 +615,21 @@ TEST_CASE("Metrics: gauges set and add", "[metrics]") {
   }
 }
 
-TEST_CASE("Metrics: histogram observations land in the right buckets and le "
-          "is inclusive",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: histogram observations land in the right buckets and le "
+    "is inclusive",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
-  auto family = Must(metrics.RegisterHistogram("lat_seconds", "h", {"tenant"},
-                                               {0.1, 1, 10}));
+  auto family = Must(metrics.RegisterHistogram("lat_seconds", "h", {"tenant"}, {0.1, 1, 10}));
   auto h = Must(family->WithLabels({"acme"}));
-  h->Observe(0.1);    // exactly on a bound: that bucket
-  h->Observe(0.05);   // first bucket
-  h->Observe(-3);     // below every bound: first bucket
+  h->Observe(0.1);        // exactly on a bound: that bucket
+  h->Observe(0.05);       // first bucket
+  h->Observe(-3);         // below every bound: first bucket
   h->Observe(0.1000001);  // just above: next bucket
-  h->Observe(1);      // on a bound
-  h->Observe(10);     // on the last finite bound
-  h->Observe(10.5);   // +Inf
-  h->Observe(INFINITY);  // +Inf
+  h->Observe(1);          // on a bound
+  h->Observe(10);         // on the last finite bound
+  h->Observe(10.5);       // +Inf
+  h->Observe(INFINITY);   // +Inf
 
   HistogramData d = h->Data();
   CHECK(d.upper_bounds == std::vector<double>{0.1, 1, 10});
@@ -673,17 +661,18 @@ TEST_CASE("Metrics: histogram observations land in the right buckets and le "
     s->Observe(0.5);
     s->Observe(2);
     s->Observe(0.25);
-    CHECK(ParseValid(metrics.ExpositionText())
-              .Value("lat_seconds_sum", {{"tenant", "sum"}}) == 2.75);
+    CHECK(ParseValid(metrics.ExpositionText()).Value("lat_seconds_sum", {{"tenant", "sum"}}) ==
+          2.75);
   }
 }
 
-TEST_CASE("Metrics: histogram buckets stay cumulative with +Inf equal to "
-          "_count while observations run",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: histogram buckets stay cumulative with +Inf equal to "
+    "_count while observations run",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
-  auto family = Must(metrics.RegisterHistogram(
-      "req_seconds", "h", {}, ExponentialBuckets(0.001, 2, 12)));
+  auto family =
+      Must(metrics.RegisterHistogram("req_seconds", "h", {}, ExponentialBuckets(0.001, 2, 12)));
   auto h = Must(family->WithLabels({}));
   constexpr int kThreads = 4;
   constexpr int kPerThread = 20000;
@@ -708,8 +697,7 @@ TEST_CASE("Metrics: histogram buckets stay cumulative with +Inf equal to "
   REQUIRE(error == "");
   Exposition e = ParseValid(metrics.ExpositionText());
   CHECK(e.Value("req_seconds_count") == kThreads * kPerThread);
-  CHECK(e.Value("req_seconds_bucket", {{"le", "+Inf"}}) ==
-        kThreads * kPerThread);
+  CHECK(e.Value("req_seconds_bucket", {{"le", "+Inf"}}) == kThreads * kPerThread);
   CHECK(e.Value("req_seconds_bucket", {{"le", "0.001"}}) ==
         kThreads * (kPerThread / 10000) * 3);  // 0, 0.0005, 0.001
 }
@@ -718,9 +706,10 @@ TEST_CASE("Metrics: histogram buckets stay cumulative with +Inf equal to "
 // Removal
 // ---------------------------------------------------------------------------
 
-TEST_CASE("Metrics: removed children vanish from the output and a held "
-          "pointer stays usable",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: removed children vanish from the output and a held "
+    "pointer stays usable",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
   auto family = Must(metrics.RegisterCounter("calls_total", "h", {"tenant"}));
   auto acme = Must(family->WithLabels({"acme"}));
@@ -739,8 +728,7 @@ TEST_CASE("Metrics: removed children vanish from the output and a held "
   // Asking again makes a new child, starting at zero.
   auto again = Must(family->WithLabels({"acme"}));
   CHECK(again != acme);
-  CHECK(ParseValid(metrics.ExpositionText())
-            .Value("calls_total", {{"tenant", "acme"}}) == 0);
+  CHECK(ParseValid(metrics.ExpositionText()).Value("calls_total", {{"tenant", "acme"}}) == 0);
 
   REQUIRE(family->Remove({"beta"}).ok());
   REQUIRE(family->Remove({"acme"}).ok());
@@ -748,16 +736,14 @@ TEST_CASE("Metrics: removed children vanish from the output and a held "
   CHECK(metrics.ExpositionText().empty());
 }
 
-TEST_CASE("Metrics: RemoveSeriesWhere drops a purged tenant's series in every "
-          "family",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: RemoveSeriesWhere drops a purged tenant's series in every "
+    "family",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
-  auto calls = Must(metrics.RegisterCounter("tenancy_api_calls_total", "h",
-                                            {"tenant", "method"}));
-  auto bytes = Must(metrics.RegisterGauge("tenancy_storage_bytes", "h",
-                                          {"tenant"}));
-  auto lat = Must(metrics.RegisterHistogram("lat_seconds", "h",
-                                            {"method"}, {1}));
+  auto calls = Must(metrics.RegisterCounter("tenancy_api_calls_total", "h", {"tenant", "method"}));
+  auto bytes = Must(metrics.RegisterGauge("tenancy_storage_bytes", "h", {"tenant"}));
+  auto lat = Must(metrics.RegisterHistogram("lat_seconds", "h", {"method"}, {1}));
   auto active = Must(metrics.RegisterGauge("tenancy_tenants_active", "h"));
   for (const char* t : {"acme", "beta"}) {
     for (const char* m : {"GET", "PUT", "DELETE"}) {
@@ -778,25 +764,23 @@ TEST_CASE("Metrics: RemoveSeriesWhere drops a purged tenant's series in every "
 
   CHECK(Must(calls->RemoveWhere("method", "GET")) == 1);
   CHECK(absl::IsInvalidArgument(calls->RemoveWhere("nope", "x").status()));
-  CHECK(absl::IsInvalidArgument(
-      metrics.RemoveSeriesWhere("bad-name", "x").status()));
+  CHECK(absl::IsInvalidArgument(metrics.RemoveSeriesWhere("bad-name", "x").status()));
 }
 
 // ---------------------------------------------------------------------------
 // Collectors
 // ---------------------------------------------------------------------------
 
-TEST_CASE("Metrics: collectors appear in the output and disappear when "
-          "removed",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: collectors appear in the output and disappear when "
+    "removed",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
   std::atomic<int> calls{0};
   CollectorHandle handle = metrics.AddCollector([&](MetricSink& sink) {
     calls.fetch_add(1);
-    sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.",
-                  {{"tenant", "beta"}}, 2048);
-    sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.",
-                  {{"tenant", "acme"}}, 1024);
+    sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.", {{"tenant", "beta"}}, 2048);
+    sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.", {{"tenant", "acme"}}, 1024);
     sink.AddCounter("rocksdb_compactions_total", "Compactions.", {}, 3);
   });
   CHECK(handle.registered());
@@ -824,20 +808,19 @@ TEST_CASE("Metrics: collectors appear in the output and disappear when "
   CHECK(calls.load() == 1);
 }
 
-TEST_CASE("Metrics: collected samples merge with a registered family under "
-          "one HELP and TYPE",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: collected samples merge with a registered family under "
+    "one HELP and TYPE",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
-  auto bytes = Must(metrics.RegisterGauge("tenancy_storage_bytes",
-                                          "Logical bytes stored.", {"tenant"}));
+  auto bytes =
+      Must(metrics.RegisterGauge("tenancy_storage_bytes", "Logical bytes stored.", {"tenant"}));
   Must(bytes->WithLabels({"beta"}))->Set(5);
   CollectorHandle one = metrics.AddCollector([](MetricSink& sink) {
-    sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.",
-                  {{"tenant", "acme"}}, 7);
+    sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.", {{"tenant", "acme"}}, 7);
   });
   CollectorHandle two = metrics.AddCollector([](MetricSink& sink) {
-    sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.",
-                  {{"tenant", "zulu"}}, 9);
+    sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.", {{"tenant", "zulu"}}, 9);
   });
   const std::string text = metrics.ExpositionText();
   Exposition e = ParseValid(text);  // the parser refuses a second HELP/TYPE
@@ -848,15 +831,13 @@ TEST_CASE("Metrics: collected samples merge with a registered family under "
   CHECK(e.families[0].samples[2].value == 9);
 }
 
-TEST_CASE("Metrics: a collector's bad samples are dropped and reported",
-          "[metrics]") {
+TEST_CASE("Metrics: a collector's bad samples are dropped and reported", "[metrics]") {
   auto logger = std::make_shared<CapturingLogger>();
   Metrics metrics(MetricsOptions{.logger = logger});
   auto hist = Must(metrics.RegisterHistogram("lat", "h", {}, {1}));
   auto counter = Must(metrics.RegisterCounter("reqs_total", "Requests."));
   std::function<void(MetricSink&)> write;
-  CollectorHandle handle =
-      metrics.AddCollector([&](MetricSink& sink) { write(sink); });
+  CollectorHandle handle = metrics.AddCollector([&](MetricSink& sink) { write(sink); });
 
   auto expect_dropped = [&](std::function<void(MetricSink&)> bad) {
     const size_t before = logger->warnings();
@@ -875,25 +856,20 @@ TEST_CASE("Metrics: a collector's bad samples are dropped and reported",
     expect_dropped([](MetricSink& s) { s.AddGauge("1bad", "", {}, 1); });
   }
   SECTION("invalid label name") {
-    expect_dropped(
-        [](MetricSink& s) { s.AddGauge("g2", "", {{"bad-label", "x"}}, 1); });
+    expect_dropped([](MetricSink& s) { s.AddGauge("g2", "", {{"bad-label", "x"}}, 1); });
   }
   SECTION("reserved label name") {
-    expect_dropped(
-        [](MetricSink& s) { s.AddGauge("g2", "", {{"__name__", "x"}}, 1); });
+    expect_dropped([](MetricSink& s) { s.AddGauge("g2", "", {{"__name__", "x"}}, 1); });
   }
   SECTION("label given twice") {
-    expect_dropped([](MetricSink& s) {
-      s.AddGauge("g2", "", {{"a", "x"}, {"a", "y"}}, 1);
-    });
+    expect_dropped([](MetricSink& s) { s.AddGauge("g2", "", {{"a", "x"}, {"a", "y"}}, 1); });
   }
   SECTION("label value that is not UTF-8") {
-    expect_dropped(
-        [](MetricSink& s) { s.AddGauge("g2", "", {{"a", "\xC3\x28"}}, 1); });
+    expect_dropped([](MetricSink& s) { s.AddGauge("g2", "", {{"a", "\xC3\x28"}}, 1); });
   }
   SECTION("type differing from the registered family") {
-    Exposition e = expect_dropped(
-        [](MetricSink& s) { s.AddGauge("reqs_total", "Requests.", {}, 5); });
+    Exposition e =
+        expect_dropped([](MetricSink& s) { s.AddGauge("reqs_total", "Requests.", {}, 5); });
     CHECK(e.FindFamily("reqs_total")->type == "counter");
   }
   SECTION("help differing from an earlier sample") {
@@ -903,13 +879,11 @@ TEST_CASE("Metrics: a collector's bad samples are dropped and reported",
     expect_dropped([](MetricSink& s) { s.AddGauge("lat_count", "", {}, 2); });
   }
   SECTION("a histogram") {
-    expect_dropped([](MetricSink& s) {
-      s.Add(MetricType::kHistogram, "h2", "", {}, 1);
-    });
+    expect_dropped([](MetricSink& s) { s.Add(MetricType::kHistogram, "h2", "", {}, 1); });
   }
   SECTION("a duplicate of a registered series") {
-    Exposition e = expect_dropped(
-        [](MetricSink& s) { s.AddCounter("reqs_total", "Requests.", {}, 5); });
+    Exposition e =
+        expect_dropped([](MetricSink& s) { s.AddCounter("reqs_total", "Requests.", {}, 5); });
     CHECK(e.Value("reqs_total") == 0);  // the registered child wins
   }
   SECTION("a duplicate of an earlier collected series") {
@@ -919,9 +893,10 @@ TEST_CASE("Metrics: a collector's bad samples are dropped and reported",
   (void)counter;
 }
 
-TEST_CASE("Metrics: removing a collector waits for a collection that is "
-          "running it",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: removing a collector waits for a collection that is "
+    "running it",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
   // std::latch, not absl::Notification: TSan cannot see into Debian's
   // uninstrumented libabsl.
@@ -938,8 +913,7 @@ TEST_CASE("Metrics: removing a collector waits for a collection that is "
     finished = true;
   });
   ThreadErrors errors;
-  std::thread scrape(
-      [&] { errors.Record(Parse(metrics.ExpositionText()).error); });
+  std::thread scrape([&] { errors.Record(Parse(metrics.ExpositionText()).error); });
   started.wait();
   std::atomic<bool> finished_when_removed{false};
   std::thread remover([&] {
@@ -958,8 +932,7 @@ TEST_CASE("Metrics: removing a collector waits for a collection that is "
   CHECK(calls.load() == 1);
 }
 
-TEST_CASE("Metrics: a collector handle and families may outlive the registry",
-          "[metrics]") {
+TEST_CASE("Metrics: a collector handle and families may outlive the registry", "[metrics]") {
   CollectorHandle handle;
   std::shared_ptr<CounterFamily> family;
   std::shared_ptr<Counter> child;
@@ -980,8 +953,7 @@ TEST_CASE("Metrics: a collector handle and families may outlive the registry",
 // Bad input
 // ---------------------------------------------------------------------------
 
-TEST_CASE("Metrics: invalid metric and label names are INVALID_ARGUMENT",
-          "[metrics]") {
+TEST_CASE("Metrics: invalid metric and label names are INVALID_ARGUMENT", "[metrics]") {
   Metrics metrics(QuietOptions());
   for (const char* name : {"", "1abc", "a-b", "a b", "é", "a{b}", "a\n"}) {
     INFO("name " << name);
@@ -991,26 +963,19 @@ TEST_CASE("Metrics: invalid metric and label names are INVALID_ARGUMENT",
   CHECK(metrics.RegisterCounter("_x", "h").ok());
   for (const char* label : {"", "1a", "a:b", "a-b", "__reserved"}) {
     INFO("label " << label);
-    CHECK(absl::IsInvalidArgument(
-        metrics.RegisterGauge("g", "h", {label}).status()));
+    CHECK(absl::IsInvalidArgument(metrics.RegisterGauge("g", "h", {label}).status()));
   }
-  CHECK(absl::IsInvalidArgument(
-      metrics.RegisterGauge("g", "h", {"a", "a"}).status()));
-  CHECK(absl::IsInvalidArgument(
-      metrics.RegisterHistogram("h", "h", {"le"}, {1}).status()));
-  CHECK(absl::IsInvalidArgument(
-      metrics.RegisterGauge("g", "bad \xFF help").status()));
+  CHECK(absl::IsInvalidArgument(metrics.RegisterGauge("g", "h", {"a", "a"}).status()));
+  CHECK(absl::IsInvalidArgument(metrics.RegisterHistogram("h", "h", {"le"}, {1}).status()));
+  CHECK(absl::IsInvalidArgument(metrics.RegisterGauge("g", "bad \xFF help").status()));
   CHECK(metrics.RegisterGauge("g", "h", {"le"}).ok());  // only histograms
 }
 
-TEST_CASE("Metrics: histogram bounds must be finite and strictly increasing",
-          "[metrics]") {
+TEST_CASE("Metrics: histogram bounds must be finite and strictly increasing", "[metrics]") {
   Metrics metrics(QuietOptions());
   for (std::vector<double> bad :
-       std::vector<std::vector<double>>{{1, 1}, {2, 1}, {NAN}, {-INFINITY, 1},
-                                        {1, INFINITY, 2}}) {
-    CHECK(absl::IsInvalidArgument(
-        metrics.RegisterHistogram("h", "h", {}, bad).status()));
+       std::vector<std::vector<double>>{{1, 1}, {2, 1}, {NAN}, {-INFINITY, 1}, {1, INFINITY, 2}}) {
+    CHECK(absl::IsInvalidArgument(metrics.RegisterHistogram("h", "h", {}, bad).status()));
   }
   auto inf = Must(metrics.RegisterHistogram("h", "h", {}, {1, INFINITY}));
   CHECK(inf->bucket_bounds() == std::vector<double>{1});
@@ -1020,8 +985,7 @@ TEST_CASE("Metrics: histogram bounds must be finite and strictly increasing",
   CHECK(e.Value("only_inf_bucket", {{"le", "+Inf"}}) == 1);
 }
 
-TEST_CASE("Metrics: wrong number of label values is INVALID_ARGUMENT",
-          "[metrics]") {
+TEST_CASE("Metrics: wrong number of label values is INVALID_ARGUMENT", "[metrics]") {
   Metrics metrics(QuietOptions());
   auto family = Must(metrics.RegisterCounter("c_total", "h", {"a", "b"}));
   CHECK(absl::IsInvalidArgument(family->WithLabels({"x"}).status()));
@@ -1035,36 +999,33 @@ TEST_CASE("Metrics: wrong number of label values is INVALID_ARGUMENT",
   CHECK(absl::IsInvalidArgument(plain->WithLabels({"x"}).status()));
 }
 
-TEST_CASE("Metrics: re-registration returns the same family or "
-          "ALREADY_EXISTS",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: re-registration returns the same family or "
+    "ALREADY_EXISTS",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
   auto c = Must(metrics.RegisterCounter("reqs_total", "h", {"tenant"}));
   CHECK(Must(metrics.RegisterCounter("reqs_total", "h", {"tenant"})) == c);
+  CHECK(absl::IsAlreadyExists(metrics.RegisterGauge("reqs_total", "h", {"tenant"}).status()));
+  CHECK(
+      absl::IsAlreadyExists(metrics.RegisterCounter("reqs_total", "h", {"tenant", "m"}).status()));
   CHECK(absl::IsAlreadyExists(
-      metrics.RegisterGauge("reqs_total", "h", {"tenant"}).status()));
-  CHECK(absl::IsAlreadyExists(
-      metrics.RegisterCounter("reqs_total", "h", {"tenant", "m"}).status()));
-  CHECK(absl::IsAlreadyExists(
-      metrics.RegisterCounter("reqs_total", "other help", {"tenant"})
-          .status()));
+      metrics.RegisterCounter("reqs_total", "other help", {"tenant"}).status()));
 
   auto h = Must(metrics.RegisterHistogram("lat", "h", {}, {1, 2}));
   CHECK(Must(metrics.RegisterHistogram("lat", "h", {}, {1, 2})) == h);
-  CHECK(absl::IsAlreadyExists(
-      metrics.RegisterHistogram("lat", "h", {}, {1, 3}).status()));
+  CHECK(absl::IsAlreadyExists(metrics.RegisterHistogram("lat", "h", {}, {1, 3}).status()));
   // A histogram's series names are taken, both ways round.
   CHECK(absl::IsAlreadyExists(metrics.RegisterGauge("lat_sum", "h").status()));
-  CHECK(absl::IsAlreadyExists(
-      metrics.RegisterCounter("lat_count", "h").status()));
+  CHECK(absl::IsAlreadyExists(metrics.RegisterCounter("lat_count", "h").status()));
   Must(metrics.RegisterGauge("other_bucket", "h"));
-  CHECK(absl::IsAlreadyExists(
-      metrics.RegisterHistogram("other", "h", {}, {1}).status()));
+  CHECK(absl::IsAlreadyExists(metrics.RegisterHistogram("other", "h", {}, {1}).status()));
 }
 
-TEST_CASE("Metrics: registration, resolution, removal and exposition race "
-          "safely",
-          "[metrics]") {
+TEST_CASE(
+    "Metrics: registration, resolution, removal and exposition race "
+    "safely",
+    "[metrics]") {
   Metrics metrics(QuietOptions());
   std::atomic<bool> done{false};
   ThreadErrors errors;
@@ -1095,20 +1056,16 @@ TEST_CASE("Metrics: registration, resolution, removal and exposition race "
 
 #ifdef TENANCY_PROMTOOL
 // Runs only where CMake found promtool (Debian package "prometheus").
-TEST_CASE("Metrics: promtool check metrics accepts the exposition",
-          "[metrics][promtool]") {
+TEST_CASE("Metrics: promtool check metrics accepts the exposition", "[metrics][promtool]") {
   Metrics metrics(QuietOptions());
   auto calls = Must(metrics.RegisterCounter(
-      "tenancy_api_calls_total", "API calls by tenant and method.",
-      {"tenant", "method"}));
+      "tenancy_api_calls_total", "API calls by tenant and method.", {"tenant", "method"}));
   auto rejections = Must(metrics.RegisterCounter(
-      "tenancy_rejections_total", "Refused requests by reason.",
-      {"tenant", "reason"}));
-  auto active = Must(metrics.RegisterGauge("tenancy_tenants_active",
-                                           "Tenants in state active."));
-  auto duration = Must(metrics.RegisterHistogram(
-      "tenancy_request_duration_seconds", "Time to answer a request.",
-      {"method"}, DefaultLatencyBuckets()));
+      "tenancy_rejections_total", "Refused requests by reason.", {"tenant", "reason"}));
+  auto active = Must(metrics.RegisterGauge("tenancy_tenants_active", "Tenants in state active."));
+  auto duration = Must(metrics.RegisterHistogram("tenancy_request_duration_seconds",
+                                                 "Time to answer a request.", {"method"},
+                                                 DefaultLatencyBuckets()));
   Must(calls->WithLabels({"acme", "GET"}))->Increment(3);
   Must(calls->WithLabels({"we\"ird\\ten\nant \xC3\xA9", "PUT"}))->Increment();
   Must(rejections->WithLabels({"acme", "rate_limited"}))->Increment();
@@ -1117,11 +1074,9 @@ TEST_CASE("Metrics: promtool check metrics accepts the exposition",
   Must(duration->WithLabels({"GET"}))->Observe(7);
   CollectorHandle handle = metrics.AddCollector([](MetricSink& sink) {
     for (const char* t : {"acme", "beta"}) {
-      sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.",
-                    {{"tenant", t}}, 1e9);
+      sink.AddGauge("tenancy_storage_bytes", "Logical bytes stored.", {{"tenant", t}}, 1e9);
       sink.AddGauge("tenancy_keys", "Keys stored.", {{"tenant", t}}, 12);
-      sink.AddGauge("tenancy_quota_bytes", "Storage quota.", {{"tenant", t}},
-                    INFINITY);
+      sink.AddGauge("tenancy_quota_bytes", "Storage quota.", {{"tenant", t}}, INFINITY);
     }
   });
 
@@ -1131,8 +1086,7 @@ TEST_CASE("Metrics: promtool check metrics accepts the exposition",
     std::ofstream file(path, std::ios::binary);
     file << metrics.ExpositionText();
   }
-  const std::string command =
-      std::string(TENANCY_PROMTOOL) + " check metrics < " + path + " 2>&1";
+  const std::string command = std::string(TENANCY_PROMTOOL) + " check metrics < " + path + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string output;

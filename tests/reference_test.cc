@@ -47,9 +47,8 @@ std::vector<std::string> Cells(const std::string& line) {
     } else if (line[i] == '|') {
       const size_t first = cell.find_first_not_of(' ');
       const size_t last = cell.find_last_not_of(' ');
-      cells.push_back(first == std::string::npos
-                          ? std::string()
-                          : cell.substr(first, last - first + 1));
+      cells.push_back(first == std::string::npos ? std::string()
+                                                 : cell.substr(first, last - first + 1));
       cell.clear();
     } else {
       cell += line[i];
@@ -81,8 +80,7 @@ struct Reference {
 };
 
 Reference ParseReference(const std::string& text) {
-  static const std::regex kRoute(
-      R"(^(GET|HEAD|PUT|POST|DELETE|PATCH|OPTIONS) (/\S*)$)");
+  static const std::regex kRoute(R"(^(GET|HEAD|PUT|POST|DELETE|PATCH|OPTIONS) (/\S*)$)");
   static const std::regex kFlag(R"(^(--[a-z][a-z-]*)( .*)?$)");
   static const std::regex kStatus(R"(^[1-5][0-9][0-9]$)");
   Reference ref;
@@ -95,21 +93,17 @@ Reference ParseReference(const std::string& text) {
       ref.routes.push_back({m[1], m[2], CodeSpan(cells[1])});
     } else if (std::regex_match(first, m, kFlag)) {
       ref.flags.insert(m[1]);
-    } else if (std::regex_match(cells[0], kStatus) &&
-               !CodeSpan(cells[1]).empty()) {
+    } else if (std::regex_match(cells[0], kStatus) && !CodeSpan(cells[1]).empty()) {
       ref.errors.emplace(std::stoi(cells[0]), CodeSpan(cells[1]));
     }
   }
   return ref;
 }
 
-Reference ServerReadme() {
-  return ParseReference(ReadFile(kSourceDir / "server" / "README.md"));
-}
+Reference ServerReadme() { return ParseReference(ReadFile(kSourceDir / "server" / "README.md")); }
 
-TEST_CASE(
-    "Reference: the parser reads routes, flags and errors from table rows only",
-    "[reference]") {
+TEST_CASE("Reference: the parser reads routes, flags and errors from table rows only",
+          "[reference]") {
   Reference ref = ParseReference(
       "| `GET /v1/kv/{key}` | `kv_get` | read | 200 |\n"
       "| `--auth api-key\\|trusted` | `api-key` | mode |\n"
@@ -122,8 +116,7 @@ TEST_CASE(
   CHECK(ref.routes[0].path == "/v1/kv/{key}");
   CHECK(ref.routes[0].name == "kv_get");
   CHECK(ref.flags == std::set<std::string>{"--auth"});
-  CHECK(ref.errors ==
-        std::set<std::pair<int, std::string>>{{404, "not_found"}});
+  CHECK(ref.errors == std::set<std::pair<int, std::string>>{{404, "not_found"}});
 }
 
 TEST_CASE(
@@ -144,8 +137,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("Reference: server/README.md names no route the server does not have",
-          "[reference]") {
+TEST_CASE("Reference: server/README.md names no route the server does not have", "[reference]") {
   Reference ref = ServerReadme();
   REQUIRE_FALSE(ref.routes.empty());
   std::set<DocumentedRoute> seen;
@@ -160,9 +152,7 @@ TEST_CASE("Reference: server/README.md names no route the server does not have",
   }
 }
 
-TEST_CASE(
-    "Reference: the flags of tenancyd --help are those of server/README.md",
-    "[reference]") {
+TEST_CASE("Reference: the flags of tenancyd --help are those of server/README.md", "[reference]") {
   auto [help, ok] = Run(std::string("'") + TENANCY_TENANCYD + "' --help");
   REQUIRE(ok);
   std::set<std::string> flags;
@@ -191,8 +181,7 @@ TEST_CASE(
   for (const HttpErrorCode& e : HttpErrorCodes()) {
     CHECK(exported.emplace(e.status, std::string(e.code)).second);
   }
-  const std::set<std::pair<int, std::string>> documented =
-      ServerReadme().errors;
+  const std::set<std::pair<int, std::string>> documented = ServerReadme().errors;
   for (const auto& [status, code] : exported) {
     INFO(status << " " << code << " is exported");
     CHECK(documented.count({status, code}) == 1);
@@ -215,16 +204,13 @@ TEST_CASE(
   // CannedResponse(503, "unavailable", ...), and the like.
   static const std::regex kPair(R"(\b([1-5][0-9][0-9]),\s*"([a-z_]+)\")");
   std::set<std::pair<int, std::string>> used;
-  for (const fs::directory_entry& entry :
-       fs::directory_iterator(kSourceDir / "server")) {
+  for (const fs::directory_entry& entry : fs::directory_iterator(kSourceDir / "server")) {
     const std::string ext = entry.path().extension().string();
     if (ext != ".cc" && ext != ".h") continue;
     const std::string text = ReadFile(entry.path());
-    for (std::sregex_iterator it(text.begin(), text.end(), kPair), end;
-         it != end; ++it) {
+    for (std::sregex_iterator it(text.begin(), text.end(), kPair), end; it != end; ++it) {
       std::pair<int, std::string> pair{std::stoi((*it)[1]), (*it)[2]};
-      INFO(entry.path().filename().string()
-           << ": " << pair.first << " " << pair.second);
+      INFO(entry.path().filename().string() << ": " << pair.first << " " << pair.second);
       CHECK(exported.count(pair) == 1);
       used.insert(pair);
     }

@@ -16,11 +16,11 @@ TenantSpec Spec(const std::string& id) {
   return spec;
 }
 
-TEST_CASE("Registry: bad tenant ids are refused and nothing is created",
-          "[registry]") {
+TEST_CASE("Registry: bad tenant ids are refused and nothing is created", "[registry]") {
   EngineFixture f;
-  for (std::string id : std::vector<std::string>{"A", "-a", "a-", "a_b", "../x", std::string(64, 'a'), "",
-                         "a/b", "a b", "a.b", std::string("a\0b", 3)}) {
+  for (std::string id :
+       std::vector<std::string>{"A", "-a", "a-", "a_b", "../x", std::string(64, 'a'), "", "a/b",
+                                "a b", "a.b", std::string("a\0b", 3)}) {
     INFO("id: " << id);
     auto created = f.registry().Create(Spec(id));
     CHECK(absl::IsInvalidArgument(created.status()));
@@ -45,8 +45,7 @@ TEST_CASE("Registry: create is idempotent for an identical spec", "[registry]") 
   CHECK(f.registry().Get("acme")->spec.quota.storage_bytes == 0);
 }
 
-TEST_CASE("Registry: transitions are idempotent and persist across reopen",
-          "[registry]") {
+TEST_CASE("Registry: transitions are idempotent and persist across reopen", "[registry]") {
   EngineFixture f;
   {
     Tenant t = f.Create("acme");
@@ -102,8 +101,7 @@ TEST_CASE("Registry: update is live and placement is fixed", "[registry]") {
   CHECK(absl::IsInvalidArgument(f.registry().Update(bad).status()));
 }
 
-TEST_CASE("Registry: numbers are never reused, also after purge and reopen",
-          "[registry]") {
+TEST_CASE("Registry: numbers are never reused, also after purge and reopen", "[registry]") {
   EngineFixture f;
   std::set<uint64_t> numbers;
   numbers.insert(f.Create("a").number());
@@ -120,8 +118,7 @@ TEST_CASE("Registry: numbers are never reused, also after purge and reopen",
   CHECK(numbers.size() == 5);
 }
 
-TEST_CASE("Registry: 10,000 tenants are created, listed in pages and reopened",
-          "[registry]") {
+TEST_CASE("Registry: 10,000 tenants are created, listed in pages and reopened", "[registry]") {
   EngineFixture f;
   std::vector<TenantSpec> specs;
   for (int i = 0; i < 10000; ++i) specs.push_back(Spec("t" + std::to_string(i)));
@@ -150,15 +147,15 @@ TEST_CASE("Registry: 10,000 tenants are created, listed in pages and reopened",
 
 TEST_CASE("Registry: CreateMany refuses a bad batch whole", "[registry]") {
   EngineFixture f;
-  CHECK(absl::IsInvalidArgument(
-      f.registry().CreateMany({Spec("ok"), Spec("Bad")}).status()));
-  CHECK(absl::IsInvalidArgument(
-      f.registry().CreateMany({Spec("ok"), Spec("ok")}).status()));
+  CHECK(absl::IsInvalidArgument(f.registry().CreateMany({Spec("ok"), Spec("Bad")}).status()));
+  CHECK(absl::IsInvalidArgument(f.registry().CreateMany({Spec("ok"), Spec("ok")}).status()));
   CHECK(f.registry().size() == 0);
 }
 
-TEST_CASE("Registry: a dedicated tenant lives in its own column family and "
-          "purges by dropping it", "[registry]") {
+TEST_CASE(
+    "Registry: a dedicated tenant lives in its own column family and "
+    "purges by dropping it",
+    "[registry]") {
   EngineFixture f;
   REQUIRE(f.Create("shared").kv().Put("k", "shared").ok());
   REQUIRE(f.Create("big", {}, Placement::kDedicated).kv().Put("k", "big").ok());
@@ -192,8 +189,10 @@ TEST_CASE("Registry: a handle to a purged tenant fails cleanly", "[registry]") {
   CHECK(absl::IsNotFound(fresh.kv().Get("k").status()));
 }
 
-TEST_CASE("Registry: purge reclaims the space of a shared tenant and leaves "
-          "its neighbours", "[registry]") {
+TEST_CASE(
+    "Registry: purge reclaims the space of a shared tenant and leaves "
+    "its neighbours",
+    "[registry]") {
   EngineFixture f;
   {
     KvStore big = f.Create("big").kv();
@@ -215,9 +214,10 @@ TEST_CASE("Registry: purge reclaims the space of a shared tenant and leaves "
   CHECK(*f.engine->GetTenant("small")->kv().Get("k") == "kept");
 }
 
-TEST_CASE("Registry: quota values above 2^63-1 are refused and nothing is "
-          "created",
-          "[registry]") {
+TEST_CASE(
+    "Registry: quota values above 2^63-1 are refused and nothing is "
+    "created",
+    "[registry]") {
   EngineFixture f;
   for (int field = 0; field < 5; ++field) {
     TenantSpec spec;

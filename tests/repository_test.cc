@@ -18,18 +18,15 @@ namespace fs = std::filesystem;
 // every file but the build's and git's.
 std::vector<fs::path> RepositoryFiles() {
   std::vector<fs::path> files;
-  auto [listed, ok] =
-      Run("git -C '" + kSourceDir.string() + "' ls-files 2>/dev/null");
+  auto [listed, ok] = Run("git -C '" + kSourceDir.string() + "' ls-files 2>/dev/null");
   if (ok && !listed.empty()) {
-    for (const std::string& line : Lines(listed))
-      files.push_back(kSourceDir / line);
+    for (const std::string& line : Lines(listed)) files.push_back(kSourceDir / line);
     return files;
   }
   for (auto it = fs::recursive_directory_iterator(kSourceDir);
        it != fs::recursive_directory_iterator(); ++it) {
     const std::string name = it->path().filename().string();
-    if (it->is_directory() &&
-        (name == ".git" || name.rfind("build", 0) == 0 || name == "data")) {
+    if (it->is_directory() && (name == ".git" || name.rfind("build", 0) == 0 || name == "data")) {
       it.disable_recursion_pending();
     } else if (it->is_regular_file()) {
       files.push_back(it->path());
@@ -62,12 +59,10 @@ TEST_CASE("Repository: every Markdown file it names is in it", "[repository]") {
   for (const fs::path& file : RepositoryFiles()) {
     if (!fs::is_regular_file(file)) continue;
     const std::string text = ReadFile(file);
-    for (std::sregex_iterator it(text.begin(), text.end(), kMarkdown), end;
-         it != end; ++it) {
+    for (std::sregex_iterator it(text.begin(), text.end(), kMarkdown), end; it != end; ++it) {
       const std::string named = it->str();
       INFO(fs::relative(file, kSourceDir).string() << " names " << named);
-      CHECK((fs::exists(kSourceDir / named) ||
-             fs::exists(file.parent_path() / named)));
+      CHECK((fs::exists(kSourceDir / named) || fs::exists(file.parent_path() / named)));
     }
   }
 }

@@ -7,13 +7,12 @@
 #define TENANCY_TESTS_SERVER_FIXTURE_H_
 
 #include <arpa/inet.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <httplib.h>
 
 #include <chrono>
 #include <memory>
@@ -93,8 +92,7 @@ class TestClient {
   Reply Get(const std::string& path, const httplib::Headers& headers = {}) {
     return Convert(client_.Get(path, headers));
   }
-  Reply Put(const std::string& path, const std::string& body,
-            const httplib::Headers& headers = {},
+  Reply Put(const std::string& path, const std::string& body, const httplib::Headers& headers = {},
             const std::string& type = "application/octet-stream") {
     return Convert(client_.Put(path, headers, body, type));
   }
@@ -130,8 +128,7 @@ class RawConnection {
   // From `source` (a loopback address such as "127.0.0.2", so that the
   // server sees another peer) when given; with a receive buffer of
   // `receive_buffer` bytes when > 0 (a client that reads slowly fills it).
-  explicit RawConnection(int port, const char* source = nullptr,
-                         int receive_buffer = 0) {
+  explicit RawConnection(int port, const char* source = nullptr, int receive_buffer = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (receive_buffer > 0) {
       ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
@@ -297,12 +294,10 @@ struct ServerFixture {
   // Creates a tenant through the admin API; returns its API key.
   std::string CreateTenant(const std::string& id, const std::string& extra = "") {
     TestClient c = Client();
-    std::string body = "{\"tenant_id\":\"" + id + "\"" +
-                       (extra.empty() ? "" : "," + extra) + "}";
+    std::string body = "{\"tenant_id\":\"" + id + "\"" + (extra.empty() ? "" : "," + extra) + "}";
     Reply r = c.Post("/admin/tenants", body, Admin());
     if (r.status != 201) {
-      throw std::runtime_error("create " + id + ": " + std::to_string(r.status) +
-                               " " + r.body);
+      throw std::runtime_error("create " + id + ": " + std::to_string(r.status) + " " + r.body);
     }
     return r.JsonString("api_key");
   }

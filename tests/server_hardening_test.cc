@@ -3,12 +3,11 @@
 // and slow clients that must not stop a normal request.
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "server_fixture.h"
 
@@ -18,15 +17,13 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-std::string Head(const std::string& request_line,
-                 const std::vector<std::string>& headers) {
+std::string Head(const std::string& request_line, const std::vector<std::string>& headers) {
   std::string out = request_line + "\r\nHost: test\r\n";
   for (const std::string& h : headers) out += h + "\r\n";
   return out + "\r\n";
 }
 
-TEST_CASE("Hardening: a body over the limit is 413 before it is read",
-          "[server][hardening]") {
+TEST_CASE("Hardening: a body over the limit is 413 before it is read", "[server][hardening]") {
   ServerFixture f;
   std::string key = f.CreateTenant("alpha");
   SECTION("a value") {
@@ -56,8 +53,7 @@ TEST_CASE("Hardening: a body over the limit is 413 before it is read",
   CHECK(f.engine->registry().size() == 1);
 }
 
-TEST_CASE("Hardening: chunked request bodies are refused with 411",
-          "[server][hardening]") {
+TEST_CASE("Hardening: chunked request bodies are refused with 411", "[server][hardening]") {
   ServerFixture f;
   std::string key = f.CreateTenant("alpha");
   RawConnection raw(f.port());
@@ -71,8 +67,7 @@ TEST_CASE("Hardening: chunked request bodies are refused with 411",
   CHECK(f.engine->GetTenant("alpha")->usage().keys == 0);
   // Both framings at once is a smuggling attempt.
   RawConnection both(f.port());
-  both.Send(Head("PUT /v1/kv/k HTTP/1.1", {"Authorization: Bearer " + key,
-                                           "Content-Length: 5",
+  both.Send(Head("PUT /v1/kv/k HTTP/1.1", {"Authorization: Bearer " + key, "Content-Length: 5",
                                            "Transfer-Encoding: chunked"}) +
             "hello");
   CHECK(both.ReadResponse().status == 400);
@@ -85,8 +80,8 @@ TEST_CASE("Hardening: header count, header size and URI length are bounded",
   std::string key = f.CreateTenant("alpha");
   SECTION("10,000 headers") {
     RawConnection raw(f.port());
-    std::string request = "PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                          key + "\r\nContent-Length: 1\r\n";
+    std::string request = "PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
+                          "\r\nContent-Length: 1\r\n";
     for (int i = 0; i < 10000; ++i) request += "X-H" + std::to_string(i) + ": v\r\n";
     request += "\r\nv";
     raw.Send(request);
@@ -108,8 +103,8 @@ TEST_CASE("Hardening: header count, header size and URI length are bounded",
   }
   SECTION("duplicate Content-Length") {
     RawConnection raw(f.port());
-    raw.Send(Head("PUT /v1/kv/k HTTP/1.1", {"Authorization: Bearer " + key,
-                                           "Content-Length: 1", "Content-Length: 2"}) +
+    raw.Send(Head("PUT /v1/kv/k HTTP/1.1",
+                  {"Authorization: Bearer " + key, "Content-Length: 1", "Content-Length: 2"}) +
              "vv");
     CHECK(raw.ReadResponse().status == 400);
   }
@@ -127,8 +122,7 @@ TEST_CASE("Hardening: header count, header size and URI length are bounded",
   CHECK(c.Get("/health").status == 200);
 }
 
-TEST_CASE("Hardening: a head that does not arrive in time is 408",
-          "[server][hardening]") {
+TEST_CASE("Hardening: a head that does not arrive in time is 408", "[server][hardening]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.transport.head_timeout = milliseconds(300);
   ServerFixture f(options);
@@ -139,15 +133,13 @@ TEST_CASE("Hardening: a head that does not arrive in time is 408",
   CHECK(raw.ClosedByPeer());
 }
 
-TEST_CASE("Hardening: Expect: 100-continue is answered before the body",
-          "[server][hardening]") {
+TEST_CASE("Hardening: Expect: 100-continue is answered before the body", "[server][hardening]") {
   ServerFixture f;
   std::string key = f.CreateTenant("alpha");
   SECTION("admitted: 100, then the response") {
     RawConnection raw(f.port());
-    raw.Send(Head("PUT /v1/kv/k HTTP/1.1", {"Authorization: Bearer " + key,
-                                           "Content-Length: 5",
-                                           "Expect: 100-continue"}));
+    raw.Send(Head("PUT /v1/kv/k HTTP/1.1",
+                  {"Authorization: Bearer " + key, "Content-Length: 5", "Expect: 100-continue"}));
     Reply cont = raw.ReadResponse();
     REQUIRE(cont.status == 100);
     raw.Send("hello");
@@ -157,8 +149,7 @@ TEST_CASE("Hardening: Expect: 100-continue is answered before the body",
   SECTION("refused: the refusal, never a 100") {
     RawConnection raw(f.port());
     raw.Send(Head("PUT /v1/kv/k HTTP/1.1",
-                  {"Authorization: Bearer wrong", "Content-Length: 5",
-                   "Expect: 100-continue"}));
+                  {"Authorization: Bearer wrong", "Content-Length: 5", "Expect: 100-continue"}));
     Reply r = raw.ReadResponse();
     CHECK(r.status == 401);
     CHECK(r.ErrorCode() == "unauthenticated");
@@ -167,15 +158,15 @@ TEST_CASE("Hardening: Expect: 100-continue is answered before the body",
   }
 }
 
-TEST_CASE("Hardening: a request is refused as soon as its head arrives, "
-          "before a small body",
-          "[server][hardening]") {
+TEST_CASE(
+    "Hardening: a request is refused as soon as its head arrives, "
+    "before a small body",
+    "[server][hardening]") {
   ServerFixture f;
   std::string key = f.CreateTenant("alpha");
   SECTION("a body is expected: refused, then closed") {
     RawConnection raw(f.port());
-    raw.Send(Head("PUT /v1/kv/k HTTP/1.1",
-                  {"Authorization: Bearer wrong", "Content-Length: 10"}));
+    raw.Send(Head("PUT /v1/kv/k HTTP/1.1", {"Authorization: Bearer wrong", "Content-Length: 10"}));
     Reply r = raw.ReadResponse(milliseconds(5000));
     CHECK(r.status == 401);
     CHECK(r.Header("Connection") == "close");
@@ -185,8 +176,7 @@ TEST_CASE("Hardening: a request is refused as soon as its head arrives, "
     RawConnection raw(f.port());
     raw.Send(Head("GET /v1/kv/k HTTP/1.1", {"Authorization: Bearer wrong"}) +
              Head("GET /nope HTTP/1.1", {}) +
-             Head("PUT /v1/kv/k HTTP/1.1",
-                  {"Authorization: Bearer " + key, "Content-Length: 2"}) +
+             Head("PUT /v1/kv/k HTTP/1.1", {"Authorization: Bearer " + key, "Content-Length: 2"}) +
              "ok" + Head("GET /v1/kv/k HTTP/1.1", {"Authorization: Bearer " + key}));
     Reply first = raw.ReadResponse();
     CHECK(first.status == 401);
@@ -202,16 +192,14 @@ TEST_CASE("Hardening: a request is refused as soon as its head arrives, "
   CHECK(f.engine->GetTenant("alpha")->usage().keys <= 1);
 }
 
-TEST_CASE("Hardening: pipelined requests are answered in order",
-          "[server][hardening]") {
+TEST_CASE("Hardening: pipelined requests are answered in order", "[server][hardening]") {
   ServerFixture f;
   std::string key = f.CreateTenant("alpha");
   RawConnection raw(f.port());
   std::string auth = "Authorization: Bearer " + key;
   raw.Send(Head("PUT /v1/kv/a HTTP/1.1", {auth, "Content-Length: 1"}) + "1" +
            Head("PUT /v1/kv/b HTTP/1.1", {auth, "Content-Length: 2"}) + "22" +
-           Head("GET /v1/kv/a HTTP/1.1", {auth}) +
-           Head("GET /v1/kv/b HTTP/1.1", {auth}));
+           Head("GET /v1/kv/a HTTP/1.1", {auth}) + Head("GET /v1/kv/b HTTP/1.1", {auth}));
   CHECK(raw.ReadResponse().status == 204);
   CHECK(raw.ReadResponse().status == 204);
   Reply a = raw.ReadResponse();
@@ -220,18 +208,18 @@ TEST_CASE("Hardening: pipelined requests are answered in order",
   CHECK(b.body == "22");
 }
 
-TEST_CASE("Hardening: a body a route does not take is not read, and the "
-          "connection closes after the response",
-          "[server][hardening]") {
+TEST_CASE(
+    "Hardening: a body a route does not take is not read, and the "
+    "connection closes after the response",
+    "[server][hardening]") {
   ServerFixture f;
   std::string key = f.CreateTenant("alpha");
   RawConnection raw(f.port());
   // If the server parsed this body as a request it would write "smuggled".
-  std::string smuggled = Head("PUT /v1/kv/smuggled HTTP/1.1",
-                              {"Authorization: Bearer " + key, "Content-Length: 1"}) +
-                         "x";
-  raw.Send(Head("GET /health HTTP/1.1",
-                {"Content-Length: " + std::to_string(smuggled.size())}) +
+  std::string smuggled =
+      Head("PUT /v1/kv/smuggled HTTP/1.1", {"Authorization: Bearer " + key, "Content-Length: 1"}) +
+      "x";
+  raw.Send(Head("GET /health HTTP/1.1", {"Content-Length: " + std::to_string(smuggled.size())}) +
            smuggled);
   Reply r = raw.ReadResponse();
   CHECK(r.status == 200);
@@ -239,9 +227,10 @@ TEST_CASE("Hardening: a body a route does not take is not read, and the "
   CHECK(f.engine->GetTenant("alpha")->usage().keys == 0);
 }
 
-TEST_CASE("Hardening: slow clients holding connections do not stop a normal "
-          "request",
-          "[server][hardening][slow]") {
+TEST_CASE(
+    "Hardening: slow clients holding connections do not stop a normal "
+    "request",
+    "[server][hardening][slow]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.threads = 2;
   ServerFixture f(options);
@@ -256,8 +245,8 @@ TEST_CASE("Hardening: slow clients holding connections do not stop a normal "
   std::vector<std::string> pending;
   for (int i = 0; i < 6; ++i) {
     slow.push_back(std::make_unique<RawConnection>(f.port()));
-    pending.push_back("GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " +
-                      std::string(200, 'z') + "\r\n\r\n");
+    pending.push_back("GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 'z') +
+                      "\r\n\r\n");
   }
   for (int i = 0; i < 4; ++i) {
     slow.push_back(std::make_unique<RawConnection>(f.port()));

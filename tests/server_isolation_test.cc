@@ -5,6 +5,7 @@
 // Host).
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -12,8 +13,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "server_fixture.h"
 #include "tenancy/kv_store.h"
@@ -24,8 +23,7 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-std::string Head(const std::string& request_line,
-                 const std::vector<std::string>& headers) {
+std::string Head(const std::string& request_line, const std::vector<std::string>& headers) {
   std::string out = request_line + "\r\nHost: test\r\n";
   for (const std::string& h : headers) out += h + "\r\n";
   return out + "\r\n";
@@ -61,9 +59,10 @@ bool Eventually(Fn done) {
   return done();
 }
 
-TEST_CASE("Isolation: Range headers are ignored and responses are never "
-          "compressed",
-          "[server][isolation]") {
+TEST_CASE(
+    "Isolation: Range headers are ignored and responses are never "
+    "compressed",
+    "[server][isolation]") {
   ServerFixture f;
   std::string key = f.CreateTenant("alpha");
   TestClient c = f.Client();
@@ -74,8 +73,7 @@ TEST_CASE("Isolation: Range headers are ignored and responses are never "
     std::string spec = "bytes=0-";
     for (int i = 1; i < ranges; ++i) spec += ",0-";
     RawConnection raw(f.port());
-    raw.Send(Head("GET /v1/kv/big HTTP/1.1",
-                  {"Authorization: Bearer " + key, "Range: " + spec}));
+    raw.Send(Head("GET /v1/kv/big HTTP/1.1", {"Authorization: Bearer " + key, "Range: " + spec}));
     Reply r = raw.ReadResponse(milliseconds(20000));
     CHECK(r.status == 200);
     CHECK(r.Header("Content-Range").empty());
@@ -83,8 +81,8 @@ TEST_CASE("Isolation: Range headers are ignored and responses are never "
   }
   // A JSON response (what httplib compressed when asked) stays identity.
   for (const char* encoding : {"br", "gzip", "deflate", "br, gzip;q=0.8"}) {
-    Reply r = c.Get("/v1/kv?limit=5", {{"Authorization", "Bearer " + key},
-                                       {"Accept-Encoding", encoding}});
+    Reply r = c.Get("/v1/kv?limit=5",
+                    {{"Authorization", "Bearer " + key}, {"Accept-Encoding", encoding}});
     CHECK(r.status == 200);
     CHECK(r.Header("Content-Encoding").empty());
     CHECK(r.body.find("\"items\"") != std::string::npos);
@@ -93,9 +91,10 @@ TEST_CASE("Isolation: Range headers are ignored and responses are never "
   CHECK(c.Get("/health").status == 200);
 }
 
-TEST_CASE("Isolation: one address at its connection cap does not keep "
-          "another address out",
-          "[server][isolation][connections]") {
+TEST_CASE(
+    "Isolation: one address at its connection cap does not keep "
+    "another address out",
+    "[server][isolation][connections]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.transport.max_connections_per_peer = 8;
   options.transport.max_connections = 64;
@@ -128,9 +127,10 @@ TEST_CASE("Isolation: one address at its connection cap does not keep "
   CHECK(Metric(f, "tenancy_http_connections_refused_total{cap=\"peer\"}") >= 1);
 }
 
-TEST_CASE("Isolation: at a connection cap the oldest idle keep-alive "
-          "connection makes room",
-          "[server][isolation][connections]") {
+TEST_CASE(
+    "Isolation: at a connection cap the oldest idle keep-alive "
+    "connection makes room",
+    "[server][isolation][connections]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.transport.max_connections_per_peer = 4;
   options.transport.max_connections = 6;
@@ -168,9 +168,10 @@ TEST_CASE("Isolation: at a connection cap the oldest idle keep-alive "
   CHECK(Metric(f, "tenancy_http_idle_connections_evicted_total") >= 1);
 }
 
-TEST_CASE("Isolation: slow readers of one tenant neither refuse nor cut short "
-          "another tenant's large transfers",
-          "[server][isolation][slow]") {
+TEST_CASE(
+    "Isolation: slow readers of one tenant neither refuse nor cut short "
+    "another tenant's large transfers",
+    "[server][isolation][slow]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.threads = 2;
   EngineOptions engine_options = ServerFixture::DefaultEngineOptions();
@@ -198,9 +199,10 @@ TEST_CASE("Isolation: slow readers of one tenant neither refuse nor cut short "
   }
 }
 
-TEST_CASE("Isolation: a response the client does not take in time closes the "
-          "connection and is counted, never truncated silently",
-          "[server][isolation][slow]") {
+TEST_CASE(
+    "Isolation: a response the client does not take in time closes the "
+    "connection and is counted, never truncated silently",
+    "[server][isolation][slow]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.transport.io_timeout = milliseconds(200);
   options.transport.min_transfer_bytes_per_second = 16 << 20;
@@ -217,8 +219,7 @@ TEST_CASE("Isolation: a response the client does not take in time closes the "
     slow.push_back(std::make_unique<RawConnection>(f.port(), nullptr, 4096));
     slow.back()->Send(Head("GET /v1/kv/big HTTP/1.1", {"Authorization: Bearer " + a}));
   }
-  REQUIRE(Eventually(
-      [&] { return Metric(f, "tenancy_http_aborted_responses_total") >= 1; }));
+  REQUIRE(Eventually([&] { return Metric(f, "tenancy_http_aborted_responses_total") >= 1; }));
   // What such a client gets is a short body and a close: its Content-Length
   // tells it so. (A response the kernel's buffers took whole arrives whole.)
   int short_bodies = 0;
@@ -237,9 +238,10 @@ TEST_CASE("Isolation: a response the client does not take in time closes the "
   CHECK(Eventually([&] { return Metric(f, "tenancy_http_buffered_bytes") == 0; }));
 }
 
-TEST_CASE("Isolation: a tenant's large batches do not hold up another "
-          "tenant's small reads",
-          "[server][isolation][fair]") {
+TEST_CASE(
+    "Isolation: a tenant's large batches do not hold up another "
+    "tenant's small reads",
+    "[server][isolation][fair]") {
   ServerFixture f;  // 4 workers, 1 background worker
   std::string a = f.CreateTenant("alpha");
   std::string b = f.CreateTenant("beta");
@@ -278,9 +280,10 @@ TEST_CASE("Isolation: a tenant's large batches do not hold up another "
   CHECK(batches_done.load() == 8);
 }
 
-TEST_CASE("Isolation: a scan's page is bounded in bytes and its cursor "
-          "continues it",
-          "[server][isolation][scan]") {
+TEST_CASE(
+    "Isolation: a scan's page is bounded in bytes and its cursor "
+    "continues it",
+    "[server][isolation][scan]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.max_scan_response_bytes = 1 << 20;
   ServerFixture f(options);
@@ -289,16 +292,14 @@ TEST_CASE("Isolation: a scan's page is bounded in bytes and its cursor "
   for (int i = 0; i < 40; ++i) {
     char name[8];
     std::snprintf(name, sizeof(name), "k%02d", i);
-    REQUIRE(c.Put(std::string("/v1/kv/") + name, std::string(100 << 10, 'a' + i % 26),
-                  Bearer(key))
+    REQUIRE(c.Put(std::string("/v1/kv/") + name, std::string(100 << 10, 'a' + i % 26), Bearer(key))
                 .status == 204);
   }
   std::vector<std::string> seen;
   std::string cursor;
   int pages = 0;
   do {
-    Reply r = c.Get("/v1/kv?limit=1000" + (cursor.empty() ? "" : "&cursor=" + cursor),
-                    Bearer(key));
+    Reply r = c.Get("/v1/kv?limit=1000" + (cursor.empty() ? "" : "&cursor=" + cursor), Bearer(key));
     REQUIRE(r.status == 200);
     CHECK(r.body.size() <= (1 << 20) + (110 << 10));
     simdjson::dom::parser parser;
@@ -318,8 +319,7 @@ TEST_CASE("Isolation: a scan's page is bounded in bytes and its cursor "
   }
 }
 
-TEST_CASE("Isolation: scans page through keys of the maximum length",
-          "[server][isolation][scan]") {
+TEST_CASE("Isolation: scans page through keys of the maximum length", "[server][isolation][scan]") {
   ServerFixture f;
   std::string key = f.CreateTenant("alpha");
   Tenant alpha = *f.engine->GetTenant("alpha");
@@ -347,33 +347,32 @@ TEST_CASE("Isolation: scans page through keys of the maximum length",
       for (simdjson::dom::element item : root["items"].get_array()) {
         CHECK(seen.emplace(std::string_view(item["key"].get_string())).second);
       }
-      cursor = root["cursor"].is_null() ? ""
-                                        : std::string(root["cursor"].get_string().value());
+      cursor = root["cursor"].is_null() ? "" : std::string(root["cursor"].get_string().value());
       ++pages;
     } while (!cursor.empty() && pages < 100);
     CHECK(seen.size() == 40);
   }
 }
 
-TEST_CASE("Isolation: quota and limit values above 2^63-1 are 400 and change "
-          "nothing",
-          "[server][isolation][input]") {
+TEST_CASE(
+    "Isolation: quota and limit values above 2^63-1 are 400 and change "
+    "nothing",
+    "[server][isolation][input]") {
   ServerFixture f;
   TestClient c = f.Client();
-  for (const char* field : {"storage_bytes", "max_keys", "max_value_bytes",
-                            "max_queued_jobs", "cache_bytes"}) {
+  for (const char* field :
+       {"storage_bytes", "max_keys", "max_value_bytes", "max_queued_jobs", "cache_bytes"}) {
     for (const char* value : {"9223372036854775808", "18446744073709551615"}) {
       std::string quota = std::string(R"("quota":{")") + field + "\":" + value + "}";
-      Reply created =
-          c.Post("/admin/tenants", R"({"tenant_id":"huge",)" + quota + "}", Admin());
+      Reply created = c.Post("/admin/tenants", R"({"tenant_id":"huge",)" + quota + "}", Admin());
       CHECK(created.status == 400);
       CHECK(created.ErrorCode() == "invalid_argument");
       Reply put = c.Put("/admin/tenants/huge", "{" + quota + "}", Admin(), "application/json");
       CHECK(put.status == 400);
     }
   }
-  Reply limit = c.Put("/admin/tenants/huge", R"({"limits":{"llm":9223372036854775808}})",
-                      Admin(), "application/json");
+  Reply limit = c.Put("/admin/tenants/huge", R"({"limits":{"llm":9223372036854775808}})", Admin(),
+                      "application/json");
   CHECK(limit.status == 400);
   CHECK(c.Get("/admin/tenants/huge", Admin()).status == 404);
   // The largest value that fits is a quota like any other.
@@ -384,9 +383,10 @@ TEST_CASE("Isolation: quota and limit values above 2^63-1 are 400 and change "
   CHECK(c.Put("/v1/kv/k", "v", Bearer(key)).status == 204);
 }
 
-TEST_CASE("Isolation: with --host-suffix a missing, repeated or foreign Host "
-          "is 400, never the default tenant",
-          "[server][isolation][auth]") {
+TEST_CASE(
+    "Isolation: with --host-suffix a missing, repeated or foreign Host "
+    "is 400, never the default tenant",
+    "[server][isolation][auth]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.auth = AuthMode::kTrusted;
   options.host_suffix = "example.com";

@@ -44,16 +44,13 @@ struct JobsServer {
   explicit JobsServer(ServerOptions options = ServerFixture::DefaultOptions()) {
     EngineOptions engine_options = ServerFixture::DefaultEngineOptions();
     std::shared_ptr<Clocks> c = clocks;
-    engine_options.jobs.clock = [c] {
-      return absl::FromUnixMicros(c->job_us.load());
-    };
+    engine_options.jobs.clock = [c] { return absl::FromUnixMicros(c->job_us.load()); };
     std::shared_ptr<std::atomic<int>> waits = claim_waits;
     engine_options.jobs.on_claim_wait = [waits](std::string_view) { waits->fetch_add(1); };
     CacheOptions cache_options;
     cache_options.default_tenant_budget_bytes = 1 << 20;
     cache_options.clock = [c] {
-      return std::chrono::steady_clock::time_point(
-          nanoseconds(c->cache_ns.load()));
+      return std::chrono::steady_clock::time_point(nanoseconds(c->cache_ns.load()));
     };
     engine_options.cache = *Cache::Create(cache_options);
     fixture = std::make_unique<ServerFixture>(options, engine_options);
@@ -61,12 +58,8 @@ struct JobsServer {
 
   ServerFixture& f() { return *fixture; }
   TestClient Client() { return fixture->Client(); }
-  std::string CreateTenant(const std::string& id) {
-    return fixture->CreateTenant(id);
-  }
-  JobQueue Jobs(const std::string& id) {
-    return fixture->engine->GetTenant(id)->jobs();
-  }
+  std::string CreateTenant(const std::string& id) { return fixture->CreateTenant(id); }
+  JobQueue Jobs(const std::string& id) { return fixture->engine->GetTenant(id)->jobs(); }
   Tenant Get(const std::string& id) { return *fixture->engine->GetTenant(id); }
 };
 
@@ -83,17 +76,14 @@ bool WaitUntil(Fn done) {
   return true;
 }
 
-std::string Enqueue(TestClient& c, const std::string& key,
-                    const std::string& body) {
+std::string Enqueue(TestClient& c, const std::string& key, const std::string& body) {
   Reply r = c.Post("/v1/jobs", body, Bearer(key));
   INFO(r.body);
   REQUIRE(r.status == 201);
   return r.JsonString("id");
 }
 
-std::string LeaseBody(const std::string& lease) {
-  return "{\"lease\":\"" + lease + "\"}";
-}
+std::string LeaseBody(const std::string& lease) { return "{\"lease\":\"" + lease + "\"}"; }
 
 uint64_t Calls(const Tenant& t, CallKind kind) {
   return t.requests().calls_by_kind[static_cast<int>(kind)];
@@ -116,9 +106,8 @@ TEST_CASE("Server jobs: enqueue, inspect, claim and ack", "[server][jobs]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   TestClient c = s.Client();
-  std::string id = Enqueue(
-      c, a,
-      R"({"type":"email","payload":"hello","priority":3,"max_attempts":4})");
+  std::string id =
+      Enqueue(c, a, R"({"type":"email","payload":"hello","priority":3,"max_attempts":4})");
   CHECK(id.size() == 16);
 
   Reply inspect = c.Get("/v1/jobs/" + id, Bearer(a));
@@ -135,8 +124,7 @@ TEST_CASE("Server jobs: enqueue, inspect, claim and ack", "[server][jobs]") {
   CHECK(other_type.body.empty());
 
   // The same routes under /t/{id}/.
-  Reply claimed =
-      c.Post("/t/alpha/v1/jobs/claim?type=email&lease_s=30", "", Bearer(a));
+  Reply claimed = c.Post("/t/alpha/v1/jobs/claim?type=email&lease_s=30", "", Bearer(a));
   REQUIRE(claimed.status == 200);
   CHECK(claimed.JsonString("id") == id);
   CHECK(claimed.JsonString("payload") == "hello");
@@ -160,15 +148,14 @@ TEST_CASE("Server jobs: nack retries, then the job is dead", "[server][jobs]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   TestClient c = s.Client();
-  std::string id =
-      Enqueue(c, a, R"({"type":"t","payload":"p","max_attempts":2})");
+  std::string id = Enqueue(c, a, R"({"type":"t","payload":"p","max_attempts":2})");
 
   Reply first = c.Post("/v1/jobs/claim?type=t", "", Bearer(a));
   REQUIRE(first.status == 200);
-  Reply nacked = c.Post("/v1/jobs/" + id + "/nack",
-                        R"({"lease":")" + first.JsonString("lease") +
-                            R"(","error":"smtp down","retry_after_s":60})",
-                        Bearer(a));
+  Reply nacked = c.Post(
+      "/v1/jobs/" + id + "/nack",
+      R"({"lease":")" + first.JsonString("lease") + R"(","error":"smtp down","retry_after_s":60})",
+      Bearer(a));
   REQUIRE(nacked.status == 200);
   CHECK(nacked.JsonString("state") == "delayed");
   CHECK(nacked.JsonString("last_error") == "smtp down");
@@ -179,8 +166,7 @@ TEST_CASE("Server jobs: nack retries, then the job is dead", "[server][jobs]") {
   Reply second = c.Post("/v1/jobs/claim?type=t", "", Bearer(a));
   REQUIRE(second.status == 200);
   CHECK(second.JsonNumber("attempts") == 2);
-  Reply dead = c.Post("/v1/jobs/" + id + "/nack",
-                      LeaseBody(second.JsonString("lease")), Bearer(a));
+  Reply dead = c.Post("/v1/jobs/" + id + "/nack", LeaseBody(second.JsonString("lease")), Bearer(a));
   REQUIRE(dead.status == 200);
   CHECK(dead.JsonString("state") == "dead");
   Reply inspect = c.Get("/v1/jobs/" + id, Bearer(a));
@@ -189,9 +175,8 @@ TEST_CASE("Server jobs: nack retries, then the job is dead", "[server][jobs]") {
   CHECK(s.Jobs("alpha").Counts()->dead == 1);
 }
 
-TEST_CASE(
-    "Server jobs: an expired or replaced lease is 409 and changes nothing",
-    "[server][jobs]") {
+TEST_CASE("Server jobs: an expired or replaced lease is 409 and changes nothing",
+          "[server][jobs]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   TestClient c = s.Client();
@@ -210,36 +195,26 @@ TEST_CASE(
   Reply second = c.Post("/v1/jobs/claim?type=t", "", Bearer(a));
   REQUIRE(second.status == 200);
   CHECK(second.JsonNumber("attempts") == 2);
-  CHECK(c.Post("/v1/jobs/" + id + "/ack", LeaseBody(stale), Bearer(a)).status ==
-        409);
-  CHECK(
-      c.Post("/v1/jobs/" + id + "/nack", LeaseBody(stale), Bearer(a)).status ==
-      409);
+  CHECK(c.Post("/v1/jobs/" + id + "/ack", LeaseBody(stale), Bearer(a)).status == 409);
+  CHECK(c.Post("/v1/jobs/" + id + "/nack", LeaseBody(stale), Bearer(a)).status == 409);
   CHECK(c.Get("/v1/jobs/" + id, Bearer(a)).JsonNumber("attempts") == 2);
-  CHECK(c.Post("/v1/jobs/" + id + "/ack", LeaseBody(second.JsonString("lease")),
-               Bearer(a))
-            .status == 200);
+  CHECK(
+      c.Post("/v1/jobs/" + id + "/ack", LeaseBody(second.JsonString("lease")), Bearer(a)).status ==
+      200);
 }
 
-TEST_CASE("Server jobs: payloads arrive byte-exact, base64 where not UTF-8",
-          "[server][jobs]") {
+TEST_CASE("Server jobs: payloads arrive byte-exact, base64 where not UTF-8", "[server][jobs]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   TestClient c = s.Client();
   const std::string binary("\x00\xff\xfe\x80 \"\\\n", 8);
   const std::string text = "h\xc3\xa9llo \xe2\x9c\x93 \"quoted\" \\ \n\t";
 
-  std::string bin_id =
-      Enqueue(c, a,
-              R"({"type":"bin","encoding":"base64","payload":")" +
-                  internal::Base64Encode(binary) + R"("})");
+  std::string bin_id = Enqueue(c, a,
+                               R"({"type":"bin","encoding":"base64","payload":")" +
+                                   internal::Base64Encode(binary) + R"("})");
   internal::JsonWriter w;
-  w.BeginObject()
-      .Key("type")
-      .String("txt")
-      .Key("payload")
-      .String(text)
-      .EndObject();
+  w.BeginObject().Key("type").String("txt").Key("payload").String(text).EndObject();
   std::string text_id = Enqueue(c, a, w.Release());
 
   Reply bin = c.Post("/v1/jobs/claim?type=bin", "", Bearer(a));
@@ -275,8 +250,7 @@ TEST_CASE(
   CHECK(s.Jobs("alpha").Counts()->queued == 1);
 }
 
-TEST_CASE("Server jobs: a waiting claim is woken by an enqueue",
-          "[server][jobs]") {
+TEST_CASE("Server jobs: a waiting claim is woken by an enqueue", "[server][jobs]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   Reply claimed;
@@ -298,9 +272,8 @@ TEST_CASE("Server jobs: a waiting claim is woken by an enqueue",
   CHECK(waited < absl::Seconds(15));
 }
 
-TEST_CASE(
-    "Server jobs: waiting claims are capped so they never hold every worker",
-    "[server][jobs]") {
+TEST_CASE("Server jobs: waiting claims are capped so they never hold every worker",
+          "[server][jobs]") {
   // 4 workers: at most 2 claims wait at once, 1 per tenant.
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
@@ -315,8 +288,7 @@ TEST_CASE(
     waiters.emplace_back([&, i] {
       TestClient c = s.Client();
       started.fetch_add(1);
-      replies[i] =
-          c.Post("/v1/jobs/claim?type=t&wait_s=20", "", Bearer(i == 0 ? a : b));
+      replies[i] = c.Post("/v1/jobs/claim?type=t&wait_s=20", "", Bearer(i == 0 ? a : b));
     });
   }
   while (started.load() < 2) std::this_thread::yield();
@@ -347,8 +319,7 @@ TEST_CASE(
   CHECK(replies[1].status == 200);
 }
 
-TEST_CASE("Server jobs: shutting down ends waiting claims at once",
-          "[server][jobs]") {
+TEST_CASE("Server jobs: shutting down ends waiting claims at once", "[server][jobs]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   Tenant alpha = s.Get("alpha");
@@ -366,26 +337,22 @@ TEST_CASE("Server jobs: shutting down ends waiting claims at once",
   CHECK(claimed.status == 204);
 }
 
-TEST_CASE("Server jobs: bad input is refused and changes nothing",
-          "[server][jobs]") {
+TEST_CASE("Server jobs: bad input is refused and changes nothing", "[server][jobs]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   TestClient c = s.Client();
   std::string id = Enqueue(c, a, R"({"type":"t"})");
   auto unchanged = [&] {
     JobCounts counts = *s.Jobs("alpha").Counts();
-    return counts.queued == 1 && counts.claimed == 0 && counts.delayed == 0 &&
-           counts.dead == 0;
+    return counts.queued == 1 && counts.claimed == 0 && counts.delayed == 0 && counts.dead == 0;
   };
 
   SECTION("enqueue bodies") {
     for (const std::string body :
-         {"", "{", "[]", R"({"type":"t",})", R"({"payload":"p"})",
-          R"({"type":"t","unknown":1})", R"({"type":"t","type":"u"})",
-          R"({"type":"bad type!"})", R"({"type":"t","priority":1.5})",
-          R"({"type":"t","priority":3000000000})",
-          R"({"type":"t","delay_s":-1})", R"({"type":"t","max_attempts":-1})",
-          R"({"type":"t","payload":7})",
+         {"", "{", "[]", R"({"type":"t",})", R"({"payload":"p"})", R"({"type":"t","unknown":1})",
+          R"({"type":"t","type":"u"})", R"({"type":"bad type!"})", R"({"type":"t","priority":1.5})",
+          R"({"type":"t","priority":3000000000})", R"({"type":"t","delay_s":-1})",
+          R"({"type":"t","max_attempts":-1})", R"({"type":"t","payload":7})",
           R"({"type":"t","encoding":"hex","payload":"00"})",
           R"({"type":"t","encoding":"base64","payload":"!!"})"}) {
       INFO(body);
@@ -398,30 +365,27 @@ TEST_CASE("Server jobs: bad input is refused and changes nothing",
     Reply unknown = c.Get("/v1/jobs/00000000000000ff", Bearer(a));
     CHECK(unknown.status == 404);
     CHECK(unknown.ErrorCode() == "not_found");
-    CHECK(c.Post("/v1/jobs/00000000000000ff/ack",
-                 LeaseBody("00000000000000000000"), Bearer(a))
+    CHECK(c.Post("/v1/jobs/00000000000000ff/ack", LeaseBody("00000000000000000000"), Bearer(a))
               .status != 200);
     CHECK(c.Get("/v1/jobs/not-a-job-id", Bearer(a)).status == 400);
     CHECK(c.Get("/v1/jobs/%zz", Bearer(a)).status == 400);
   }
   SECTION("claim parameters") {
     for (const std::string query :
-         {"?wait_s=21", "?wait_s=-1", "?wait_s=abc", "?lease_s=0",
-          "?lease_s=1e3", "?color=red", "?type=t&type=t", "?type=bad%20type"}) {
+         {"?wait_s=21", "?wait_s=-1", "?wait_s=abc", "?lease_s=0", "?lease_s=1e3", "?color=red",
+          "?type=t&type=t", "?type=bad%20type"}) {
       INFO(query);
       CHECK(c.Post("/v1/jobs/claim" + query, "", Bearer(a)).status == 400);
     }
   }
   SECTION("ack and nack bodies") {
     for (const std::string body :
-         {"", "{}", R"({"lease":""})", R"({"lease":"x","extra":1})",
-          R"({"lease":5})"}) {
+         {"", "{}", R"({"lease":""})", R"({"lease":"x","extra":1})", R"({"lease":5})"}) {
       INFO(body);
       CHECK(c.Post("/v1/jobs/" + id + "/ack", body, Bearer(a)).status == 400);
       CHECK(c.Post("/v1/jobs/" + id + "/nack", body, Bearer(a)).status == 400);
     }
-    CHECK(c.Post("/v1/jobs/" + id + "/nack",
-                 R"({"lease":"x","retry_after_s":"soon"})", Bearer(a))
+    CHECK(c.Post("/v1/jobs/" + id + "/nack", R"({"lease":"x","retry_after_s":"soon"})", Bearer(a))
               .status == 400);
   }
   SECTION("wrong methods") {
@@ -434,8 +398,7 @@ TEST_CASE("Server jobs: bad input is refused and changes nothing",
   CHECK(s.Jobs("alpha").Inspect(id)->attempts == 0);
 }
 
-TEST_CASE("Server cache: set, get, TTL expiry, increment and delete",
-          "[server][cache]") {
+TEST_CASE("Server cache: set, get, TTL expiry, increment and delete", "[server][cache]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   TestClient c = s.Client();
@@ -460,16 +423,12 @@ TEST_CASE("Server cache: set, get, TTL expiry, increment and delete",
   Reply n = c.Post(CacheKey("n") + "/incr", "", Bearer(a));
   REQUIRE(n.status == 200);
   CHECK(n.JsonNumber("value") == 1);
-  CHECK(c.Post(CacheKey("n") + "/incr?by=41", "", Bearer(a))
-            .JsonNumber("value") == 42);
-  CHECK(c.Post(CacheKey("n") + "/incr?by=-50", "", Bearer(a))
-            .JsonNumber("value") == -8);
+  CHECK(c.Post(CacheKey("n") + "/incr?by=41", "", Bearer(a)).JsonNumber("value") == 42);
+  CHECK(c.Post(CacheKey("n") + "/incr?by=-50", "", Bearer(a)).JsonNumber("value") == -8);
   CHECK(c.Get(CacheKey("n"), Bearer(a)).body == "-8");
   // A counter with a window: the TTL applies when the incr creates it.
-  REQUIRE(c.Post(CacheKey("window") + "/incr?ttl=10", "", Bearer(a)).status ==
-          200);
-  REQUIRE(c.Post(CacheKey("window") + "/incr?ttl=1000", "", Bearer(a)).status ==
-          200);
+  REQUIRE(c.Post(CacheKey("window") + "/incr?ttl=10", "", Bearer(a)).status == 200);
+  REQUIRE(c.Post(CacheKey("window") + "/incr?ttl=1000", "", Bearer(a)).status == 200);
   s.clocks->Advance(absl::Seconds(10));
   CHECK(c.Get(CacheKey("window"), Bearer(a)).status == 404);
 
@@ -486,16 +445,14 @@ TEST_CASE("Server cache: set, get, TTL expiry, increment and delete",
   CHECK(c.Get("/t/alpha" + CacheKey("n"), Bearer(a)).body == "-8");
 }
 
-TEST_CASE("Server cache: bad input is refused and changes nothing",
-          "[server][cache]") {
+TEST_CASE("Server cache: bad input is refused and changes nothing", "[server][cache]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   TestClient c = s.Client();
   REQUIRE(c.Put(CacheKey("k"), "old", Bearer(a)).status == 204);
   REQUIRE(c.Put(CacheKey("n"), "5", Bearer(a)).status == 204);
 
-  for (const std::string ttl :
-       {"0", "-1", "abc", "1e3", "", "5s", "0.0000000001"}) {
+  for (const std::string ttl : {"0", "-1", "abc", "1e3", "", "5s", "0.0000000001"}) {
     INFO(ttl);
     Reply r = c.Put(CacheKey("k") + "?ttl=" + ttl, "new", Bearer(a));
     CHECK(r.status == 400);
@@ -503,24 +460,20 @@ TEST_CASE("Server cache: bad input is refused and changes nothing",
   }
   // Past the cache's max_ttl (365 days).
   CHECK(c.Put(CacheKey("k") + "?ttl=40000000", "new", Bearer(a)).status == 400);
-  for (const std::string by :
-       {"abc", "1.5", "", "99999999999999999999", "+1", "1e3"}) {
+  for (const std::string by : {"abc", "1.5", "", "99999999999999999999", "+1", "1e3"}) {
     INFO(by);
-    CHECK(c.Post(CacheKey("n") + "/incr?by=" + by, "", Bearer(a)).status ==
-          400);
+    CHECK(c.Post(CacheKey("n") + "/incr?by=" + by, "", Bearer(a)).status == 400);
   }
   // An increment of a value that is not an integer, or one that overflows.
   CHECK(c.Post(CacheKey("k") + "/incr", "", Bearer(a)).status == 400);
-  CHECK(c.Post(CacheKey("n") + "/incr?by=9223372036854775807", "", Bearer(a))
-            .status == 400);
+  CHECK(c.Post(CacheKey("n") + "/incr?by=9223372036854775807", "", Bearer(a)).status == 400);
   CHECK(c.Get(CacheKey("k") + "?ttl=5", Bearer(a)).status == 400);
   CHECK(c.Put(CacheKey("k") + "?color=red", "new", Bearer(a)).status == 400);
   CHECK(c.Post(CacheKey("k"), "", Bearer(a)).status == 405);
   CHECK(c.Put(CacheKey("k%zz"), "new", Bearer(a)).status == 400);
   // Over the engine's key limit (4096 bytes) and value limit (1 MiB).
   CHECK(c.Put(CacheKey(std::string(5000, 'k')), "v", Bearer(a)).status == 413);
-  CHECK(c.Put(CacheKey("big"), std::string((1 << 20) + 1, 'v'), Bearer(a))
-            .status == 413);
+  CHECK(c.Put(CacheKey("big"), std::string((1 << 20) + 1, 'v'), Bearer(a)).status == 413);
 
   CHECK(c.Get(CacheKey("k"), Bearer(a)).body == "old");
   CHECK(c.Get(CacheKey("n"), Bearer(a)).body == "5");
@@ -528,9 +481,8 @@ TEST_CASE("Server cache: bad input is refused and changes nothing",
   CHECK(s.Get("alpha").cache().Stats().entries == 2);
 }
 
-TEST_CASE(
-    "Server jobs and cache: a tenant sees none of another's jobs or entries",
-    "[server][jobs][cache]") {
+TEST_CASE("Server jobs and cache: a tenant sees none of another's jobs or entries",
+          "[server][jobs][cache]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
   std::string b = s.CreateTenant("beta");
@@ -544,13 +496,11 @@ TEST_CASE(
   CHECK(c.Get("/v1/jobs/" + b_job, Bearer(a)).status == 404);
   CHECK(c.Post("/v1/jobs/claim?type=t", "", Bearer(a)).status == 204);
   CHECK(c.Post("/v1/jobs/claim", "", Bearer(a)).status == 204);
-  CHECK(c.Post("/v1/jobs/" + b_job + "/ack",
-               LeaseBody(b_claim.JsonString("lease")), Bearer(a))
+  CHECK(c.Post("/v1/jobs/" + b_job + "/ack", LeaseBody(b_claim.JsonString("lease")), Bearer(a))
             .status == 404);
   CHECK(c.Get(CacheKey("k"), Bearer(a)).status == 404);
   CHECK(c.Delete(CacheKey("k"), Bearer(a)).status == 204);
-  CHECK(c.Post(CacheKey("k") + "/incr", "", Bearer(a)).JsonNumber("value") ==
-        1);
+  CHECK(c.Post(CacheKey("k") + "/incr", "", Bearer(a)).JsonNumber("value") == 1);
   // Naming beta with alpha's key is refused.
   CHECK(c.Get("/t/beta/v1/jobs/" + b_job, Bearer(a)).status == 403);
   CHECK(c.Get("/t/beta" + CacheKey("k"), Bearer(a)).status == 403);
@@ -560,8 +510,7 @@ TEST_CASE(
   CHECK(c.Get(CacheKey("k"), Bearer(b)).body == "beta's");
   CHECK(c.Get("/v1/jobs/" + b_job, Bearer(b)).JsonString("state") == "claimed");
   CHECK(s.Jobs("beta").Counts()->queued == 1);
-  CHECK(c.Post("/v1/jobs/" + b_job + "/ack",
-               LeaseBody(b_claim.JsonString("lease")), Bearer(b))
+  CHECK(c.Post("/v1/jobs/" + b_job + "/ack", LeaseBody(b_claim.JsonString("lease")), Bearer(b))
             .status == 200);
 }
 
@@ -575,15 +524,13 @@ TEST_CASE(
   std::string id = Enqueue(c, a, R"({"type":"t"})");
   REQUIRE(c.Put(CacheKey("k"), "v", Bearer(a)).status == 204);
 
-  REQUIRE(
-      c.Put("/admin/tenants/alpha", R"({"read_only":true})", Admin()).status ==
-      200);
+  REQUIRE(c.Put("/admin/tenants/alpha", R"({"read_only":true})", Admin()).status == 200);
   CHECK(c.Get(CacheKey("k"), Bearer(a)).body == "v");
   CHECK(c.Get("/v1/jobs/" + id, Bearer(a)).status == 200);
-  for (Reply r : {c.Put(CacheKey("k"), "w", Bearer(a)),
-                  c.Post(CacheKey("n") + "/incr", "", Bearer(a)),
-                  c.Post("/v1/jobs", R"({"type":"t"})", Bearer(a)),
-                  c.Post("/v1/jobs/claim", "", Bearer(a))}) {
+  for (Reply r :
+       {c.Put(CacheKey("k"), "w", Bearer(a)), c.Post(CacheKey("n") + "/incr", "", Bearer(a)),
+        c.Post("/v1/jobs", R"({"type":"t"})", Bearer(a)),
+        c.Post("/v1/jobs/claim", "", Bearer(a))}) {
     CHECK(r.status == 403);
     CHECK(r.ErrorCode() == "tenant_read_only");
   }
@@ -610,9 +557,9 @@ TEST_CASE("Server jobs and cache: metrics and request counters count the calls",
   REQUIRE(claimed.status == 200);
   REQUIRE(c.Post("/v1/jobs/claim?type=t", "", Bearer(a)).status == 204);
   REQUIRE(c.Get("/v1/jobs/" + id, Bearer(a)).status == 200);
-  REQUIRE(c.Post("/v1/jobs/" + id + "/ack",
-                 LeaseBody(claimed.JsonString("lease")), Bearer(a))
-              .status == 200);
+  REQUIRE(
+      c.Post("/v1/jobs/" + id + "/ack", LeaseBody(claimed.JsonString("lease")), Bearer(a)).status ==
+      200);
   REQUIRE(c.Put(CacheKey("k"), "v", Bearer(a)).status == 204);
   REQUIRE(c.Get(CacheKey("k"), Bearer(a)).status == 200);
   REQUIRE(c.Get(CacheKey("nope"), Bearer(a)).status == 404);
@@ -626,32 +573,14 @@ TEST_CASE("Server jobs and cache: metrics and request counters count the calls",
 
   std::string metrics = c.Get("/metrics", Admin()).body;
   INFO(metrics);
-  CHECK(Sample(metrics,
-               R"(tenancy_api_calls_total{tenant="alpha",method="POST"})") ==
-        5);
-  CHECK(Sample(metrics,
-               R"(tenancy_api_calls_total{tenant="alpha",method="GET"})") == 3);
-  CHECK(Sample(metrics,
-               R"(tenancy_api_calls_total{tenant="alpha",method="PUT"})") == 2);
-  CHECK(
-      Sample(metrics,
-             R"(tenancy_request_duration_seconds_count{route="job_claim"})") ==
-      2);
-  CHECK(Sample(
-            metrics,
-            R"(tenancy_request_duration_seconds_count{route="job_enqueue"})") ==
-        1);
-  CHECK(Sample(metrics,
-               R"(tenancy_request_duration_seconds_count{route="job_ack"})") ==
-        1);
-  CHECK(
-      Sample(metrics,
-             R"(tenancy_request_duration_seconds_count{route="cache_put"})") ==
-      2);
-  CHECK(
-      Sample(metrics,
-             R"(tenancy_request_duration_seconds_count{route="cache_incr"})") ==
-      1);
+  CHECK(Sample(metrics, R"(tenancy_api_calls_total{tenant="alpha",method="POST"})") == 5);
+  CHECK(Sample(metrics, R"(tenancy_api_calls_total{tenant="alpha",method="GET"})") == 3);
+  CHECK(Sample(metrics, R"(tenancy_api_calls_total{tenant="alpha",method="PUT"})") == 2);
+  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="job_claim"})") == 2);
+  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="job_enqueue"})") == 1);
+  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="job_ack"})") == 1);
+  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="cache_put"})") == 2);
+  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="cache_incr"})") == 1);
 }
 
 }  // namespace

@@ -104,9 +104,10 @@ class Tenancyd {
   bool exited_ = false;
 };
 
-TEST_CASE("tenancyd: prints where it listens, serves, and exits 0 on SIGTERM "
-          "with its writes durable",
-          "[server][process]") {
+TEST_CASE(
+    "tenancyd: prints where it listens, serves, and exits 0 on SIGTERM "
+    "with its writes durable",
+    "[server][process]") {
   TempDir dir;
   const std::string data = (dir.path() / "data").string();
   std::string key;
@@ -136,8 +137,7 @@ TEST_CASE("tenancyd: prints where it listens, serves, and exits 0 on SIGTERM "
 
 TEST_CASE("tenancyd: SIGTERM lets a request in flight finish", "[server][process]") {
   TempDir dir;
-  Tenancyd d({"--data-dir", (dir.path() / "data").string(), "--listen",
-              "127.0.0.1:0"});
+  Tenancyd d({"--data-dir", (dir.path() / "data").string(), "--listen", "127.0.0.1:0"});
   int port = d.WaitListening();
   REQUIRE(port > 0);
   std::string key;
@@ -218,8 +218,7 @@ Finished RunToExit(std::vector<std::string> args) {
   }
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
-  finished.exit_code =
-      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  finished.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return finished;
 }
 
@@ -254,18 +253,16 @@ TEST_CASE(
       INFO(flag);
       CHECK(f.out.find(std::string("\n  ") + flag) != std::string::npos);
     }
-    for (const char* shown_default :
-         {"default: 127.0.0.1:8080\n", "default: api-key\n", "default: 8\n",
-          "default: \"default\"\n", "default: false\n", "default: 1024\n",
-          "default: 64\n", "default: none\n"}) {
+    for (const char* shown_default : {"default: 127.0.0.1:8080\n", "default: api-key\n",
+                                      "default: 8\n", "default: \"default\"\n", "default: false\n",
+                                      "default: 1024\n", "default: 64\n", "default: none\n"}) {
       INFO(shown_default);
       CHECK(f.out.find(shown_default) != std::string::npos);
     }
   }
 }
 
-TEST_CASE("tenancyd: --version prints the version on stdout and exits 0",
-          "[server][process]") {
+TEST_CASE("tenancyd: --version prints the version on stdout and exits 0", "[server][process]") {
   Finished f = RunToExit({"--version"});
   CHECK(f.exit_code == 0);
   CHECK(f.out == std::string("tenancyd ") + TENANCY_VERSION_STRING + "\n");
@@ -292,8 +289,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("tenancyd: bad flags exit 2 with a message naming the flag",
-          "[server][process]") {
+TEST_CASE("tenancyd: bad flags exit 2 with a message naming the flag", "[server][process]") {
   TempDir dir;
   const std::string data = (dir.path() / "data").string();
   struct Case {
@@ -309,14 +305,11 @@ TEST_CASE("tenancyd: bad flags exit 2 with a message naming the flag",
            {{"--data-dir", data, "--threads=1025"}, "--threads"},
            {{"--data-dir", data, "--threads", "+8"}, "--threads"},
            {{"--data-dir", data, "--threads"}, "--threads"},
-           {{"--data-dir", data, "--max-connections", "0"},
-            "--max-connections"},
-           {{"--data-dir", data, "--max-connections-per-peer=x"},
-            "--max-connections-per-peer"},
+           {{"--data-dir", data, "--max-connections", "0"}, "--max-connections"},
+           {{"--data-dir", data, "--max-connections-per-peer=x"}, "--max-connections-per-peer"},
            {{"--data-dir", data, "--metrics-public=maybe"}, "--metrics-public"},
            {{"--data-dir", data, "stray"}, "\"stray\""},
-           {{"--data-dir", data, "--admin-key-file",
-             (dir.path() / "missing").string()},
+           {{"--data-dir", data, "--admin-key-file", (dir.path() / "missing").string()},
             "--admin-key-file"},
        }) {
     Finished f = RunToExit(c.args);
@@ -327,12 +320,10 @@ TEST_CASE("tenancyd: bad flags exit 2 with a message naming the flag",
   }
 }
 
-TEST_CASE("tenancyd: flags take effect as --name=value and as --name value",
-          "[server][process]") {
+TEST_CASE("tenancyd: flags take effect as --name=value and as --name value", "[server][process]") {
   TempDir dir;
-  Tenancyd d({"--data-dir=" + (dir.path() / "data").string(),
-              "--listen=127.0.0.1:0", "--threads", "2", "--metrics-public",
-              "--auth=trusted", "--default-tenant", "acme",
+  Tenancyd d({"--data-dir=" + (dir.path() / "data").string(), "--listen=127.0.0.1:0", "--threads",
+              "2", "--metrics-public", "--auth=trusted", "--default-tenant", "acme",
               "--host-suffix=example.test"});
   const int port = d.WaitListening();
   REQUIRE(port > 0);

@@ -2,6 +2,7 @@
 // server/README.md (except jobs, cache and the tenants file, served
 // elsewhere).
 
+#include <catch2/catch.hpp>
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
@@ -11,8 +12,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "server_fixture.h"
 
@@ -34,8 +33,7 @@ TEST_CASE("Server: health and version answer without credentials", "[server]") {
   CHECK(c.Get("/t/NOT_AN_ID/health").status == 400);
 }
 
-TEST_CASE("Server: two tenants write the same key and each reads its own",
-          "[server]") {
+TEST_CASE("Server: two tenants write the same key and each reads its own", "[server]") {
   ServerFixture f;
   std::string a = f.CreateTenant("alpha");
   std::string b = f.CreateTenant("beta");
@@ -109,8 +107,8 @@ TEST_CASE("Server: missing, wrong and malformed keys are 401 and change nothing"
   // A NUL byte inside the credential, sent raw.
   {
     RawConnection raw(f.port());
-    std::string request = "PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                          a + std::string("\0", 1) + "\r\nContent-Length: 1\r\n\r\nv";
+    std::string request = "PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + a +
+                          std::string("\0", 1) + "\r\nContent-Length: 1\r\n\r\nv";
     raw.Send(request);
     Reply r = raw.ReadResponse();
     CHECK((r.status == 400 || r.status == 401));
@@ -155,26 +153,23 @@ TEST_CASE("Server: unknown tenants are 404, disabled ones 403 until enabled",
   CHECK(c.Put(Key("k2"), "v", Bearer(a)).status == 204);
 }
 
-TEST_CASE("Server: a read-only tenant reads, and its writes are 403",
-          "[server][lifecycle]") {
+TEST_CASE("Server: a read-only tenant reads, and its writes are 403", "[server][lifecycle]") {
   ServerFixture f;
   std::string a = f.CreateTenant("alpha");
   TestClient c = f.Client();
   REQUIRE(c.Put(Key("k"), "v", Bearer(a)).status == 204);
-  REQUIRE(c.Put("/admin/tenants/alpha", R"({"read_only":true})", Admin(),
-                "application/json")
-              .status == 200);
+  REQUIRE(
+      c.Put("/admin/tenants/alpha", R"({"read_only":true})", Admin(), "application/json").status ==
+      200);
   Reply w = c.Put(Key("k"), "new", Bearer(a));
   CHECK(w.status == 403);
   CHECK(w.ErrorCode() == "tenant_read_only");
   CHECK(c.Delete(Key("k"), Bearer(a)).status == 403);
-  CHECK(c.Post("/v1/batch", R"({"ops":[{"op":"delete","key":"k"}]})", Bearer(a))
-            .status == 403);
+  CHECK(c.Post("/v1/batch", R"({"ops":[{"op":"delete","key":"k"}]})", Bearer(a)).status == 403);
   CHECK(c.Get(Key("k"), Bearer(a)).body == "v");
 }
 
-TEST_CASE("Server: purge removes the tenant, its data and its keys",
-          "[server][lifecycle]") {
+TEST_CASE("Server: purge removes the tenant, its data and its keys", "[server][lifecycle]") {
   ServerFixture f;
   std::string a = f.CreateTenant("alpha");
   TestClient c = f.Client();
@@ -195,8 +190,7 @@ TEST_CASE("Server: purge removes the tenant, its data and its keys",
   CHECK(stats.JsonNumber("storage_used_bytes") == 0);
 }
 
-TEST_CASE("Server: key rotation and revocation take effect at once",
-          "[server][auth]") {
+TEST_CASE("Server: key rotation and revocation take effect at once", "[server][auth]") {
   ServerFixture f;
   std::string first = f.CreateTenant("alpha");
   TestClient c = f.Client();
@@ -241,13 +235,11 @@ TEST_CASE("Server: admin routes need the admin key", "[server][admin]") {
     CHECK(c.Get(p, Admin()).status == 200);
   }
   // A wrong key changes nothing.
-  CHECK(c.Post("/admin/tenants", R"({"tenant_id":"beta"})", {{"X-Admin-Key", "x"}})
-            .status == 401);
+  CHECK(c.Post("/admin/tenants", R"({"tenant_id":"beta"})", {{"X-Admin-Key", "x"}}).status == 401);
   CHECK(c.Get("/admin/tenants/beta", Admin()).status == 404);
 }
 
-TEST_CASE("Server: without an admin key configured, every admin route is 403",
-          "[server][admin]") {
+TEST_CASE("Server: without an admin key configured, every admin route is 403", "[server][admin]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.admin_key.clear();
   ServerFixture f(options);
@@ -261,9 +253,10 @@ TEST_CASE("Server: without an admin key configured, every admin route is 403",
   CHECK(f.engine->registry().size() == 0);
 }
 
-TEST_CASE("Server: --metrics-public serves /metrics without the admin key, and "
-          "only /metrics",
-          "[server][admin]") {
+TEST_CASE(
+    "Server: --metrics-public serves /metrics without the admin key, and "
+    "only /metrics",
+    "[server][admin]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.metrics_public = true;
   ServerFixture f(options);
@@ -324,16 +317,13 @@ TEST_CASE("Server: PUT /admin/tenants/{id} creates or replaces a spec, live at o
   }
   CHECK(c.Put(Key("k3"), "v", Bearer(k)).status == 507);
   // Raise the key quota: the next write passes.
-  REQUIRE(c.Put("/admin/tenants/alpha", R"({"quota":{"max_keys":10}})", Admin(),
-                "application/json")
+  REQUIRE(c.Put("/admin/tenants/alpha", R"({"quota":{"max_keys":10}})", Admin(), "application/json")
               .status == 200);
   CHECK(c.Put(Key("k3"), "v", Bearer(k)).status == 204);
   // The id in the body must agree with the URL; bad specs change nothing.
-  CHECK(c.Put("/admin/tenants/alpha", R"({"tenant_id":"beta"})", Admin(),
-              "application/json")
+  CHECK(c.Put("/admin/tenants/alpha", R"({"tenant_id":"beta"})", Admin(), "application/json")
             .status == 400);
-  CHECK(c.Put("/admin/tenants/alpha", R"({"placement":"dedicated"})", Admin(),
-              "application/json")
+  CHECK(c.Put("/admin/tenants/alpha", R"({"placement":"dedicated"})", Admin(), "application/json")
             .status == 409);
   CHECK(f.engine->registry().Get("alpha")->spec.quota.max_keys == 10);
 }
@@ -361,8 +351,7 @@ TEST_CASE("Server: GET /admin/tenants lists tenants with state and usage, in pag
   CHECK(c.Get("/admin/tenants?bogus=1", Admin()).status == 400);
 }
 
-TEST_CASE("Server: stats report storage, quota, keys, calls and last activity",
-          "[server][admin]") {
+TEST_CASE("Server: stats report storage, quota, keys, calls and last activity", "[server][admin]") {
   ServerFixture f;
   std::string a = f.CreateTenant("alpha", R"("quota_mb":3)");
   TestClient c = f.Client();
@@ -421,11 +410,16 @@ TEST_CASE("Server: keys are percent-encoded bytes", "[server][kv]") {
     std::string bytes;
   };
   std::vector<Case> cases = {
-      {"a%2Fb", "a/b"},        {"a/b", "a/b"},
-      {"%00", std::string("\0", 1)}, {"%FF%FE", "\xFF\xFE"},
-      {"a+b", "a+b"},          {"a%20b", "a b"},
-      {"%25", "%"},            {"..", ".."},
-      {"%2e%2e", ".."},        {"", ""},
+      {"a%2Fb", "a/b"},
+      {"a/b", "a/b"},
+      {"%00", std::string("\0", 1)},
+      {"%FF%FE", "\xFF\xFE"},
+      {"a+b", "a+b"},
+      {"a%20b", "a b"},
+      {"%25", "%"},
+      {"..", ".."},
+      {"%2e%2e", ".."},
+      {"", ""},
   };
   int i = 0;
   for (const Case& k : cases) {
@@ -482,8 +476,9 @@ TEST_CASE("Server: scan pages through keys in order with prefix, range and rever
   // A range, reversed.
   Reply range = c.Get("/v1/kv?start=p05&end=p08&reverse=true", Bearer(a));
   REQUIRE(range.status == 200);
-  CHECK(range.body ==
-        R"({"items":[{"key":"p07","value":"7"},{"key":"p06","value":"6"},{"key":"p05","value":"5"}],"cursor":null})");
+  CHECK(
+      range.body ==
+      R"({"items":[{"key":"p07","value":"7"},{"key":"p06","value":"6"},{"key":"p05","value":"5"}],"cursor":null})");
   // Reverse pages continue backwards.
   Reply first = c.Get("/v1/kv?prefix=p&reverse=1&limit=2", Bearer(a));
   std::string rc = first.JsonString("cursor");
@@ -506,16 +501,15 @@ TEST_CASE("Server: scan pages through keys in order with prefix, range and rever
   CHECK(c.Get("/v1/kv?reverse=true&cursor=" + cursor, Bearer(a)).status == 400);
 }
 
-TEST_CASE("Server: a scan's response is bounded and the cursor continues it",
-          "[server][kv]") {
+TEST_CASE("Server: a scan's response is bounded and the cursor continues it", "[server][kv]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.max_scan_response_bytes = 3000;
   ServerFixture f(options);
   std::string a = f.CreateTenant("alpha");
   TestClient c = f.Client();
   for (int i = 0; i < 10; ++i) {
-    REQUIRE(c.Put(Key("k" + std::to_string(i)), std::string(1000, 'a' + i), Bearer(a))
-                .status == 204);
+    REQUIRE(c.Put(Key("k" + std::to_string(i)), std::string(1000, 'a' + i), Bearer(a)).status ==
+            204);
   }
   size_t total = 0;
   std::string cursor;
@@ -529,7 +523,8 @@ TEST_CASE("Server: a scan's response is bounded and the cursor continues it",
     simdjson::dom::parser parser;
     simdjson::dom::element doc = parser.parse(r.body);
     total += doc["items"].get_array().size();
-    cursor = doc["cursor"].is_null() ? "" : std::string(std::string_view(doc["cursor"].get_string()));
+    cursor =
+        doc["cursor"].is_null() ? "" : std::string(std::string_view(doc["cursor"].get_string()));
     ++pages;
   } while (!cursor.empty() && pages < 20);
   CHECK(total == 10);
@@ -555,9 +550,10 @@ TEST_CASE("Server: a batch applies every operation atomically", "[server][kv]") 
   CHECK(c.Post("/v1/batch", R"({"ops":[]})", Bearer(a)).JsonNumber("applied") == 0);
 }
 
-TEST_CASE("Server: malformed JSON, wrong types and unknown fields are 400 and "
-          "change nothing",
-          "[server][input]") {
+TEST_CASE(
+    "Server: malformed JSON, wrong types and unknown fields are 400 and "
+    "change nothing",
+    "[server][input]") {
   ServerFixture f;
   std::string a = f.CreateTenant("alpha");
   TestClient c = f.Client();
@@ -602,8 +598,7 @@ TEST_CASE("Server: malformed JSON, wrong types and unknown fields are 400 and "
       R"({"unknown":1})",
   };
   for (const std::string& body : bad_specs) {
-    Reply r = c.Post("/admin/tenants",
-                     "{\"tenant_id\":\"beta\"," + body.substr(1), Admin());
+    Reply r = c.Post("/admin/tenants", "{\"tenant_id\":\"beta\"," + body.substr(1), Admin());
     INFO(body);
     CHECK(r.status == 400);
     CHECK(r.ErrorCode() == "invalid_argument");
@@ -618,8 +613,8 @@ TEST_CASE("Server: bad tenant ids are 400", "[server][input]") {
   ServerFixture f;
   std::string a = f.CreateTenant("alpha");
   TestClient c = f.Client();
-  const std::vector<std::string> bad = {"A", "..", "a%2Fb", std::string(64, 'a'),
-                                        "%2e%2e", "-a", "a_b", "%00", "a%00"};
+  const std::vector<std::string> bad = {"A",   "..",  "a%2Fb", std::string(64, 'a'), "%2e%2e", "-a",
+                                        "a_b", "%00", "a%00"};
   for (const std::string& id : bad) {
     INFO(id);
     Reply admin = c.Get("/admin/tenants/" + id, Admin());
@@ -627,19 +622,17 @@ TEST_CASE("Server: bad tenant ids are 400", "[server][input]") {
     CHECK(admin.ErrorCode() == "invalid_argument");
     CHECK(c.Put("/admin/tenants/" + id, "{}", Admin(), "application/json").status == 400);
     CHECK(c.Get("/t/" + id + "/v1/kv/k", Bearer(a)).status == 400);
-    CHECK(c.Post("/admin/tenants", "{\"tenant_id\":\"" + id + "\"}", Admin()).status ==
-          400);
+    CHECK(c.Post("/admin/tenants", "{\"tenant_id\":\"" + id + "\"}", Admin()).status == 400);
   }
   // "../x" as a raw path segment is not normalised away.
   RawConnection raw(f.port());
-  raw.Send(std::string("GET /admin/tenants/../x HTTP/1.1\r\nHost: x\r\nX-Admin-Key: ") +
-           kAdminKey + "\r\n\r\n");
+  raw.Send(std::string("GET /admin/tenants/../x HTTP/1.1\r\nHost: x\r\nX-Admin-Key: ") + kAdminKey +
+           "\r\n\r\n");
   CHECK(raw.ReadResponse().status == 400);
   CHECK(f.engine->registry().size() == 1);
 }
 
-TEST_CASE("Server: unknown routes are 404, wrong methods 405 with Allow",
-          "[server][input]") {
+TEST_CASE("Server: unknown routes are 404, wrong methods 405 with Allow", "[server][input]") {
   ServerFixture f;
   std::string a = f.CreateTenant("alpha");
   TestClient c = f.Client();
@@ -656,9 +649,10 @@ TEST_CASE("Server: unknown routes are 404, wrong methods 405 with Allow",
   CHECK(c.Delete("/admin/tenants", Admin()).status == 405);
 }
 
-TEST_CASE("Server: trusted mode takes the tenant from the path, header, host or "
-          "default",
-          "[server][auth]") {
+TEST_CASE(
+    "Server: trusted mode takes the tenant from the path, header, host or "
+    "default",
+    "[server][auth]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   options.auth = AuthMode::kTrusted;
   options.host_suffix = "example.test";
@@ -668,8 +662,7 @@ TEST_CASE("Server: trusted mode takes the tenant from the path, header, host or 
   TestClient c = f.Client();
   REQUIRE(c.Put("/t/alpha/v1/kv/k", "from-path").status == 204);
   REQUIRE(c.Put("/v1/kv/k", "from-header", {{"X-Tenant-ID", "beta"}}).status == 204);
-  REQUIRE(c.Put("/v1/kv/k", "from-host", {{"Host", "gamma.example.test:8080"}}).status ==
-          204);
+  REQUIRE(c.Put("/v1/kv/k", "from-host", {{"Host", "gamma.example.test:8080"}}).status == 204);
   REQUIRE(c.Put("/v1/kv/k", "from-default", {{"Host", "example.test"}}).status == 204);
   CHECK(*f.engine->GetTenant("alpha")->kv().Get("k") == "from-path");
   CHECK(*f.engine->GetTenant("beta")->kv().Get("k") == "from-header");
@@ -682,8 +675,7 @@ TEST_CASE("Server: trusted mode takes the tenant from the path, header, host or 
   CHECK(c.Get("/admin/tenants").status == 401);
 }
 
-TEST_CASE("Server: the admin key acts on any tenant through /t/{id}/",
-          "[server][auth]") {
+TEST_CASE("Server: the admin key acts on any tenant through /t/{id}/", "[server][auth]") {
   ServerFixture f;
   f.CreateTenant("alpha");
   TestClient c = f.Client();
@@ -694,13 +686,13 @@ TEST_CASE("Server: the admin key acts on any tenant through /t/{id}/",
   CHECK(c.Get("/t/nosuch/v1/kv/k", Admin()).status == 404);
 }
 
-TEST_CASE("Server: over the tenant's request rate is 429 rate_limited with "
-          "Retry-After",
-          "[server][limits]") {
+TEST_CASE(
+    "Server: over the tenant's request rate is 429 rate_limited with "
+    "Retry-After",
+    "[server][limits]") {
   ServerFixture f;
   // One token per 100 s, two in the bucket.
-  std::string a = f.CreateTenant("alpha",
-                                 R"("quota":{"requests_per_second":0.01,"burst":2})");
+  std::string a = f.CreateTenant("alpha", R"("quota":{"requests_per_second":0.01,"burst":2})");
   std::string b = f.CreateTenant("beta");
   TestClient c = f.Client();
   CHECK(c.Put(Key("k1"), "v", Bearer(a)).status == 204);
@@ -727,8 +719,7 @@ TEST_CASE("Server: over the tenant's request rate is 429 rate_limited with "
         std::string::npos);
 }
 
-TEST_CASE("Server: a full limit class is 429 concurrency_limited at once",
-          "[server][limits]") {
+TEST_CASE("Server: a full limit class is 429 concurrency_limited at once", "[server][limits]") {
   ServerOptions options = ServerFixture::DefaultOptions();
   // The slow write below must not time out while the test looks around,
   // however slow the build (sanitizers) makes it.
@@ -741,12 +732,10 @@ TEST_CASE("Server: a full limit class is 429 concurrency_limited at once",
   const size_t size = 200 << 10;
   RawConnection slow(f.port());
   slow.Send("PUT /v1/kv/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + a +
-            "\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n" +
-            std::string(1000, 's'));
+            "\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n" + std::string(1000, 's'));
   // Wait until the server has admitted it: the limiter's gauge shows the
   // permit held (probing with writes would race it for the permit).
-  const std::string gauge =
-      R"(tenancy_limiter_in_use{tenant="alpha",class="requests/writes"} 1)";
+  const std::string gauge = R"(tenancy_limiter_in_use{tenant="alpha",class="requests/writes"} 1)";
   bool admitted = false;
   for (int i = 0; i < 500 && !admitted; ++i) {
     admitted = c.Get("/metrics", Admin()).body.find(gauge) != std::string::npos;
@@ -764,9 +753,9 @@ TEST_CASE("Server: a full limit class is 429 concurrency_limited at once",
   CHECK(slow.ReadResponse().status == 204);
   CHECK(c.Put(Key("other"), "v", Bearer(a)).status == 204);
   std::string metrics = c.Get("/metrics", Admin()).body;
-  CHECK(metrics.find(
-            R"(tenancy_rejections_total{tenant="alpha",reason="concurrency_limited"} 1)") !=
-        std::string::npos);
+  CHECK(
+      metrics.find(R"(tenancy_rejections_total{tenant="alpha",reason="concurrency_limited"} 1)") !=
+      std::string::npos);
 }
 
 // A sample of a Prometheus text exposition.
@@ -815,7 +804,7 @@ std::vector<Sample> ParseExposition(const std::string& text, std::string* error)
     Sample s;
     size_t i = 0;
     while (i < line.size() && (std::isalnum(static_cast<unsigned char>(line[i])) ||
-                                line[i] == '_' || line[i] == ':')) {
+                               line[i] == '_' || line[i] == ':')) {
       ++i;
     }
     s.name = line.substr(0, i);
@@ -917,7 +906,8 @@ TEST_CASE("Server: /metrics is valid Prometheus text and counts what the test di
   using L = std::map<std::string, std::string>;
   CHECK(Find(samples, "tenancy_api_calls_total", L{{"tenant", "alpha"}, {"method", "PUT"}}) == 3);
   CHECK(Find(samples, "tenancy_api_calls_total", L{{"tenant", "alpha"}, {"method", "GET"}}) == 2);
-  CHECK(Find(samples, "tenancy_api_calls_total", L{{"tenant", "alpha"}, {"method", "DELETE"}}) == 1);
+  CHECK(Find(samples, "tenancy_api_calls_total", L{{"tenant", "alpha"}, {"method", "DELETE"}}) ==
+        1);
   CHECK(Find(samples, "tenancy_api_calls_total", L{{"tenant", "beta"}, {"method", "PUT"}}) == 2);
   CHECK(Find(samples, "tenancy_rejections_total",
              L{{"tenant", "beta"}, {"reason", "quota_exceeded"}}) == 1);
@@ -955,8 +945,8 @@ TEST_CASE("Server: /metrics is valid Prometheus text and counts what the test di
   REQUIRE(c.Post("/admin/tenants/alpha/purge", "", Admin()).status == 200);
   std::vector<Sample> after = ParseExposition(c.Get("/metrics", Admin()).body, &error);
   REQUIRE(error.empty());
-  CHECK_FALSE(Find(after, "tenancy_api_calls_total",
-                   L{{"tenant", "alpha"}, {"method", "PUT"}}).has_value());
+  CHECK_FALSE(Find(after, "tenancy_api_calls_total", L{{"tenant", "alpha"}, {"method", "PUT"}})
+                  .has_value());
   CHECK_FALSE(Find(after, "tenancy_storage_bytes", L{{"tenant", "alpha"}}).has_value());
 }
 

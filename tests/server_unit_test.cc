@@ -1,12 +1,11 @@
 // tenancyd's pure pieces without a socket: the JSON writer and readers,
 // base64, percent-decoding, route matching and the Status->HTTP mapping.
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <set>
 #include <string>
 #include <utility>
-
-#include <catch2/catch.hpp>
 
 #include "absl/status/status.h"
 #include "admission.h"
@@ -22,16 +21,29 @@ namespace {
 TEST_CASE("Json: the writer escapes and always produces valid JSON", "[json]") {
   JsonWriter w;
   w.BeginObject()
-      .Key("s").String("a\"b\\c\n\t\x01\x7f/é")
-      .Key("bad").String("x\xff\xc3y")
-      .Key("n").Int(-3)
-      .Key("u").Uint(18446744073709551615ull)
-      .Key("d").Double(0.5)
-      .Key("inf").Double(1.0 / 0.0)
-      .Key("b").Bool(true)
-      .Key("z").Null()
-      .Key("a").BeginArray().Int(1).String("x").EndArray()
-      .Key("bytes").Base64(std::string("\0\xff", 2))
+      .Key("s")
+      .String("a\"b\\c\n\t\x01\x7f/é")
+      .Key("bad")
+      .String("x\xff\xc3y")
+      .Key("n")
+      .Int(-3)
+      .Key("u")
+      .Uint(18446744073709551615ull)
+      .Key("d")
+      .Double(0.5)
+      .Key("inf")
+      .Double(1.0 / 0.0)
+      .Key("b")
+      .Bool(true)
+      .Key("z")
+      .Null()
+      .Key("a")
+      .BeginArray()
+      .Int(1)
+      .String("x")
+      .EndArray()
+      .Key("bytes")
+      .Base64(std::string("\0\xff", 2))
       .EndObject();
   std::string out = w.Release();
   CHECK(out ==
@@ -44,8 +56,7 @@ TEST_CASE("Json: the writer escapes and always produces valid JSON", "[json]") {
   CHECK(IsValidUtf8(out));
 }
 
-TEST_CASE("Json: base64 round-trips every byte and accepts one encoding only",
-          "[json]") {
+TEST_CASE("Json: base64 round-trips every byte and accepts one encoding only", "[json]") {
   std::string all;
   for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
   for (size_t n = 0; n <= all.size(); n += 37) {
@@ -55,17 +66,18 @@ TEST_CASE("Json: base64 round-trips every byte and accepts one encoding only",
   }
   CHECK(Base64Encode("f") == "Zg==");
   CHECK(Base64UrlEncode("\xfb\xff") == "-_8");
-  CHECK_FALSE(Base64Decode("Zg=").ok());    // bad length
-  CHECK_FALSE(Base64Decode("Zh==").ok());   // non-zero trailing bits
-  CHECK_FALSE(Base64Decode("Z!==").ok());   // not the alphabet
-  CHECK_FALSE(Base64Decode("-_8=").ok());   // url alphabet in standard
+  CHECK_FALSE(Base64Decode("Zg=").ok());   // bad length
+  CHECK_FALSE(Base64Decode("Zh==").ok());  // non-zero trailing bits
+  CHECK_FALSE(Base64Decode("Z!==").ok());  // not the alphabet
+  CHECK_FALSE(Base64Decode("-_8=").ok());  // url alphabet in standard
   CHECK_FALSE(Base64UrlDecode("Zg==").ok());
   CHECK_FALSE(Base64UrlDecode("Z").ok());
 }
 
-TEST_CASE("Json: the object reader refuses unknown, duplicated and mistyped "
-          "fields",
-          "[json]") {
+TEST_CASE(
+    "Json: the object reader refuses unknown, duplicated and mistyped "
+    "fields",
+    "[json]") {
   simdjson::dom::parser parser;
   auto object = ParseJsonObject(parser, R"({"a":"x","n":5,"f":1.5,"neg":-1,"o":{}})");
   REQUIRE(object.ok());
@@ -94,8 +106,7 @@ TEST_CASE("Json: the object reader refuses unknown, duplicated and mistyped "
   CHECK_FALSE(ParseJsonObject(parser, "").ok());
 }
 
-TEST_CASE("RequestTarget: percent-decoding is strict and keeps '+' in paths",
-          "[url]") {
+TEST_CASE("RequestTarget: percent-decoding is strict and keeps '+' in paths", "[url]") {
   CHECK(*PercentDecode("a%2Fb%00%ff+", false) == std::string("a/b\0\xff+", 6));
   CHECK(*PercentDecode("a+b", true) == "a b");
   CHECK_FALSE(PercentDecode("%", false).ok());
@@ -137,9 +148,9 @@ TEST_CASE("Routes: raw targets match the documented routes", "[routes]") {
   CHECK_FALSE(MatchRoute("POST", "/v1/kv/x", &(m = RouteMatch()), &e));
   CHECK(e.status == 405);
   CHECK(e.allow == "GET, HEAD, PUT, DELETE");
-  for (const char* bad : {"/t/A/v1/kv/x", "/t/../v1/kv/x", "/t/%2e%2e/v1/kv/x",
-                          "/admin/tenants/a%2Fb", "/admin/tenants/%zz", "/v1/kv/%",
-                          "http://host/v1/kv/x"}) {
+  for (const char* bad :
+       {"/t/A/v1/kv/x", "/t/../v1/kv/x", "/t/%2e%2e/v1/kv/x", "/admin/tenants/a%2Fb",
+        "/admin/tenants/%zz", "/v1/kv/%", "http://host/v1/kv/x"}) {
     INFO(bad);
     CHECK_FALSE(MatchRoute("GET", bad, &(m = RouteMatch()), &e));
     CHECK(e.status == 400);
@@ -149,20 +160,17 @@ TEST_CASE("Routes: raw targets match the documented routes", "[routes]") {
 // A path of the table with sample values for its parameters.
 std::string SamplePath(std::string_view path_template) {
   std::string path(path_template);
-  for (auto [param, value] :
-       {std::pair<std::string_view, std::string_view>{"{key_id}", "0123"},
-        {"{key}", "k"},
-        {"{id}", "acme"}}) {
-    for (size_t at = path.find(param); at != std::string::npos;
-         at = path.find(param)) {
+  for (auto [param, value] : {std::pair<std::string_view, std::string_view>{"{key_id}", "0123"},
+                              {"{key}", "k"},
+                              {"{id}", "acme"}}) {
+    for (size_t at = path.find(param); at != std::string::npos; at = path.find(param)) {
       path.replace(at, param.size(), value);
     }
   }
   return path;
 }
 
-TEST_CASE("RouteTable: every route is matched by its own method and path",
-          "[routes]") {
+TEST_CASE("RouteTable: every route is matched by its own method and path", "[routes]") {
   REQUIRE(Routes().size() == static_cast<size_t>(kNumRoutes - 1));
   for (const RouteInfo& route : Routes()) {
     const std::string path = SamplePath(route.path);
@@ -177,10 +185,8 @@ TEST_CASE("RouteTable: every route is matched by its own method and path",
       CHECK(m.id == route.id);
     }
     // Tenant routes and /health are served under /t/{id}/ too; no other is.
-    const bool mirrored =
-        route.kind == RouteKind::kTenant || route.id == RouteId::kHealth;
-    CHECK(MatchRoute(route.method, "/t/acme" + path, &(m = RouteMatch()), &e) ==
-          mirrored);
+    const bool mirrored = route.kind == RouteKind::kTenant || route.id == RouteId::kHealth;
+    CHECK(MatchRoute(route.method, "/t/acme" + path, &(m = RouteMatch()), &e) == mirrored);
     if (mirrored) CHECK(m.id == route.id);
   }
 }
@@ -197,8 +203,7 @@ TEST_CASE("RouteTable: names and method-path pairs are unique", "[routes]") {
   CHECK(KindOf(RouteId::kUnmatched) == RouteKind::kPublic);
 }
 
-TEST_CASE("RouteTable: a wrong method is 405 with every method of the path",
-          "[routes]") {
+TEST_CASE("RouteTable: a wrong method is 405 with every method of the path", "[routes]") {
   const std::pair<const char*, const char*> cases[] = {
       {"/health", "GET, HEAD"},
       {"/t/acme/health", "GET, HEAD"},
@@ -226,11 +231,9 @@ TEST_CASE("RouteTable: a wrong method is 405 with every method of the path",
   };
   for (const auto& [target, allow] : cases) {
     for (const char* method : {"GET", "PUT", "POST", "DELETE", "PATCH"}) {
-      if (std::string_view(allow).find(method) != std::string_view::npos)
-        continue;
+      if (std::string_view(allow).find(method) != std::string_view::npos) continue;
       // POST of ".../incr" is the increment route itself.
-      if (std::string_view(target).ends_with("/incr") &&
-          std::string_view(method) == "POST") {
+      if (std::string_view(target).ends_with("/incr") && std::string_view(method) == "POST") {
         continue;
       }
       INFO(method << " " << target);
@@ -244,8 +247,7 @@ TEST_CASE("RouteTable: a wrong method is 405 with every method of the path",
   }
 }
 
-TEST_CASE("HttpStatus: every status maps to the documented status and code",
-          "[status]") {
+TEST_CASE("HttpStatus: every status maps to the documented status and code", "[status]") {
   struct Row {
     absl::Status status;
     int http;
@@ -257,27 +259,24 @@ TEST_CASE("HttpStatus: every status maps to the documented status and code",
        "too_large"},
       {absl::UnauthenticatedError("x"), 401, "unauthenticated"},
       {absl::PermissionDeniedError("x"), 403, "forbidden"},
-      {MakeError(absl::StatusCode::kPermissionDenied, ErrorReason::kTenantDisabled, "x"),
-       403, "tenant_disabled"},
-      {MakeError(absl::StatusCode::kPermissionDenied, ErrorReason::kTenantReadOnly, "x"),
-       403, "tenant_read_only"},
+      {MakeError(absl::StatusCode::kPermissionDenied, ErrorReason::kTenantDisabled, "x"), 403,
+       "tenant_disabled"},
+      {MakeError(absl::StatusCode::kPermissionDenied, ErrorReason::kTenantReadOnly, "x"), 403,
+       "tenant_read_only"},
       {absl::NotFoundError("x"), 404, "not_found"},
-      {MakeError(absl::StatusCode::kNotFound, ErrorReason::kTenantDeleted, "x"), 404,
-       "not_found"},
+      {MakeError(absl::StatusCode::kNotFound, ErrorReason::kTenantDeleted, "x"), 404, "not_found"},
       {absl::AlreadyExistsError("x"), 409, "already_exists"},
       {absl::FailedPreconditionError("x"), 409, "conflict"},
-      {MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kStorageQuota, "x"),
-       507, "quota_exceeded"},
+      {MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kStorageQuota, "x"), 507,
+       "quota_exceeded"},
       {MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kKeyQuota, "x"), 507,
        "quota_exceeded"},
-      {MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kRateLimited, "x"),
-       429, "rate_limited"},
-      {MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kConcurrencyLimited,
-                 "x"),
-       429, "concurrency_limited"},
-      {MakeError(absl::StatusCode::kDeadlineExceeded, ErrorReason::kConcurrencyLimited,
-                 "x"),
-       429, "concurrency_limited"},
+      {MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kRateLimited, "x"), 429,
+       "rate_limited"},
+      {MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kConcurrencyLimited, "x"), 429,
+       "concurrency_limited"},
+      {MakeError(absl::StatusCode::kDeadlineExceeded, ErrorReason::kConcurrencyLimited, "x"), 429,
+       "concurrency_limited"},
       {absl::DeadlineExceededError("x"), 504, "deadline_exceeded"},
       {absl::UnavailableError("x"), 503, "unavailable"},
       {absl::UnimplementedError("x"), 501, "not_implemented"},
@@ -292,8 +291,7 @@ TEST_CASE("HttpStatus: every status maps to the documented status and code",
   }
   // 500s never show the status; 429s and 503s carry Retry-After in whole
   // seconds, rounded up, at least 1.
-  CHECK(HttpErrorFromStatus(absl::InternalError("/var/lib/secret")).message ==
-        "internal error");
+  CHECK(HttpErrorFromStatus(absl::InternalError("/var/lib/secret")).message == "internal error");
   absl::Status rate = WithRetryAfter(
       MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kRateLimited, "x"),
       std::chrono::milliseconds(1500));
@@ -315,15 +313,13 @@ TEST_CASE("Admission: every route that changes state holds the writes class",
   using tenancy::internal::LimitClassId;
   using tenancy::internal::LimitClassOfRoute;
   using tenancy::internal::RouteId;
-  for (RouteId write : {RouteId::kKvPut, RouteId::kKvDelete, RouteId::kBatch,
-                        RouteId::kCachePut, RouteId::kCacheDelete,
-                        RouteId::kCacheIncr, RouteId::kJobEnqueue,
+  for (RouteId write : {RouteId::kKvPut, RouteId::kKvDelete, RouteId::kBatch, RouteId::kCachePut,
+                        RouteId::kCacheDelete, RouteId::kCacheIncr, RouteId::kJobEnqueue,
                         RouteId::kJobClaim, RouteId::kJobAck, RouteId::kJobNack}) {
     CHECK(LimitClassOfRoute(write) == LimitClassId::kWrites);
   }
   CHECK(LimitClassOfRoute(RouteId::kKvScan) == LimitClassId::kScans);
-  for (RouteId read : {RouteId::kKvGet, RouteId::kCacheGet, RouteId::kJobGet,
-                       RouteId::kUsage}) {
+  for (RouteId read : {RouteId::kKvGet, RouteId::kCacheGet, RouteId::kJobGet, RouteId::kUsage}) {
     CHECK(LimitClassOfRoute(read) == LimitClassId::kRequests);
   }
 }

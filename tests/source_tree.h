@@ -33,8 +33,7 @@ inline std::pair<std::string, bool> Run(const std::string& command) {
   std::string out;
   char buffer[4096];
   size_t n;
-  while ((n = ::fread(buffer, 1, sizeof(buffer), pipe)) > 0)
-    out.append(buffer, n);
+  while ((n = ::fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
   return {out, ::pclose(pipe) == 0};
 }
 

@@ -5,13 +5,11 @@
 namespace tenancy {
 namespace {
 
-TEST_CASE("Status: a reason survives as a payload and tells quota from rate",
-          "[status]") {
-  absl::Status quota = MakeError(absl::StatusCode::kResourceExhausted,
-                                 ErrorReason::kStorageQuota, "over quota");
+TEST_CASE("Status: a reason survives as a payload and tells quota from rate", "[status]") {
+  absl::Status quota =
+      MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kStorageQuota, "over quota");
   absl::Status rate = WithRetryAfter(
-      MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kRateLimited,
-                "slow down"),
+      MakeError(absl::StatusCode::kResourceExhausted, ErrorReason::kRateLimited, "slow down"),
       std::chrono::milliseconds(250));
   CHECK(absl::IsResourceExhausted(quota));
   CHECK(absl::IsResourceExhausted(rate));

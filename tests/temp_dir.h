@@ -14,8 +14,7 @@ namespace tenancy::testing {
 class TempDir {
  public:
   TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "tenancy-test-XXXXXX").string();
+    std::string pattern = (std::filesystem::temp_directory_path() / "tenancy-test-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp");
     path_ = pattern;
   }

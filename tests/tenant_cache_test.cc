@@ -115,8 +115,7 @@ uint64_t CacheCalls(const Tenant& t) {
   return t.requests().calls_by_kind[static_cast<int>(CallKind::kCache)];
 }
 
-TEST_CASE("TenantCache: get, set with TTL, increment, delete and prefix delete",
-          "[tenant_cache]") {
+TEST_CASE("TenantCache: get, set with TTL, increment, delete and prefix delete", "[tenant_cache]") {
   CacheFixture f;
   TenantCache c = f.Create("acme").cache();
 
@@ -147,8 +146,7 @@ TEST_CASE("TenantCache: get, set with TTL, increment, delete and prefix delete",
   CHECK(c.Stats().entries == 2);  // "n" and "q:1"
 }
 
-TEST_CASE("TenantCache: bad TTLs and oversize keys or values are refused",
-          "[tenant_cache]") {
+TEST_CASE("TenantCache: bad TTLs and oversize keys or values are refused", "[tenant_cache]") {
   CacheFixture f;
   TenantCache c = f.Create("acme").cache();
   CHECK(absl::IsInvalidArgument(c.Set("k", "v", seconds(0))));
@@ -157,21 +155,18 @@ TEST_CASE("TenantCache: bad TTLs and oversize keys or values are refused",
   CHECK(GetErrorReason(long_key) == ErrorReason::kTooLarge);
   absl::Status big_value = c.Set("k", std::string(4097, 'v'));
   CHECK(GetErrorReason(big_value) == ErrorReason::kTooLarge);
-  CHECK(GetErrorReason(c.Get(std::string(65, 'k')).status()) ==
-        ErrorReason::kTooLarge);
+  CHECK(GetErrorReason(c.Get(std::string(65, 'k')).status()) == ErrorReason::kTooLarge);
   // Errors name the tenant by its id, not by its internal number.
-  CHECK(std::string(c.Set("k", "v", seconds(0)).message()).find("\"acme\"") !=
-        std::string::npos);
+  CHECK(std::string(c.Set("k", "v", seconds(0)).message()).find("\"acme\"") != std::string::npos);
   CHECK(c.Stats().entries == 0);
 }
 
-TEST_CASE("TenantCache: two tenants never see each other's entries",
-          "[tenant_cache]") {
+TEST_CASE("TenantCache: two tenants never see each other's entries", "[tenant_cache]") {
   CacheFixture f;
   TenantCache a = f.Create("a").cache();
   TenantCache b = f.Create("b").cache();
-  for (const std::string& key : {std::string(""), std::string("\0", 1),
-                                 std::string("\xff"), std::string("same")}) {
+  for (const std::string& key :
+       {std::string(""), std::string("\0", 1), std::string("\xff"), std::string("same")}) {
     REQUIRE(a.Set(key, "from-a").ok());
     CHECK(absl::IsNotFound(b.Get(key).status()));
     REQUIRE(b.Set(key, "from-b").ok());
@@ -187,8 +182,7 @@ TEST_CASE("TenantCache: two tenants never see each other's entries",
   CHECK(b.Stats().entries == 0);
 }
 
-TEST_CASE("TenantCache: purging a tenant drops its entries and its budget",
-          "[tenant_cache]") {
+TEST_CASE("TenantCache: purging a tenant drops its entries and its budget", "[tenant_cache]") {
   CacheFixture f;
   Tenant gone = f.Create("gone", /*cache_bytes=*/8 << 10);
   Tenant kept = f.Create("kept");
@@ -208,8 +202,7 @@ TEST_CASE("TenantCache: purging a tenant drops its entries and its budget",
   // A handle kept across the purge refuses cleanly and writes nothing.
   absl::Status late = gone.cache().Set("late", "v");
   CHECK(GetErrorReason(late) == ErrorReason::kTenantDeleted);
-  CHECK(GetErrorReason(gone.cache().Get(Key(1)).status()) ==
-        ErrorReason::kTenantDeleted);
+  CHECK(GetErrorReason(gone.cache().Get(Key(1)).status()) == ErrorReason::kTenantDeleted);
   CHECK(f.cache().TenantStats(gone_number).entries == 0);
 }
 
@@ -225,10 +218,8 @@ TEST_CASE(
 
   REQUIRE(f.registry().Disable("acme").ok());
   CHECK(t.cache().Stats().entries == 0);
-  CHECK(GetErrorReason(t.cache().Get(Key(1)).status()) ==
-        ErrorReason::kTenantDisabled);
-  CHECK(GetErrorReason(t.cache().Set("k", "v")) ==
-        ErrorReason::kTenantDisabled);
+  CHECK(GetErrorReason(t.cache().Get(Key(1)).status()) == ErrorReason::kTenantDisabled);
+  CHECK(GetErrorReason(t.cache().Set("k", "v")) == ErrorReason::kTenantDisabled);
   CHECK(t.cache().Stats().entries == 0);
   CHECK(*other.cache().Get("k") == "v");
 
@@ -238,38 +229,31 @@ TEST_CASE(
   CHECK(*t.cache().Get(Key(1)) == "again");
 }
 
-TEST_CASE(
-    "TenantCache: a read-only tenant reads its cache and cannot change it",
-    "[tenant_cache]") {
+TEST_CASE("TenantCache: a read-only tenant reads its cache and cannot change it",
+          "[tenant_cache]") {
   CacheFixture f;
   Tenant t = f.Create("acme");
   REQUIRE(t.cache().Set("k", "v").ok());
   REQUIRE(t.cache().Set("n", "1").ok());
   REQUIRE(f.registry().SetReadOnly("acme", true).ok());
   CHECK(*t.cache().Get("k") == "v");
-  CHECK(GetErrorReason(t.cache().Set("k", "w")) ==
-        ErrorReason::kTenantReadOnly);
-  CHECK(GetErrorReason(t.cache().Increment("n").status()) ==
-        ErrorReason::kTenantReadOnly);
-  CHECK(GetErrorReason(t.cache().Delete("k").status()) ==
-        ErrorReason::kTenantReadOnly);
-  CHECK(GetErrorReason(t.cache().DeletePrefix("").status()) ==
-        ErrorReason::kTenantReadOnly);
+  CHECK(GetErrorReason(t.cache().Set("k", "w")) == ErrorReason::kTenantReadOnly);
+  CHECK(GetErrorReason(t.cache().Increment("n").status()) == ErrorReason::kTenantReadOnly);
+  CHECK(GetErrorReason(t.cache().Delete("k").status()) == ErrorReason::kTenantReadOnly);
+  CHECK(GetErrorReason(t.cache().DeletePrefix("").status()) == ErrorReason::kTenantReadOnly);
   CHECK(*t.cache().Get("k") == "v");
   CHECK(*t.cache().Get("n") == "1");
   CHECK(t.cache().Stats().entries == 2);
 }
 
-TEST_CASE("TenantCache: the budget comes from the spec and changes live",
-          "[tenant_cache]") {
+TEST_CASE("TenantCache: the budget comes from the spec and changes live", "[tenant_cache]") {
   CacheFixture f;
   const std::string value(200, 'v');
   const size_t ten = 10 * Charge(10, value);
   Tenant t = f.Create("acme", /*cache_bytes=*/ten);
   Tenant neighbour = f.Create("neighbour");
   CHECK(t.cache().Stats().budget_bytes == ten);
-  for (int i = 0; i < 20; ++i)
-    REQUIRE(neighbour.cache().Set(Key(i), value).ok());
+  for (int i = 0; i < 20; ++i) REQUIRE(neighbour.cache().Set(Key(i), value).ok());
 
   SECTION("a tenant over its spec's budget evicts only its own entries") {
     for (int i = 10; i < 40; ++i) REQUIRE(t.cache().Set(Key(i), value).ok());
@@ -300,8 +284,7 @@ TEST_CASE("TenantCache: the budget comes from the spec and changes live",
   }
 }
 
-TEST_CASE("TenantCache: the spec's budget applies again after a reopen",
-          "[tenant_cache]") {
+TEST_CASE("TenantCache: the spec's budget applies again after a reopen", "[tenant_cache]") {
   CacheFixture f;
   {
     Tenant t = f.Create("acme", /*cache_bytes=*/12345);
@@ -314,8 +297,7 @@ TEST_CASE("TenantCache: the spec's budget applies again after a reopen",
   CHECK(f.cache().TotalStats().entries == 0);
 }
 
-TEST_CASE("TenantCache: calls count as cache calls of the tenant",
-          "[tenant_cache]") {
+TEST_CASE("TenantCache: calls count as cache calls of the tenant", "[tenant_cache]") {
   CacheFixture f;
   Tenant t = f.Create("acme");
   const uint64_t before = CacheCalls(t);
@@ -330,8 +312,7 @@ TEST_CASE("TenantCache: calls count as cache calls of the tenant",
   CHECK(t.requests().calls_by_kind[static_cast<int>(CallKind::kGet)] == 0);
 }
 
-TEST_CASE("TenantCache: writes racing a disable leave nothing behind",
-          "[tenant_cache]") {
+TEST_CASE("TenantCache: writes racing a disable leave nothing behind", "[tenant_cache]") {
   CacheFixture f;
   Tenant t = f.Create("acme", /*cache_bytes=*/1 << 20);
   constexpr int kWriters = 4;
@@ -349,15 +330,13 @@ TEST_CASE("TenantCache: writes racing a disable leave nothing behind",
       for (uint64_t i = 0; !stop.load(); ++i) {
         const int r = round.load();
         const bool increment = i % 3 == 0;
-        std::string key = std::string(increment ? "n" : "s") +
-                          std::to_string(w) + ":" + std::to_string(i % 512);
-        absl::Status s = increment ? t.cache().Increment(key, 1).status()
-                                   : t.cache().Set(key, "v");
+        std::string key =
+            std::string(increment ? "n" : "s") + std::to_string(w) + ":" + std::to_string(i % 512);
+        absl::Status s = increment ? t.cache().Increment(key, 1).status() : t.cache().Set(key, "v");
         if (s.ok()) {
           written.fetch_add(1);
         } else {
-          if (GetErrorReason(s) != ErrorReason::kTenantDisabled)
-            unexpected.fetch_add(1);
+          if (GetErrorReason(s) != ErrorReason::kTenantDisabled) unexpected.fetch_add(1);
           refused_in[w].store(r);
           std::this_thread::yield();
         }
@@ -384,8 +363,7 @@ TEST_CASE("TenantCache: writes racing a disable leave nothing behind",
   CHECK(f.cache().TotalStats().entries == 0);
 }
 
-TEST_CASE("Engine: a cache serves one open engine at a time and is left empty",
-          "[tenant_cache]") {
+TEST_CASE("Engine: a cache serves one open engine at a time and is left empty", "[tenant_cache]") {
   testing::TempDir dir;
   std::shared_ptr<Cache> cache = MakeCache(nullptr);
   EngineOptions options;
@@ -426,8 +404,7 @@ TEST_CASE("Engine: a cache serves one open engine at a time and is left empty",
   CHECK(absl::IsNotFound(beta.cache().Get("k").status()));
 }
 
-TEST_CASE("Engine: without a cache in the options it makes its own",
-          "[tenant_cache]") {
+TEST_CASE("Engine: without a cache in the options it makes its own", "[tenant_cache]") {
   testing::TempDir dir;
   EngineOptions options;
   options.path = dir.str();
@@ -440,8 +417,7 @@ TEST_CASE("Engine: without a cache in the options it makes its own",
   REQUIRE((*engine)->registry().Create(Spec("acme")).ok());
   Tenant t = *(*engine)->GetTenant("acme");
   REQUIRE(t.cache().Set("k", "v").ok());
-  CHECK(t.cache().Stats().budget_bytes ==
-        CacheOptions{}.default_tenant_budget_bytes);
+  CHECK(t.cache().Stats().budget_bytes == CacheOptions{}.default_tenant_budget_bytes);
   CHECK((*engine)->options().cache->TotalStats().entries == 1);
 }
 

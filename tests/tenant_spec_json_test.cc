@@ -2,13 +2,14 @@
 // the one limit-class rule: whatever the Limiter accepts, a tenant's spec may
 // override, whichever way the spec arrives.
 
+#include "tenancy/tenant_spec_json.h"
+
 #include <catch2/catch.hpp>
 
 #include "engine_fixture.h"
 #include "tenancy/config_file.h"
 #include "tenancy/limiter.h"
 #include "tenancy/status.h"
-#include "tenancy/tenant_spec_json.h"
 
 namespace tenancy {
 namespace {
@@ -37,17 +38,17 @@ TEST_CASE("TenantSpecJson: every field of the format is read", "[spec]") {
   CHECK(spec->labels.at("plan") == "gold");
 }
 
-TEST_CASE("TenantSpecJson: the id comes from the body or the caller, and they "
-          "must agree",
-          "[spec]") {
+TEST_CASE(
+    "TenantSpecJson: the id comes from the body or the caller, and they "
+    "must agree",
+    "[spec]") {
   CHECK(ParseTenantSpecJson("{}", "acme")->id == "acme");
   CHECK(ParseTenantSpecJson("", "acme")->id == "acme");
   CHECK(ParseTenantSpecJson(R"({"id":"acme"})")->id == "acme");
   CHECK(ParseTenantSpecJson(R"({"tenant_id":"acme"})", "acme")->id == "acme");
   CHECK(absl::IsInvalidArgument(ParseTenantSpecJson("{}").status()));
   CHECK(absl::IsInvalidArgument(ParseTenantSpecJson(R"({"tenant_id":"b"})", "a").status()));
-  CHECK(absl::IsInvalidArgument(
-      ParseTenantSpecJson(R"({"tenant_id":"a","id":"b"})").status()));
+  CHECK(absl::IsInvalidArgument(ParseTenantSpecJson(R"({"tenant_id":"a","id":"b"})").status()));
   CHECK(absl::IsInvalidArgument(ParseTenantSpecJson(R"({"tenant_id":"Bad"})").status()));
 }
 
@@ -77,19 +78,20 @@ TEST_CASE("TenantSpecJson: bad input is refused with the field's path", "[spec]"
   CHECK(absl::IsInvalidArgument(ParseTenantSpecJson("{not json").status()));
 }
 
-TEST_CASE("TenantSpecJson: the tenants file reserves its own label, the API "
-          "does not",
-          "[spec]") {
+TEST_CASE(
+    "TenantSpecJson: the tenants file reserves its own label, the API "
+    "does not",
+    "[spec]") {
   auto api = ParseTenantSpecJson(R"({"tenant_id":"a","labels":{"managed-by":"me"}})");
   CHECK(api.ok());
-  auto file = ParseTenantsFile(
-      R"({"tenants":[{"id":"a","labels":{"managed-by":"me"}}]})");
+  auto file = ParseTenantsFile(R"({"tenants":[{"id":"a","labels":{"managed-by":"me"}}]})");
   CHECK(absl::IsInvalidArgument(file.status()));
 }
 
-TEST_CASE("Limit classes: a class the Limiter accepts can be overridden per "
-          "tenant, whichever way the spec arrives",
-          "[spec][limits]") {
+TEST_CASE(
+    "Limit classes: a class the Limiter accepts can be overridden per "
+    "tenant, whichever way the spec arrives",
+    "[spec][limits]") {
   EngineFixture f;
   // Upper case is valid for the Limiter: once it was refused by the registry
   // and the tenants file, so such a class could never be overridden.

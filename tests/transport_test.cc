@@ -8,14 +8,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/synchronization/mutex.h"
 #include "fair_queue.h"
@@ -99,9 +98,7 @@ class Context final : public internal::ExchangeContext {
   Lane lane;
 };
 
-int ThreadNice() {
-  return ::getpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)));
-}
+int ThreadNice() { return ::getpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid))); }
 
 struct TransportFixture {
   explicit TransportFixture(int threads) {
@@ -158,9 +155,10 @@ struct TransportFixture {
   int port = 0;
 };
 
-TEST_CASE("Transport: a lane runs at most its share of the workers, and other "
-          "lanes and the control lane still run",
-          "[transport][fair]") {
+TEST_CASE(
+    "Transport: a lane runs at most its share of the workers, and other "
+    "lanes and the control lane still run",
+    "[transport][fair]") {
   // 4 workers: a lane runs at most 2 requests, tenant lanes at most 3 in all,
   // and the last worker is the control lane's.
   TransportFixture f(4);
@@ -188,8 +186,7 @@ TEST_CASE("Transport: a lane runs at most its share of the workers, and other "
   CHECK(f.observed.MaxRunning(5) == 2);
 }
 
-TEST_CASE("Transport: queued requests of different lanes are served in turn",
-          "[transport][fair]") {
+TEST_CASE("Transport: queued requests of different lanes are served in turn", "[transport][fair]") {
   // 2 workers: one runs tenant work, one lane at a time.
   TransportFixture f(2);
   auto blocker = f.Send("/block", 1);
@@ -212,9 +209,10 @@ TEST_CASE("Transport: queued requests of different lanes are served in turn",
   for (int i = 0; i < 5; ++i) CHECK(order[2 + i].second == "/deep" + std::to_string(i));
 }
 
-TEST_CASE("Transport: background requests run on their own threads at a "
-          "lower priority",
-          "[transport][background]") {
+TEST_CASE(
+    "Transport: background requests run on their own threads at a "
+    "lower priority",
+    "[transport][background]") {
   TransportFixture f(2);
   const int base = ::getpriority(PRIO_PROCESS, 0);
   // Background work waits behind background work only: a blocked background
@@ -229,8 +227,7 @@ TEST_CASE("Transport: background requests run on their own threads at a "
   CHECK(f.observed.Nice("/block-heavy") == std::min(19, base + 10));
 }
 
-TEST_CASE("FairQueue: round robin across lanes, within each lane's cap",
-          "[transport][fair]") {
+TEST_CASE("FairQueue: round robin across lanes, within each lane's cap", "[transport][fair]") {
   FairQueue<int> q(/*per_lane_cap=*/2, /*total_cap=*/3);
   for (int i = 0; i < 4; ++i) q.Push(1, 10 + i);
   q.Push(2, 20);

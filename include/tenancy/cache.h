@@ -154,8 +154,7 @@ class Cache {
   // Returns a copy of the live value stored under `key` for `tenant`.
   // NOT_FOUND if there is none or it has expired. Counts a hit or a miss.
   // A hit marks the entry as recently used (see "Memory" above).
-  virtual absl::StatusOr<std::string> Get(uint64_t tenant,
-                                          std::string_view key) = 0;
+  virtual absl::StatusOr<std::string> Get(uint64_t tenant, std::string_view key) = 0;
 
   // Stores `value` under `key` for `tenant`, replacing any previous value and
   // its TTL. With a `ttl` the entry expires that long after now; without one
@@ -170,9 +169,8 @@ class Cache {
   //     quota (so not kStorageQuota, HTTP 413 rather than 507): the cache
   //     makes room by evicting, it never refuses a write because it is full.
   // On any error nothing is changed.
-  virtual absl::Status Set(
-      uint64_t tenant, std::string_view key, std::string_view value,
-      std::optional<std::chrono::nanoseconds> ttl = std::nullopt) = 0;
+  virtual absl::Status Set(uint64_t tenant, std::string_view key, std::string_view value,
+                           std::optional<std::chrono::nanoseconds> ttl = std::nullopt) = 0;
 
   // Removes `key` of `tenant`. Idempotent: removing an absent key is fine.
   // Returns true if a live entry was removed.
@@ -214,8 +212,7 @@ class Cache {
   // lower budget evicts the tenant's least recently used entries before this
   // returns. A budget of 0 keeps the tenant out of the cache (every Set is
   // refused as too large).
-  virtual void SetTenantBudget(uint64_t tenant,
-                               std::optional<size_t> bytes) = 0;
+  virtual void SetTenantBudget(uint64_t tenant, std::optional<size_t> bytes) = 0;
 
   // Counters of one tenant; zero for a tenant the cache has not seen.
   virtual CacheStats TenantStats(uint64_t tenant) = 0;
@@ -267,9 +264,8 @@ class TenantCache {
   // (0, CacheOptions::max_ttl]; without one the entry lives until deleted or
   // evicted. The cache makes room by evicting the tenant's own least recently
   // used entries: a write is never refused because the cache is full.
-  absl::Status Set(
-      std::string_view key, std::string_view value,
-      std::optional<std::chrono::nanoseconds> ttl = std::nullopt) const;
+  absl::Status Set(std::string_view key, std::string_view value,
+                   std::optional<std::chrono::nanoseconds> ttl = std::nullopt) const;
 
   // Removes `key`. Idempotent. Returns true if a live entry was removed.
   absl::StatusOr<bool> Delete(std::string_view key) const;

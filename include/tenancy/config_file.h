@@ -131,8 +131,7 @@ struct TenantsFileEntry {
   // ("api_key" entries hashed, then "api_key_sha256" entries).
   std::vector<std::string> api_key_sha256;
 
-  friend bool operator==(const TenantsFileEntry&,
-                         const TenantsFileEntry&) = default;
+  friend bool operator==(const TenantsFileEntry&, const TenantsFileEntry&) = default;
 };
 
 // A parsed and validated tenants file. Holds no plaintext key.
@@ -201,8 +200,8 @@ class ConfigFile {
   // INVALID_ARGUMENT: bad options, or the file does not parse or validate.
   // NOT_FOUND / PERMISSION_DENIED / FAILED_PRECONDITION: the file cannot be
   // read, or conflicts with the registry. Otherwise the registry's error.
-  static absl::StatusOr<std::unique_ptr<ConfigFile>> Open(
-      Engine* engine, ConfigFileOptions options);
+  static absl::StatusOr<std::unique_ptr<ConfigFile>> Open(Engine* engine,
+                                                          ConfigFileOptions options);
 
   ConfigFile(const ConfigFile&) = delete;
   ConfigFile& operator=(const ConfigFile&) = delete;

@@ -363,8 +363,7 @@ class JobQueue {
 // carries one (see tenancy/status.h), else after the backoff. Handlers run on
 // JobWorkers' threads, several at once (also for one tenant); they must be
 // thread-safe. An exception thrown by a handler counts as an error.
-using JobHandler =
-    std::function<absl::Status(const Tenant& tenant, const Job& job)>;
+using JobHandler = std::function<absl::Status(const Tenant& tenant, const Job& job)>;
 
 // Whatever a JobAcquire hook hands out: destroying it gives back what was
 // taken. Move-only; an empty permit holds nothing.
@@ -415,8 +414,7 @@ class JobPermit {
 // waits (per-tenant workers) for the error's GetRetryAfter(), else idle_poll,
 // before trying again. All-tenant workers share their threads among tenants,
 // so the hook should not block there: refuse at once rather than wait.
-using JobAcquire =
-    std::function<absl::StatusOr<JobPermit>(const Tenant& tenant)>;
+using JobAcquire = std::function<absl::StatusOr<JobPermit>(const Tenant& tenant)>;
 
 struct JobWorkersOptions {
   // -------------------------------------------------------------------
@@ -488,15 +486,15 @@ class JobWorkers {
  public:
   // Starts options.threads threads serving `tenant`.
   // INVALID_ARGUMENT: bad options. Tenant state errors as for JobQueue.
-  static absl::StatusOr<std::unique_ptr<JobWorkers>> ForTenant(
-      const Tenant& tenant, JobWorkersOptions options);
+  static absl::StatusOr<std::unique_ptr<JobWorkers>> ForTenant(const Tenant& tenant,
+                                                               JobWorkersOptions options);
 
   // Starts options.threads threads serving every tenant of `engine`, in fair
   // rotation. At start they look (in the background, one seek per tenant) for
   // tenants with jobs from before; later enqueues reach them at once.
   // INVALID_ARGUMENT: bad options.
-  static absl::StatusOr<std::unique_ptr<JobWorkers>> ForAllTenants(
-      Engine& engine, JobWorkersOptions options);
+  static absl::StatusOr<std::unique_ptr<JobWorkers>> ForAllTenants(Engine& engine,
+                                                                   JobWorkersOptions options);
 
   JobWorkers(const JobWorkers&) = delete;
   JobWorkers& operator=(const JobWorkers&) = delete;

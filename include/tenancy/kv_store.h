@@ -97,8 +97,8 @@ struct ScanResult {
 
 // What Recount found.
 struct RecountResult {
-  Usage counted;   // from a scan of the tenant's range
-  Usage recorded;  // the ledger before the recount
+  Usage counted;          // from a scan of the tenant's range
+  Usage recorded;         // the ledger before the recount
   bool repaired = false;  // the ledger was set to `counted`
 };
 
@@ -130,16 +130,14 @@ class KvStore {
 
   // Removes every key in [start, end). INVALID_ARGUMENT if start > end.
   // Returns the number of keys removed.
-  absl::StatusOr<uint64_t> DeleteRange(std::string_view start,
-                                       std::string_view end) const;
+  absl::StatusOr<uint64_t> DeleteRange(std::string_view start, std::string_view end) const;
 
   // One page of keys in order; see ScanOptions.
   absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const;
 
   // The cursor that continues a scan with `options` after `last_key`, for a
   // caller that stops short of the page it was given (a response budget).
-  static std::string ScanCursorAfter(const ScanOptions& options,
-                                     std::string_view last_key);
+  static std::string ScanCursorAfter(const ScanOptions& options, std::string_view last_key);
 
   // Scans the tenant's whole range (all namespaces) and compares the result
   // with the usage ledger; when `repair`, sets the ledger to what was counted.

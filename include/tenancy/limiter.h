@@ -332,8 +332,7 @@ class Limiter {
  public:
   // Returns a limiter configured by `options`.
   // INVALID_ARGUMENT: a class name, limit or rate in `options` is invalid.
-  static absl::StatusOr<std::unique_ptr<Limiter>> Create(
-      LimiterOptions options);
+  static absl::StatusOr<std::unique_ptr<Limiter>> Create(LimiterOptions options);
 
   Limiter(const Limiter&) = delete;
   Limiter& operator=(const Limiter&) = delete;
@@ -381,12 +380,10 @@ class Limiter {
 
   // The tenant's own concurrency limits (from its spec), overriding defaults.
   // NOT_FOUND: no tenant `tenant_id`.
-  absl::Status SetTenantLimits(std::string_view tenant_id,
-                               const ConcurrencyLimits& overrides);
+  absl::Status SetTenantLimits(std::string_view tenant_id, const ConcurrencyLimits& overrides);
   // The tenant's own rate limits, overriding default_tenant_rates per key.
   // NOT_FOUND: no tenant `tenant_id`.
-  absl::Status SetTenantRates(std::string_view tenant_id,
-                              const RateLimits& overrides);
+  absl::Status SetTenantRates(std::string_view tenant_id, const RateLimits& overrides);
   absl::Status SetDefaultTenantLimits(const ConcurrencyLimits& limits);
   absl::Status SetDefaultTenantRates(const RateLimits& rates);
   absl::Status SetGlobalLimits(const ConcurrencyLimits& limits);
@@ -413,33 +410,28 @@ class Limiter {
   //   DEADLINE_EXCEEDED, ErrorReason::kConcurrencyLimited: no slot of some
   //     semaphore before the deadline; Retry-After is a hint.
   //   NOT_FOUND, ErrorReason::kTenantDeleted: the tenant was removed.
-  absl::StatusOr<Permit> Acquire(
-      LimiterTenant& tenant, const LimitClass& cls,
-      std::chrono::steady_clock::time_point deadline);
+  absl::StatusOr<Permit> Acquire(LimiterTenant& tenant, const LimitClass& cls,
+                                 std::chrono::steady_clock::time_point deadline);
 
   // Like Acquire(), but never waits: a full semaphore (or one with callers
   // already queued) refuses at once with RESOURCE_EXHAUSTED,
   // ErrorReason::kConcurrencyLimited.
-  absl::StatusOr<Permit> TryAcquire(LimiterTenant& tenant,
-                                    const LimitClass& cls);
+  absl::StatusOr<Permit> TryAcquire(LimiterTenant& tenant, const LimitClass& cls);
 
   // Conveniences by name for hosts that do not care about speed: they look
   // the tenant and class up under the limiter's mutex on every call.
   // NOT_FOUND: no tenant `tenant_id`. INVALID_ARGUMENT: bad class name.
   // Otherwise as above.
-  absl::StatusOr<Permit> Acquire(
-      std::string_view tenant_id, std::string_view class_name,
-      std::chrono::steady_clock::time_point deadline);
-  absl::StatusOr<Permit> TryAcquire(std::string_view tenant_id,
-                                    std::string_view class_name);
+  absl::StatusOr<Permit> Acquire(std::string_view tenant_id, std::string_view class_name,
+                                 std::chrono::steady_clock::time_point deadline);
+  absl::StatusOr<Permit> TryAcquire(std::string_view tenant_id, std::string_view class_name);
 
   // ---------------------------------------------------------------------
   // Counters (cheap: atomic loads, no waiting on the fast path)
 
   // The counters of `tenant`'s semaphore for `cls` (zeros and the effective
   // limit if the tenant never used the class). REQUIRES: as for Acquire().
-  LimiterCounters TenantCounters(const LimiterTenant& tenant,
-                                 const LimitClass& cls) const;
+  LimiterCounters TenantCounters(const LimiterTenant& tenant, const LimitClass& cls) const;
   // The counters of the global semaphore for `cls`. REQUIRES: cls.valid().
   LimiterCounters GlobalCounters(const LimitClass& cls) const;
   // Every semaphore in use so far: a row per (tenant, class) a tenant has

@@ -85,9 +85,7 @@ class Counter {
 
   // Adds `n`. A relaxed atomic add: no lock, no allocation. The value wraps at
   // 2^64.
-  void Increment(uint64_t n = 1) {
-    value_.fetch_add(n, std::memory_order_relaxed);
-  }
+  void Increment(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
 
   uint64_t Value() const { return value_.load(std::memory_order_relaxed); }
 
@@ -114,8 +112,7 @@ class Gauge {
   // double: lock-free, and exact for integers up to 2^53.
   void Add(double delta) {
     double old_value = value_.load(std::memory_order_relaxed);
-    while (!value_.compare_exchange_weak(old_value, old_value + delta,
-                                         std::memory_order_relaxed)) {
+    while (!value_.compare_exchange_weak(old_value, old_value + delta, std::memory_order_relaxed)) {
     }
   }
 
@@ -155,14 +152,12 @@ class Histogram {
   // makes the sum NaN from then on (as the Go client does).
   void Observe(double value) {
     const double* begin = bounds_.get();
-    const double* it = std::partition_point(
-        begin, begin + num_bounds_,
-        // False once value <= bound; never false for NaN.
-        [value](double bound) { return !(value <= bound); });
+    const double* it = std::partition_point(begin, begin + num_bounds_,
+                                            // False once value <= bound; never false for NaN.
+                                            [value](double bound) { return !(value <= bound); });
     buckets_[it - begin].fetch_add(1, std::memory_order_relaxed);
     double old_sum = sum_.load(std::memory_order_relaxed);
-    while (!sum_.compare_exchange_weak(old_sum, old_sum + value,
-                                       std::memory_order_relaxed)) {
+    while (!sum_.compare_exchange_weak(old_sum, old_sum + value, std::memory_order_relaxed)) {
     }
   }
 
@@ -206,8 +201,7 @@ class FamilyBase {
 
  protected:
   FamilyBase(std::string name, std::string help, MetricType type,
-             std::vector<std::string> label_names,
-             std::vector<double> bucket_bounds);
+             std::vector<std::string> label_names, std::vector<double> bucket_bounds);
 
  private:
   friend class ::tenancy::Metrics;
@@ -215,8 +209,7 @@ class FamilyBase {
   // Adds a snapshot of every child to `builder`.
   virtual void AppendTo(ExpositionBuilder* builder) const = 0;
   // Removes every child whose label `label_index` equals `value`.
-  virtual size_t RemoveWhereIndex(size_t label_index,
-                                  std::string_view value) = 0;
+  virtual size_t RemoveWhereIndex(size_t label_index, std::string_view value) = 0;
 
   // Constant after construction.
   const std::string name_;
@@ -251,27 +244,23 @@ class MetricFamily final : public internal::FamilyBase {
   // of label names, or a value is not valid UTF-8.
   absl::StatusOr<std::shared_ptr<Child>> WithLabels(
       std::initializer_list<std::string_view> label_values) {
-    return WithLabels(std::span<const std::string_view>(label_values.begin(),
-                                                        label_values.size()));
+    return WithLabels(std::span<const std::string_view>(label_values.begin(), label_values.size()));
   }
-  absl::StatusOr<std::shared_ptr<Child>> WithLabels(
-      std::span<const std::string_view> label_values);
+  absl::StatusOr<std::shared_ptr<Child>> WithLabels(std::span<const std::string_view> label_values);
 
   // Unlinks the child for `label_values` so it is no longer exported. A
   // pointer someone still holds stays valid; its updates are not exported.
   // Idempotent: OK whether or not such a child existed. Returns
   // INVALID_ARGUMENT on a wrong number of values.
   absl::Status Remove(std::initializer_list<std::string_view> label_values) {
-    return Remove(std::span<const std::string_view>(label_values.begin(),
-                                                    label_values.size()));
+    return Remove(std::span<const std::string_view>(label_values.begin(), label_values.size()));
   }
   absl::Status Remove(std::span<const std::string_view> label_values);
 
   // Removes every child whose label `label_name` has `label_value` (e.g. all
   // of a purged tenant's series) and returns how many. Returns
   // INVALID_ARGUMENT if the family has no label `label_name`.
-  absl::StatusOr<size_t> RemoveWhere(std::string_view label_name,
-                                     std::string_view label_value);
+  absl::StatusOr<size_t> RemoveWhere(std::string_view label_name, std::string_view label_value);
 
   // The number of children now exported.
   size_t size() const;
@@ -284,8 +273,7 @@ class MetricFamily final : public internal::FamilyBase {
     std::shared_ptr<Child> child;
   };
 
-  MetricFamily(std::string name, std::string help,
-               std::vector<std::string> label_names,
+  MetricFamily(std::string name, std::string help, std::vector<std::string> label_names,
                std::vector<double> bucket_bounds);
 
   void AppendTo(internal::ExpositionBuilder* builder) const override;
@@ -347,14 +335,13 @@ class MetricSink {
 
   // Adds one sample. `type` is kCounter or kGauge (collectors do not write
   // histograms).
-  virtual void Add(MetricType type, std::string_view name,
-                   std::string_view help, std::span<const MetricLabel> labels,
-                   double value) = 0;
+  virtual void Add(MetricType type, std::string_view name, std::string_view help,
+                   std::span<const MetricLabel> labels, double value) = 0;
 
   void AddGauge(std::string_view name, std::string_view help,
                 std::initializer_list<MetricLabel> labels, double value) {
-    Add(MetricType::kGauge, name, help,
-        std::span<const MetricLabel>(labels.begin(), labels.size()), value);
+    Add(MetricType::kGauge, name, help, std::span<const MetricLabel>(labels.begin(), labels.size()),
+        value);
   }
   void AddCounter(std::string_view name, std::string_view help,
                   std::initializer_list<MetricLabel> labels, double value) {
@@ -434,14 +421,12 @@ class Metrics {
   // label names or bounds, or would collide with a histogram's _bucket, _sum
   // or _count series.
   absl::StatusOr<std::shared_ptr<CounterFamily>> RegisterCounter(
-      std::string_view name, std::string_view help,
-      std::vector<std::string> label_names = {});
+      std::string_view name, std::string_view help, std::vector<std::string> label_names = {});
   absl::StatusOr<std::shared_ptr<GaugeFamily>> RegisterGauge(
-      std::string_view name, std::string_view help,
-      std::vector<std::string> label_names = {});
+      std::string_view name, std::string_view help, std::vector<std::string> label_names = {});
   absl::StatusOr<std::shared_ptr<HistogramFamily>> RegisterHistogram(
-      std::string_view name, std::string_view help,
-      std::vector<std::string> label_names, std::vector<double> bucket_bounds);
+      std::string_view name, std::string_view help, std::vector<std::string> label_names,
+      std::vector<double> bucket_bounds);
 
   // Removes, in every registered family that has a label `label_name`, the
   // children whose value for it is `label_value` (for a purged tenant:
@@ -456,8 +441,7 @@ class Metrics {
   // not call ExpositionText() and must not remove itself. The collector stays
   // registered as long as the returned handle does.
   // REQUIRES: collect is not empty.
-  [[nodiscard]] CollectorHandle AddCollector(
-      std::function<void(MetricSink&)> collect);
+  [[nodiscard]] CollectorHandle AddCollector(std::function<void(MetricSink&)> collect);
 
   // The exposition in the Prometheus text format 0.0.4: families sorted by
   // name, each with "# HELP" (when the help text is not empty) and "# TYPE"
@@ -477,8 +461,8 @@ class Metrics {
   const std::shared_ptr<internal::CollectorList> collectors_;
 
   mutable absl::Mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<internal::FamilyBase>>
-      families_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::shared_ptr<internal::FamilyBase>> families_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tenancy

@@ -46,8 +46,7 @@ enum class ErrorReason {
 
 // Returns a status with `code`, `message` and `reason` attached as a payload.
 // REQUIRES: code != absl::StatusCode::kOk.
-absl::Status MakeError(absl::StatusCode code, ErrorReason reason,
-                       std::string_view message);
+absl::Status MakeError(absl::StatusCode code, ErrorReason reason, std::string_view message);
 
 // Returns the reason attached by MakeError, or kUnspecified.
 ErrorReason GetErrorReason(const absl::Status& status);
@@ -58,12 +57,10 @@ std::string_view ErrorReasonName(ErrorReason reason);
 
 // Returns a copy of `status` that tells the caller how long to wait before
 // retrying (rate and concurrency rejections carry one).
-absl::Status WithRetryAfter(absl::Status status,
-                            std::chrono::nanoseconds retry_after);
+absl::Status WithRetryAfter(absl::Status status, std::chrono::nanoseconds retry_after);
 
 // The wait attached by WithRetryAfter, if any.
-std::optional<std::chrono::nanoseconds> GetRetryAfter(
-    const absl::Status& status);
+std::optional<std::chrono::nanoseconds> GetRetryAfter(const absl::Status& status);
 
 // True for refusals that mean "over a storage, key or job quota" (HTTP 507).
 bool IsQuotaExceeded(const absl::Status& status);

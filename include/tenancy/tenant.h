@@ -145,8 +145,8 @@ std::string_view RejectionName(Rejection rejection);
 struct RequestStats {
   // Calls by kind since the engine opened, indexed by CallKind.
   std::array<uint64_t, kNumCallKinds> calls_by_kind{};
-  uint64_t calls_total = 0;  // since the engine opened
-  uint64_t calls_today = 0;  // in the current UTC day
+  uint64_t calls_total = 0;                       // since the engine opened
+  uint64_t calls_today = 0;                       // in the current UTC day
   absl::Time last_active = absl::InfinitePast();  // InfinitePast(): never
   // Calls refused since the engine opened, indexed by Rejection. Each is
   // counted once, where the library refuses it.
@@ -217,9 +217,8 @@ class Tenant {
   // Limiter::Acquire for the waiting rules and the errors; also NOT_FOUND
   // (kTenantDeleted) once the tenant is purged. The caller owns the Permit;
   // it must not outlive the Engine.
-  absl::StatusOr<Permit> Acquire(
-      const LimitClass& cls,
-      std::chrono::steady_clock::time_point deadline) const;
+  absl::StatusOr<Permit> Acquire(const LimitClass& cls,
+                                 std::chrono::steady_clock::time_point deadline) const;
   // As Acquire, but never waits (Limiter::TryAcquire).
   absl::StatusOr<Permit> TryAcquire(const LimitClass& cls) const;
   // The concurrency limits in force for this tenant: the limiter's current

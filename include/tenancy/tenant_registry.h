@@ -57,8 +57,7 @@ class TenantRegistry {
   // Creates several tenants; dedicated ones get their column families in one
   // bulk call. All specs are validated first: on INVALID_ARGUMENT or
   // ALREADY_EXISTS nothing is created.
-  absl::StatusOr<std::vector<TenantInfo>> CreateMany(
-      const std::vector<TenantSpec>& specs);
+  absl::StatusOr<std::vector<TenantInfo>> CreateMany(const std::vector<TenantSpec>& specs);
 
   // Creates a new tenant together with a generated API key, atomically: the
   // tenant never exists without its key (both are one write). The secret is
@@ -114,10 +113,8 @@ class TenantRegistry {
   // plaintext (hashed here, never stored) or by its SHA-256 in lower-case hex.
   // Idempotent for the same tenant. ALREADY_EXISTS if another tenant owns it;
   // INVALID_ARGUMENT for an empty key or a malformed hash.
-  absl::StatusOr<ApiKeyInfo> ImportApiKey(std::string_view id,
-                                          std::string_view secret);
-  absl::StatusOr<ApiKeyInfo> ImportApiKeyHash(std::string_view id,
-                                              std::string_view sha256_hex);
+  absl::StatusOr<ApiKeyInfo> ImportApiKey(std::string_view id, std::string_view secret);
+  absl::StatusOr<ApiKeyInfo> ImportApiKeyHash(std::string_view id, std::string_view sha256_hex);
 
   // The tenant holding the key whose SHA-256 is `sha256_hex` (64 lower-case
   // hex characters) and the key's public info: lets a caller that manages
