@@ -1,6 +1,7 @@
 #include "json.h"
 
 #include <cassert>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -123,20 +124,17 @@ JsonWriter& JsonWriter::Double(double value) {
     out_.append("null");
     return *this;
   }
-  // %.17g round-trips every double; integers print without a fraction.
-  char buf[32];
-  int n = std::snprintf(buf, sizeof(buf), "%.17g", value);
-  std::string_view text(buf, static_cast<size_t>(n));
-  // Prefer the shortest representation that round-trips.
-  for (int precision = 1; precision < 17; ++precision) {
-    char shorter[32];
-    int m = std::snprintf(shorter, sizeof(shorter), "%.*g", precision, value);
-    if (std::strtod(shorter, nullptr) == value) {
-      out_.append(shorter, static_cast<size_t>(m));
-      return *this;
-    }
+  // The one rule for numbers: a whole number within 2^53 prints as an
+  // integer (1000, never 1e+03); any other value as the shortest text that
+  // reads back as the same double.
+  constexpr double kExactIntegers = 9007199254740992.0;  // 2^53
+  if (value == std::floor(value) && std::fabs(value) <= kExactIntegers) {
+    absl::StrAppend(&out_, static_cast<int64_t>(value));
+    return *this;
   }
-  out_.append(text);
+  char buf[32];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), value);
+  out_.append(buf, r.ptr);
   return *this;
 }
 

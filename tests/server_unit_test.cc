@@ -18,6 +18,23 @@
 namespace tenancy::internal {
 namespace {
 
+TEST_CASE("Json: whole numbers are written as integers, others in their shortest exact form",
+          "[json]") {
+  struct Case {
+    double value;
+    const char* text;
+  };
+  for (const Case& c :
+       {Case{1000, "1000"}, Case{1e6, "1000000"}, Case{0, "0"}, Case{-0.0, "0"}, Case{-3, "-3"},
+        Case{9007199254740992.0, "9007199254740992"}, Case{0.5, "0.5"}, Case{0.1, "0.1"},
+        Case{1234.5678, "1234.5678"}, Case{1e300, "1e+300"}, Case{2.5e-7, "2.5e-07"}}) {
+    INFO(c.text);
+    JsonWriter w;
+    w.Double(c.value);
+    CHECK(w.Release() == c.text);
+  }
+}
+
 TEST_CASE("Json: the writer escapes and always produces valid JSON", "[json]") {
   JsonWriter w;
   w.BeginObject()
@@ -313,9 +330,10 @@ TEST_CASE("Admission: every route that changes state holds the writes class",
   using tenancy::internal::LimitClassId;
   using tenancy::internal::LimitClassOfRoute;
   using tenancy::internal::RouteId;
-  for (RouteId write : {RouteId::kKvPut, RouteId::kKvDelete, RouteId::kBatch, RouteId::kCachePut,
-                        RouteId::kCacheDelete, RouteId::kCacheIncr, RouteId::kJobEnqueue,
-                        RouteId::kJobClaim, RouteId::kJobAck, RouteId::kJobNack}) {
+  for (RouteId write :
+       {RouteId::kKvPut, RouteId::kKvDelete, RouteId::kBatch, RouteId::kCachePut,
+        RouteId::kCacheDelete, RouteId::kCacheIncr, RouteId::kCacheDeletePrefix,
+        RouteId::kJobEnqueue, RouteId::kJobClaim, RouteId::kJobAck, RouteId::kJobNack}) {
     CHECK(LimitClassOfRoute(write) == LimitClassId::kWrites);
   }
   CHECK(LimitClassOfRoute(RouteId::kKvScan) == LimitClassId::kScans);
