@@ -225,8 +225,10 @@ absl::Status ValidateType(const TenantSlot& slot, std::string_view type) {
 
 absl::StatusOr<uint64_t> ParseJobId(const TenantSlot& slot, std::string_view id) {
   uint64_t value;
+  // Ids are opaque to clients: one of any other shape names no job, as an
+  // unknown one does (not echoed: it may be any bytes).
   if (!ParseHex64(id, &value)) {
-    return Invalid(slot, "bad job id: must be 16 lower-case hex digits");
+    return absl::NotFoundError(StrCat("tenant \"", slot.id, "\": no job with that id"));
   }
   return value;
 }

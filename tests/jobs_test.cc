@@ -167,7 +167,8 @@ TEST_CASE("JobQueue: a late ack of an expired lease is refused", "[jobs]") {
   }
   SECTION("a lease that is not a lease") {
     CHECK(absl::IsInvalidArgument(jobs.Ack(first.id, "not-a-lease")));
-    CHECK(absl::IsInvalidArgument(jobs.Ack("zz", first.lease)));
+    // Ids are opaque: one of another shape names no job.
+    CHECK(absl::IsNotFound(jobs.Ack("zz", first.lease)));
   }
 }
 
@@ -730,8 +731,9 @@ TEST_CASE("JobQueue: bad input is refused and changes nothing", "[jobs]") {
   CHECK(absl::IsInvalidArgument(too_large));
   CHECK(GetErrorReason(too_large) == ErrorReason::kTooLarge);
 
-  CHECK(absl::IsInvalidArgument(jobs.Inspect("xyz").status()));
-  CHECK(absl::IsInvalidArgument(jobs.Inspect("00000000000000AB").status()));
+  // Ids are opaque: one of any shape that names no job is NOT_FOUND.
+  CHECK(absl::IsNotFound(jobs.Inspect("xyz").status()));
+  CHECK(absl::IsNotFound(jobs.Inspect("00000000000000AB").status()));
   CHECK(absl::IsNotFound(jobs.Inspect("00000000000000ab").status()));
   ClaimOptions claim = ClaimOf("t", f.jobs_options.max_lease + absl::Seconds(1));
   CHECK(absl::IsInvalidArgument(jobs.Claim(claim).status()));

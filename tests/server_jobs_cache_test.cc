@@ -367,7 +367,16 @@ TEST_CASE("Server jobs: bad input is refused and changes nothing", "[server][job
     CHECK(unknown.ErrorCode() == "not_found");
     CHECK(c.Post("/v1/jobs/00000000000000ff/ack", LeaseBody("00000000000000000000"), Bearer(a))
               .status != 200);
-    CHECK(c.Get("/v1/jobs/not-a-job-id", Bearer(a)).status == 400);
+    // Ids are opaque: one of any shape that names no job is 404.
+    for (const std::string id : {"nope-123", "not-a-job-id", "00FF", "0000000000000000ff"}) {
+      INFO(id);
+      Reply r = c.Get("/v1/jobs/" + id, Bearer(a));
+      CHECK(r.status == 404);
+      CHECK(r.ErrorCode() == "not_found");
+      CHECK(c.Post("/v1/jobs/" + id + "/ack", LeaseBody("0000000000000001"), Bearer(a)).status ==
+            404);
+    }
+    // A target that is not percent-encoded right is a malformed request.
     CHECK(c.Get("/v1/jobs/%zz", Bearer(a)).status == 400);
   }
   SECTION("claim parameters") {

@@ -63,7 +63,8 @@
 //                      change jobs (everything but Inspect, List, Counts),
 //                      read-only (kTenantReadOnly)
 //   NOT_FOUND          tenant purged (kTenantDeleted); or no job with that id
-//   INVALID_ARGUMENT   a malformed id, lease, type or option; a payload over
+//                      (ids are opaque: one of any shape names no job)
+//   INVALID_ARGUMENT   a malformed lease, type or option; a payload over
 //                      the tenant's value limit (kTooLarge)
 //   UNAVAILABLE        RocksDB refused a write to avoid a stall (retry later)
 //   INTERNAL / DATA_LOSS  RocksDB I/O or corruption errors
