@@ -3,12 +3,38 @@
 #include <algorithm>
 
 #include "admission.h"
+#include "http_transport.h"
 #include "router.h"
 #include "server_metrics.h"
 #include "str_cat.h"
 #include "tenancy/tenant.h"
 
 namespace tenancy {
+
+namespace {
+
+// Trusted mode sends requests that name no tenant to the default tenant, so
+// it must exist: made here when missing. Idempotent, and it never touches an
+// existing tenant (one an admin disabled stays disabled).
+absl::Status EnsureDefaultTenant(Engine& engine, const std::string& id, Logger& logger) {
+  auto existing = engine.registry().Get(id);
+  if (existing.ok()) return absl::OkStatus();
+  if (!absl::IsNotFound(existing.status())) return existing.status();
+  TenantSpec spec;
+  spec.id = id;
+  auto created = engine.registry().Create(spec);
+  if (!created.ok() && !absl::IsAlreadyExists(created.status())) {
+    return absl::Status(
+        created.status().code(),
+        internal::StrCat("creating the default tenant \"", id, "\": ", created.status().message()));
+  }
+  logger.Log(LogLevel::kInfo,
+             internal::StrCat("created the default tenant \"", id,
+                              "\" (trusted mode sends requests that name no tenant to it)"));
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)) {}
 
@@ -33,6 +59,15 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ServerOptions opti
         "max_waiting_claims must be in [-1, threads) and "
         "max_waiting_claims_per_tenant >= -1");
   }
+  if (options.tenant_headers.empty()) {
+    return absl::InvalidArgumentError("tenant_headers: name at least one header");
+  }
+  for (const std::string& name : options.tenant_headers) {
+    if (!internal::IsHttpFieldName(name)) {
+      return absl::InvalidArgumentError(
+          internal::StrCat("tenant header \"", name, "\" is not an HTTP field name"));
+    }
+  }
   if (options.auth == AuthMode::kTrusted) {
     if (absl::Status s = ValidateTenantId(options.default_tenant); !s.ok()) {
       return absl::InvalidArgumentError(internal::StrCat("default tenant: ", s.message()));
@@ -56,6 +91,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ServerOptions opti
   options.global_limits.try_emplace(std::string(internal::kClaimWaitsClass), waiting_claims);
   options.default_tenant_limits.try_emplace(std::string(internal::kClaimWaitsClass),
                                             waiting_claims_per_tenant);
+
+  if (options.auth == AuthMode::kTrusted) {
+    if (absl::Status s = EnsureDefaultTenant(*engine, options.default_tenant, *options.logger);
+        !s.ok()) {
+      return s;
+    }
+  }
 
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(options)));
   const ServerOptions& o = server->options_;

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -65,8 +66,15 @@ struct ServerOptions {
   // constant time (SHA-256 digests, CRYPTO_memcmp). Empty: every admin route
   // refuses with 403, and the log says why. Default: empty.
   std::string admin_key;
-  // Trusted mode: the tenant of requests that name none. Default: "default".
+  // Trusted mode: the tenant of requests that name none, created at start
+  // when it does not exist (logged; an existing one, even disabled, is left
+  // as it is). Default: "default".
   std::string default_tenant = "default";
+  // The headers that name a tenant (case-insensitive HTTP field names). In
+  // trusted mode they decide; in api-key mode one naming another tenant than
+  // the key's is 403. Two of them naming different tenants is 400.
+  // Default: {"X-Tenant-ID"}.
+  std::vector<std::string> tenant_headers = {"X-Tenant-ID"};
   // Trusted mode: "Host: acme.<host_suffix>" is tenant "acme". Default: empty
   // (the Host header is not used).
   std::string host_suffix;

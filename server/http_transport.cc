@@ -312,6 +312,10 @@ HttpTransport::Frame InspectRequest(std::string_view data, const TransportOption
 
 }  // namespace
 
+bool IsHttpFieldName(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), IsTokenChar);
+}
+
 // ---------------------------------------------------------------------------
 // Exchange and header lookup
 

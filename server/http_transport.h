@@ -74,6 +74,9 @@
 
 namespace tenancy::internal {
 
+// True if `name` is an HTTP field name (a token, RFC 9110 5.1).
+bool IsHttpFieldName(std::string_view name);
+
 struct TransportOptions {
   // Performance
 

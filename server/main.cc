@@ -36,9 +36,11 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "http_server.h"
+#include "http_transport.h"
 #include "tenancy/config_file.h"
 #include "tenancy/engine.h"
 
@@ -127,6 +129,28 @@ std::string AbslUnparseFlag(const Count<kMin, kMax>& count) {
 using ThreadCount = Count<1, 1024>;
 using ConnectionCount = Count<1, int64_t{1} << 20>;
 
+// --tenant-header NAME, repeatable. Abseil keeps only the last occurrence of
+// a flag, so each occurrence's parse appends to the names parsed before it
+// (flags are parsed once, on the main thread, before anything else runs).
+struct TenantHeaders {
+  std::vector<std::string> names;
+};
+
+bool AbslParseFlag(absl::string_view text, TenantHeaders* out, std::string* error) {
+  static std::vector<std::string> given;
+  if (!tenancy::internal::IsHttpFieldName(std::string_view(text.data(), text.size()))) {
+    *error = "wants an HTTP header name, such as X-SS-Tenant-ID";
+    return false;
+  }
+  given.emplace_back(text);
+  out->names = given;
+  return true;
+}
+
+std::string AbslUnparseFlag(const TenantHeaders& headers) {
+  return absl::StrJoin(headers.names, ",");
+}
+
 }  // namespace
 
 // The defaults are ServerOptions' own, so that the flags and the library say
@@ -152,6 +176,10 @@ ABSL_FLAG(ThreadCount, threads, ThreadCount{tenancy::ServerOptions().threads},
           "limit classes follow it");
 ABSL_FLAG(std::string, default_tenant, tenancy::ServerOptions().default_tenant,
           "trusted mode: the tenant `ID` of requests that name none");
+ABSL_FLAG(TenantHeaders, tenant_header, TenantHeaders{tenancy::ServerOptions().tenant_headers},
+          "the header `NAME` that names the tenant (trusted mode; in api-key "
+          "mode one naming another tenant than the key's is 403); repeatable, "
+          "and two naming different tenants is 400");
 ABSL_FLAG(std::string, host_suffix, "",
           "trusted mode: with a `SUFFIX`, Host ID.SUFFIX is tenant ID and Host "
           "SUFFIX the default tenant; any other Host is 400");
@@ -375,6 +403,7 @@ int main(int argc, char** argv) {
   options.threads = static_cast<int>(absl::GetFlag(FLAGS_threads).value);
   options.default_tenant = absl::GetFlag(FLAGS_default_tenant);
   options.host_suffix = absl::GetFlag(FLAGS_host_suffix);
+  options.tenant_headers = absl::GetFlag(FLAGS_tenant_header).names;
   options.metrics_public = absl::GetFlag(FLAGS_metrics_public);
   options.transport.max_connections =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_connections).value);

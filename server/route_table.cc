@@ -30,6 +30,7 @@ constexpr RouteInfo kRoutes[kNumRoutes] = {
     {R::kCachePut,            "cache_put",             "PUT",     "/v1/cache/{key}",                    kTenant,  kRaw,   kWrites,    true},
     {R::kCacheDelete,         "cache_delete",          "DELETE",  "/v1/cache/{key}",                    kTenant,  kNone,  kWrites,    true},
     {R::kCacheIncr,           "cache_incr",            "POST",    "/v1/cache/{key}/incr",               kTenant,  kNone,  kWrites,    true},
+    {R::kCacheDeletePrefix,   "cache_delete_prefix",   "DELETE",  "/v1/cache",                          kTenant,  kNone,  kWrites,    true},
     {R::kJobEnqueue,          "job_enqueue",           "POST",    "/v1/jobs",                           kTenant,  kJson,  kWrites,    true},
     {R::kJobClaim,            "job_claim",             "POST",    "/v1/jobs/claim",                     kTenant,  kNone,  kWrites,    true},
     {R::kJobAck,              "job_ack",               "POST",    "/v1/jobs/{id}/ack",                  kTenant,  kJson,  kWrites,    true},
@@ -163,7 +164,8 @@ bool MatchJob(std::string_view method, std::string_view rest, RouteMatch* m, Htt
 
 bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m, HttpError* error) {
   // Paths without parameters are their own templates.
-  if (path == "/v1/kv" || path == "/v1/batch" || path == "/v1/usage" || path == "/v1/jobs") {
+  if (path == "/v1/kv" || path == "/v1/batch" || path == "/v1/usage" || path == "/v1/jobs" ||
+      path == "/v1/cache") {
     return SelectMethod(path, method, m, error);
   }
   if (StartsWith(path, "/v1/kv/")) {

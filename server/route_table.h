@@ -41,6 +41,7 @@ enum class RouteId : int {
   kCachePut,
   kCacheDelete,
   kCacheIncr,
+  kCacheDeletePrefix,
   kJobEnqueue,
   kJobClaim,
   kJobAck,

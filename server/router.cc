@@ -273,6 +273,13 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
 
   switch (KindOf(route)) {
     case RouteKind::kPublic:
+      if (call.match.tenant_prefix) {
+        // /t/{id}/health answers for that tenant: 404 when it does not
+        // exist and 403 when disabled, as every route of the tenant.
+        auto tenant = engine_->GetTenant(call.match.tenant);
+        if (!tenant.ok()) return HttpErrorFromStatus(tenant.status());
+        if (absl::Status s = tenant->CheckReadable(); !s.ok()) return HttpErrorFromStatus(s);
+      }
       return std::nullopt;
     case RouteKind::kAdmin:
       if (route == RouteId::kMetrics && options_.metrics_public) return std::nullopt;
@@ -319,19 +326,26 @@ std::optional<HttpError> Router::AuthorizeAdmin(const RequestHead& head, RouteId
 }
 
 std::optional<HttpError> Router::ResolveTenant(Call& call, const RequestHead& head) {
-  // A tenant named by X-Tenant-ID.
+  // A tenant named by /t/{id}/ or by the tenant headers (X-Tenant-ID unless
+  // configured): all that are given must agree.
   std::optional<std::string> named;
-  if (call.match.tenant_prefix) named = call.match.tenant;
-  std::optional<std::string> header = SingleHeader(head, "X-Tenant-ID");
-  if (header.has_value()) {
+  std::string_view named_by;
+  if (call.match.tenant_prefix) {
+    named = call.match.tenant;
+    named_by = "/t/{id}/";
+  }
+  for (const std::string& name : options_.tenant_headers) {
+    std::optional<std::string> header = SingleHeader(head, name);
+    if (!header.has_value()) continue;
     if (!IsCleanCredential(*header) || !ValidateTenantId(*header).ok()) {
-      return MakeHttpError(400, "invalid_argument", "bad X-Tenant-ID");
+      return MakeHttpError(400, "invalid_argument", StrCat("bad ", name));
     }
     if (named.has_value() && *named != *header) {
       return MakeHttpError(400, "invalid_argument",
-                           "X-Tenant-ID and /t/{id}/ name different tenants");
+                           StrCat(name, " and ", named_by, " name different tenants"));
     }
     named = *header;
+    named_by = name;
   }
 
   auto open = [&](const std::string& id) -> std::optional<HttpError> {
@@ -395,8 +409,8 @@ std::optional<HttpError> Router::ResolveTenant(Call& call, const RequestHead& he
   }
   if (!named.has_value()) {
     return MakeHttpError(400, "invalid_argument",
-                         "the admin key acts on a tenant named by /t/{id}/ or "
-                         "X-Tenant-ID");
+                         StrCat("the admin key acts on a tenant named by /t/{id}/ or ",
+                                options_.tenant_headers.front()));
   }
   call.via_admin_key = true;
   return open(*named);
@@ -474,6 +488,8 @@ std::optional<HttpError> Router::Execute(Call& call) {
       return CachePut(call);
     case RouteId::kCacheDelete:
       return CacheDelete(call);
+    case RouteId::kCacheDeletePrefix:
+      return CacheDeletePrefix(call);
     case RouteId::kCacheIncr:
       return CacheIncr(call);
     case RouteId::kJobEnqueue:

@@ -106,6 +106,7 @@ class Router {
   std::optional<HttpError> CachePut(Call& call);
   std::optional<HttpError> CacheDelete(Call& call);
   std::optional<HttpError> CacheIncr(Call& call);
+  std::optional<HttpError> CacheDeletePrefix(Call& call);
   std::optional<HttpError> JobEnqueue(Call& call);
   std::optional<HttpError> JobClaim(Call& call);
   std::optional<HttpError> JobAck(Call& call);

@@ -224,6 +224,24 @@ std::optional<HttpError> Router::CacheDelete(Call& call) {
   return std::nullopt;
 }
 
+// DELETE /v1/cache?prefix=P: the tenant's entries under P; the prefix is
+// required (an empty one, "?prefix=", names the whole cache) so that a bare
+// DELETE /v1/cache cannot drop everything by accident.
+std::optional<HttpError> Router::CacheDeletePrefix(Call& call) {
+  auto params = QueryParams::Parse(call.match.query, {"prefix"});
+  if (!params.ok()) return HttpErrorFromStatus(params.status());
+  const std::string* prefix = params->Find("prefix");
+  if (prefix == nullptr) {
+    return Invalid("prefix is required (an empty prefix deletes the whole cache)");
+  }
+  auto deleted = call.tenant->cache().DeletePrefix(*prefix);
+  if (!deleted.ok()) return HttpErrorFromStatus(deleted.status());
+  JsonWriter w;
+  w.BeginObject().Key("deleted").Uint(*deleted).EndObject();
+  ReplyJson(*call.res, 200, w.Release());
+  return std::nullopt;
+}
+
 std::optional<HttpError> Router::CacheIncr(Call& call) {
   auto params = QueryParams::Parse(call.match.query, {"by", "ttl"});
   if (!params.ok()) return HttpErrorFromStatus(params.status());

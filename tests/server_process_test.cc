@@ -328,10 +328,9 @@ TEST_CASE("tenancyd: flags take effect as --name=value and as --name value", "[s
   const int port = d.WaitListening();
   REQUIRE(port > 0);
   TestClient c(port);
-  for (const char* id : {"acme", "beta"}) {
-    std::string body = std::string(R"({"tenant_id":")") + id + R"("})";
-    REQUIRE(c.Post("/admin/tenants", body, Admin()).status == 201);
-  }
+  // --default-tenant: trusted mode made it at start.
+  CHECK(c.Get("/admin/tenants/acme", Admin()).status == 200);
+  REQUIRE(c.Post("/admin/tenants", R"({"tenant_id":"beta"})", Admin()).status == 201);
   // --auth trusted with --host-suffix: the Host names the tenant, the bare
   // suffix is --default-tenant, and another Host is refused.
   CHECK(c.Put("/v1/kv/k", "b", {{"Host", "beta.example.test"}}).status == 204);
@@ -343,6 +342,39 @@ TEST_CASE("tenancyd: flags take effect as --name=value and as --name value", "[s
   CHECK(c.Get("/metrics").status == 200);
   d.Signal(SIGTERM);
   CHECK(d.Wait() == 0);
+}
+
+TEST_CASE("tenancyd: --tenant-header is repeatable and replaces X-Tenant-ID", "[server][process]") {
+  TempDir dir;
+  Tenancyd d({"--data-dir", (dir.path() / "data").string(), "--listen", "127.0.0.1:0", "--auth",
+              "trusted", "--tenant-header", "X-SS-Tenant-ID", "--tenant-header=X-Org"});
+  const int port = d.WaitListening();
+  REQUIRE(port > 0);
+  TestClient c(port);
+  for (const char* id : {"jobs-a", "jobs-b"}) {
+    std::string body = std::string(R"({"tenant_id":")") + id + R"("})";
+    REQUIRE(c.Post("/admin/tenants", body, Admin()).status == 201);
+  }
+  CHECK(c.Put("/v1/kv/k", "a", {{"X-SS-Tenant-ID", "jobs-a"}}).status == 204);
+  CHECK(c.Put("/v1/kv/k", "b", {{"X-Org", "jobs-b"}}).status == 204);
+  CHECK(c.Get("/t/jobs-a/v1/kv/k").body == "a");
+  CHECK(c.Get("/t/jobs-b/v1/kv/k").body == "b");
+  // Both given and agreeing is fine; naming different tenants is 400.
+  CHECK(c.Get("/v1/kv/k", {{"X-SS-Tenant-ID", "jobs-a"}, {"X-Org", "jobs-a"}}).body == "a");
+  CHECK(c.Get("/v1/kv/k", {{"X-SS-Tenant-ID", "jobs-a"}, {"X-Org", "jobs-b"}}).status == 400);
+  // X-Tenant-ID is no longer read: the request falls to the default tenant,
+  // which trusted mode created at start.
+  CHECK(c.Get("/v1/kv/k", {{"X-Tenant-ID", "jobs-a"}}).status == 404);
+  CHECK(c.Get("/admin/tenants/default", Admin()).status == 200);
+  d.Signal(SIGTERM);
+  CHECK(d.Wait() == 0);
+}
+
+TEST_CASE("tenancyd: a --tenant-header that is not a header name exits 2", "[server][process]") {
+  TempDir dir;
+  Tenancyd d({"--data-dir", (dir.path() / "data").string(), "--listen", "127.0.0.1:0", "--auth",
+              "trusted", "--tenant-header", "X Tenant"});
+  CHECK(d.Wait() == 2);
 }
 
 }  // namespace
