@@ -792,21 +792,24 @@ void HttpTransport::OnEvent(Connection* c, uint32_t events) {
   Process(c);
 }
 
-void HttpTransport::FinishWrite(Connection* c) {
+bool HttpTransport::EndResponse(Connection* c) {
   c->out_head.clear();
   c->out_head.shrink_to_fit();
   c->out_body.clear();
   c->out_body.shrink_to_fit();
   c->out_off = 0;
   ReleaseAllBuffers(c);
-  if (c->close_after_write) {
-    if (c->unread_body) {
-      StartDraining(c);
-    } else {
-      Close(c);
-    }
-    return;
+  if (!c->close_after_write) return true;
+  if (c->unread_body) {
+    StartDraining(c);
+  } else {
+    Close(c);
   }
+  return false;
+}
+
+void HttpTransport::FinishWrite(Connection* c) {
+  if (!EndResponse(c)) return;
   c->phase = Connection::Phase::kIdle;
   Process(c);
 }
@@ -1257,20 +1260,7 @@ bool HttpTransport::SendWriteTask(Worker* w, Connection* c) {
     StartWriting(c);  // the client stalled: the reactor waits for it
     return false;
   }
-  c->out_head.clear();
-  c->out_body.clear();
-  c->out_body.shrink_to_fit();
-  c->out_off = 0;
-  ReleaseAllBuffers(c);
-  if (c->close_after_write) {
-    if (c->unread_body) {
-      StartDraining(c);
-    } else {
-      Close(c);
-    }
-    return false;
-  }
-  return true;
+  return EndResponse(c);
 }
 
 bool HttpTransport::ServeOne(Worker* w, Connection* c) {

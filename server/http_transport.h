@@ -357,6 +357,9 @@ class HttpTransport final {
   // request, re-arms for more bytes, or closes.
   void Process(Connection* c);
   // A response the reactor was finishing is out: next request, or close.
+  // After a response is sent whole: frees its buffers, then closes (or
+  // drains) a connection that ends with it. True if the connection goes on.
+  bool EndResponse(Connection* c);
   void FinishWrite(Connection* c);
   void Sweep(std::chrono::steady_clock::time_point now);
 
