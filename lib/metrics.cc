@@ -5,10 +5,12 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <unordered_map>
 #include <utility>
 
 #include "absl/base/config.h"
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "simdjson.h"
 
 #ifdef ABSL_HAVE_THREAD_SANITIZER
@@ -587,11 +589,24 @@ constexpr MetricType TypeOf<Histogram>() {
 }  // namespace
 
 template <typename Child>
+struct MetricFamily<Child>::Children {
+  struct Entry {
+    std::vector<std::string> label_values;
+    std::shared_ptr<Child> child;
+  };
+  mutable absl::Mutex mu;
+  // Keyed by the label values, each length-prefixed (so that no two tuples
+  // share a key).
+  std::unordered_map<std::string, Entry> map ABSL_GUARDED_BY(mu);
+};
+
+template <typename Child>
 MetricFamily<Child>::MetricFamily(std::string name, std::string help,
                                   std::vector<std::string> label_names,
                                   std::vector<double> bucket_bounds)
     : FamilyBase(std::move(name), std::move(help), TypeOf<Child>(), std::move(label_names),
-                 std::move(bucket_bounds)) {}
+                 std::move(bucket_bounds)),
+      children_(std::make_unique<Children>()) {}
 
 template <typename Child>
 MetricFamily<Child>::~MetricFamily() = default;
@@ -606,9 +621,9 @@ absl::StatusOr<std::shared_ptr<Child>> MetricFamily<Child>::WithLabels(
   }
   std::string key = EncodeKey(label_values);
   {
-    SharedLock lock(&mu_);
-    auto it = children_.find(key);
-    if (it != children_.end()) return it->second.child;
+    SharedLock lock(&children_->mu);
+    auto it = children_->map.find(key);
+    if (it != children_->map.end()) return it->second.child;
   }
   for (size_t i = 0; i < label_values.size(); ++i) {
     if (!IsValidUtf8(label_values[i])) {
@@ -616,8 +631,8 @@ absl::StatusOr<std::shared_ptr<Child>> MetricFamily<Child>::WithLabels(
           Cat("metric \"", name(), "\": value of label \"", label_names()[i], "\" is not UTF-8"));
     }
   }
-  ExclusiveLock lock(&mu_);
-  auto [it, inserted] = children_.try_emplace(std::move(key));
+  ExclusiveLock lock(&children_->mu);
+  auto [it, inserted] = children_->map.try_emplace(std::move(key));
   if (inserted) {
     it->second.label_values.assign(label_values.begin(), label_values.end());
     it->second.child = std::shared_ptr<Child>(new Child(bucket_bounds()));
@@ -634,11 +649,11 @@ absl::Status MetricFamily<Child>::Remove(std::span<const std::string_view> label
   }
   const std::string key = EncodeKey(label_values);
   std::shared_ptr<Child> removed;  // released outside the lock
-  ExclusiveLock lock(&mu_);
-  auto it = children_.find(key);
-  if (it != children_.end()) {
+  ExclusiveLock lock(&children_->mu);
+  auto it = children_->map.find(key);
+  if (it != children_->map.end()) {
     removed = std::move(it->second.child);
-    children_.erase(it);
+    children_->map.erase(it);
   }
   return absl::OkStatus();
 }
@@ -658,11 +673,11 @@ absl::StatusOr<size_t> MetricFamily<Child>::RemoveWhere(std::string_view label_n
 template <typename Child>
 size_t MetricFamily<Child>::RemoveWhereIndex(size_t label_index, std::string_view value) {
   std::vector<std::shared_ptr<Child>> removed;  // released outside the lock
-  ExclusiveLock lock(&mu_);
-  for (auto it = children_.begin(); it != children_.end();) {
+  ExclusiveLock lock(&children_->mu);
+  for (auto it = children_->map.begin(); it != children_->map.end();) {
     if (it->second.label_values[label_index] == value) {
       removed.push_back(std::move(it->second.child));
-      it = children_.erase(it);
+      it = children_->map.erase(it);
     } else {
       ++it;
     }
@@ -672,16 +687,16 @@ size_t MetricFamily<Child>::RemoveWhereIndex(size_t label_index, std::string_vie
 
 template <typename Child>
 size_t MetricFamily<Child>::size() const {
-  SharedLock lock(&mu_);
-  return children_.size();
+  SharedLock lock(&children_->mu);
+  return children_->map.size();
 }
 
 template <typename Child>
 void MetricFamily<Child>::AppendTo(internal::ExpositionBuilder* builder) const {
   std::vector<internal::ExpositionBuilder::Series>* out = builder->AddRegistered(*this);
-  SharedLock lock(&mu_);
-  out->reserve(out->size() + children_.size());
-  for (const auto& [key, entry] : children_) {
+  SharedLock lock(&children_->mu);
+  out->reserve(out->size() + children_->map.size());
+  for (const auto& [key, entry] : children_->map) {
     internal::ExpositionBuilder::Series series;
     series.labels = RenderLabels(label_names(), entry.label_values);
     AppendChild(*entry.child, &series);
@@ -753,8 +768,15 @@ bool CollectorHandle::registered() const {
 // Metrics
 // ---------------------------------------------------------------------------
 
+struct Metrics::Families {
+  mutable absl::Mutex mu;
+  std::unordered_map<std::string, std::shared_ptr<internal::FamilyBase>> map ABSL_GUARDED_BY(mu);
+};
+
 Metrics::Metrics(MetricsOptions options)
-    : options_(std::move(options)), collectors_(std::make_shared<internal::CollectorList>()) {}
+    : options_(std::move(options)),
+      collectors_(std::make_shared<internal::CollectorList>()),
+      families_(std::make_unique<Families>()) {}
 
 Metrics::~Metrics() = default;
 
@@ -784,9 +806,9 @@ absl::StatusOr<std::shared_ptr<MetricFamily<Child>>> Metrics::Register(
     }
   }
 
-  ExclusiveLock lock(&mu_);
-  auto it = families_.find(std::string(name));
-  if (it != families_.end()) {
+  ExclusiveLock lock(&families_->mu);
+  auto it = families_->map.find(std::string(name));
+  if (it != families_->map.end()) {
     const internal::FamilyBase& existing = *it->second;
     if (existing.type() != type || existing.help() != help ||
         existing.label_names() != label_names || existing.bucket_bounds() != bucket_bounds) {
@@ -799,13 +821,13 @@ absl::StatusOr<std::shared_ptr<MetricFamily<Child>>> Metrics::Register(
   // A histogram "h" writes h_bucket, h_sum and h_count: none of them may be
   // a family of its own.
   for (std::string_view suffix : kHistogramSuffixes) {
-    if (type == MetricType::kHistogram && families_.count(Cat(name, suffix)) != 0) {
+    if (type == MetricType::kHistogram && families_->map.count(Cat(name, suffix)) != 0) {
       return absl::AlreadyExistsError(
           Cat("metric \"", name, "\": collides with \"", name, suffix, "\""));
     }
     if (EndsWith(name, suffix)) {
-      auto base = families_.find(std::string(name.substr(0, name.size() - suffix.size())));
-      if (base != families_.end() && base->second->type() == MetricType::kHistogram) {
+      auto base = families_->map.find(std::string(name.substr(0, name.size() - suffix.size())));
+      if (base != families_->map.end() && base->second->type() == MetricType::kHistogram) {
         return absl::AlreadyExistsError(
             Cat("metric \"", name, "\": collides with histogram \"", base->first, "\""));
       }
@@ -819,7 +841,7 @@ absl::StatusOr<std::shared_ptr<MetricFamily<Child>>> Metrics::Register(
     absl::StatusOr<std::shared_ptr<Child>> child = family->WithLabels({});
     if (!child.ok()) return child.status();
   }
-  families_.emplace(std::string(name), family);
+  families_->map.emplace(std::string(name), family);
   return family;
 }
 
@@ -847,9 +869,9 @@ absl::StatusOr<size_t> Metrics::RemoveSeriesWhere(std::string_view label_name,
   }
   std::vector<std::shared_ptr<internal::FamilyBase>> families;
   {
-    SharedLock lock(&mu_);
-    families.reserve(families_.size());
-    for (const auto& [name, family] : families_) families.push_back(family);
+    SharedLock lock(&families_->mu);
+    families.reserve(families_->map.size());
+    for (const auto& [name, family] : families_->map) families.push_back(family);
   }
   size_t removed = 0;
   for (const auto& family : families) {
@@ -869,9 +891,9 @@ CollectorHandle Metrics::AddCollector(std::function<void(MetricSink&)> collect) 
 std::string Metrics::ExpositionText() const {
   std::vector<std::shared_ptr<internal::FamilyBase>> families;
   {
-    SharedLock lock(&mu_);
-    families.reserve(families_.size());
-    for (const auto& [name, family] : families_) families.push_back(family);
+    SharedLock lock(&families_->mu);
+    families.reserve(families_->map.size());
+    for (const auto& [name, family] : families_->map) families.push_back(family);
   }
   internal::ExpositionBuilder builder;
   for (const auto& family : families) family->AppendTo(&builder);

@@ -49,7 +49,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "tenancy/logger.h"
 
 namespace tenancy {
@@ -268,10 +267,8 @@ class MetricFamily final : public internal::FamilyBase {
  private:
   friend class Metrics;
 
-  struct Entry {
-    std::vector<std::string> label_values;
-    std::shared_ptr<Child> child;
-  };
+  // The children and the lock over them (lib/metrics.cc).
+  struct Children;
 
   MetricFamily(std::string name, std::string help, std::vector<std::string> label_names,
                std::vector<double> bucket_bounds);
@@ -279,10 +276,7 @@ class MetricFamily final : public internal::FamilyBase {
   void AppendTo(internal::ExpositionBuilder* builder) const override;
   size_t RemoveWhereIndex(size_t label_index, std::string_view value) override;
 
-  mutable absl::Mutex mu_;
-  // Keyed by the label values, each length-prefixed (so that no two tuples
-  // share a key).
-  std::unordered_map<std::string, Entry> children_ ABSL_GUARDED_BY(mu_);
+  const std::unique_ptr<Children> children_;
 };
 
 using CounterFamily = MetricFamily<Counter>;
@@ -460,9 +454,9 @@ class Metrics {
   const MetricsOptions options_;
   const std::shared_ptr<internal::CollectorList> collectors_;
 
-  mutable absl::Mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<internal::FamilyBase>> families_
-      ABSL_GUARDED_BY(mu_);
+  // The families by name and the lock over them (lib/metrics.cc).
+  struct Families;
+  const std::unique_ptr<Families> families_;
 };
 
 }  // namespace tenancy
