@@ -166,7 +166,6 @@ absl::StatusOr<LeasedPermit> PermitLeaseTable::Take(const Tenant& tenant,
   const absl::Time expires_at = absl::Now() + lease;
   {
     absl::MutexLock lock(&mu_);
-    const bool earliest = by_expiry_.empty() || expiry < by_expiry_.begin()->first;
     leases_.emplace(token, Lease{.tenant_id = tenant.id(),
                                  .tenant_number = tenant.number(),
                                  .expiry = expiry,
@@ -175,7 +174,7 @@ absl::StatusOr<LeasedPermit> PermitLeaseTable::Take(const Tenant& tenant,
     by_expiry_.emplace(expiry, token);
     ++counters->in_use;
     ++counters->granted;
-    if (earliest) sweeper_cv_.Signal();
+    WakeSweeperIfLaterThanLocked(expiry);
   }
   // A disable or purge that ran while we acquired released the tenant's
   // permits before this one was in the table: look at the state again, after
@@ -222,8 +221,7 @@ absl::StatusOr<absl::Time> PermitLeaseTable::Renew(const Tenant& tenant, std::st
   by_expiry_.erase({it->second.expiry, it->first});
   by_expiry_.emplace(expiry, it->first);
   it->second.expiry = expiry;
-  // A shorter lease may now be the earliest expiry.
-  if (by_expiry_.begin()->second == it->first) sweeper_cv_.Signal();
+  WakeSweeperIfLaterThanLocked(expiry);
   return absl::Now() + lease;
 }
 
@@ -278,6 +276,12 @@ std::vector<PermitLeaseCounters> PermitLeaseTable::Snapshot() const {
   return rows;
 }
 
+void PermitLeaseTable::WakeSweeperIfLaterThanLocked(Clock::time_point expiry) {
+  // Only an expiry before the sweeper's wake-up needs it now: waking it for
+  // every take would cost a context switch per permit.
+  if (expiry < sweeper_wakes_at_) sweeper_cv_.Signal();
+}
+
 void PermitLeaseTable::SweepUntilStopped() {
   mu_.Lock();
   while (!stopping_) {
@@ -295,10 +299,15 @@ void PermitLeaseTable::SweepUntilStopped() {
       mu_.Lock();
       continue;
     }
+    // The wake-up stays as set until then, also if the leases behind it go
+    // first (a release does not wake the sweeper, so a take after it will not
+    // have to either).
     if (by_expiry_.empty()) {
+      sweeper_wakes_at_ = Clock::time_point::max();
       sweeper_cv_.Wait(&mu_);
     } else {
-      sweeper_cv_.WaitWithTimeout(&mu_, absl::FromChrono(by_expiry_.begin()->first - now));
+      sweeper_wakes_at_ = by_expiry_.begin()->first;
+      sweeper_cv_.WaitWithTimeout(&mu_, absl::FromChrono(sweeper_wakes_at_ - now));
     }
   }
   mu_.Unlock();

@@ -85,8 +85,11 @@ class PermitLeaseTable {
   // Removes the lease and returns its permit, for the caller to give back
   // once `mu_` is released.
   Permit EraseLocked(LeaseMap::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The sweeper thread: sleeps until the earliest expiry (or a change of
-  // it), releases what has expired, until the destructor stops it.
+  // Signals the sweeper if `expiry` comes before its wake-up.
+  void WakeSweeperIfLaterThanLocked(std::chrono::steady_clock::time_point expiry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The sweeper thread: sleeps until the earliest expiry (or an earlier one
+  // is added), releases what has expired, until the destructor stops it.
   void SweepUntilStopped() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Constant after construction
@@ -98,6 +101,10 @@ class PermitLeaseTable {
   mutable absl::Mutex mu_;
   absl::CondVar sweeper_cv_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // When the sweeper wakes next on its own (max(): only when signalled). No
+  // lease expires before it.
+  std::chrono::steady_clock::time_point sweeper_wakes_at_ ABSL_GUARDED_BY(mu_) =
+      std::chrono::steady_clock::time_point::max();
   LeaseMap leases_ ABSL_GUARDED_BY(mu_);
   // (expiry, token) of every lease, earliest first.
   std::set<std::pair<std::chrono::steady_clock::time_point, std::string>> by_expiry_
