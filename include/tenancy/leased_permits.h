@@ -37,6 +37,10 @@
 // released at once (the engine calls ReleaseTenant()). Permits live in memory
 // only: they do not survive the Engine.
 //
+// Ownership: the Engine owns its PermitLeases (Engine::permits()); it is valid
+// as long as the Engine, and every permit it holds is given back when the
+// Engine closes.
+//
 // Thread safety: PermitLeases is safe for concurrent access from multiple
 // threads without any external synchronization. LeasedPermit and
 // PermitLeaseCounters are plain values.
