@@ -8,6 +8,15 @@
 //   2. Two threads on one tenant (same class path): per-operation cost no worse
 //      than 5x the uncontended cost, each thread getting at least 40% of the
 //      admissions.
+//   3. (with tenancyd, TENANCY_BENCH_HTTP) A leased permit over HTTP: POST
+//      /v1/permits + DELETE /v1/permits/{permit} on one keep-alive
+//      connection, against a served GET /v1/kv/{key} on the same tenancyd
+//      (in process, as bench/http_bench starts it), in the same run. Per
+//      HTTP request (a take+release pair is two): at most 1.5x the GET. The
+//      pair's own cost is printed too. Median of 5 interleaved rounds of the
+//      process's CPU time per request (client and server both in it: the
+//      wall time of a loopback round trip on a busy machine is mostly other
+//      processes' turns); wall times are printed for reference.
 //
 // Every figure is measured while the process has a second (parked) thread, as
 // any host of a limiter has: glibc skips the atomic instructions of an
@@ -38,6 +47,19 @@
 
 #include "median_reporter.h"
 #include "tenancy/limiter.h"
+
+#ifdef TENANCY_BENCH_HTTP
+#include <httplib.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "http_server.h"
+#include "tenancy/engine.h"
+#include "tenancy/kv_store.h"
+#include "tenancy/logger.h"
+#include "tenancy/tenant_registry.h"
+#endif
 
 namespace {
 
@@ -193,6 +215,127 @@ std::string Ns(double ns) {
   return buf;
 }
 
+#ifdef TENANCY_BENCH_HTTP
+struct HttpPermitResult {
+  // Process CPU time (client and server) per served GET, per POST + DELETE
+  // of a permit; and the wall time of each.
+  double get_us = 0;
+  double pair_us = 0;
+  double get_wall_us = 0;
+  double pair_wall_us = 0;
+  bool ok = false;
+};
+
+double ProcessCpuMicros() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return 1e6 * static_cast<double>(ts.tv_sec) + 1e-3 * static_cast<double>(ts.tv_nsec);
+}
+
+// tenancyd in process over an engine in a temporary directory; one client on
+// one keep-alive connection does rounds of GETs and of permit pairs in turn.
+HttpPermitResult RunHttpPermits() {
+  HttpPermitResult result;
+  char dir_template[] = "/tmp/tenancy-limiter-bench-XXXXXX";
+  const std::filesystem::path dir = mkdtemp(dir_template);
+  {
+    tenancy::EngineOptions engine_options;
+    engine_options.path = (dir / "db").string();
+    engine_options.logger = tenancy::NewNullLogger();
+    engine_options.limiter.default_tenant_limits = {
+        {"llm", 30}, {"llm/student", 2}, {"llm/teacher", 10}, {"ocr", 5}};
+    auto engine = tenancy::Engine::Open(engine_options);
+    if (!engine.ok()) {
+      std::fprintf(stderr, "open: %s\n", engine.status().ToString().c_str());
+      return result;
+    }
+    auto& registry = (*engine)->registry();
+    tenancy::TenantSpec bench;
+    bench.id = "bench";
+    if (!registry.Create(bench).ok()) return result;
+    const std::string key = registry.CreateApiKey("bench")->secret;
+    if (!(*engine)->GetTenant("bench")->kv().Put("key", std::string(100, 'v')).ok()) {
+      return result;
+    }
+    tenancy::ServerOptions options;
+    options.port = 0;
+    options.threads = 2;
+    options.logger = tenancy::NewNullLogger();
+    auto server = tenancy::HttpServer::Start(options, engine->get());
+    if (!server.ok()) {
+      std::fprintf(stderr, "start: %s\n", server.status().ToString().c_str());
+      return result;
+    }
+    httplib::Client client("127.0.0.1", (*server)->port());
+    client.set_keep_alive(true);
+    client.set_tcp_nodelay(true);
+    const httplib::Headers auth = {{"Authorization", "Bearer " + key}};
+    const std::string take = R"({"class":"llm/student","lease_s":60})";
+    bool failed = false;
+    auto gets = [&](int n) {
+      for (int i = 0; i < n; ++i) {
+        auto r = client.Get("/v1/kv/key", auth);
+        failed = failed || !r || r->status != 200;
+      }
+    };
+    auto pairs = [&](int n) {
+      for (int i = 0; i < n; ++i) {
+        auto r = client.Post("/v1/permits", auth, take, "application/json");
+        if (!r || r->status != 201) {
+          failed = true;
+          return;
+        }
+        // {"permit":"pt_ and 32 characters"
+        const size_t at = r->body.find("pt_");
+        auto d = client.Delete("/v1/permits/" + r->body.substr(at, 35), auth);
+        failed = failed || !d || d->status != 204;
+      }
+    };
+    struct Cost {
+      double cpu_us, wall_us;
+    };
+    auto cost_per = [](auto&& run, int n) {
+      const auto start = steady_clock::now();
+      const double cpu_start = ProcessCpuMicros();
+      run(n);
+      return Cost{
+          (ProcessCpuMicros() - cpu_start) / n,
+          std::chrono::duration<double, std::micro>(steady_clock::now() - start).count() / n};
+    };
+    gets(2000);  // warm up both paths
+    pairs(1000);
+    constexpr int kGets = 10000;
+    constexpr int kPairs = 5000;
+    std::vector<double> get_us, pair_us, get_wall, pair_wall;
+    for (int round = 0; round < 5; ++round) {
+      const Cost get = cost_per(gets, kGets);
+      const Cost pair = cost_per(pairs, kPairs);
+      get_us.push_back(get.cpu_us);
+      get_wall.push_back(get.wall_us);
+      pair_us.push_back(pair.cpu_us);
+      pair_wall.push_back(pair.wall_us);
+    }
+    for (auto* v : {&get_us, &pair_us, &get_wall, &pair_wall}) std::sort(v->begin(), v->end());
+    result.get_us = get_us[2];
+    result.pair_us = pair_us[2];
+    result.get_wall_us = get_wall[2];
+    result.pair_wall_us = pair_wall[2];
+    result.ok = !failed;
+    if (failed) std::fprintf(stderr, "an HTTP request of the permit figure failed\n");
+    (*server)->Shutdown();
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+  return result;
+}
+
+std::string Us(double us) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f us", us);
+  return buf;
+}
+#endif  // TENANCY_BENCH_HTTP
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -280,6 +423,17 @@ int main(int argc, char** argv) {
   std::snprintf(share, sizeof(share), "%.1f%%", 100 * two_share_cpu);
   PrintFigure("  same, per CPU-second (scheduler factored out)", share, "50% (even split)",
               two_share_cpu / 0.5, ">= 0.80", two_share_cpu >= 0.40);
+#ifdef TENANCY_BENCH_HTTP
+  const HttpPermitResult http = RunHttpPermits();
+  if (!http.ok) return 1;
+  PrintFigure("permit take+release over HTTP, CPU per request", Us(http.pair_us / 2),
+              Us(http.get_us) + " GET", http.pair_us / 2 / http.get_us, "<= 1.50",
+              http.pair_us / 2 <= 1.5 * http.get_us);
+  PrintFigure("  the pair (POST + DELETE), for reference", Us(http.pair_us),
+              Us(http.get_us) + " GET", http.pair_us / http.get_us, "-", true);
+  std::printf("reference: wall time per request: permit take or release %s, GET %s\n",
+              Us(http.pair_wall_us / 2).c_str(), Us(http.get_wall_us).c_str());
+#endif
   std::printf(
       "\nreference: TryAcquire+release %s; without the rate check %s; "
       "steady_clock::now %s; std::mutex in a single-threaded process "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's curl walk-through, runnable: starts tenancyd on a fresh data
-# directory, creates a tenant, uses its key, hits its quota, reads its stats
-# and the metrics, and stops the server. Exits non-zero if any step does not
+# directory, creates a tenant, uses its key, hits its quota, takes a permit of
+# a limit class, reads its stats and the metrics, and stops the server. Exits non-zero if any step does not
 # answer as the README says (ctest runs it).
 #
 #   examples/curl_walkthrough.sh build/server/tenancyd
@@ -55,9 +55,22 @@ expect 204 -X PUT "${auth[@]}" --data-binary @"$data/blob" "$base/v1/kv/big1"
 expect 507 -X PUT "${auth[@]}" --data-binary @"$data/blob" "$base/v1/kv/big2"
 expect 404 "${auth[@]}" "$base/v1/kv/big2"
 
+step "a permit of a limit class for a remote worker: give acme llm/student 1, take, renew, release"
+expect 200 -X PUT "${admin[@]}" "$base/admin/tenants/acme" \
+  -d '{"quota":{"storage_mb":1},"limits":{"llm":30,"llm/student":1}}'
+taken=$(curl -s -X POST "${auth[@]}" "$base/v1/permits" \
+  -d '{"class":"llm/student","lease_s":60,"wait_s":1}')
+echo "$taken"
+permit=$(echo "$taken" | sed -n 's/.*"permit":"\([^"]*\)".*/\1/p')
+[ -n "$permit" ] || exit 1
+expect 429 -X POST "${auth[@]}" "$base/v1/permits" -d '{"class":"llm/student","wait_s":0.2}'
+expect 200 -X POST "${auth[@]}" "$base/v1/permits/$permit/renew" -d '{"lease_s":120}'
+expect 204 -X DELETE "${auth[@]}" "$base/v1/permits/$permit"
+expect 404 -X DELETE "${auth[@]}" "$base/v1/permits/$permit"
+
 step "stats and metrics (admin key)"
 expect 200 "${admin[@]}" "$base/admin/tenants/acme/stats"
-curl -s "${admin[@]}" "$base/metrics" | grep -E '^tenancy_(storage_bytes|keys|quota_bytes|rejections_total)\{tenant="acme"' 
+curl -s "${admin[@]}" "$base/metrics" | grep -E '^tenancy_(storage_bytes|keys|quota_bytes|rejections_total|permits_granted_total)\{tenant="acme"' 
 
 step "SIGTERM: finish requests in flight, flush, exit 0"
 kill -TERM $pid

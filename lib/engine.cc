@@ -6,6 +6,7 @@
 #include "access.h"
 #include "engine_parts.h"
 #include "job_runtime.h"
+#include "leased_permits_table.h"
 #include "rocksdb_status.h"
 #include "status_macros.h"
 #include "str_cat.h"
@@ -37,6 +38,8 @@ absl::StatusOr<std::unique_ptr<EngineParts>> EngineParts::Open(EngineOptions opt
         StrCat("engine: options.limiter: ", limiter.status().message()));
   }
   p.limiter = *std::move(limiter);
+  TENANCY_RETURN_IF_ERROR(PermitLeaseTable::ValidateOptions(p.options.permits));
+  p.permits = PermitLeaseTable::Create(p.limiter.get(), p.options.permits);
   TENANCY_ASSIGN_OR_RETURN(p.cache, CacheBinding::Claim(&p.options.cache));
   TENANCY_ASSIGN_OR_RETURN(p.storage, Storage::Open(p.options, p.logger()));
   p.ledger = std::make_unique<UsageLedger>(*p.storage, p.options);
@@ -46,12 +49,18 @@ absl::StatusOr<std::unique_ptr<EngineParts>> EngineParts::Open(EngineOptions opt
   p.catalog->AddPurgeListener([cache](uint64_t number) { cache->ForgetTenant(number); });
   JobRuntime* jobs = p.jobs.get();
   p.catalog->AddPurgeListener([jobs](uint64_t number) { jobs->OnPurge(number); });
+  // A tenant that takes no more calls holds no leased permits either.
+  PermitLeases* permits = p.permits.get();
+  p.catalog->AddStopListener([permits](const std::string& id, bool purged) {
+    permits->ReleaseTenant(id, /*forget=*/purged);
+  });
   TENANCY_RETURN_IF_ERROR(p.catalog->Load());
   TENANCY_RETURN_IF_ERROR(p.catalog->ResumePurges());
   return parts;
 }
 
 EngineParts::~EngineParts() {
+  permits.reset();                        // its sweeper, and the permits it holds of `limiter`
   if (jobs != nullptr) jobs->Shutdown();  // job worker threads first
   if (catalog != nullptr) {
     if (cache != nullptr) cache->ForgetAll(catalog->Snapshot());
@@ -114,6 +123,8 @@ absl::StatusOr<uint64_t> Engine::GetIntProperty(std::string_view property) const
 }
 
 Limiter& Engine::limiter() { return *parts_->limiter; }
+
+PermitLeases& Engine::permits() { return *parts_->permits; }
 
 const EngineOptions& Engine::options() const { return parts_->options; }
 

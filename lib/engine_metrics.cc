@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -113,6 +114,27 @@ void Engine::CollectMetrics(MetricSink& sink) const {
                     "Permits refused to a tenant, by class and kind",
                     {{"tenant", tenant}, {"class", cls}, {"kind", "rate"}},
                     static_cast<double>(c.rejected_rate));
+  }
+
+  for (const PermitLeaseCounters& c : parts_->permits->Snapshot()) {
+    const MetricLabel labels_array[] = {{"tenant", c.tenant_id}, {"class", c.class_name}};
+    const std::span<const MetricLabel> labels(labels_array);
+    sink.Add(MetricType::kGauge, "tenancy_permits_in_use",
+             "Leased permits a tenant holds now, by class", labels, static_cast<double>(c.in_use));
+    sink.Add(MetricType::kGauge, "tenancy_permits_waiting",
+             "Permit requests that may wait, in progress now", labels,
+             static_cast<double>(c.waiting));
+    sink.Add(MetricType::kCounter, "tenancy_permits_granted_total",
+             "Leased permits granted, by class", labels, static_cast<double>(c.granted));
+    sink.Add(MetricType::kCounter, "tenancy_permit_waits_total",
+             "Permit requests allowed to wait for a permit (a wait over 0)", labels,
+             static_cast<double>(c.waits));
+    sink.Add(MetricType::kCounter, "tenancy_permit_wait_timeouts_total",
+             "Permit requests whose wait ended without a permit", labels,
+             static_cast<double>(c.wait_timeouts));
+    sink.Add(MetricType::kCounter, "tenancy_permits_expired_total",
+             "Leased permits released because their lease ended", labels,
+             static_cast<double>(c.expired));
   }
 
   for (const RocksDbGauge& g : kRocksDbGauges) {

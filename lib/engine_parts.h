@@ -5,6 +5,8 @@
 //   TenantCatalog  the tenants: records, API keys, lifecycle (tenant_catalog.h)
 //   UsageLedger    the one write path, with exact accounting (usage_ledger.h)
 //   Limiter        tiered concurrency and rate limits (tenancy/limiter.h)
+//   PermitLeases   the limiter's permits leased under tokens
+//                  (tenancy/leased_permits.h)
 //   CacheBinding   the engine's Cache and the registry's hooks into it
 //                  (cache_binding.h)
 //   JobRuntime     the job queues' machinery and workers (job_runtime.h)
@@ -25,6 +27,7 @@
 #include "cache_binding.h"
 #include "storage.h"
 #include "tenancy/engine.h"
+#include "tenancy/leased_permits.h"
 #include "tenancy/limiter.h"
 #include "tenant_catalog.h"
 #include "usage_ledger.h"
@@ -51,6 +54,7 @@ struct EngineParts {
   std::unique_ptr<Storage> storage;
   std::unique_ptr<UsageLedger> ledger;
   std::unique_ptr<Limiter> limiter;
+  std::unique_ptr<PermitLeases> permits;  // holds permits of `limiter`
   std::unique_ptr<CacheBinding> cache;
   std::unique_ptr<TenantCatalog> catalog;
   std::unique_ptr<JobRuntime> jobs;

@@ -247,6 +247,9 @@ void TenantCatalog::ApplySpec(TenantSlot& slot, const TenantSpec& spec) {
   }
   cache_.ApplySpecLocked(slot);
   ApplyLimitsLocked(slot, limiter_, logger_);
+  if (slot.state.load() == TenantState::kDisabled) {
+    for (const auto& listener : stop_listeners_) listener(slot.id, /*purged=*/false);
+  }
 }
 
 TenantInfo TenantCatalog::InfoOf(const TenantSlot& slot) const {
@@ -579,6 +582,7 @@ absl::Status TenantCatalog::Purge(std::string_view id) {
       digests = slot->key_digests;
       // Under `mu`, after the state: LimiterTenantOf cannot add it back.
       limiter_.RemoveTenant(slot->id);
+      for (const auto& listener : stop_listeners_) listener(slot->id, /*purged=*/true);
     }
     absl::MutexLock index(&index_mu_);
     for (const Sha256Digest& d : digests) keys_.erase(d);

@@ -66,6 +66,13 @@ class TenantCatalog {
   void AddPurgeListener(std::function<void(uint64_t)> listener) {
     purge_listeners_.push_back(std::move(listener));
   }
+  // Called with a tenant's id when it stops taking calls: disabled (under
+  // the slot's mu, after its state changed; `purged` false) or being purged
+  // (phase 1; `purged` true). Listeners must not call back into the catalog
+  // or lock a slot. REQUIRES: during Open.
+  void AddStopListener(std::function<void(const std::string& id, bool purged)> listener) {
+    stop_listeners_.push_back(std::move(listener));
+  }
 
   // --- The registry's operations (see tenancy/tenant_registry.h) ---
   absl::StatusOr<std::vector<TenantInfo>> Create(const std::vector<TenantSpec>& specs);
@@ -139,7 +146,8 @@ class TenantCatalog {
   Limiter& limiter_;
   CacheBinding& cache_;
   Logger& logger_;
-  std::vector<std::function<void(uint64_t)>> purge_listeners_;  // set during Open
+  std::vector<std::function<void(uint64_t)>> purge_listeners_;                 // set during Open
+  std::vector<std::function<void(const std::string&, bool)>> stop_listeners_;  // likewise
 
   absl::Mutex purge_mu_ ABSL_ACQUIRED_BEFORE(admin_mu_);
   absl::Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(index_mu_);

@@ -41,10 +41,12 @@
 
 namespace tenancy::internal {
 
-// The class a job claim that waits for a job holds while it waits (bounded
-// per tenant by ServerOptions::max_waiting_claims_per_tenant and in all by
-// max_waiting_claims). Not under "requests": the claim's request already holds
-// a "requests/writes" permit.
+// The class a request that waits holds while it waits: a job claim waiting
+// for a job, a permit request waiting for a permit (bounded per tenant by
+// ServerOptions::max_waiting_claims_per_tenant and in all by
+// max_waiting_claims, for both together, so that waiting requests of either
+// kind never take every worker). Not under "requests": the waiting request
+// already holds a permit of a "requests" class.
 inline constexpr std::string_view kClaimWaitsClass = "requests.claim-waits";
 
 // "requests", "requests/writes", "requests/scans" (LimitClassId is in

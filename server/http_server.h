@@ -127,11 +127,13 @@ struct ServerOptions {
   // claim holds a worker thread. Must be in [0, 300] and within the engine's
   // JobQueueOptions::max_claim_wait. Default: 20 (as SQS's long polls).
   int max_claim_wait_seconds = 20;
-  // Claims that may wait for a job at once, over all tenants. A claim that
-  // finds no job while every slot is taken answers 429 concurrency_limited
-  // (Retry-After: 1) instead of waiting, so that waiting claims never hold
+  // Claims that may wait for a job at once, over all tenants; permit
+  // requests that wait for a permit (POST /v1/permits with wait_s) count
+  // here too. A claim that finds no job (a permit request that finds no free
+  // permit) while every slot is taken answers 429 concurrency_limited
+  // (Retry-After: 1) instead of waiting, so that waiting requests never hold
   // every worker. Must be < threads. -1: threads / 2 (so with one thread no
-  // claim waits). Default: -1.
+  // request waits). Default: -1.
   int max_waiting_claims = -1;
   // The same per tenant, so that one tenant's pollers cannot take every
   // slot. -1: max(1, max_waiting_claims / 2). Default: -1.

@@ -13,7 +13,8 @@ using enum RouteKind;
 using R = RouteId;
 
 // Indexed by RouteId. A write holds the writes class (a claim too: it
-// changes the job it leases); the scan holds the scans class.
+// changes the job it leases); the scan holds the scans class. Permit routes
+// change no data of the tenant (a read-only tenant may take permits).
 // clang-format off
 // Columns in RouteInfo order: id, name, method, path, kind, body, limit
 // class, is write.
@@ -36,6 +37,9 @@ constexpr RouteInfo kRoutes[kNumRoutes] = {
     {R::kJobAck,              "job_ack",               "POST",    "/v1/jobs/{id}/ack",                  kTenant,  kJson,  kWrites,    true},
     {R::kJobNack,             "job_nack",              "POST",    "/v1/jobs/{id}/nack",                 kTenant,  kJson,  kWrites,    true},
     {R::kJobGet,              "job_get",               "GET",     "/v1/jobs/{id}",                      kTenant,  kNone,  kRequests,  false},
+    {R::kPermitTake,          "permit_take",           "POST",    "/v1/permits",                        kTenant,  kJson,  kRequests,  false},
+    {R::kPermitRenew,         "permit_renew",          "POST",    "/v1/permits/{permit}/renew",         kTenant,  kJson,  kRequests,  false},
+    {R::kPermitRelease,       "permit_release",        "DELETE",  "/v1/permits/{permit}",               kTenant,  kNone,  kRequests,  false},
     {R::kAdminListTenants,    "admin_list_tenants",    "GET",     "/admin/tenants",                     kAdmin,   kNone,  kRequests,  false},
     {R::kAdminCreateTenant,   "admin_create_tenant",   "POST",    "/admin/tenants",                     kAdmin,   kJson,  kRequests,  false},
     {R::kAdminGetTenant,      "admin_get_tenant",      "GET",     "/admin/tenants/{id}",                kAdmin,   kNone,  kRequests,  false},
@@ -162,10 +166,34 @@ bool MatchJob(std::string_view method, std::string_view rest, RouteMatch* m, Htt
   return true;
 }
 
+// /v1/permits/{permit} and /v1/permits/{permit}/renew.
+bool MatchPermit(std::string_view method, std::string_view rest, RouteMatch* m, HttpError* error) {
+  const size_t slash = rest.find('/');
+  const std::string_view raw = rest.substr(0, slash);
+  const std::string_view sub =
+      slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  if (raw.empty()) return NoRoute(error);
+  std::string_view path;
+  if (sub.empty()) {
+    path = "/v1/permits/{permit}";
+  } else if (sub == "/renew") {
+    path = "/v1/permits/{permit}/renew";
+  } else {
+    return NoRoute(error);
+  }
+  if (!SelectMethod(path, method, m, error)) return false;
+  auto permit = PercentDecode(raw, /*plus_is_space=*/false);
+  if (!permit.ok()) {
+    return Fail(error, 400, "invalid_argument", "bad percent-escape in permit");
+  }
+  m->permit = std::move(*permit);
+  return true;
+}
+
 bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m, HttpError* error) {
   // Paths without parameters are their own templates.
   if (path == "/v1/kv" || path == "/v1/batch" || path == "/v1/usage" || path == "/v1/jobs" ||
-      path == "/v1/cache") {
+      path == "/v1/cache" || path == "/v1/permits") {
     return SelectMethod(path, method, m, error);
   }
   if (StartsWith(path, "/v1/kv/")) {
@@ -182,6 +210,9 @@ bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m, Http
   }
   if (StartsWith(path, "/v1/jobs/")) {
     return MatchJob(method, path.substr(9), m, error);
+  }
+  if (StartsWith(path, "/v1/permits/")) {
+    return MatchPermit(method, path.substr(12), m, error);
   }
   return NoRoute(error);
 }

@@ -47,6 +47,9 @@ enum class RouteId : int {
   kJobAck,
   kJobNack,
   kJobGet,
+  kPermitTake,
+  kPermitRenew,
+  kPermitRelease,
   kAdminListTenants,
   kAdminCreateTenant,
   kAdminGetTenant,
@@ -120,6 +123,9 @@ struct RouteMatch {
   std::string key;
   // /v1/jobs/{id}...: the job id, percent-decoded (the library checks it).
   std::string job_id;
+  // /v1/permits/{permit}...: the permit's token, percent-decoded (the library
+  // checks it).
+  std::string permit;
   // /admin/tenants/{id}...: the decoded, valid id.
   std::string admin_tenant;
   // /admin/tenants/{id}/keys/{key_id}: the decoded key id.

@@ -502,6 +502,12 @@ std::optional<HttpError> Router::Execute(Call& call) {
       return JobNack(call);
     case RouteId::kJobGet:
       return JobGet(call);
+    case RouteId::kPermitTake:
+      return PermitTake(call);
+    case RouteId::kPermitRenew:
+      return PermitRenew(call);
+    case RouteId::kPermitRelease:
+      return PermitRelease(call);
     case RouteId::kUnmatched:
       break;
   }

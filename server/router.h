@@ -113,6 +113,11 @@ class Router {
   std::optional<HttpError> JobNack(Call& call);
   std::optional<HttpError> JobGet(Call& call);
 
+  // Leased permits of a limit class (routes_permits.cc).
+  std::optional<HttpError> PermitTake(Call& call);
+  std::optional<HttpError> PermitRenew(Call& call);
+  std::optional<HttpError> PermitRelease(Call& call);
+
   // Admin routes (routes_admin.cc).
   std::optional<HttpError> AdminListTenants(Call& call);
   std::optional<HttpError> AdminCreateTenant(Call& call);
@@ -146,8 +151,9 @@ class Router {
   // Refusals of the admin API while no key is configured are logged once.
   std::atomic<bool> logged_no_admin_key_{false};
 
-  // Claims that may wait for a job at once hold a permit of this class
-  // (kClaimWaitsClass), per tenant and in all. Constant after construction.
+  // Requests that may wait (a claim for a job, a permit request for a
+  // permit) hold a permit of this class (kClaimWaitsClass) while they wait,
+  // per tenant and in all. Constant after construction.
   LimitClass claim_waits_;
   // Set by BeginShutdown; waiting claims watch it (ClaimOptions::cancel).
   std::atomic<bool> stopping_{false};

@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "tenancy/cache.h"
 #include "tenancy/jobs.h"
+#include "tenancy/leased_permits.h"
 #include "tenancy/limiter.h"
 #include "tenancy/logger.h"
 #include "tenancy/metrics.h"
@@ -100,6 +101,12 @@ struct EngineOptions {
   // runtime through Engine::limiter().
   LimiterOptions limiter;
 
+  // Permits leased to remote callers (tenancy/leased_permits.h,
+  // Engine::permits()): which classes cannot be leased.
+  // Default: PermitLeaseOptions{} ("requests" and its classes are reserved).
+  // Fixed after Open.
+  PermitLeaseOptions permits;
+
   // Jobs
 
   // Leases, backoff, limits and the clock of every tenant's JobQueue (see
@@ -161,7 +168,11 @@ class Engine {
   //     _rejected_total{class,kind};
   //   in all: tenancy_tenants{state}, tenancy_tenants_active,
   //     tenancy_limiter_global_in_use / _waiting / _limit{class}, and a few
-  //     RocksDB gauges (tenancy_rocksdb_*).
+  //     RocksDB gauges (tenancy_rocksdb_*);
+  //   per tenant and class of leased permits (permits()):
+  //     tenancy_permits_in_use, tenancy_permits_waiting,
+  //     tenancy_permits_granted_total, tenancy_permit_waits_total,
+  //     tenancy_permit_wait_timeouts_total, tenancy_permits_expired_total.
   // Cost: a pass over the tenants (no lock held across it) per call.
   void CollectMetrics(MetricSink& sink) const;
 
@@ -169,6 +180,11 @@ class Engine {
   // (Tenant::Acquire). Resolve classes here once (Limiter::Class) and change
   // defaults and global limits live. Valid as long as the Engine.
   Limiter& limiter();
+
+  // Permits of the limiter leased under a token, for callers outside the
+  // process (a REST host's remote workers). The engine releases a tenant's
+  // leased permits when it is disabled or purged. Valid as long as the Engine.
+  PermitLeases& permits();
 
   const EngineOptions& options() const;
   Logger& logger() const;
