@@ -426,11 +426,13 @@ int main(int argc, char** argv) {
 #ifdef TENANCY_BENCH_HTTP
   const HttpPermitResult http = RunHttpPermits();
   if (!http.ok) return 1;
-  PrintFigure("permit take+release over HTTP, CPU per request", Us(http.pair_us / 2),
-              Us(http.get_us) + " GET", http.pair_us / 2 / http.get_us, "<= 1.50",
-              http.pair_us / 2 <= 1.5 * http.get_us);
-  PrintFigure("  the pair (POST + DELETE), for reference", Us(http.pair_us),
-              Us(http.get_us) + " GET", http.pair_us / http.get_us, "-", true);
+  // The target is for the permit as a worker uses it, taken and released:
+  // two HTTP exchanges against the GET's one.
+  PrintFigure("permit take+release over HTTP (POST + DELETE), CPU", Us(http.pair_us),
+              Us(http.get_us) + " GET", http.pair_us / http.get_us, "<= 1.50",
+              http.pair_us <= 1.5 * http.get_us);
+  PrintFigure("  per HTTP request of the pair, for reference", Us(http.pair_us / 2),
+              Us(http.get_us) + " GET", http.pair_us / 2 / http.get_us, "-", true);
   std::printf("reference: wall time per request: permit take or release %s, GET %s\n",
               Us(http.pair_wall_us / 2).c_str(), Us(http.get_wall_us).c_str());
 #endif
