@@ -109,6 +109,10 @@ class Router {
   std::optional<HttpError> CacheDeletePrefix(Call& call);
   std::optional<HttpError> JobEnqueue(Call& call);
   std::optional<HttpError> JobClaim(Call& call);
+  // For a request about to wait (a claim, a permit request): a permit of
+  // claim_waits_ for the call's tenant, and the lane let go of while it
+  // waits; nullopt, and nothing done, when every slot for waiting is taken.
+  std::optional<Permit> BeginWait(Call& call);
   std::optional<HttpError> JobAck(Call& call);
   std::optional<HttpError> JobNack(Call& call);
   std::optional<HttpError> JobGet(Call& call);

@@ -326,6 +326,15 @@ std::optional<HttpError> Router::JobEnqueue(Call& call) {
   return std::nullopt;
 }
 
+std::optional<Permit> Router::BeginWait(Call& call) {
+  // A permit of the claim-waits class (per tenant, then in all) or no wait.
+  auto permit = call.tenant->TryAcquire(claim_waits_);
+  if (!permit.ok()) return std::nullopt;
+  // Waiting is not work: the tenant's other requests may run meanwhile.
+  call.exchange->BeginLongWait();
+  return *std::move(permit);
+}
+
 std::optional<HttpError> Router::JobClaim(Call& call) {
   auto params = QueryParams::Parse(call.match.query, {"type", "lease_s", "wait_s"});
   if (!params.ok()) return HttpErrorFromStatus(params.status());
@@ -353,17 +362,11 @@ std::optional<HttpError> Router::JobClaim(Call& call) {
   // One library call either way: a claim that may wait takes a slot first;
   // without one it only looks, and is told to come back if it finds nothing.
   std::optional<Permit> wait_permit;
-  if (wait > absl::ZeroDuration()) {
-    // A permit of the claim-waits class (per tenant, then in all) or no wait.
-    auto permit = call.tenant->TryAcquire(claim_waits_);
-    if (permit.ok()) wait_permit = *std::move(permit);
-  }
+  if (wait > absl::ZeroDuration()) wait_permit = BeginWait(call);
   const bool waits = wait_permit.has_value();
   if (waits) {
     options.wait = wait;
     options.cancel = &stopping_;
-    // Waiting is not work: the tenant's other requests may run meanwhile.
-    call.exchange->BeginLongWait();
   }
   auto claimed = call.tenant->jobs().Claim(options);
   wait_permit.reset();

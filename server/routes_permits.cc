@@ -20,6 +20,7 @@
 #include "json.h"
 #include "router.h"
 #include "router_call.h"
+#include "spec_json.h"
 #include "str_cat.h"
 #include "tenancy/leased_permits.h"
 
@@ -33,10 +34,6 @@ constexpr double kDefaultPermitLeaseSeconds = 60;
 
 HttpError Invalid(std::string message) {
   return MakeHttpError(400, "invalid_argument", std::move(message));
-}
-
-std::string FormatExpiry(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
 }
 
 struct TakeBody {
@@ -80,17 +77,10 @@ std::optional<HttpError> Router::PermitTake(Call& call) {
   // A request that may wait takes a slot of the waiting class first; without
   // one it only takes a free permit, and is told to come back otherwise.
   std::optional<Permit> wait_permit;
-  if (body->wait > absl::ZeroDuration()) {
-    auto permit = call.tenant->TryAcquire(claim_waits_);
-    if (permit.ok()) wait_permit = *std::move(permit);
-  }
+  if (body->wait > absl::ZeroDuration()) wait_permit = BeginWait(call);
   const bool waits = wait_permit.has_value();
   auto deadline = std::chrono::steady_clock::now();
-  if (waits) {
-    deadline += absl::ToChronoNanoseconds(body->wait);
-    // Waiting is not work: the tenant's other requests may run meanwhile.
-    call.exchange->BeginLongWait();
-  }
+  if (waits) deadline += absl::ToChronoNanoseconds(body->wait);
   auto taken = engine_->permits().Take(*call.tenant, body->class_name, body->lease, deadline);
   wait_permit.reset();
   if (!taken.ok()) {
@@ -104,7 +94,8 @@ std::optional<HttpError> Router::PermitTake(Call& call) {
   w.BeginObject();
   w.Key("permit").String(taken->token);
   w.Key("class").String(taken->class_name);
-  w.Key("expires_at").String(FormatExpiry(taken->expires_at));
+  w.Key("expires_at");
+  WriteTime(w, taken->expires_at);
   w.EndObject();
   ReplyJson(*call.res, 201, w.Release());
   return std::nullopt;
@@ -122,7 +113,9 @@ std::optional<HttpError> Router::PermitRenew(Call& call) {
       *call.tenant, call.match.permit, absl::Seconds(lease->value_or(kDefaultPermitLeaseSeconds)));
   if (!expires_at.ok()) return HttpErrorFromStatus(expires_at.status());
   JsonWriter w;
-  w.BeginObject().Key("expires_at").String(FormatExpiry(*expires_at)).EndObject();
+  w.BeginObject().Key("expires_at");
+  WriteTime(w, *expires_at);
+  w.EndObject();
   ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
