@@ -23,7 +23,8 @@ absl::Status EnsureDefaultTenant(Engine& engine, const std::string& id, Logger& 
   TenantSpec spec;
   spec.id = id;
   auto created = engine.registry().Create(spec);
-  if (!created.ok() && !absl::IsAlreadyExists(created.status())) {
+  if (absl::IsAlreadyExists(created.status())) return absl::OkStatus();  // made meanwhile
+  if (!created.ok()) {
     return absl::Status(
         created.status().code(),
         internal::StrCat("creating the default tenant \"", id, "\": ", created.status().message()));
