@@ -10,6 +10,7 @@
 #include "rocksdb_status.h"
 #include "status_macros.h"
 #include "str_cat.h"
+#include "tenant_archive.h"
 
 namespace tenancy {
 namespace internal {
@@ -55,6 +56,10 @@ absl::StatusOr<std::unique_ptr<EngineParts>> EngineParts::Open(EngineOptions opt
     permits->ReleaseTenant(id, /*forget=*/purged);
   });
   TENANCY_RETURN_IF_ERROR(p.catalog->Load());
+  // Imports a stop interrupted: their staged files, and the ranges they (or
+  // a replace) left without an owner.
+  RemoveImportStaging(p.options.path, p.logger());
+  TENANCY_RETURN_IF_ERROR(p.catalog->CleanAbandonedRanges());
   TENANCY_RETURN_IF_ERROR(p.catalog->ResumePurges());
   return parts;
 }
@@ -81,7 +86,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
 }
 
 Engine::Engine(std::unique_ptr<internal::EngineParts> parts)
-    : parts_(std::move(parts)), registry_(parts_->catalog.get()) {}
+    : parts_(std::move(parts)),
+      registry_(parts_->catalog.get()),
+      lifecycle_(new TenantLifecycle(parts_.get())) {}
 
 Engine::~Engine() = default;
 
@@ -125,6 +132,8 @@ absl::StatusOr<uint64_t> Engine::GetIntProperty(std::string_view property) const
 Limiter& Engine::limiter() { return *parts_->limiter; }
 
 PermitLeases& Engine::permits() { return *parts_->permits; }
+
+TenantLifecycle& Engine::lifecycle() { return *lifecycle_; }
 
 const EngineOptions& Engine::options() const { return parts_->options; }
 

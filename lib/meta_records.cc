@@ -62,6 +62,10 @@ std::string UsageKey(uint64_t number) { return NumberKey(kUsageKeyPrefix, number
 
 std::string RequestsKey(uint64_t number) { return NumberKey(kRequestsKeyPrefix, number); }
 
+std::string AbandonedRangeKey(uint64_t number) {
+  return NumberKey(kAbandonedRangeKeyPrefix, number);
+}
+
 std::string EncodeTenantRecord(const TenantRecord& r) {
   std::string out;
   out.push_back(static_cast<char>(kRecordVersion));

@@ -6,6 +6,8 @@
 //   "K" + sha256(secret)      ApiKeyRecord (the secret itself is never stored)
 //   "U" + number (8 bytes BE) usage ledger: bytes, keys (merge operands add)
 //   "R" + number (8 bytes BE) request counters
+//   "P" + number (8 bytes BE) a data range no tenant owns, to be deleted at
+//                             Open (an unfinished import, a replaced range)
 //
 // Record encodings start with a version byte so they can evolve.
 
@@ -28,11 +30,13 @@ inline constexpr char kTenantKeyPrefix = 'T';
 inline constexpr char kApiKeyPrefix = 'K';
 inline constexpr char kUsageKeyPrefix = 'U';
 inline constexpr char kRequestsKeyPrefix = 'R';
+inline constexpr char kAbandonedRangeKeyPrefix = 'P';
 
 std::string TenantRecordKey(std::string_view id);
 std::string ApiKeyRecordKey(const std::array<uint8_t, 32>& digest);
 std::string UsageKey(uint64_t number);
 std::string RequestsKey(uint64_t number);
+std::string AbandonedRangeKey(uint64_t number);
 
 struct TenantRecord {
   TenantSpec spec;

@@ -62,6 +62,8 @@ class Storage {
   rocksdb::DB* db() const { return db_.get(); }
   rocksdb::ColumnFamilyHandle* meta() const { return meta_; }
   const ColumnFamily& shared() const { return shared_; }
+  // The options of data column families (for SST files made outside).
+  const rocksdb::ColumnFamilyOptions& data_cf_options() const { return data_cf_options_; }
 
   // Data writes: sync as EngineOptions::sync_writes, and no_slowdown as
   // fail_writes_on_stall. Registry writes: always synced.

@@ -33,6 +33,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -92,6 +93,50 @@ class TenantCatalog {
   absl::StatusOr<std::vector<ApiKeyInfo>> ListApiKeys(std::string_view id) const;
   absl::StatusOr<ApiKeyOwner> FindApiKeyOwner(const Sha256Digest& digest) const;
 
+  // --- Imports (tenant_catalog_import.cc, driven by tenant_import.cc) ---
+  // An import's data goes to a fresh tenant number that no record points
+  // at until FinishImport; a marker in the meta column family ("P" +
+  // number) makes the next Open delete that range should the process die
+  // first (CleanAbandonedRanges). Dedicated placements get their column
+  // family here (an unclaimed one is dropped at Open anyway).
+  struct ImportTarget {
+    std::string id;
+    uint64_t number = 0;
+    Placement placement = Placement::kShared;
+    ColumnFamily cf;
+  };
+  // ALREADY_EXISTS (kCreate onto an existing id), NOT_FOUND (kReplace of an
+  // unknown or deleting one), ABORTED (an import of the id is running).
+  absl::StatusOr<ImportTarget> BeginImport(std::string_view id, bool replace, Placement placement);
+  struct ImportedKey {
+    Sha256Digest digest{};
+    std::string key_id;
+    std::string prefix;
+    absl::Time created_at;
+  };
+  struct ImportPlan {
+    bool replace = false;
+    TenantSpec spec;  // spec.id is the target
+    // The archive's record times, when the tenant takes the archive's
+    // identity (its own id); otherwise now / the replaced tenant's.
+    std::optional<absl::Time> created_at;
+    // The keys the tenant ends with, or nullopt to keep the replaced
+    // tenant's keys. New keys are added by the caller afterwards.
+    std::optional<std::vector<ImportedKey>> keys;
+    int64_t bytes = 0;
+    int64_t keys_count = 0;
+  };
+  // Points tenant plan.spec.id at the target's range in one synced write
+  // (record, keys, usage, request counters; the marker moves to the range
+  // it replaces), then deletes the replaced range. On an error before that
+  // write nothing changed; the caller then calls AbortImport.
+  absl::StatusOr<TenantInfo> FinishImport(const ImportTarget& target, const ImportPlan& plan);
+  // Deletes the target's range (or column family) and its marker.
+  void AbortImport(const ImportTarget& target);
+  // Open: deletes every range a marker names (an import a crash stopped
+  // before FinishImport, or a replaced range not yet deleted).
+  absl::Status CleanAbandonedRanges();
+
   // --- For the rest of the library ---
   // The slot of tenant `id` in any state but deleting: NOT_FOUND otherwise,
   // INVALID_ARGUMENT for a malformed id.
@@ -140,6 +185,10 @@ class TenantCatalog {
   void AddKeyToUnpublished(TenantSlot& slot, ApiKeyInfo key,
                            const Sha256Digest& digest) ABSL_NO_THREAD_SAFETY_ANALYSIS;
   absl::Status PurgeData(TenantSlot& slot);
+  // Deletes a range no record points at and its marker.
+  absl::Status DeleteAbandonedRange(uint64_t number, rocksdb::ColumnFamilyHandle* family);
+  absl::Status CheckImportKeysLocked(const ImportPlan& plan, const TenantSlot* replaced)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_);
 
   // Constant after construction
   Storage& storage_;
@@ -152,6 +201,7 @@ class TenantCatalog {
   absl::Mutex purge_mu_ ABSL_ACQUIRED_BEFORE(admin_mu_);
   absl::Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(index_mu_);
   uint64_t next_number_ ABSL_GUARDED_BY(admin_mu_) = 1;
+  absl::flat_hash_set<std::string> importing_ ABSL_GUARDED_BY(admin_mu_);
 
   mutable absl::Mutex index_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<TenantSlot>> by_id_ ABSL_GUARDED_BY(index_mu_);

@@ -28,6 +28,7 @@
 #include "tenancy/cache.h"
 #include "tenancy/jobs.h"
 #include "tenancy/leased_permits.h"
+#include "tenancy/lifecycle.h"
 #include "tenancy/limiter.h"
 #include "tenancy/logger.h"
 #include "tenancy/metrics.h"
@@ -56,6 +57,10 @@ struct EngineOptions {
   // fsync the WAL on every write. Default: false (WAL written, not synced; a
   // process crash loses nothing, a machine crash may lose the last writes).
   bool sync_writes = false;
+  // Where backups of the engine and archives of purged tenants go
+  // (Engine::lifecycle(), tenancy/lifecycle.h). Default (empty): `path` +
+  // ".backups", beside the data directory. Fixed after Open.
+  std::string backup_dir;
 
   // Limits
 
@@ -186,6 +191,10 @@ class Engine {
   // leased permits when it is disabled or purged. Valid as long as the Engine.
   PermitLeases& permits();
 
+  // Export and import of tenants, backups with restore of one tenant, and
+  // archives of purged tenants. Valid as long as the Engine.
+  TenantLifecycle& lifecycle();
+
   const EngineOptions& options() const;
   Logger& logger() const;
 
@@ -195,6 +204,7 @@ class Engine {
 
   std::unique_ptr<internal::EngineParts> parts_;
   TenantRegistry registry_;
+  std::unique_ptr<TenantLifecycle> lifecycle_;
 };
 
 }  // namespace tenancy
