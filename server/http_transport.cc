@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 
 #include "http_status.h"
@@ -39,6 +40,11 @@
 // scheduler allows). A worker runs it and writes the response without
 // waiting; what the client does not take at once is finished by the
 // reactor. Then the next request on the connection.
+//
+// A streamed request is dispatched as soon as its head is admitted; the
+// worker holding it reads the rest of its body, and writes a streamed
+// response, on the fd itself (the connection is the worker's throughout, so
+// nothing else reads or writes it meanwhile).
 
 namespace tenancy::internal {
 
@@ -75,8 +81,9 @@ struct Connection {
   uint64_t body_bytes = 0;  // Content-Length
   bool keep_alive = true;   // as the client asked (HTTP version, Connection)
   bool http10 = false;
-  bool takes_body = false;   // admitted with a body the route reads
-  bool unread_body = false;  // a body the route does not take: close after
+  bool takes_body = false;    // admitted with a body the route reads
+  bool streams_body = false;  // admitted with a body the handler reads itself
+  bool unread_body = false;   // a body the route does not take: close after
   Lane lane;
   std::unique_ptr<ExchangeContext> context;
   int64_t body_reserved = 0;  // in lane.key's buffer budget
@@ -170,6 +177,24 @@ void RequestSchedulerSlice(std::chrono::microseconds slice) {
   attr.sched_nice = nice;
   attr.sched_runtime = static_cast<uint64_t>(slice.count()) * 1000;
   ::syscall(SYS_sched_setattr, 0, &attr, 0);
+}
+
+// What a transfer of `bytes` may take: io_timeout plus the bytes at the
+// minimum rate (without overflow for any Content-Length).
+Clock::duration TransferTime(uint64_t bytes, const TransportOptions& o) {
+  const uint64_t rate = std::max<uint64_t>(1, o.min_transfer_bytes_per_second);
+  const uint64_t ms =
+      std::min<uint64_t>(bytes / rate, uint64_t{1} << 32) * 1000 + (bytes % rate) * 1000 / rate;
+  return o.io_timeout + std::chrono::milliseconds(ms);
+}
+
+// A poll() timeout that ends at `deadline` (rounded up, so that a wait does
+// not spin through its last millisecond); 0 once it has passed.
+int PollMillisUntil(Clock::time_point deadline) {
+  const Clock::duration left = deadline - Clock::now();
+  if (left <= Clock::duration::zero()) return 0;
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+  return static_cast<int>(std::min<int64_t>(ms, INT32_MAX));
 }
 
 int64_t MillisUntil(Clock::time_point deadline) {
@@ -281,6 +306,40 @@ int64_t SendSome(int fd, std::string_view head, std::string_view body, size_t of
   return static_cast<int64_t>(off);
 }
 
+// SendSome for three consecutive parts (a chunk's size line, data and CRLF).
+int64_t SendParts(int fd, const std::string_view (&parts)[3], size_t off) {
+  const size_t total = parts[0].size() + parts[1].size() + parts[2].size();
+  while (off < total) {
+    iovec iov[3];
+    size_t count = 0;
+    size_t room = kMaxSendBytes;
+    size_t skip = off;
+    for (std::string_view part : parts) {
+      if (skip >= part.size()) {
+        skip -= part.size();
+        continue;
+      }
+      const size_t take = std::min(part.size() - skip, room);
+      iov[count++] = {const_cast<char*>(part.data()) + skip, take};
+      skip = 0;
+      room -= take;
+      if (room == 0) break;
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    return -1;
+  }
+  return static_cast<int64_t>(off);
+}
+
 bool HasNoBody(int status) { return status < 200 || status == 204 || status == 304; }
 
 // The status line and headers of `response`.
@@ -323,6 +382,138 @@ void Exchange::BeginLongWait() {
   if (lane_released_ || transport_ == nullptr) return;
   lane_released_ = true;
   transport_->ReleaseLane(static_cast<HttpTransport::Worker*>(worker_), connection_);
+}
+
+absl::StatusOr<size_t> Exchange::ReadBody(char* buffer, size_t capacity) {
+  if (!body_error_.ok()) return body_error_;
+  if (body_left() == 0) return 0;
+  if (capacity == 0) return absl::InvalidArgumentError("ReadBody: no room in the buffer");
+  // What arrived with the head goes first: it is the start of the body.
+  if (!body_buffered_.empty()) {
+    const size_t n = std::min(capacity, body_buffered_.size());
+    std::memcpy(buffer, body_buffered_.data(), n);
+    body_buffered_.remove_prefix(n);
+    return n;
+  }
+  const int fd = connection_->fd;
+  // Never past the body: what follows is the next request's.
+  const auto want = static_cast<size_t>(std::min<uint64_t>(capacity, body_unreceived_));
+  for (;;) {
+    const ssize_t n = ::recv(fd, buffer, want, MSG_DONTWAIT);
+    if (n > 0) {
+      body_unreceived_ -= static_cast<uint64_t>(n);
+      return static_cast<size_t>(n);
+    }
+    if (n == 0) {
+      body_error_ =
+          absl::UnavailableError(StrCat("the client closed the connection with ", body_unreceived_,
+                                        " bytes of the request body unsent"));
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      body_error_ =
+          absl::UnavailableError(StrCat("receiving the request body: ", std::strerror(errno)));
+      break;
+    }
+    const int wait = PollMillisUntil(body_deadline_);
+    if (wait == 0) {
+      transport_->body_timeouts_total_.fetch_add(1, std::memory_order_relaxed);
+      body_error_ = absl::DeadlineExceededError(
+          StrCat("the request body did not arrive in time (", body_unreceived_, " bytes missing)"));
+      break;
+    }
+    pollfd p{fd, POLLIN | POLLRDHUP, 0};
+    ::poll(&p, 1, wait);
+  }
+  return body_error_;
+}
+
+absl::Status Exchange::StartStreamedResponse(
+    int status, std::vector<std::pair<std::string, std::string>> headers) {
+  if (stream_ != Stream::kNone) {
+    return absl::FailedPreconditionError("the streamed response has already started");
+  }
+  if (status < 200 || status > 599 || HasNoBody(status)) {
+    return absl::InvalidArgumentError(StrCat("status ", status, " has no body to stream"));
+  }
+  const Connection* c = connection_;
+  std::string head = StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\n");
+  for (const auto& [name, value] : headers) {
+    // Framing and the connection are the transport's.
+    if (!IsHttpFieldName(name) || EqualsIgnoreCase(name, "content-length") ||
+        EqualsIgnoreCase(name, "transfer-encoding") || EqualsIgnoreCase(name, "connection") ||
+        value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      return absl::InvalidArgumentError(StrCat("response header not allowed: ", name));
+    }
+    head += StrCat(name, ": ", value, "\r\n");
+  }
+  // HTTP/1.0 has no chunked encoding: the close delimits the body.
+  stream_chunked_ = !c->http10;
+  stream_head_only_ = method_ == "HEAD";
+  stream_closes_ = close_after_ || c->http10 || !c->keep_alive || c->peer_closed ||
+                   c->served + 1 >= transport_->options_.keep_alive_max_requests ||
+                   transport_->stopping();
+  if (stream_chunked_) head += "Transfer-Encoding: chunked\r\n";
+  if (stream_closes_) head += "Connection: close\r\n";
+  head += "\r\n";
+  stream_ = Stream::kOpen;
+  return SendStreamed(head);
+}
+
+absl::Status Exchange::WriteChunk(std::string_view data) {
+  if (stream_ == Stream::kFailed) return stream_error_;
+  if (stream_ != Stream::kOpen) {
+    return absl::FailedPreconditionError("no streamed response is open");
+  }
+  // An empty chunk would be the terminating one.
+  if (data.empty() || stream_head_only_) return absl::OkStatus();
+  if (!stream_chunked_) return SendStreamed(data);
+  char size_line[24];
+  const int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", data.size());
+  return SendStreamed(std::string_view(size_line, static_cast<size_t>(n)), data, "\r\n");
+}
+
+absl::Status Exchange::FinishStreamedResponse() {
+  if (stream_ == Stream::kFailed) return stream_error_;
+  if (stream_ != Stream::kOpen) {
+    return absl::FailedPreconditionError("no streamed response is open");
+  }
+  if (stream_chunked_ && !stream_head_only_) {
+    if (absl::Status s = SendStreamed("0\r\n\r\n"); !s.ok()) return s;
+  }
+  stream_ = Stream::kFinished;
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::SendStreamed(std::string_view a, std::string_view b, std::string_view c) {
+  const std::string_view parts[3] = {a, b, c};
+  const size_t total = a.size() + b.size() + c.size();
+  const Clock::time_point deadline = Clock::now() + TransferTime(total, transport_->options_);
+  const int fd = connection_->fd;
+  size_t off = 0;
+  for (;;) {
+    const int64_t sent = SendParts(fd, parts, off);
+    if (sent < 0) {
+      stream_error_ =
+          absl::UnavailableError("the client closed the connection during a streamed response");
+      break;
+    }
+    off = static_cast<size_t>(sent);
+    if (off == total) return absl::OkStatus();
+    const int wait = PollMillisUntil(deadline);
+    if (wait == 0) {
+      stream_error_ = absl::DeadlineExceededError(
+          StrCat("the client did not take the streamed response in time (", total - off, " of ",
+                 total, " bytes unsent)"));
+      break;
+    }
+    pollfd p{fd, POLLOUT, 0};
+    ::poll(&p, 1, wait);
+  }
+  stream_ = Stream::kFailed;
+  transport_->aborted_responses_total_.fetch_add(1, std::memory_order_relaxed);
+  return stream_error_;
 }
 
 std::optional<std::string_view> FindRawHeader(std::string_view raw_head, std::string_view name,
@@ -979,8 +1170,14 @@ HttpTransport::Step HttpTransport::Advance(Connection* c) {
       c->http10 = f.http10;
       c->lane = decision.lane;
       c->context = std::move(decision.context);
-      c->takes_body = decision.takes_body && f.body_bytes > 0;
-      c->unread_body = body_pending && !c->takes_body;
+      c->streams_body = decision.streams_body && f.body_bytes > 0;
+      c->takes_body = !c->streams_body && decision.takes_body && f.body_bytes > 0;
+      c->unread_body = body_pending && !c->takes_body && !c->streams_body;
+      // A streamed body is the handler's to read: ready at once, outside the
+      // buffer budgets.
+      if (c->streams_body && f.expect_continue && c->in.size() < f.head_bytes + f.body_bytes) {
+        SendNow(c->fd, kContinue);
+      }
       if (c->takes_body) {
         const bool complete = c->in.size() >= f.head_bytes + f.body_bytes;
         bool reserved;
@@ -1272,6 +1469,18 @@ bool HttpTransport::ServeOne(Worker* w, Connection* c) {
   ex.target_ = raw.substr(sp1 + 1, sp2 - sp1 - 1);
   ex.raw_head_ = raw;
   if (c->takes_body) ex.body_ = std::string_view(c->in).substr(c->head_bytes, c->body_bytes);
+  ex.body_buffered_ = ex.body_;
+  // Where the request's bytes in c->in end.
+  size_t request_end = c->head_bytes + (c->takes_body ? c->body_bytes : 0);
+  if (c->streams_body) {
+    // What arrived with the head is handed out first, the rest read from the
+    // socket; the deadline runs from now, not from while it was queued.
+    request_end =
+        static_cast<size_t>(std::min<uint64_t>(c->in.size(), c->head_bytes + c->body_bytes));
+    ex.body_buffered_ = std::string_view(c->in).substr(c->head_bytes, request_end - c->head_bytes);
+    ex.body_unreceived_ = c->body_bytes - ex.body_buffered_.size();
+    ex.body_deadline_ = Clock::now() + TransferTime(c->body_bytes, options_);
+  }
   ex.remote_ip_ = &c->remote_ip;
   ex.context_ = std::move(c->context);
   ex.transport_ = this;
@@ -1286,15 +1495,46 @@ bool HttpTransport::ServeOne(Worker* w, Connection* c) {
     c->body_reserved = 0;
   }
 
+  // A streamed body read in part is never parsed as the next request: the
+  // connection ends after the response (drained, as a body not taken; one
+  // that failed is closed).
+  const bool body_failed = !ex.body_error_.ok();
+  if (c->streams_body && !body_failed && ex.body_left() > 0) c->unread_body = true;
+  c->streams_body = false;
   const bool head_request = ex.method_ == "HEAD";
-  const bool close = ex.close_after_ || c->unread_body || !c->keep_alive || c->peer_closed ||
-                     c->served + 1 >= options_.keep_alive_max_requests || stopping();
+  const bool close = ex.close_after_ || c->unread_body || body_failed || !c->keep_alive ||
+                     c->peer_closed || c->served + 1 >= options_.keep_alive_max_requests ||
+                     stopping();
+  if (ex.stream_ != Exchange::Stream::kNone) {
+    // The handler wrote its response itself.
+    c->in_off = request_end;
+    c->head_decided = false;
+    ++c->served;
+    if (ex.stream_ != Exchange::Stream::kFinished) {
+      // Failed (counted then) or left unfinished: closed with no terminating
+      // chunk, so the client cannot take it for a whole response.
+      if (ex.stream_ == Exchange::Stream::kOpen) {
+        aborted_responses_total_.fetch_add(1, std::memory_order_relaxed);
+      }
+      Close(c);
+      return false;
+    }
+    if (close || ex.stream_closes_) {
+      if (c->unread_body) {
+        StartDraining(c);
+      } else {
+        Close(c);
+      }
+      return false;
+    }
+    return true;
+  }
   HttpResponse& response = ex.response_;
   std::string head = ResponseHead(response, close, c->http10);
   std::string_view body =
       head_request || HasNoBody(response.status) ? std::string_view() : response.body;
   // The request's bytes are done with (ex's views point into them).
-  c->in_off = c->head_bytes + (c->takes_body ? c->body_bytes : 0);
+  c->in_off = request_end;
   c->head_decided = false;
   ++c->served;
   const size_t total = head.size() + body.size();

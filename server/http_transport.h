@@ -11,7 +11,8 @@
 //     any body byte is waited for), reads admitted bodies into memory, and
 //     finishes responses that the client does not take at once. Slow or idle
 //     clients therefore hold no worker, only bounded memory;
-//   - foreground workers run requests whose bodies are in memory; after a
+//   - foreground workers run requests whose bodies are in memory (or
+//     streamed, below); after a
 //     response a worker lingers briefly on the connection for its next
 //     request (keep-alive without a hand-off between threads);
 //   - background workers, at a lower OS priority (nice), run the requests the
@@ -43,6 +44,21 @@
 //   - time: heads, bodies and responses each have a deadline that allows
 //     min_transfer_bytes_per_second; a client too slow is closed (408 when
 //     nothing was answered yet).
+//
+// Streamed exchanges (tenant export and import): a head handler may set
+// HeadDecision::streams_body. Such a request is dispatched as soon as its
+// head is admitted, its body is neither read into memory nor counted against
+// the buffer budgets, and the handler reads it with Exchange::ReadBody.
+// Any handler may answer with a streamed response (chunked transfer
+// encoding): Exchange::StartStreamedResponse, WriteChunk, and
+// FinishStreamedResponse write straight from the worker, waiting for the
+// client with the same deadlines as above (per body, and per chunk). A
+// stream that fails (a client too slow or gone), a body left unread, or a
+// response not finished closes the connection after the handler: a client
+// never sees a cut-short exchange as a whole one. While a handler streams it
+// holds its worker and its lane's running slot, so the caller (the router)
+// must cap how many requests stream at once, and should put them on the
+// background workers (Lane::background); the mechanism works on either.
 //
 // Thread safety: Bind, Start and Stop are called from one thread; Counters()
 // is safe from any thread. Handlers are called concurrently.
@@ -231,6 +247,10 @@ struct HeadDecision {
   // The route reads a request body. A body it does not take is never read:
   // the connection closes after the response.
   bool takes_body = true;
+  // The handler reads the body itself (Exchange::ReadBody) instead of the
+  // transport reading it into memory first; overrides takes_body. Needs a
+  // Content-Length: a body framed otherwise is not taken.
+  bool streams_body = false;
 };
 
 // Called once per request, as soon as its head has arrived. Must not block
@@ -254,8 +274,9 @@ struct Connection;
 struct Peer;
 class HttpTransport;
 
-// One admitted request with its body in memory, as the request handler sees
-// it, on the worker thread serving it. Valid during the call.
+// One admitted request, as the request handler sees it, on the worker thread
+// serving it. Valid during the call; its methods are called from one thread
+// at a time.
 class Exchange {
  public:
   Exchange(const Exchange&) = delete;
@@ -269,17 +290,49 @@ class Exchange {
   std::optional<std::string_view> RawHeader(std::string_view name, bool* repeated = nullptr) const {
     return FindRawHeader(raw_head_, name, repeated);
   }
-  // The whole body (empty if the route takes none).
+  // The whole body (empty if the route takes none, or streams it).
   std::string_view body() const { return body_; }
+  // Reads the next bytes of the body into `buffer` (what arrived with the
+  // head first): how many, 0 at its end. The whole body must arrive within
+  // TransportOptions::io_timeout plus its size at
+  // min_transfer_bytes_per_second from when the handler started, or
+  // DEADLINE_EXCEEDED; UNAVAILABLE if the client closed the connection
+  // before its end. After an error the connection closes once the handler
+  // returns (the error is returned again). For a body in memory, hands out
+  // body(). INVALID_ARGUMENT if capacity is 0.
+  absl::StatusOr<size_t> ReadBody(char* buffer, size_t capacity);
+  // The body's bytes not handed out by ReadBody yet.
+  uint64_t body_left() const { return body_buffered_.size() + body_unreceived_; }
   const std::string& remote_ip() const { return *remote_ip_; }
 
   // The head handler's context; TakeContext hands it over to the caller.
   ExchangeContext* context() const { return context_.get(); }
   std::unique_ptr<ExchangeContext> TakeContext() { return std::move(context_); }
 
+  // The response, written by the transport once the handler returns.
+  // Ignored once a streamed response has started.
   HttpResponse& response() { return response_; }
   // Close the connection after the response.
   void CloseAfterResponse() { close_after_ = true; }
+
+  // A streamed response: writes the status line and `headers` (not
+  // Content-Length, Transfer-Encoding or Connection: the transport's), with
+  // "Transfer-Encoding: chunked" (an HTTP/1.0 client gets the body
+  // delimited by the connection's close instead). FAILED_PRECONDITION if
+  // already started; INVALID_ARGUMENT for a status without a body (1xx,
+  // 204, 304) or a malformed header. Each write waits for the client up to
+  // io_timeout plus its size at min_transfer_bytes_per_second:
+  // DEADLINE_EXCEEDED past that, UNAVAILABLE if the client is gone; after an
+  // error every later call returns it and the connection closes once the
+  // handler returns. Without FinishStreamedResponse the connection closes
+  // with no terminating chunk. For HEAD, only the head is written.
+  absl::Status StartStreamedResponse(int status,
+                                     std::vector<std::pair<std::string, std::string>> headers = {});
+  // One chunk; empty data writes nothing. REQUIRES: started, not finished.
+  absl::Status WriteChunk(std::string_view data);
+  // The terminating chunk; the connection then goes on to its next request.
+  absl::Status FinishStreamedResponse();
+  bool streamed_response_started() const { return stream_ != Stream::kNone; }
 
   // The handler is about to wait for something other than CPU (a claim
   // waiting for a job): its lane stops counting it as running, so the
@@ -299,6 +352,21 @@ class Exchange {
   std::unique_ptr<ExchangeContext> context_;
   HttpResponse response_;
   bool close_after_ = false;
+  // ReadBody: received bytes not handed out yet, bytes still to receive.
+  std::string_view body_buffered_;
+  uint64_t body_unreceived_ = 0;
+  std::chrono::steady_clock::time_point body_deadline_;
+  absl::Status body_error_;
+  // The streamed response.
+  enum class Stream { kNone, kOpen, kFinished, kFailed };
+  // Writes a, b and c whole, waiting for the client up to io_timeout plus
+  // their size at the minimum rate; on failure the stream is kFailed.
+  absl::Status SendStreamed(std::string_view a, std::string_view b = {}, std::string_view c = {});
+  Stream stream_ = Stream::kNone;
+  bool stream_chunked_ = true;     // false: HTTP/1.0, delimited by the close
+  bool stream_head_only_ = false;  // HEAD
+  bool stream_closes_ = false;     // "Connection: close" was sent
+  absl::Status stream_error_;
   // For BeginLongWait: who runs the request, and whether its lane let go.
   HttpTransport* transport_ = nullptr;
   void* worker_ = nullptr;  // HttpTransport::Worker
