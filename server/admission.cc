@@ -12,6 +12,8 @@ std::string_view LimitClassName(LimitClassId id) {
       return "requests/writes";
     case LimitClassId::kScans:
       return "requests/scans";
+    case LimitClassId::kLifecycle:
+      return "admin.lifecycle";  // the server's own slots, not the limiter's
   }
   return "requests";
 }

@@ -94,6 +94,10 @@ struct ServerOptions {
   // Largest JSON request body (POST /v1/batch, admin routes), in bytes; more
   // is 413 before the body is read. Default: 8 MiB.
   size_t max_json_body_bytes = size_t{8} << 20;
+  // Admin operations that move a tenant's data (export, import, backup,
+  // restore, purge with an archive) running at once; more is 429
+  // concurrency_limited. They run on the background workers. Default: 1.
+  int max_lifecycle_operations = 1;
   // Operations in one POST /v1/batch. Default: 10,000.
   size_t max_batch_ops = 10000;
   // A scan stops adding items once its response body would pass this many

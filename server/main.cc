@@ -160,6 +160,9 @@ ABSL_FLAG(std::string, data_dir, "", "the RocksDB directory `DIR` (required); cr
 ABSL_FLAG(ListenAddress, listen,
           (ListenAddress{tenancy::ServerOptions().host, tenancy::ServerOptions().port}),
           "the `HOST:PORT` to listen on; port 0 picks a free port");
+ABSL_FLAG(std::string, backup_dir, "",
+          "the directory `DIR` of backups and of archives of purged tenants; "
+          "default: the data directory's path + \".backups\"");
 ABSL_FLAG(std::string, config, "",
           "the tenants file `FILE` (tenants, keys, limits): applied at start, "
           "re-applied when it changes and on SIGHUP");
@@ -427,6 +430,7 @@ int main(int argc, char** argv) {
 
   tenancy::EngineOptions engine_options;
   engine_options.path = data_dir;
+  engine_options.backup_dir = absl::GetFlag(FLAGS_backup_dir);
   auto engine = tenancy::Engine::Open(engine_options);
   if (!engine.ok()) {
     std::cerr << "tenancyd: open " << data_dir << ": " << engine.status() << "\n";

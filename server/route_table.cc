@@ -51,6 +51,14 @@ constexpr RouteInfo kRoutes[kNumRoutes] = {
     {R::kAdminCreateKey,      "admin_create_key",      "POST",    "/admin/tenants/{id}/keys",           kAdmin,   kNone,  kRequests,  false},
     {R::kAdminRevokeKey,      "admin_revoke_key",      "DELETE",  "/admin/tenants/{id}/keys/{key_id}",  kAdmin,   kNone,  kRequests,  false},
     {R::kAdminStats,          "admin_stats",           "GET",     "/admin/tenants/{id}/stats",          kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminExportTenant,   "admin_export_tenant",   "GET",     "/admin/tenants/{id}/export",         kAdmin,   kNone,  kLifecycle, false},
+    {R::kAdminImportTenant,   "admin_import_tenant",   "POST",    "/admin/tenants/{id}/import",         kAdmin,   kStream, kLifecycle, false},
+    {R::kAdminRestoreTenant,  "admin_restore_tenant",  "POST",    "/admin/tenants/{id}/restore",        kAdmin,   kJson,  kLifecycle, false},
+    {R::kAdminCreateBackup,   "admin_create_backup",   "POST",    "/admin/backups",                     kAdmin,   kNone,  kLifecycle, false},
+    {R::kAdminListBackups,    "admin_list_backups",    "GET",     "/admin/backups",                     kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminDeleteBackup,   "admin_delete_backup",   "DELETE",  "/admin/backups/{backup_id}",         kAdmin,   kNone,  kLifecycle, false},
+    {R::kAdminListArchives,   "admin_list_archives",   "GET",     "/admin/archives",                    kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminRestoreArchive, "admin_restore_archive", "POST",    "/admin/archives/{name}/restore",     kAdmin,   kJson,  kLifecycle, false},
     {R::kMetrics,             "metrics",               "GET",     "/metrics",                           kAdmin,   kNone,  kRequests,  false},
     {R::kUnmatched,           "unmatched",             "",        "",                                   kPublic,  kNone,  kRequests,  false},
 };
@@ -217,8 +225,41 @@ bool MatchV1(std::string_view method, std::string_view path, RouteMatch* m, Http
   return NoRoute(error);
 }
 
+// /admin/backups..., /admin/archives...
+bool MatchLifecycle(std::string_view method, std::string_view path, RouteMatch* m,
+                    HttpError* error) {
+  if (path == "/admin/backups" || path == "/admin/archives") {
+    return SelectMethod(path, method, m, error);
+  }
+  if (StartsWith(path, "/admin/backups/") && path.size() > 15 &&
+      path.find('/', 15) == std::string_view::npos) {
+    if (!SelectMethod("/admin/backups/{backup_id}", method, m, error)) return false;
+    auto id = PercentDecode(path.substr(15), /*plus_is_space=*/false);
+    if (!id.ok()) return Fail(error, 400, "invalid_argument", "bad percent-escape in backup id");
+    m->backup_id = std::move(*id);
+    return true;
+  }
+  constexpr std::string_view kRestore = "/restore";
+  if (StartsWith(path, "/admin/archives/") && path.size() > 16 + kRestore.size() &&
+      path.substr(path.size() - kRestore.size()) == kRestore) {
+    std::string_view name = path.substr(16, path.size() - 16 - kRestore.size());
+    if (name.find('/') != std::string_view::npos) return NoRoute(error);
+    if (!SelectMethod("/admin/archives/{name}/restore", method, m, error)) return false;
+    auto decoded = PercentDecode(name, /*plus_is_space=*/false);
+    if (!decoded.ok()) {
+      return Fail(error, 400, "invalid_argument", "bad percent-escape in archive name");
+    }
+    m->archive = std::move(*decoded);
+    return true;
+  }
+  return NoRoute(error);
+}
+
 bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m, HttpError* error) {
   if (path == "/admin/tenants") return SelectMethod(path, method, m, error);
+  if (StartsWith(path, "/admin/backups") || StartsWith(path, "/admin/archives")) {
+    return MatchLifecycle(method, path, m, error);
+  }
   if (!StartsWith(path, "/admin/tenants/")) return NoRoute(error);
   std::string_view rest = path.substr(15);
   size_t slash = rest.find('/');
@@ -237,6 +278,15 @@ bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m, H
   }
   if (sub == "/keys") {
     return SelectMethod("/admin/tenants/{id}/keys", method, m, error);
+  }
+  if (sub == "/export") {
+    return SelectMethod("/admin/tenants/{id}/export", method, m, error);
+  }
+  if (sub == "/import") {
+    return SelectMethod("/admin/tenants/{id}/import", method, m, error);
+  }
+  if (sub == "/restore") {
+    return SelectMethod("/admin/tenants/{id}/restore", method, m, error);
   }
   if (StartsWith(sub, "/keys/") && sub.size() > 6 && sub.find('/', 6) == std::string_view::npos) {
     if (!SelectMethod("/admin/tenants/{id}/keys/{key_id}", method, m, error)) {

@@ -61,6 +61,14 @@ enum class RouteId : int {
   kAdminCreateKey,
   kAdminRevokeKey,
   kAdminStats,
+  kAdminExportTenant,
+  kAdminImportTenant,
+  kAdminRestoreTenant,
+  kAdminCreateBackup,
+  kAdminListBackups,
+  kAdminDeleteBackup,
+  kAdminListArchives,
+  kAdminRestoreArchive,
   kMetrics,
   kUnmatched,  // 404/405/400 before any route: for metrics only
 };
@@ -73,14 +81,19 @@ enum class RouteKind {
 };
 
 enum class BodyKind {
-  kNone,  // no body is read (one that is sent closes the connection after)
-  kRaw,   // value bytes, up to EngineOptions::max_value_bytes
-  kJson,  // a JSON document, up to ServerOptions::max_json_body_bytes
+  kNone,    // no body is read (one that is sent closes the connection after)
+  kRaw,     // value bytes, up to EngineOptions::max_value_bytes
+  kJson,    // a JSON document, up to ServerOptions::max_json_body_bytes
+  kStream,  // read by the handler as it goes (an archive), never whole in memory
 };
 
 // The limit classes a tenant request holds from its head to its response
-// (admission.h has their names and defaults).
-enum class LimitClassId { kRequests, kWrites, kScans };
+// (admission.h has their names and defaults); and kLifecycle, the server's
+// slots for admin routes that move a tenant's data (export, import, backup,
+// restore, archive), so that they cannot take every worker
+// (ServerOptions::max_lifecycle_operations).
+enum class LimitClassId { kRequests, kWrites, kScans, kLifecycle };
+// The tenant classes (the first three).
 inline constexpr int kNumLimitClasses = 3;
 
 // The facts of one route. Intentionally copyable.
@@ -130,6 +143,9 @@ struct RouteMatch {
   std::string admin_tenant;
   // /admin/tenants/{id}/keys/{key_id}: the decoded key id.
   std::string key_id;
+  // /admin/backups/{backup_id}, /admin/archives/{name}/restore: decoded.
+  std::string backup_id;
+  std::string archive;
   // The raw query string (without '?').
   std::string_view query;
   // Intentionally copyable.

@@ -201,6 +201,7 @@ HeadDecision Router::DecideHead(const RequestHead& head) {
     }
     decision.lane = LaneOf(*call, head);
     decision.takes_body = RouteTakesBody(call->match.id);
+    decision.streams_body = RouteInfoOf(call->match.id).body == BodyKind::kStream;
     decision.context = std::move(call);
     return decision;
   }
@@ -213,7 +214,11 @@ HeadDecision Router::DecideHead(const RequestHead& head) {
 
 Lane Router::LaneOf(const Call& call, const RequestHead& head) const {
   Lane lane;
-  if (!call.tenant.has_value()) return lane;  // admin: the control lane
+  if (!call.tenant.has_value()) {
+    // Admin: the control lane; data moves on the background workers.
+    lane.background = IsLifecycleCall(call);
+    return lane;
+  }
   lane.key = Lane::TenantLane(call.tenant->number());
   // Heavy work runs on the background workers, at a lower OS priority: a
   // large body (a batch of thousands of operations, a large value) or a
@@ -261,7 +266,7 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
                          "Transfer-Encoding (chunked) request bodies are not "
                          "accepted; send Content-Length");
   }
-  if (RouteTakesBody(route)) {
+  if (RouteTakesBody(route) && RouteInfoOf(route).body != BodyKind::kStream) {
     const uint64_t limit =
         RouteTakesJson(route) ? options_.max_json_body_bytes : engine_->options().max_value_bytes;
     if (head.body_length > limit) {
@@ -283,7 +288,9 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
       return std::nullopt;
     case RouteKind::kAdmin:
       if (route == RouteId::kMetrics && options_.metrics_public) return std::nullopt;
-      return AuthorizeAdmin(head, route);
+      if (auto e = AuthorizeAdmin(head, route); e.has_value()) return e;
+      if (IsLifecycleCall(call)) return TakeLifecycleSlot(call);
+      return std::nullopt;
     case RouteKind::kTenant:
       break;
   }
@@ -482,6 +489,22 @@ std::optional<HttpError> Router::Execute(Call& call) {
       return AdminStats(call);
     case RouteId::kMetrics:
       return MetricsText(call);
+    case RouteId::kAdminExportTenant:
+      return AdminExportTenant(call);
+    case RouteId::kAdminImportTenant:
+      return AdminImportTenant(call);
+    case RouteId::kAdminRestoreTenant:
+      return AdminRestoreTenant(call);
+    case RouteId::kAdminCreateBackup:
+      return AdminCreateBackup(call);
+    case RouteId::kAdminListBackups:
+      return AdminListBackups(call);
+    case RouteId::kAdminDeleteBackup:
+      return AdminDeleteBackup(call);
+    case RouteId::kAdminListArchives:
+      return AdminListArchives(call);
+    case RouteId::kAdminRestoreArchive:
+      return AdminRestoreArchive(call);
     case RouteId::kCacheGet:
       return CacheGet(call);
     case RouteId::kCachePut:

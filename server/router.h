@@ -136,6 +136,23 @@ class Router {
   std::optional<HttpError> AdminStats(Call& call);
   std::optional<HttpError> MetricsText(Call& call);
 
+  // Tenant data lifecycle (routes_lifecycle.cc).
+  std::optional<HttpError> AdminExportTenant(Call& call);
+  std::optional<HttpError> AdminImportTenant(Call& call);
+  std::optional<HttpError> AdminRestoreTenant(Call& call);
+  std::optional<HttpError> AdminCreateBackup(Call& call);
+  std::optional<HttpError> AdminListBackups(Call& call);
+  std::optional<HttpError> AdminDeleteBackup(Call& call);
+  std::optional<HttpError> AdminListArchives(Call& call);
+  std::optional<HttpError> AdminRestoreArchive(Call& call);
+  // POST /admin/tenants/{id}/purge?archive=true
+  std::optional<HttpError> AdminArchiveAndPurge(Call& call);
+  // True for a call that holds a lifecycle slot (its route's class, or a
+  // purge that archives first).
+  static bool IsLifecycleCall(const Call& call);
+  // One of ServerOptions::max_lifecycle_operations, or 429.
+  std::optional<HttpError> TakeLifecycleSlot(Call& call);
+
   // Constant after construction.
   const ServerOptions& options_;
   Engine* const engine_;
@@ -159,6 +176,8 @@ class Router {
   // permit) hold a permit of this class (kClaimWaitsClass) while they wait,
   // per tenant and in all. Constant after construction.
   LimitClass claim_waits_;
+  // Lifecycle operations running (TakeLifecycleSlot).
+  std::atomic<int> lifecycle_running_{0};
   // Set by BeginShutdown; waiting claims watch it (ClaimOptions::cancel).
   std::atomic<bool> stopping_{false};
 };

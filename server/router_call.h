@@ -38,6 +38,9 @@ struct Router::Call final : public ExchangeContext {
   std::optional<Tenant> tenant;
   std::shared_ptr<TenantRuntime> runtime;
   AdmissionTicket ticket;
+  // Admin routes that move a tenant's data: the server's lifecycle slot,
+  // given back when the call ends.
+  std::shared_ptr<void> lifecycle_slot;
   bool via_admin_key = false;
   // The request body (the transport's buffer; valid while the request runs).
   std::string_view body;

@@ -127,6 +127,15 @@ std::optional<HttpError> Router::AdminEnableTenant(Call& call) {
 }
 
 std::optional<HttpError> Router::AdminPurgeTenant(Call& call) {
+  if (IsLifecycleCall(call)) return AdminArchiveAndPurge(call);
+  auto params = ParseQuery(call.match.query);
+  if (!params.ok()) return Invalid("bad percent-escape in the query string");
+  for (const auto& [name, value] : *params) {
+    if (name != "archive") {
+      return Invalid(StrCat("unknown query parameter \"", PercentEncode(name), "\""));
+    }
+    if (value != "false") return Invalid("archive must be true or false");
+  }
   const std::string& id = call.match.admin_tenant;
   auto info = engine_->registry().Get(id);
   if (!info.ok()) return HttpErrorFromStatus(info.status());

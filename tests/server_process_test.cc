@@ -379,3 +379,81 @@ TEST_CASE("tenancyd: a --tenant-header that is not a header name exits 2", "[ser
 
 }  // namespace
 }  // namespace tenancy::testing
+
+namespace tenancy::testing {
+namespace {
+
+TEST_CASE(
+    "tenancyd: SIGKILL in the middle of an import over HTTP leaves no half "
+    "tenant after a restart",
+    "[server][process][lifecycle]") {
+  TempDir dir;
+  const std::string data = (dir.path() / "data").string();
+  const std::string backups = (dir.path() / "elsewhere").string();
+  std::string archive;
+  {
+    Tenancyd d({"--data-dir", data, "--listen", "127.0.0.1:0", "--backup-dir", backups});
+    int port = d.WaitListening();
+    REQUIRE(port > 0);
+    TestClient c(port);
+    REQUIRE(c.Post("/admin/tenants", R"({"tenant_id":"src"})", Admin()).status == 201);
+    // 10,000 keys of 400 bytes: several data chunks, so that half the
+    // archive is past the first.
+    for (int round = 0; round < 5; ++round) {
+      std::string batch = R"({"ops":[)";
+      for (int i = 0; i < 2000; ++i) {
+        if (i > 0) batch += ",";
+        batch += R"({"op":"put","key":"k)" + std::to_string(round) + "_" + std::to_string(i) +
+                 R"(","value":")" + std::string(400, 'a' + i % 26) + "\"}";
+      }
+      batch += "]}";
+      REQUIRE(c.Post("/t/src/v1/batch", batch, Admin()).status == 200);
+    }
+    Reply exported = c.Get("/admin/tenants/src/export", Admin());
+    REQUIRE(exported.status == 200);
+    archive = exported.body;
+    REQUIRE(archive.size() > 3000000);
+    // --backup-dir is where backups go.
+    REQUIRE(c.Post("/admin/backups", "", Admin()).status == 201);
+    CHECK(std::filesystem::exists(backups + "/engine"));
+
+    // Half the archive, then the server dies.
+    RawConnection raw(port);
+    REQUIRE(raw.Send(std::string("POST /admin/tenants/half/import HTTP/1.1\r\nHost: x\r\n") +
+                     "X-Admin-Key: " + kAdminKey +
+                     "\r\nContent-Length: " + std::to_string(archive.size()) + "\r\n\r\n"));
+    REQUIRE(raw.Send(std::string_view(archive).substr(0, archive.size() / 2)));
+    // Killed once the import is writing its SST files (its staging
+    // directory exists): in the middle, not before it began.
+    auto staging = [&] {
+      for (const auto& entry : std::filesystem::directory_iterator(data)) {
+        if (entry.path().filename().string().rfind("tenancy-import-", 0) == 0) return true;
+      }
+      return false;
+    };
+    for (int i = 0; i < 500 && !staging(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(staging());
+    d.Signal(SIGKILL);
+    CHECK(d.Wait() == 128 + SIGKILL);
+  }
+  Tenancyd d({"--data-dir", data, "--listen", "127.0.0.1:0"});
+  int port = d.WaitListening();
+  REQUIRE(port > 0);
+  TestClient c(port);
+  CHECK(c.Get("/admin/tenants/half", Admin()).status == 404);
+  for (const auto& entry : std::filesystem::directory_iterator(data)) {
+    CHECK(entry.path().filename().string().rfind("tenancy-import-", 0) != 0);
+  }
+  // The whole archive imports afterwards and equals the source.
+  Reply imported = c.Post("/admin/tenants/half/import", archive, Admin());
+  REQUIRE(imported.status == 201);
+  CHECK(imported.JsonNumber("keys") == 10000);
+  CHECK(c.Get("/t/half/v1/kv/k3_7", Admin()).body == c.Get("/t/src/v1/kv/k3_7", Admin()).body);
+  d.Signal(SIGTERM);
+  CHECK(d.Wait() == 0);
+}
+
+}  // namespace
+}  // namespace tenancy::testing
