@@ -1,5 +1,6 @@
 #include "adoption.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,6 +88,37 @@ absl::StatusOr<std::shared_ptr<TenantSlot>> TargetTenant(EngineParts& p) {
   return p.catalog->FindLive(id);
 }
 
+// `default` still holds every value under a tombstone until a compaction
+// reaches it, which may be never (nothing writes to it again): the old copy
+// would double the disk used. REQUIRES: `default` holds no live key.
+absl::Status Reclaim(EngineParts& p) {
+  rocksdb::DB* db = p.storage->db();
+  rocksdb::ColumnFamilyHandle* source = p.storage->default_family();
+  const std::string& id = p.options.adopt_existing_data;
+  const absl::Time start = absl::Now();
+  const uint64_t before = SstBytes(db, source);
+  if (before == 0) return absl::OkStatus();
+  std::string context = StrCat("engine: adopt_existing_data \"", id, "\": reclaim space");
+  // The files dropped below hold the only other copy of what the moves
+  // wrote, so the moves are made durable first. Dropping every file below
+  // L0 (DeleteFilesInRange keeps L0) cannot bring a key back: for each key
+  // the newest entry is a tombstone, and it is either dropped with every
+  // older entry or kept in L0 or the memtable.
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(db->FlushWAL(/*sync=*/true), context));
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
+      rocksdb::DeleteFilesInRange(db, source, nullptr, nullptr, /*include_end=*/true), context));
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  TENANCY_RETURN_IF_ERROR(
+      FromRocksStatus(db->CompactRange(compact, source, nullptr, nullptr), context));
+  p.logger().Log(LogLevel::kInfo,
+                 absl::StrFormat("engine: adopt_existing_data \"%s\": default column family "
+                                 "files %d -> %d bytes in %.1f s",
+                                 id, before, SstBytes(db, source),
+                                 absl::ToDoubleSeconds(absl::Now() - start)));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status AdoptExistingData(EngineParts& p) {
@@ -115,7 +147,8 @@ absl::Status AdoptExistingData(EngineParts& p) {
     p.logger().Log(LogLevel::kInfo, StrCat("engine: adopt_existing_data \"", id,
                                            "\": the default column family is empty; nothing "
                                            "to adopt"));
-    return absl::OkStatus();
+    // A crash after the last move and before the space was reclaimed.
+    return Reclaim(p);
   }
 
   const absl::Time start = absl::Now();
@@ -174,27 +207,7 @@ absl::Status AdoptExistingData(EngineParts& p) {
                       "bytes) in %.1f s",
                       id, moved_keys, moved_bytes, absl::ToDoubleSeconds(absl::Now() - start)));
 
-  // `default` still holds every value under a tombstone until a compaction
-  // reaches it, which may be never: the copy would double the disk used.
-  // The moves are synced first, as the files dropped below hold their only
-  // other copy. Every key of `default` is deleted, so its files can go whole
-  // before a compaction clears the tombstones.
-  const absl::Time reclaim_start = absl::Now();
-  const uint64_t before = SstBytes(db, source);
-  std::string context = StrCat("engine: adopt_existing_data \"", id, "\": reclaim space");
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(db->FlushWAL(/*sync=*/true), context));
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(
-      rocksdb::DeleteFilesInRange(db, source, nullptr, nullptr, /*include_end=*/true), context));
-  rocksdb::CompactRangeOptions compact;
-  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
-  TENANCY_RETURN_IF_ERROR(
-      FromRocksStatus(db->CompactRange(compact, source, nullptr, nullptr), context));
-  p.logger().Log(LogLevel::kInfo,
-                 absl::StrFormat("engine: adopt_existing_data \"%s\": default column family "
-                                 "files %d -> %d bytes in %.1f s",
-                                 id, before, SstBytes(db, source),
-                                 absl::ToDoubleSeconds(absl::Now() - reclaim_start)));
-  return absl::OkStatus();
+  return Reclaim(p);
 }
 
 }  // namespace tenancy::internal
