@@ -4,6 +4,7 @@
 #include "tenancy/engine.h"
 
 #include "access.h"
+#include "adoption.h"
 #include "engine_parts.h"
 #include "job_runtime.h"
 #include "leased_permits_table.h"
@@ -26,6 +27,13 @@ absl::StatusOr<std::unique_ptr<EngineParts>> EngineParts::Open(EngineOptions opt
     return absl::InvalidArgumentError("engine: quota_warning_fraction must be in (0, 1]");
   }
   TENANCY_RETURN_IF_ERROR(JobRuntime::ValidateOptions(options.jobs));
+  if (!options.adopt_existing_data.empty()) {
+    TenantSpec spec;
+    spec.id = options.adopt_existing_data;
+    if (absl::Status valid = ValidateSpec(spec); !valid.ok()) {
+      return absl::InvalidArgumentError(StrCat("engine: adopt_existing_data: ", valid.message()));
+    }
+  }
   if (options.logger == nullptr) options.logger = NewStderrLogger();
   if (!options.keep_mutex_deadlock_detection) {
     absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -61,6 +69,7 @@ absl::StatusOr<std::unique_ptr<EngineParts>> EngineParts::Open(EngineOptions opt
   RemoveImportStaging(p.options.path, p.logger());
   TENANCY_RETURN_IF_ERROR(p.catalog->CleanAbandonedRanges());
   TENANCY_RETURN_IF_ERROR(p.catalog->ResumePurges());
+  TENANCY_RETURN_IF_ERROR(AdoptExistingData(p));
   return parts;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "absl/strings/str_join.h"
 #include "key_encoding.h"
 #include "meta_records.h"
 #include "rocksdb/cache.h"
@@ -83,6 +84,23 @@ absl::Status Storage::OpenDatabase() {
   std::vector<std::string> names;
   rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, options_.path, &names);
   if (!listed.ok()) names.clear();  // a new database
+  if (!options_.adopt_existing_data.empty()) {
+    // Adoption moves `default` alone; data in other families would be left
+    // behind unnoticed, so refuse before creating ours.
+    std::vector<std::string> foreign;
+    for (const std::string& name : names) {
+      if (name != rocksdb::kDefaultColumnFamilyName && name != kMetaColumnFamily &&
+          name != kSharedColumnFamily && DedicatedNumber(name) == 0) {
+        foreign.push_back(StrCat("\"", name, "\""));
+      }
+    }
+    if (!foreign.empty()) {
+      return absl::InvalidArgumentError(
+          StrCat("engine: adopt_existing_data: ", options_.path,
+                 " holds column families other than default that adoption cannot move: ",
+                 absl::StrJoin(foreign, ", "), "; nothing was changed"));
+    }
+  }
   for (const char* required :
        {rocksdb::kDefaultColumnFamilyName.c_str(), kMetaColumnFamily, kSharedColumnFamily}) {
     if (std::find(names.begin(), names.end(), required) == names.end()) {

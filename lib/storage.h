@@ -51,7 +51,9 @@ class Storage {
   // Opens (or creates) the database at options.path with the engine's
   // settings: one write buffer budget and block cache over every column
   // family, bloom filters, and a fixed-prefix SST partitioner on the tenant
-  // number for data column families.
+  // number for data column families. With options.adopt_existing_data set,
+  // INVALID_ARGUMENT naming them for column families that are not the
+  // engine's, before anything is opened or created.
   static absl::StatusOr<std::unique_ptr<Storage>> Open(const EngineOptions& options,
                                                        Logger& logger);
   Storage(const Storage&) = delete;
@@ -61,6 +63,9 @@ class Storage {
 
   rocksdb::DB* db() const { return db_.get(); }
   rocksdb::ColumnFamilyHandle* meta() const { return meta_; }
+  // Unused by the engine; a plain RocksDB directory keeps its data there
+  // (adoption.h).
+  rocksdb::ColumnFamilyHandle* default_family() const { return default_; }
   const ColumnFamily& shared() const { return shared_; }
   // The options of data column families (for SST files made outside).
   const rocksdb::ColumnFamilyOptions& data_cf_options() const { return data_cf_options_; }

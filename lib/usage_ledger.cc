@@ -296,6 +296,49 @@ absl::Status UsageLedger::ApplyKnown(TenantSlot& slot, const std::vector<KnownWr
   return Commit(slot, batch, "jobs write");
 }
 
+absl::Status UsageLedger::Import(TenantSlot& slot, const std::vector<LedgerOp>& puts,
+                                 rocksdb::ColumnFamilyHandle* source) {
+  if (puts.empty()) return absl::OkStatus();
+  std::string context = StrCat("tenant \"", slot.id, "\": adopt");
+  // Exclusive: the sizes read below must be the sizes replaced.
+  absl::WriterMutexLock range_lock(&slot.range_mu);
+  std::vector<std::string> internal_keys;
+  internal_keys.reserve(puts.size());
+  for (const LedgerOp& op : puts) internal_keys.push_back(EncodeKey(slot.number, op.ns, op.key));
+  std::vector<rocksdb::Slice> slices(internal_keys.begin(), internal_keys.end());
+  std::vector<rocksdb::PinnableSlice> values(puts.size());
+  std::vector<rocksdb::Status> statuses(puts.size());
+  storage_.db()->MultiGet(storage_.point_read_options(), slot.cf.get(), slices.size(),
+                          slices.data(), values.data(), statuses.data());
+  AccountedBatch batch(slot, 0);
+  for (size_t i = 0; i < puts.size(); ++i) {
+    std::optional<size_t> old_size;
+    if (statuses[i].ok()) {
+      old_size = values[i].size();
+    } else if (!statuses[i].IsNotFound()) {
+      return FromRocksStatus(statuses[i], context);
+    }
+    rocksdb::Status s = batch.Add(puts[i], slices[i], old_size);
+    if (s.ok()) s = batch.batch().Delete(source, ToSlice(puts[i].key));
+    if (!s.ok()) return FromRocksStatus(s, context);
+  }
+  rocksdb::Status s;
+  if (batch.bytes() != 0 || batch.keys() != 0) {
+    s = batch.batch().Merge(storage_.meta(), UsageKey(slot.number),
+                            EncodeUsageDelta(batch.bytes(), batch.keys()));
+  }
+  // A bulk load waits out write stalls rather than failing on them.
+  rocksdb::WriteOptions write_options = storage_.data_write_options();
+  write_options.no_slowdown = false;
+  if (s.ok()) s = storage_.Commit(write_options, &batch.batch());
+  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
+  slot.used_bytes.fetch_add(batch.bytes());
+  slot.used_keys.fetch_add(batch.keys());
+  CheckWarning(slot, slot.warned_bytes, slot.used_bytes.load(), slot.quota_bytes.load(), "storage");
+  CheckWarning(slot, slot.warned_keys, slot.used_keys.load(), slot.quota_keys.load(), "keys");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<uint64_t> UsageLedger::DeleteRange(TenantSlot& slot, Namespace ns,
                                                   std::string_view start, std::string_view end) {
   if (start > end) {

@@ -82,6 +82,14 @@ class UsageLedger {
   // comment). REQUIRES: the caller serialises every writer of these keys.
   absl::Status ApplyKnown(TenantSlot& slot, const std::vector<KnownWrite>& writes);
 
+  // Adoption (adoption.h): puts `puts` (distinct keys) into the tenant's
+  // range and deletes the same keys from `source` in one batch, with the
+  // usage delta (the sizes replaced are read, so usage stays exact). Not
+  // refused by the tenant's quotas: it is an operator's act. Sizes are not
+  // validated here (the caller does). Writers of the tenant wait meanwhile.
+  absl::Status Import(TenantSlot& slot, const std::vector<LedgerOp>& puts,
+                      rocksdb::ColumnFamilyHandle* source);
+
   // Removes every key of namespace `ns` in [start, end); returns how many.
   // INVALID_ARGUMENT if start > end.
   absl::StatusOr<uint64_t> DeleteRange(TenantSlot& slot, Namespace ns, std::string_view start,

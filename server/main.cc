@@ -166,6 +166,10 @@ ABSL_FLAG(std::string, backup_dir, "",
 ABSL_FLAG(std::string, config, "",
           "the tenants file `FILE` (tenants, keys, limits): applied at start, "
           "re-applied when it changes and on SIGHUP");
+ABSL_FLAG(std::string, adopt_existing_data, "",
+          "move the keys of a plain RocksDB directory (its default column "
+          "family) into tenant `ID` at start, creating it if absent; resumes "
+          "after a crash and does nothing once done");
 ABSL_FLAG(std::string, admin_key_file, "",
           "a `FILE` holding the admin key (else the environment variable "
           "TENANCY_ADMIN_KEY); with neither, every admin route answers 403");
@@ -431,6 +435,7 @@ int main(int argc, char** argv) {
   tenancy::EngineOptions engine_options;
   engine_options.path = data_dir;
   engine_options.backup_dir = absl::GetFlag(FLAGS_backup_dir);
+  engine_options.adopt_existing_data = absl::GetFlag(FLAGS_adopt_existing_data);
   auto engine = tenancy::Engine::Open(engine_options);
   if (!engine.ok()) {
     std::cerr << "tenancyd: open " << data_dir << ": " << engine.status() << "\n";

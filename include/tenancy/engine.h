@@ -61,6 +61,25 @@ struct EngineOptions {
   // (Engine::lifecycle(), tenancy/lifecycle.h). Default (empty): `path` +
   // ".backups", beside the data directory. Fixed after Open.
   std::string backup_dir;
+  // Adopts a plain single-tenant RocksDB directory in place: when not empty,
+  // Open moves every key of the `default` column family (where a program
+  // that is not this library keeps its data) into this tenant's key-value
+  // store, creating the tenant if absent (shared placement, default spec).
+  // Keys move in batches, each one WriteBatch that writes the keys to the
+  // tenant, deletes them from `default` and carries the exact usage delta:
+  // after a crash every key is in exactly one place and the next Open with
+  // the option resumes. With `default` empty it does nothing, so it can stay
+  // set. Before moving anything Open scans `default` and refuses
+  // (INVALID_ARGUMENT, naming the key, nothing moved) a key over
+  // max_key_bytes or a value over max_value_bytes; it also refuses a
+  // directory with column families that are not the engine's (naming them;
+  // nothing changed). Adoption is an operator's act: the tenant's quotas do
+  // not refuse it. A directory written with a comparator other than
+  // RocksDB's bytewise one is refused by RocksDB itself at Open; one whose
+  // `default` holds merge operands fails to adopt (the engine has no merge
+  // operator for it). Progress is logged. Without the option, Open logs a
+  // warning when `default` holds any key. Default: "" (off).
+  std::string adopt_existing_data;
 
   // Limits
 
