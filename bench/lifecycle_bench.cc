@@ -645,6 +645,16 @@ void Run(const Config& config, std::vector<Figure>& figures) {
   // --- Export, alternating with the raw scan ---
   std::vector<Timing> raw_scan_s, export_s, null_s;
   std::vector<double> export_mib;
+  {
+    // Where the ingested files landed (the file comment says the bottom level).
+    std::printf("info: raw scan database, SST files per level:");
+    for (int level = 0; level < raw->db().NumberLevels(); ++level) {
+      std::string files;
+      raw->db().GetProperty("rocksdb.num-files-at-level" + std::to_string(level), &files);
+      std::printf(" %s", files.c_str());
+    }
+    std::printf("\n");
+  }
   // Warm-up of each path, its file removed like every run's.
   RawScan(*raw, n);
   ExportToNull(*engine, "base", n);
