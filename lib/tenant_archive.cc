@@ -14,6 +14,7 @@
 #include "status_macros.h"
 #include "str_cat.h"
 #include "tenancy/status.h"
+#include "tenant_catalog.h"
 
 #ifndef TENANCY_VERSION_STRING
 #define TENANCY_VERSION_STRING "unknown"
@@ -282,6 +283,9 @@ absl::StatusOr<ImportResult> ImportTenantArchive(EngineParts& parts, ArchiveSour
   } else if (!replace) {
     plan.keys.emplace();  // a new one is made below
   }
+  // A spec this build refuses (a limit class name, a quota over range) is
+  // refused before any data is written.
+  TENANCY_RETURN_IF_ERROR(ValidateSpec(plan.spec));
   TENANCY_RETURN_IF_ERROR(CheckQuota(plan.spec, meta.usage_bytes, meta.usage_keys));
 
   std::string context = StrCat("tenant \"", id, "\": import");
@@ -296,6 +300,15 @@ absl::StatusOr<ImportResult> ImportTenantArchive(EngineParts& parts, ArchiveSour
     while (true) {
       TENANCY_ASSIGN_OR_RETURN(bool more, reader.Next(&entry));
       if (!more) break;
+      // This engine's limits hold for what it imports as for what it is
+      // written (an archive may come from an engine with larger ones).
+      if (entry.ns == kArchiveKvNamespace && (entry.key.size() > parts.options.max_key_bytes ||
+                                              entry.value.size() > parts.options.max_value_bytes)) {
+        return absl::InvalidArgumentError(StrCat(
+            context, ": a key of ", entry.key.size(), " bytes or its value of ", entry.value.size(),
+            " bytes is over this engine's max_key_bytes (", parts.options.max_key_bytes,
+            ") or max_value_bytes (", parts.options.max_value_bytes, ")"));
+      }
       TENANCY_RETURN_IF_ERROR(staging.Add(entry));
       progress.Tick(reader.totals().entries, reader.bytes_read());
     }

@@ -588,3 +588,29 @@ TEST_CASE("Lifecycle: purge with an archive, listed and brought back", "[lifecyc
 
 }  // namespace
 }  // namespace tenancy
+
+namespace tenancy {
+namespace {
+
+TEST_CASE("Lifecycle: an archive is held to the importing engine's size limits", "[lifecycle]") {
+  testing::EngineFixture f;
+  Tenant big = f.Create("big");
+  REQUIRE(big.kv().Put("large", std::string(5000, 'x')).ok());
+  std::string archive = ExportToString(*f.engine, "big");
+
+  testing::TempDir dir;
+  EngineOptions options;
+  options.path = (dir.path() / "small").string();
+  options.logger = NewNullLogger();
+  options.max_value_bytes = 1000;
+  auto small = Engine::Open(options);
+  REQUIRE(small.ok());
+  StringSource input(archive);
+  absl::Status s = (*small)->lifecycle().Import(input, ImportOptions{}).status();
+  CHECK(absl::IsInvalidArgument(s));
+  CHECK(std::string(s.message()).find("max_value_bytes") != std::string::npos);
+  CHECK((*small)->registry().size() == 0);
+}
+
+}  // namespace
+}  // namespace tenancy
