@@ -66,6 +66,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_util.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -80,7 +81,16 @@
 namespace tenancy {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench::Check;
+using bench::Clock;
+using bench::Die;
+using bench::Figure;
+using bench::Fmt;
+using bench::Median;
+using bench::PrintFigures;
+using bench::ScratchDir;
+using bench::Seconds;
+using bench::ThreadCpuSeconds;
 
 constexpr size_t kNumKeys = 100'000;
 constexpr size_t kKeyBytes = 16;
@@ -100,45 +110,6 @@ struct Config {
   int open_children = 5;
 };
 
-// The scratch directory, removed on every way out (see ScratchDir).
-std::string g_scratch;
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "core_bench: %s\n", what.c_str());
-  if (!g_scratch.empty()) {
-    std::error_code ignored;
-    std::filesystem::remove_all(g_scratch, ignored);
-  }
-  std::exit(2);
-}
-
-void Check(const absl::Status& s, const char* what) {
-  if (!s.ok()) Die(std::string(what) + ": " + s.ToString());
-}
-
-void Check(const rocksdb::Status& s, const char* what) {
-  if (!s.ok()) Die(std::string(what) + ": " + s.ToString());
-}
-
-double Seconds(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// CPU time of the calling thread: what the calls cost their caller, without
-// the time the scheduler gave to other processes of a shared machine. Used
-// for the per-operation figures (both sides alike); Open is timed on the wall.
-double ThreadCpuSeconds() {
-  timespec now;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 size_t ResidentBytes() {
   FILE* f = std::fopen("/proc/self/statm", "r");
   if (f == nullptr) Die("cannot read /proc/self/statm");
@@ -148,36 +119,6 @@ size_t ResidentBytes() {
   if (n != 2) Die("cannot parse /proc/self/statm");
   return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
-
-// The benchmark's scratch directory, removed with everything in it at exit.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string base;
-    if (const char* env = std::getenv("TENANCY_BENCH_DIR"); env && *env) {
-      base = env;
-    } else if (access("/dev/shm", W_OK) == 0) {
-      base = "/dev/shm";
-    } else {
-      base = std::filesystem::temp_directory_path().string();
-    }
-    std::string pattern = base + "/tenancy-core-bench-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) Die("mkdtemp in " + base);
-    path_ = pattern;
-    g_scratch = path_;
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-    g_scratch.clear();
-  }
-  std::string Sub(const char* name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 TenantSpec MakeSpec(std::string id) {
   TenantSpec spec;
@@ -300,21 +241,6 @@ class RawDb {
 };
 
 // --- The table ---
-
-struct Figure {
-  std::string name;
-  std::string measured;
-  std::string baseline;
-  double ratio;
-  std::string target;
-  bool pass;
-};
-
-std::string Fmt(const char* format, double value) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), format, value);
-  return buf;
-}
 
 // Runs rounds of every function in `sides` (each given the round number,
 // returning ns/op), rotating which goes first; appends each side's samples.
@@ -709,18 +635,6 @@ void MeasureTenants(const Config& config, const ScratchDir& dir, std::vector<Fig
               keyed.open_ms_median, keyed.bytes_per_tenant);
 }
 
-void PrintTable(const std::vector<Figure>& figures) {
-  std::printf(
-      "\ncore figures (medians; per-operation times are the calling "
-      "thread's CPU time; raw RocksDB measured in the same process)\n");
-  std::printf("%-44s | %-10s | %-11s | %-6s | %-10s | %s\n", "figure", "measured", "baseline",
-              "ratio", "target", "result");
-  for (const Figure& f : figures) {
-    std::printf("%-44s | %-10s | %-11s | %-6.3f | %-10s | %s\n", f.name.c_str(), f.measured.c_str(),
-                f.baseline.c_str(), f.ratio, f.target.c_str(), f.pass ? "PASS" : "FAIL");
-  }
-}
-
 }  // namespace
 }  // namespace tenancy
 
@@ -749,11 +663,14 @@ int main(int argc, char** argv) {
   }
   std::vector<tenancy::Figure> figures;
   {
-    tenancy::ScratchDir dir;
+    tenancy::bench::ScratchDir dir("core-bench");
     if (only != "tenants") tenancy::MeasureGetPut(config, dir, figures);
     if (only != "kv") tenancy::MeasureTenants(config, dir, figures);
   }
-  tenancy::PrintTable(figures);
+  tenancy::PrintFigures(
+      "core figures (medians; per-operation times are the calling "
+      "thread's CPU time; raw RocksDB measured in the same process)",
+      figures);
   bool pass =
       std::all_of(figures.begin(), figures.end(), [](const tenancy::Figure& f) { return f.pass; });
   return pass ? 0 : 1;

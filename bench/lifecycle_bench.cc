@@ -71,6 +71,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -87,7 +88,16 @@
 namespace tenancy {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench::Check;
+using bench::Clock;
+using bench::Die;
+using bench::Figure;
+using bench::Fmt;
+using bench::Median;
+using bench::PrintFigures;
+using bench::ScratchDir;
+using bench::Seconds;
+using bench::ThreadCpuSeconds;
 
 constexpr size_t kKeyBytes = 16;
 constexpr size_t kValueBytes = 100;
@@ -99,40 +109,6 @@ struct Config {
   size_t keys = 1'000'000;
   int runs = 3;
 };
-
-std::string g_scratch;
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "lifecycle_bench: %s\n", what.c_str());
-  if (!g_scratch.empty()) {
-    std::error_code ignored;
-    std::filesystem::remove_all(g_scratch, ignored);
-  }
-  std::exit(2);
-}
-
-void Check(const absl::Status& s, const char* what) {
-  if (!s.ok()) Die(std::string(what) + ": " + s.ToString());
-}
-
-void Check(const rocksdb::Status& s, const char* what) {
-  if (!s.ok()) Die(std::string(what) + ": " + s.ToString());
-}
-
-double Seconds(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// CPU time of the calling thread. Export, import and both baselines do all
-// their work in the calling thread (reads with readahead, SST writing,
-// ingestion), so this is their cost without the time the scheduler gives to
-// other processes of a shared machine; it leaves out waits for a disk, which
-// the wall times (printed beside) include.
-double ThreadCpuSeconds() {
-  timespec now;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
-}
 
 struct Timing {
   double wall = 0;  // seconds
@@ -148,12 +124,6 @@ class Timer {
   double cpu_ = ThreadCpuSeconds();
 };
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 // The medians of the CPU times and of the wall times, separately.
 Timing Median(const std::vector<Timing>& runs) {
   std::vector<double> wall, cpu;
@@ -163,37 +133,6 @@ Timing Median(const std::vector<Timing>& runs) {
   }
   return {Median(wall), Median(cpu)};
 }
-
-// The scratch directory, removed with everything in it at exit.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string base;
-    if (const char* env = std::getenv("TENANCY_BENCH_DIR"); env && *env) {
-      base = env;
-    } else if (access("/dev/shm", W_OK) == 0) {
-      base = "/dev/shm";
-    } else {
-      base = std::filesystem::temp_directory_path().string();
-    }
-    std::string pattern = base + "/tenancy-lifecycle-bench-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) Die("mkdtemp in " + base);
-    path_ = pattern;
-    g_scratch = path_;
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-    g_scratch.clear();
-  }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // --- The data set ---
 
@@ -520,33 +459,6 @@ LatencyStats Stats(std::vector<double> ms) {
 
 // --- The table ---
 
-struct Figure {
-  std::string name;
-  std::string measured;
-  std::string baseline;
-  double ratio;
-  std::string target;
-  bool pass;
-};
-
-std::string Fmt(const char* format, double value) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), format, value);
-  return buf;
-}
-
-void PrintTable(const std::vector<Figure>& figures) {
-  std::printf(
-      "\nlifecycle figures (medians; MB/s of the user's key and value bytes over "
-      "the calling thread's CPU time; raw RocksDB measured in the same process)\n");
-  std::printf("%-44s | %-13s | %-13s | %-6s | %-10s | %s\n", "figure", "measured", "baseline",
-              "ratio", "target", "result");
-  for (const Figure& f : figures) {
-    std::printf("%-44s | %-13s | %-13s | %-6.3f | %-10s | %s\n", f.name.c_str(), f.measured.c_str(),
-                f.baseline.c_str(), f.ratio, f.target.c_str(), f.pass ? "PASS" : "FAIL");
-  }
-}
-
 TenantSpec MakeSpec(std::string id) {
   TenantSpec spec;
   spec.id = std::move(id);
@@ -554,7 +466,7 @@ TenantSpec MakeSpec(std::string id) {
 }
 
 void Run(const Config& config, std::vector<Figure>& figures) {
-  ScratchDir dir;
+  ScratchDir dir("lifecycle-bench");
   const DataSet data(config.keys);
   const double mb = data.Bytes() / 1e6;
   const size_t n = data.size();
@@ -795,7 +707,10 @@ int main(int argc, char** argv) {
   }
   std::vector<tenancy::Figure> figures;
   tenancy::Run(config, figures);
-  tenancy::PrintTable(figures);
+  tenancy::PrintFigures(
+      "lifecycle figures (medians; MB/s of the user's key and value bytes over "
+      "the calling thread's CPU time; raw RocksDB measured in the same process)",
+      figures);
   bool pass =
       std::all_of(figures.begin(), figures.end(), [](const tenancy::Figure& f) { return f.pass; });
   return pass ? 0 : 1;
