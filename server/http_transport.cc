@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <span>
 
 #include "http_status.h"
 #include "str_cat.h"
@@ -270,49 +271,19 @@ bool SendNow(int fd, std::string_view data) {
   return true;
 }
 
-// Sends what the socket takes now of head[off..] + body, up to `budget`
-// bytes. Returns the new offset, or -1 on a connection error.
-int64_t SendSome(int fd, std::string_view head, std::string_view body, size_t off,
-                 size_t budget = SIZE_MAX) {
-  const size_t total =
-      std::min(head.size() + body.size(), budget > SIZE_MAX - off ? SIZE_MAX : off + budget);
+// Sends what the socket takes now of the concatenation of `parts` (at most
+// four: a head and a body, or a chunk's size line, data and CRLF) from
+// offset `off`, up to `budget` bytes, each send at most kMaxSendBytes.
+// Returns the new offset, or -1 on a connection error.
+int64_t SendParts(int fd, std::span<const std::string_view> parts, size_t off,
+                  size_t budget = SIZE_MAX) {
+  size_t total = 0;
+  for (std::string_view part : parts) total += part.size();
+  total = std::min(total, budget > SIZE_MAX - off ? SIZE_MAX : off + budget);
   while (off < total) {
-    iovec iov[2];
-    int count = 0;
-    if (off < head.size()) {
-      const size_t from_head = std::min(head.size() - off, kMaxSendBytes);
-      iov[count++] = {const_cast<char*>(head.data()) + off, from_head};
-      if (!body.empty() && from_head < kMaxSendBytes) {
-        iov[count++] = {const_cast<char*>(body.data()),
-                        std::min(body.size(), kMaxSendBytes - from_head)};
-      }
-    } else {
-      size_t at = off - head.size();
-      iov[count++] = {const_cast<char*>(body.data()) + at,
-                      std::min(body.size() - at, kMaxSendBytes)};
-    }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(count);
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    return -1;
-  }
-  return static_cast<int64_t>(off);
-}
-
-// SendSome for three consecutive parts (a chunk's size line, data and CRLF).
-int64_t SendParts(int fd, const std::string_view (&parts)[3], size_t off) {
-  const size_t total = parts[0].size() + parts[1].size() + parts[2].size();
-  while (off < total) {
-    iovec iov[3];
+    iovec iov[4];
     size_t count = 0;
-    size_t room = kMaxSendBytes;
+    size_t room = std::min(kMaxSendBytes, total - off);
     size_t skip = off;
     for (std::string_view part : parts) {
       if (skip >= part.size()) {
@@ -323,7 +294,7 @@ int64_t SendParts(int fd, const std::string_view (&parts)[3], size_t off) {
       iov[count++] = {const_cast<char*>(part.data()) + skip, take};
       skip = 0;
       room -= take;
-      if (room == 0) break;
+      if (room == 0 || count == 4) break;
     }
     msghdr msg{};
     msg.msg_iov = iov;
@@ -338,6 +309,13 @@ int64_t SendParts(int fd, const std::string_view (&parts)[3], size_t off) {
     return -1;
   }
   return static_cast<int64_t>(off);
+}
+
+// SendParts of a response: its head, then its body.
+int64_t SendSome(int fd, std::string_view head, std::string_view body, size_t off,
+                 size_t budget = SIZE_MAX) {
+  const std::string_view parts[2] = {head, body};
+  return SendParts(fd, parts, off, budget);
 }
 
 bool HasNoBody(int status) { return status < 200 || status == 204 || status == 304; }
