@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "http_framing.h"
 #include "http_status.h"
 #include "str_cat.h"
 
@@ -1831,5 +1832,32 @@ HttpTransport::Frame InspectRequest(std::string_view data, const TransportOption
 }
 
 }  // namespace
+
+FramedHead InspectRequestHead(std::string_view data, const TransportOptions& options,
+                              size_t* scan_from) {
+  const HttpTransport::Frame f = InspectRequest(data, options, scan_from);
+  FramedHead out;
+  switch (f.kind) {
+    case HttpTransport::Frame::Kind::kNeedMore:
+      out.kind = FramedHead::Kind::kNeedMore;
+      break;
+    case HttpTransport::Frame::Kind::kHead:
+      out.kind = FramedHead::Kind::kHead;
+      break;
+    case HttpTransport::Frame::Kind::kError:
+      out.kind = FramedHead::Kind::kError;
+      break;
+  }
+  out.head_bytes = f.head_bytes;
+  out.body_bytes = f.body_bytes;
+  out.transfer_encoding = f.transfer_encoding;
+  out.expect_continue = f.expect_continue;
+  out.keep_alive = f.keep_alive;
+  out.http10 = f.http10;
+  out.status = f.status;
+  out.code = f.code;
+  out.message = f.message;
+  return out;
+}
 
 }  // namespace tenancy::internal
