@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -174,21 +175,23 @@ absl::Status ArchiveReader::Invalid(std::string_view what) const {
 absl::Status ArchiveReader::ReadExact(size_t n, std::string* out) {
   out->clear();
   while (out->size() < n) {
-    if (buffer_pos_ == buffer_.size()) {
-      buffer_.resize(kReadBufferBytes);
+    if (buffer_pos_ == buffer_end_) {
+      // Allocated once and never cleared: growing a string to 1 MiB before
+      // every Read zero-filled a megabyte per Read, which a source that
+      // returns a little at a time (a socket) paid on every few bytes
+      // (found by tests/fuzz/archive_fuzzer, slow on small reads).
+      if (buffer_ == nullptr) buffer_.reset(new char[kReadBufferBytes]);
       buffer_pos_ = 0;
-      absl::StatusOr<size_t> got = source_.Read(buffer_.data(), buffer_.size());
-      if (!got.ok()) {
-        buffer_.clear();
-        return got.status();
-      }
-      buffer_.resize(*got);
+      buffer_end_ = 0;
+      absl::StatusOr<size_t> got = source_.Read(buffer_.get(), kReadBufferBytes);
+      if (!got.ok()) return got.status();
+      buffer_end_ = std::min(*got, kReadBufferBytes);
       if (*got == 0) {
         return Invalid(offset_ == 0 ? "empty stream, not an archive" : "truncated");
       }
     }
-    size_t take = std::min(n - out->size(), buffer_.size() - buffer_pos_);
-    out->append(buffer_, buffer_pos_, take);
+    size_t take = std::min(n - out->size(), buffer_end_ - buffer_pos_);
+    out->append(buffer_.get() + buffer_pos_, take);
     buffer_pos_ += take;
   }
   return absl::OkStatus();
@@ -298,7 +301,7 @@ absl::StatusOr<bool> ArchiveReader::Next(ArchiveEntry* entry) {
       return Invalid("the end chunk's counts do not match the data: corrupt");
     }
     offset_ += kChunkHeadBytes + payload_.size() + 4;
-    if (buffer_pos_ != buffer_.size()) return Invalid("bytes after the end of the archive");
+    if (buffer_pos_ != buffer_end_) return Invalid("bytes after the end of the archive");
     char probe;
     absl::StatusOr<size_t> more = source_.Read(&probe, 1);
     if (!more.ok()) return more.status();

@@ -8,6 +8,7 @@
 #define TENANCY_LIB_ARCHIVE_FORMAT_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -120,9 +121,10 @@ class ArchiveReader {
 
   ArchiveSource& source_;
   uint64_t offset_ = 0;
-  uint32_t crc_ = 0;  // of every byte read before the current chunk
-  std::string buffer_;
+  uint32_t crc_ = 0;                // of every byte read before the current chunk
+  std::unique_ptr<char[]> buffer_;  // kReadBufferBytes once the first Read is due
   size_t buffer_pos_ = 0;
+  size_t buffer_end_ = 0;
   std::string payload_;
   std::string_view rest_;  // unread part of the current 'D' chunk
   std::string last_key_;   // namespace byte + key of the previous entry

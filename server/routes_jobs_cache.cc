@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "json.h"
 #include "request_target.h"
+#include "route_bodies.h"
 #include "router.h"
 #include "router_call.h"
 #include "str_cat.h"
@@ -159,12 +160,9 @@ void WriteJob(JsonWriter& w, const Job& job, bool with_payload) {
   w.EndObject();
 }
 
-// The "lease" (required) of an ack or nack body, and for a nack its optional
-// "error" and "retry_after_s".
-struct LeaseBody {
-  std::string lease;
-  NackOptions nack;
-};
+}  // namespace
+
+// --- Bodies (route_bodies.h) ---
 
 absl::StatusOr<LeaseBody> ParseLeaseBody(std::string_view body, bool nack) {
   auto object = ParseJsonObject(ThreadLocalJsonParser(), body);
@@ -189,7 +187,56 @@ absl::StatusOr<LeaseBody> ParseLeaseBody(std::string_view body, bool nack) {
   return out;
 }
 
-}  // namespace
+absl::StatusOr<JobSpec> ParseJobBody(std::string_view body) {
+  auto object = ParseJsonObject(ThreadLocalJsonParser(), body);
+  if (!object.ok()) return object.status();
+  JsonObjectReader r(*object, "job");
+  auto type = r.OptionalString("type");
+  auto payload = r.OptionalString("payload");
+  auto encoding = r.OptionalString("encoding");
+  auto idempotency_key = r.OptionalString("idempotency_key");
+  auto delay = r.OptionalNonNegativeNumber("delay_s");
+  auto priority = r.OptionalInt("priority");
+  auto max_attempts = r.OptionalUint("max_attempts");
+  for (const absl::Status& s :
+       {type.status(), payload.status(), encoding.status(), idempotency_key.status(),
+        delay.status(), priority.status(), max_attempts.status()}) {
+    if (!s.ok()) return s;
+  }
+  if (absl::Status s = r.Finish(); !s.ok()) return s;
+
+  JobSpec spec;
+  if (!type->has_value()) return absl::InvalidArgumentError("job: field \"type\" is required");
+  spec.type = std::string(**type);
+  if (payload->has_value()) spec.payload = std::string(**payload);
+  if (encoding->has_value()) {
+    if (**encoding != "base64") {
+      return absl::InvalidArgumentError("job: encoding must be \"base64\" (or absent)");
+    }
+    auto decoded = Base64Decode(spec.payload);
+    if (!decoded.ok()) return absl::InvalidArgumentError("job: payload is not valid base64");
+    spec.payload = *std::move(decoded);
+  }
+  if (idempotency_key->has_value()) {
+    spec.idempotency_key = std::string(**idempotency_key);
+  }
+  if (delay->has_value()) spec.delay = absl::Seconds(**delay);
+  if (priority->has_value()) {
+    if (**priority < std::numeric_limits<int32_t>::min() ||
+        **priority > std::numeric_limits<int32_t>::max()) {
+      return absl::InvalidArgumentError("job: priority must be within int32");
+    }
+    spec.priority = static_cast<int32_t>(**priority);
+  }
+  if (max_attempts->has_value()) {
+    // 0, as in the library, means the engine's default.
+    if (**max_attempts > std::numeric_limits<uint32_t>::max()) {
+      return absl::InvalidArgumentError("job: max_attempts is too large");
+    }
+    spec.max_attempts = static_cast<uint32_t>(**max_attempts);
+  }
+  return spec;
+}
 
 // --- Cache ---
 
@@ -264,55 +311,9 @@ std::optional<HttpError> Router::CacheIncr(Call& call) {
 // --- Jobs ---
 
 std::optional<HttpError> Router::JobEnqueue(Call& call) {
-  auto object = ParseJsonObject(ThreadLocalJsonParser(), call.body);
-  if (!object.ok()) return HttpErrorFromStatus(object.status());
-  JsonObjectReader r(*object, "job");
-  auto type = r.OptionalString("type");
-  auto payload = r.OptionalString("payload");
-  auto encoding = r.OptionalString("encoding");
-  auto idempotency_key = r.OptionalString("idempotency_key");
-  auto delay = r.OptionalNonNegativeNumber("delay_s");
-  auto priority = r.OptionalInt("priority");
-  auto max_attempts = r.OptionalUint("max_attempts");
-  for (const absl::Status& s :
-       {type.status(), payload.status(), encoding.status(), idempotency_key.status(),
-        delay.status(), priority.status(), max_attempts.status()}) {
-    if (!s.ok()) return HttpErrorFromStatus(s);
-  }
-  if (absl::Status s = r.Finish(); !s.ok()) return HttpErrorFromStatus(s);
-
-  JobSpec spec;
-  if (!type->has_value()) return Invalid("job: field \"type\" is required");
-  spec.type = std::string(**type);
-  if (payload->has_value()) spec.payload = std::string(**payload);
-  if (encoding->has_value()) {
-    if (**encoding != "base64") {
-      return Invalid("job: encoding must be \"base64\" (or absent)");
-    }
-    auto decoded = Base64Decode(spec.payload);
-    if (!decoded.ok()) return Invalid("job: payload is not valid base64");
-    spec.payload = *std::move(decoded);
-  }
-  if (idempotency_key->has_value()) {
-    spec.idempotency_key = std::string(**idempotency_key);
-  }
-  if (delay->has_value()) spec.delay = absl::Seconds(**delay);
-  if (priority->has_value()) {
-    if (**priority < std::numeric_limits<int32_t>::min() ||
-        **priority > std::numeric_limits<int32_t>::max()) {
-      return Invalid("job: priority must be within int32");
-    }
-    spec.priority = static_cast<int32_t>(**priority);
-  }
-  if (max_attempts->has_value()) {
-    // 0, as in the library, means the engine's default.
-    if (**max_attempts > std::numeric_limits<uint32_t>::max()) {
-      return Invalid("job: max_attempts is too large");
-    }
-    spec.max_attempts = static_cast<uint32_t>(**max_attempts);
-  }
-
-  auto result = call.tenant->jobs().Enqueue(spec);
+  auto spec = ParseJobBody(call.body);
+  if (!spec.ok()) return HttpErrorFromStatus(spec.status());
+  auto result = call.tenant->jobs().Enqueue(*spec);
   if (!result.ok()) return HttpErrorFromStatus(result.status());
   JsonWriter w;
   w.BeginObject();

@@ -18,6 +18,7 @@
 
 #include "absl/time/time.h"
 #include "json.h"
+#include "route_bodies.h"
 #include "router.h"
 #include "router_call.h"
 #include "spec_json.h"
@@ -36,11 +37,7 @@ HttpError Invalid(std::string message) {
   return MakeHttpError(400, "invalid_argument", std::move(message));
 }
 
-struct TakeBody {
-  std::string class_name;
-  absl::Duration lease;
-  absl::Duration wait;
-};
+}  // namespace
 
 absl::StatusOr<TakeBody> ParseTakeBody(std::string_view body) {
   auto object = ParseJsonObject(ThreadLocalJsonParser(), body);
@@ -66,8 +63,6 @@ absl::StatusOr<TakeBody> ParseTakeBody(std::string_view body) {
                   .lease = absl::Seconds(lease->value_or(kDefaultPermitLeaseSeconds)),
                   .wait = absl::Seconds(wait_s)};
 }
-
-}  // namespace
 
 std::optional<HttpError> Router::PermitTake(Call& call) {
   if (!call.match.query.empty()) return Invalid("permit routes take no query parameters");

@@ -2,11 +2,13 @@
 
 #include "json.h"
 #include "request_target.h"
+#include "route_bodies.h"
 #include "router.h"
 #include "router_call.h"
 #include "spec_json.h"
 #include "str_cat.h"
 #include "tenancy/kv_store.h"
+#include "tenancy/status.h"
 
 namespace tenancy::internal {
 namespace {
@@ -146,73 +148,89 @@ std::optional<HttpError> Router::KvScan(Call& call) {
   return std::nullopt;
 }
 
-std::optional<HttpError> Router::Batch(Call& call) {
-  auto object = ParseJsonObject(ThreadLocalJsonParser(), call.body);
-  if (!object.ok()) return HttpErrorFromStatus(object.status());
+// The body of POST /v1/batch (route_bodies.h).
+absl::StatusOr<WriteBatch> ParseBatchBody(std::string_view body, size_t max_ops) {
+  auto object = ParseJsonObject(ThreadLocalJsonParser(), body);
+  if (!object.ok()) return object.status();
   JsonObjectReader reader(*object, "batch");
   auto ops = reader.OptionalArray("ops");
-  if (!ops.ok()) return HttpErrorFromStatus(ops.status());
-  if (absl::Status s = reader.Finish(); !s.ok()) return HttpErrorFromStatus(s);
-  if (!ops->has_value()) return Invalid("batch: field \"ops\" is required");
-  if ((**ops).size() > options_.max_batch_ops) {
-    return MakeHttpError(413, "too_large",
-                         StrCat("batch: more than ", options_.max_batch_ops, " operations"));
+  if (!ops.ok()) return ops.status();
+  if (absl::Status s = reader.Finish(); !s.ok()) return s;
+  if (!ops->has_value()) return absl::InvalidArgumentError("batch: field \"ops\" is required");
+  if ((**ops).size() > max_ops) {
+    return MakeError(absl::StatusCode::kInvalidArgument, ErrorReason::kTooLarge,
+                     StrCat("batch: more than ", max_ops, " operations"));
   }
   WriteBatch batch;
   size_t index = 0;
   for (simdjson::dom::element element : **ops) {
     const std::string context = StrCat("ops[", index++, "]");
     simdjson::dom::object op;
-    if (element.get_object().get(op)) return Invalid(StrCat(context, " must be an object"));
+    if (element.get_object().get(op)) {
+      return absl::InvalidArgumentError(StrCat(context, " must be an object"));
+    }
     JsonObjectReader r(op, context);
     auto type = r.OptionalString("op");
     auto key = r.OptionalString("key");
     auto value = r.OptionalString("value");
     auto encoding = r.OptionalString("encoding");
     for (const absl::Status& s : {type.status(), key.status(), value.status(), encoding.status()}) {
-      if (!s.ok()) return HttpErrorFromStatus(s);
+      if (!s.ok()) return s;
     }
-    if (absl::Status s = r.Finish(); !s.ok()) return HttpErrorFromStatus(s);
+    if (absl::Status s = r.Finish(); !s.ok()) return s;
     bool base64 = false;
     if (encoding->has_value()) {
       if (**encoding != "base64") {
-        return Invalid(StrCat(context, ": encoding must be \"base64\" (or absent)"));
+        return absl::InvalidArgumentError(
+            StrCat(context, ": encoding must be \"base64\" (or absent)"));
       }
       base64 = true;
     }
-    if (!key->has_value()) return Invalid(StrCat(context, ": field \"key\" is required"));
+    if (!key->has_value()) {
+      return absl::InvalidArgumentError(StrCat(context, ": field \"key\" is required"));
+    }
     std::string key_bytes(**key);
     std::string value_bytes;
     if (value->has_value()) value_bytes = std::string(**value);
     if (base64) {
       auto k = Base64Decode(key_bytes);
-      if (!k.ok()) return Invalid(StrCat(context, ": key is not valid base64"));
+      if (!k.ok()) return absl::InvalidArgumentError(StrCat(context, ": key is not valid base64"));
       key_bytes = *std::move(k);
       if (value->has_value()) {
         auto v = Base64Decode(value_bytes);
-        if (!v.ok()) return Invalid(StrCat(context, ": value is not valid base64"));
+        if (!v.ok()) {
+          return absl::InvalidArgumentError(StrCat(context, ": value is not valid base64"));
+        }
         value_bytes = *std::move(v);
       }
     }
-    if (!type->has_value()) return Invalid(StrCat(context, ": field \"op\" is required"));
+    if (!type->has_value()) {
+      return absl::InvalidArgumentError(StrCat(context, ": field \"op\" is required"));
+    }
     if (**type == "put") {
       if (!value->has_value()) {
-        return Invalid(StrCat(context, ": a put needs a \"value\""));
+        return absl::InvalidArgumentError(StrCat(context, ": a put needs a \"value\""));
       }
       batch.Put(key_bytes, value_bytes);
     } else if (**type == "delete") {
       if (value->has_value()) {
-        return Invalid(StrCat(context, ": a delete takes no \"value\""));
+        return absl::InvalidArgumentError(StrCat(context, ": a delete takes no \"value\""));
       }
       batch.Delete(key_bytes);
     } else {
-      return Invalid(StrCat(context, ": op must be \"put\" or \"delete\""));
+      return absl::InvalidArgumentError(StrCat(context, ": op must be \"put\" or \"delete\""));
     }
   }
-  absl::Status s = call.tenant->kv().Write(batch);
+  return batch;
+}
+
+std::optional<HttpError> Router::Batch(Call& call) {
+  auto batch = ParseBatchBody(call.body, options_.max_batch_ops);
+  if (!batch.ok()) return HttpErrorFromStatus(batch.status());
+  absl::Status s = call.tenant->kv().Write(*batch);
   if (!s.ok()) return HttpErrorFromStatus(s);
   JsonWriter w;
-  w.BeginObject().Key("applied").Uint(batch.size()).EndObject();
+  w.BeginObject().Key("applied").Uint(batch->size()).EndObject();
   ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
