@@ -901,7 +901,6 @@ const char* KillName(int plan) {
 
 int RunParent(const Flags& flags, const char* self) {
   std::string dir = flags.dir;
-  std::unique_ptr<char[]> temp;
   if (dir.empty()) {
     std::string pattern = (std::filesystem::temp_directory_path() / "torture-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) return 2;
