@@ -1,7 +1,12 @@
 // Model-checked isolation: random operations across tenants with adversarial
 // keys, each checked against an in-memory std::map per tenant.
+//
+// ctest runs 100,000 operations. TENANCY_MODEL_OPS=N runs N instead (e.g.
+// TENANCY_MODEL_OPS=1000000 for the long mode) and TENANCY_MODEL_SEED=S
+// another seed; both are printed, so a failure can be replayed.
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <map>
 #include <random>
 
@@ -19,30 +24,44 @@ std::string BigEndian(uint64_t n) {
   return out;
 }
 
+constexpr size_t kMaxKey = 4096;  // EngineOptions::max_key_bytes' default
+
+// The number of operations: TENANCY_MODEL_OPS, else 100,000.
+int64_t OperationCount() {
+  const char* env = std::getenv("TENANCY_MODEL_OPS");
+  return env != nullptr ? std::atoll(env) : 100000;
+}
+
+uint64_t Seed() {
+  const char* env = std::getenv("TENANCY_MODEL_SEED");
+  return env != nullptr ? std::strtoull(env, nullptr, 10) : 20261123;
+}
+
 class KeyPool {
  public:
   explicit KeyPool(const std::vector<uint64_t>& numbers) {
-    keys_ = {"",
-             std::string(1, '\0'),
-             std::string(2, '\0'),
-             "\xff",
-             std::string(5, '\xff'),
-             "a",
-             "a:b",
-             "b:c",
-             "a:",
-             ":",
-             "ab",
-             "b",
-             std::string(300, 'L'),
-             std::string(300, 'L') + "\x01",
-             std::string("\x00\xff\x00", 3)};
+    keys_ = {"", std::string(1, '\0'), std::string(2, '\0'), "\xff", std::string(5, '\xff'), "a",
+             "a:b", "b:c", "a:", ":", "ab", "b", std::string(300, 'L'),
+             std::string(300, 'L') + "\x01", std::string("\x00\xff\x00", 3),
+             // Prefixes of each other, down to one byte, at both ends of
+             // the byte range, and the namespace bytes of the encoding.
+             std::string("a\0", 2), "a\xff", "a\xff\xff", "\x01", "\x02", "\x03",
+             std::string("\xff\0", 2),
+             // Keys of the maximum length (EngineOptions::max_key_bytes),
+             // and those one byte shorter that prefix them.
+             std::string(kMaxKey, '\xff'), std::string(kMaxKey - 1, '\xff'),
+             std::string(kMaxKey, '\0'), std::string(kMaxKey - 1, '\0'),
+             std::string(kMaxKey - 1, 'L') + "\x01"};
     // Keys that spell other tenants' internal prefixes (number + namespace).
     for (uint64_t n : numbers) {
       keys_.push_back(BigEndian(n));
       keys_.push_back(BigEndian(n) + "\x01");
       keys_.push_back(BigEndian(n) + "\x01" + "a");
       keys_.push_back(BigEndian(n + 1));
+      keys_.push_back(BigEndian(n) + "\x02");  // another tenant's job records
+      keys_.push_back(BigEndian(n) + "\x03");  // and its job index
+      keys_.push_back(BigEndian(n - 1) + std::string(kMaxKey - 8, '\xff'));
+      keys_.push_back(BigEndian(n).substr(0, 7));
     }
     for (int i = 0; i < 20; ++i) keys_.push_back("k" + std::to_string(i));
   }
@@ -106,10 +125,14 @@ TEST_CASE(
   }
   std::vector<Model> models(ids.size());
   KeyPool pool(numbers);
-  std::mt19937_64 rng(20261123);
-  constexpr int kOperations = 100000;
+  const uint64_t seed = Seed();
+  const int64_t operations = OperationCount();
+  std::mt19937_64 rng(seed);
+  INFO("TENANCY_MODEL_SEED=" << seed << " TENANCY_MODEL_OPS=" << operations);
+  // A key one byte over the limit is refused, and changes nothing.
+  REQUIRE(absl::IsInvalidArgument(tenants[0].kv().Put(std::string(kMaxKey + 1, 'x'), "v")));
 
-  for (int step = 0; step < kOperations; ++step) {
+  for (int64_t step = 0; step < operations; ++step) {
     size_t t = rng() % tenants.size();
     KvStore kv = tenants[t].kv();
     Model& model = models[t];
