@@ -83,8 +83,8 @@ class Storage::ErrorListener : public rocksdb::EventListener {
       // - a failed WAL append or sync leaves RocksDB 7.8's WAL writer with a
       //   sticky error: DB::Resume() succeeds, yet the next write goes to
       //   the same writer and fails again (or, in a build with assertions
-      //   such as Debian's, aborts the process; RocksDB 9 fixed it, PR
-      //   12448);
+      //   such as Debian's, aborts the process, as tests/fault_injection_test
+      //   found; fixed upstream later, rocksdb PR 12448);
       // - a fatal one (7.8 rates an I/O error other than ENOSPC in a flush
       //   so), which DB::Resume() refuses.
       const bool wal = reason == rocksdb::BackgroundErrorReason::kWriteCallback ||
