@@ -128,6 +128,10 @@ absl::Status Engine::Flush() {
   return parts_->storage->Flush(families);
 }
 
+EngineHealth Engine::Health() const { return parts_->storage->Health(); }
+
+absl::Status Engine::Resume() { return parts_->storage->Resume(); }
+
 absl::StatusOr<uint64_t> Engine::GetIntProperty(std::string_view property) const {
   uint64_t value = 0;
   if (!parts_->storage->db()->GetIntProperty(parts_->storage->shared().get(),

@@ -77,6 +77,9 @@ void Engine::CollectMetrics(MetricSink& sink) const {
                       static_cast<double>(requests.rejections[i]));
     }
   }
+  sink.AddGauge("tenancy_engine_degraded",
+                "1 while the database refuses writes after a storage error (Engine::Health)", {},
+                parts_->storage->degraded() ? 1.0 : 0.0);
   sink.AddGauge("tenancy_tenants_active", "Tenants in state active", {},
                 static_cast<double>(by_state["active"]));
   for (const auto& [state, count] : by_state) {

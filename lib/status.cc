@@ -34,7 +34,8 @@ absl::Status MakeError(absl::StatusCode code, ErrorReason reason, std::string_vi
 ErrorReason GetErrorReason(const absl::Status& status) {
   if (status.ok()) return ErrorReason::kUnspecified;
   std::optional<int64_t> value = ReadIntegerPayload(status, kReasonUrl);
-  if (!value.has_value() || *value < 0 || *value > static_cast<int64_t>(ErrorReason::kStaleLease)) {
+  if (!value.has_value() || *value < 0 ||
+      *value > static_cast<int64_t>(ErrorReason::kStorageUnavailable)) {
     return ErrorReason::kUnspecified;
   }
   return static_cast<ErrorReason>(*value);
@@ -64,6 +65,8 @@ std::string_view ErrorReasonName(ErrorReason reason) {
       return "too_large";
     case ErrorReason::kStaleLease:
       return "stale_lease";
+    case ErrorReason::kStorageUnavailable:
+      return "storage_unavailable";
   }
   return "unspecified";
 }

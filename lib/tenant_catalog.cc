@@ -287,8 +287,8 @@ absl::Status TenantCatalog::FlushRequestStats() {
     }
   }
   if (batch.Count() == 0) return absl::OkStatus();
-  return FromRocksStatus(storage_.Commit(rocksdb::WriteOptions(), &batch),
-                         "engine: flush request counters");
+  return storage_.WriteError(storage_.Commit(rocksdb::WriteOptions(), &batch),
+                             "engine: flush request counters");
 }
 
 absl::Status TenantCatalog::Persist(const TenantSlot& slot, bool deleting) {
@@ -305,7 +305,7 @@ absl::Status TenantCatalog::Persist(const TenantSlot& slot, bool deleting) {
   rocksdb::Status s =
       batch.Put(storage_.meta(), TenantRecordKey(slot.id), EncodeTenantRecord(record));
   if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-  return FromRocksStatus(s, StrCat("tenant \"", slot.id, "\": write record"));
+  return storage_.WriteError(s, StrCat("tenant \"", slot.id, "\": write record"));
 }
 
 absl::StatusOr<std::vector<TenantInfo>> TenantCatalog::Create(
@@ -415,8 +415,8 @@ absl::StatusOr<std::vector<TenantInfo>> TenantCatalog::CreateLocked(
   PutFixed64(&counter, number);
   TENANCY_RETURN_IF_ERROR(
       FromRocksStatus(batch.Put(storage_.meta(), kNextNumberKey, counter), "registry"));
-  absl::Status written = FromRocksStatus(storage_.Commit(storage_.registry_write_options(), &batch),
-                                         "registry: create tenants");
+  absl::Status written = storage_.WriteError(
+      storage_.Commit(storage_.registry_write_options(), &batch), "registry: create tenants");
   if (!written.ok()) {
     for (const auto& h : cf_handles) storage_.DropColumnFamily(h.get()).IgnoreError();
     return written;
@@ -608,7 +608,7 @@ absl::Status TenantCatalog::Purge(std::string_view id) {
     if (s.ok()) s = batch.Delete(storage_.meta(), ApiKeyRecordKey(d));
   }
   if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, StrCat("tenant \"", id, "\": purge")));
+  TENANCY_RETURN_IF_ERROR(storage_.WriteError(s, StrCat("tenant \"", id, "\": purge")));
   {
     absl::MutexLock index(&index_mu_);
     by_id_.erase(absl::string_view(id.data(), id.size()));
@@ -644,7 +644,7 @@ absl::StatusOr<ApiKeyInfo> TenantCatalog::ImportApiKeyDigest(std::string_view id
   rocksdb::Status s =
       batch.Put(storage_.meta(), ApiKeyRecordKey(digest), EncodeApiKeyRecord(record));
   if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, StrCat("tenant \"", id, "\": store api key")));
+  TENANCY_RETURN_IF_ERROR(storage_.WriteError(s, StrCat("tenant \"", id, "\": store api key")));
   ApiKeyInfo info{record.key_id, record.prefix, record.created_at};
   {
     absl::MutexLock index(&index_mu_);
@@ -680,7 +680,7 @@ absl::Status TenantCatalog::RevokeApiKey(std::string_view id, std::string_view k
   rocksdb::WriteBatch batch;
   rocksdb::Status s = batch.Delete(storage_.meta(), ApiKeyRecordKey(digest));
   if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, StrCat("tenant \"", id, "\": revoke api key")));
+  TENANCY_RETURN_IF_ERROR(storage_.WriteError(s, StrCat("tenant \"", id, "\": revoke api key")));
   {
     absl::MutexLock index(&index_mu_);
     keys_.erase(digest);

@@ -58,7 +58,7 @@ absl::StatusOr<TenantCatalog::ImportTarget> TenantCatalog::BeginImport(std::stri
     if (placement == Placement::kDedicated) {
       storage_.DropColumnFamily(target.cf.get()).IgnoreError();
     }
-    return FromRocksStatus(s, StrCat("tenant \"", id, "\": begin import"));
+    return storage_.WriteError(s, StrCat("tenant \"", id, "\": begin import"));
   }
   next_number_ = target.number + 1;
   importing_.insert(target.id);
@@ -183,7 +183,7 @@ absl::StatusOr<TenantInfo> TenantCatalog::FinishImport(const ImportTarget& targe
       if (s.ok()) s = batch.Delete(storage_.meta(), RequestsKey(old->number));
     }
     if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-    TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
+    TENANCY_RETURN_IF_ERROR(storage_.WriteError(s, context));
 
     if (old != nullptr) old->state.store(TenantState::kDeleting, std::memory_order_seq_cst);
     {
@@ -242,7 +242,7 @@ absl::Status TenantCatalog::DeleteAbandonedRange(uint64_t number,
   rocksdb::WriteBatch batch;
   rocksdb::Status s = batch.Delete(storage_.meta(), AbandonedRangeKey(number));
   if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-  return FromRocksStatus(s, context);
+  return storage_.WriteError(s, context);
 }
 
 absl::Status TenantCatalog::CleanAbandonedRanges() {
@@ -267,7 +267,7 @@ absl::Status TenantCatalog::CleanAbandonedRanges() {
     rocksdb::Status s = batch.Delete(storage_.meta(), UsageKey(number));
     if (s.ok()) s = batch.Delete(storage_.meta(), RequestsKey(number));
     if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
-    TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, "engine: delete abandoned range"));
+    TENANCY_RETURN_IF_ERROR(storage_.WriteError(s, "engine: delete abandoned range"));
   }
   return absl::OkStatus();
 }

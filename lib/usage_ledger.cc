@@ -205,7 +205,7 @@ absl::Status UsageLedger::Commit(TenantSlot& slot, AccountedBatch& batch, std::s
   s = storage_.Commit(storage_.data_write_options(), &batch.batch());
   if (!s.ok()) {
     Release(slot, batch.bytes(), batch.keys());
-    return FromRocksStatus(s, StrCat("tenant \"", slot.id, "\": ", what));
+    return storage_.WriteError(s, StrCat("tenant \"", slot.id, "\": ", what));
   }
   return absl::OkStatus();
 }
@@ -331,7 +331,7 @@ absl::Status UsageLedger::Import(TenantSlot& slot, const std::vector<LedgerOp>& 
   rocksdb::WriteOptions write_options = storage_.data_write_options();
   write_options.no_slowdown = false;
   if (s.ok()) s = storage_.Commit(write_options, &batch.batch());
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
+  TENANCY_RETURN_IF_ERROR(storage_.WriteError(s, context));
   slot.used_bytes.fetch_add(batch.bytes());
   slot.used_keys.fetch_add(batch.keys());
   CheckWarning(slot, slot.warned_bytes, slot.used_bytes.load(), slot.quota_bytes.load(), "storage");
@@ -381,7 +381,7 @@ absl::StatusOr<uint64_t> UsageLedger::DeleteRange(TenantSlot& slot, Namespace ns
     s = batch.Merge(storage_.meta(), UsageKey(slot.number), EncodeUsageDelta(-bytes, -keys));
   }
   if (s.ok()) s = storage_.Commit(storage_.data_write_options(), &batch);
-  TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
+  TENANCY_RETURN_IF_ERROR(storage_.WriteError(s, context));
   Release(slot, bytes, keys);
   CheckWarning(slot, slot.warned_bytes, slot.used_bytes.load(), slot.quota_bytes.load(), "storage");
   CheckWarning(slot, slot.warned_keys, slot.used_keys.load(), slot.quota_keys.load(), "keys");
@@ -418,7 +418,7 @@ absl::StatusOr<RecountResult> UsageLedger::Recount(TenantSlot& slot, bool repair
     rocksdb::Status s =
         batch.Put(storage_.meta(), UsageKey(slot.number), EncodeUsageDelta(bytes, keys));
     if (s.ok()) s = storage_.Commit(storage_.data_write_options(), &batch);
-    TENANCY_RETURN_IF_ERROR(FromRocksStatus(s, context));
+    TENANCY_RETURN_IF_ERROR(storage_.WriteError(s, context));
     slot.used_bytes.store(bytes);
     slot.used_keys.store(keys);
     result.repaired = true;

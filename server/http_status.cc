@@ -77,6 +77,13 @@ HttpError HttpErrorFromStatus(const absl::Status& status) {
       }
       return MakeHttpError(504, "deadline_exceeded", std::move(message));
     case absl::StatusCode::kUnavailable: {
+      // The engine's message names the database's files; the tenant learns
+      // the state, the operator reads the cause in the log and /health.
+      if (reason == ErrorReason::kStorageUnavailable) {
+        message =
+            "storage unavailable: the server refuses writes after a storage error "
+            "(see GET /health); nothing was written; retry later";
+      }
       HttpError e = MakeHttpError(503, "unavailable", std::move(message));
       e.retry_after_seconds = RetryAfterSeconds(status);
       return e;

@@ -20,6 +20,7 @@
 //     kConcurrencyLimited                     429   concurrency_limited + R-A
 //     otherwise                               504   deadline_exceeded
 //   UNAVAILABLE                               503   unavailable + Retry-After
+//     kStorageUnavailable: a fixed message (the engine's names files)
 //   UNIMPLEMENTED                             501   not_implemented
 //   anything else                             500   internal
 //

@@ -176,6 +176,21 @@ Router::Router(const ServerOptions& options, Engine* engine, ServerMetrics* metr
 
 Router::~Router() = default;
 
+namespace {
+
+// 200 either way: a degraded engine still serves every read, so a load
+// balancer that took it out of rotation on a 503 would turn a partial outage
+// into a total one. Monitoring reads "status" (or tenancy_engine_degraded).
+// The summary names no files: /health needs no credentials.
+std::string HealthBody(const EngineHealth& health) {
+  if (health.ok) return R"({"status":"ok"})";
+  JsonWriter w;
+  w.BeginObject().Key("status").String("degraded").Key("reason").String(health.summary).EndObject();
+  return w.Release();
+}
+
+}  // namespace
+
 HeadDecision Router::DecideHead(const RequestHead& head) {
   auto call = std::make_unique<Call>(head.method, head.target);
   std::optional<HttpError> error = Prepare(*call, head);
@@ -189,7 +204,7 @@ HeadDecision Router::DecideHead(const RequestHead& head) {
       case RouteId::kHealth:
       case RouteId::kVersion: {
         std::string body = call->match.id == RouteId::kHealth
-                               ? std::string(R"({"status":"ok"})")
+                               ? HealthBody(engine_->Health())
                                : StrCat(R"({"version":")", TENANCY_VERSION_STRING, "\"}");
         decision.immediate = FormatResponse(200, body, head.method == "HEAD", head.refusal_closes,
                                             keep_alive_seconds, t.keep_alive_max_requests);

@@ -17,6 +17,7 @@
 #ifndef TENANCY_ENGINE_H_
 #define TENANCY_ENGINE_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -34,6 +35,14 @@
 #include "tenancy/metrics.h"
 #include "tenancy/tenant.h"
 #include "tenancy/tenant_registry.h"
+
+// Declared, not included: the public headers do not include RocksDB's, so a
+// host that does not use EngineOptions::file_system needs none of them (and
+// RocksDB's headers stay out of every translation unit of the host). A host
+// that does use it includes rocksdb/file_system.h itself.
+namespace rocksdb {
+class FileSystem;
+}  // namespace rocksdb
 
 namespace tenancy {
 
@@ -80,6 +89,22 @@ struct EngineOptions {
   // operator for it). Progress is logged. Without the option, Open logs a
   // warning when `default` holds any key. Default: "" (off).
   std::string adopt_existing_data;
+  // The file system the database runs on (RocksDB's FileSystem interface,
+  // wrapped into an Env with rocksdb::NewCompositeEnv). For hosts with a
+  // file system of their own and for tests that inject faults (see
+  // tests/fault_injection_fs.h). Backups, exports and archives
+  // (Engine::lifecycle()) still use the default file system. Default
+  // (nullptr): RocksDB's default. Fixed after Open.
+  std::shared_ptr<rocksdb::FileSystem> file_system;
+
+  // Storage errors
+
+  // After a storage error that stops writes (disk full, I/O error on the WAL,
+  // a flush or a compaction; see Engine::Health()), the engine asks RocksDB
+  // to resume at most this often, on the first write attempt after the
+  // interval (and on Engine::Resume()). Refused writes carry it as their
+  // retry-after. Default: 1 s.
+  std::chrono::milliseconds storage_resume_interval{1000};
 
   // Limits
 
@@ -153,6 +178,23 @@ struct EngineOptions {
   std::shared_ptr<Cache> cache;
 };
 
+// What Engine::Health() reports. Intentionally copyable.
+struct EngineHealth {
+  // False while the database refuses writes after a storage error (RocksDB's
+  // background error state: a WAL write or sync, a flush or a compaction
+  // failed with ENOSPC or EIO). Reads keep working; writes are UNAVAILABLE
+  // (ErrorReason::kStorageUnavailable) until a resume succeeds.
+  bool ok = true;
+  // Empty when ok; else what failed and how, as RocksDB reports it (it may
+  // name files): "flush: IO error: No space left on device: While appending
+  // to file: ...". For logs and operators.
+  std::string reason;
+  // Empty when ok; else the same without file names, fit to show to anyone
+  // (tenancyd's GET /health): "flush: no space left on device", or "write:
+  // I/O error (the WAL failed: restart to recover)".
+  std::string summary;
+};
+
 class Engine {
  public:
   // Opens (or creates) the engine at options.path, loads the registry and
@@ -180,6 +222,24 @@ class Engine {
   // Flushes memtables and request counters to disk.
   absl::Status Flush();
 
+  // Whether the database accepts writes (see EngineHealth). The engine logs
+  // one error when it becomes degraded and one notice when it recovers, and
+  // exports tenancy_engine_degraded (CollectMetrics). Cheap: no I/O.
+  EngineHealth Health() const;
+
+  // Asks RocksDB to resume writing after a storage error now (DB::Resume():
+  // it flushes the memtables to new files), rather than on the next write
+  // after EngineOptions::storage_resume_interval. OK when not degraded or
+  // when resumed; otherwise UNAVAILABLE (kStorageUnavailable) with the
+  // cause, and the engine stays degraded. After a failed WAL append or sync
+  // it always fails: RocksDB 7.8 would keep writing to the failed WAL, so
+  // only reopening the engine (restarting the host) recovers; Health()'s
+  // reason then says "restart to recover".
+  // RocksDB's own automatic recovery is off: the engine is the one party
+  // that resumes, so the two never race (RocksDB answers a manual resume
+  // during its own recovery with Busy).
+  absl::Status Resume();
+
   // A RocksDB property of the default-or-shared column family, e.g.
   // "rocksdb.estimate-num-keys". NOT_FOUND if RocksDB does not know it.
   absl::StatusOr<uint64_t> GetIntProperty(std::string_view property) const;
@@ -191,6 +251,7 @@ class Engine {
   //     tenancy_limiter_in_use / _limit / _admitted_total /
   //     _rejected_total{class,kind};
   //   in all: tenancy_tenants{state}, tenancy_tenants_active,
+  //     tenancy_engine_degraded (1 while Health() is not ok),
   //     tenancy_limiter_global_in_use / _waiting / _limit{class}, and a few
   //     RocksDB gauges (tenancy_rocksdb_*);
   //   per tenant and class of leased permits (permits()):

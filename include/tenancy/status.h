@@ -42,6 +42,10 @@ enum class ErrorReason {
   kTooLarge,
   // FAILED_PRECONDITION: a job lease is expired or was replaced.
   kStaleLease,
+  // UNAVAILABLE: the write failed on a storage error (disk full, I/O error)
+  // or the database refuses writes after one (Engine::Health() is degraded).
+  // Nothing was acknowledged; retry after GetRetryAfter().
+  kStorageUnavailable,
 };
 
 // Returns a status with `code`, `message` and `reason` attached as a payload.
