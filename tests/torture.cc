@@ -12,8 +12,8 @@
 // others without it and with Engine::Flush checkpoints. The parent SIGKILLs
 // the child at a seeded random moment: very early (during Open and its
 // recovery), after a random time, or right as the child says (a byte on its
-// stdout pipe) that it begins a purge or an import. Then the parent reopens
-// the engine and checks it against the oracle.
+// stdout pipe) that it begins a purge, an import or a tenants-file apply.
+// Then the parent reopens the engine and checks it against the oracle.
 //
 // The oracle is a log the child appends to (O_APPEND, one write() per line,
 // so a line is whole or absent; a SIGKILL keeps what reached the page cache):
@@ -330,6 +330,7 @@ struct Child {
         options.watch = false;
         std::string id = next_id();
         log->Line("I " + id + " G " + std::to_string(bytes));
+        Marker('G');
         log->Outcome(id, ConfigFile::Open(engine.get(), options).status());
       } else {
         Scratch(rng, round, next_id, purge);
@@ -895,7 +896,7 @@ void Checker::Check(CycleStats& stats, std::vector<std::string>& messages) {
 }
 
 const char* KillName(int plan) {
-  static const char* const kNames[] = {"early", "timed", "purge", "import"};
+  static const char* const kNames[] = {"early", "timed", "purge", "import", "tenants-file"};
   return kNames[plan];
 }
 
@@ -931,7 +932,9 @@ int RunParent(const Flags& flags, const char* self) {
     bool sync = rng() % 2 == 0;
     bool stall = rng() % 4 == 0;
     int plan = static_cast<int>(rng() % 10);
-    plan = plan == 0 ? 0 : plan < 5 ? 1 : plan < 8 ? 2 : 3;
+    // 0 early (in Open), 1 at a random time, 2 in a purge, 3 in an import,
+    // 4 while a tenants file is applied.
+    plan = plan == 0 ? 0 : plan < 4 ? 1 : plan < 7 ? 2 : plan < 9 ? 3 : 4;
     double at = flags.seconds * (0.05 + 0.95 * std::uniform_real_distribution<>(0, 1)(rng));
     int early_ms = static_cast<int>(rng() % 60);
     int marker_delay_us = rng() % 3 == 0 ? 0 : static_cast<int>(rng() % 5000);
@@ -986,7 +989,8 @@ int RunParent(const Flags& flags, const char* self) {
         wait_marker('R', 10);
       }
     } else {
-      char want = plan == 2 ? 'P' : 'I';
+      char want = plan == 2 ? 'P' : plan == 3 ? 'I' : 'G';
+      if (want == 'G') markers_wanted = 1;  // applies are rarer than purges
       // Markers before the child is ready cannot be, but read them anyway.
       while (!exited && elapsed() < flags.seconds * 3 + 30) {
         if (wait_marker(want, 50) && ready) break;
