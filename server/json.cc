@@ -126,14 +126,19 @@ JsonWriter& JsonWriter::Double(double value) {
   }
   // The one rule for numbers: a whole number within 2^53 prints as an
   // integer (1000, never 1e+03); any other value as the shortest text that
-  // reads back as the same double.
+  // reads back as the same double. A whole number beyond 2^53 is written in
+  // exponent form: shortest plain form would be an integer literal too wide
+  // for 64 bits (1444444444444444500000), which JSON readers refuse.
   constexpr double kExactIntegers = 9007199254740992.0;  // 2^53
-  if (value == std::floor(value) && std::fabs(value) <= kExactIntegers) {
+  const bool whole = value == std::floor(value);
+  if (whole && std::fabs(value) <= kExactIntegers) {
     absl::StrAppend(&out_, static_cast<int64_t>(value));
     return *this;
   }
   char buf[32];
-  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), value);
+  const std::to_chars_result r =
+      whole ? std::to_chars(buf, buf + sizeof(buf), value, std::chars_format::scientific)
+            : std::to_chars(buf, buf + sizeof(buf), value);
   out_.append(buf, r.ptr);
   return *this;
 }

@@ -27,7 +27,10 @@ TEST_CASE("Json: whole numbers are written as integers, others in their shortest
   for (const Case& c :
        {Case{1000, "1000"}, Case{1e6, "1000000"}, Case{0, "0"}, Case{-0.0, "0"}, Case{-3, "-3"},
         Case{9007199254740992.0, "9007199254740992"}, Case{0.5, "0.5"}, Case{0.1, "0.1"},
-        Case{1234.5678, "1234.5678"}, Case{1e300, "1e+300"}, Case{2.5e-7, "2.5e-07"}}) {
+        Case{1234.5678, "1234.5678"}, Case{1e300, "1e+300"}, Case{2.5e-7, "2.5e-07"},
+        // Whole beyond 2^53: exponent form, never an over-wide integer literal.
+        Case{1444444444444444444444.5, "1.4444444444444443e+21"},
+        Case{18014398509481984.0, "1.8014398509481984e+16"}}) {
     INFO(c.text);
     JsonWriter w;
     w.Double(c.value);
