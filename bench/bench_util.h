@@ -27,8 +27,13 @@ using Clock = std::chrono::steady_clock;
 // The scratch directory of the running bench (ScratchDir), removed by Die.
 inline std::string g_scratch;
 
+// Called by Die first, if set: a bench that started child processes stops
+// them before their directories go.
+inline void (*g_on_die)() = nullptr;
+
 [[noreturn]] inline void Die(const std::string& what) {
   std::fprintf(stderr, "%s: %s\n", program_invocation_short_name, what.c_str());
+  if (g_on_die != nullptr) g_on_die();
   if (!g_scratch.empty()) {
     std::error_code ignored;
     std::filesystem::remove_all(g_scratch, ignored);
