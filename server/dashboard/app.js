@@ -164,6 +164,7 @@
       return;
     }
     sessionStorage.setItem(KEY_STORAGE, key);
+    $('login-error').hidden = true;
     $('login').hidden = true;
     $('app').hidden = false;
     $('forget').hidden = false;
@@ -239,7 +240,7 @@
   function newRow(id) {
     const tr = document.createElement('tr');
     tr.dataset.tenant = id;
-    const cells = ['id', 'state', 'usage', 'keys num', 'api num', 'calls num', 'last', 'limits'];
+    const cells = ['id', 'state', 'storage', 'keys num', 'api num', 'calls num', 'last', 'limits'];
     for (const c of cells) tr.appendChild(el('td', c));
     tr.children[0].appendChild(el('a', 'tenant-link', id));
     tr.children[0].firstChild.href = '#';
