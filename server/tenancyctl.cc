@@ -292,25 +292,6 @@ class Commands {
   int Run();
 
  private:
-  // The arguments after the command words; exactly `n` of them.
-  const std::vector<std::string>& Args(size_t skip, size_t n, std::string_view what) {
-    args_.assign(cl_.words.begin() + static_cast<std::ptrdiff_t>(skip), cl_.words.end());
-    if (args_.size() != n) {
-      UsageError(absl::StrFormat("%s takes %d argument%s", what, n, n == 1 ? "" : "s"));
-    }
-    return args_;
-  }
-  // Refuses command options the command does not take.
-  void Allow(std::set<std::string> options, std::string_view what) {
-    for (const auto& [name, value] : cl_.options) {
-      if (options.count(name) == 0)
-        UsageError(absl::StrFormat("%s does not take --%s", what, name));
-    }
-    for (const std::string& name : cl_.switches) {
-      if (options.count(name) == 0)
-        UsageError(absl::StrFormat("%s does not take --%s", what, name));
-    }
-  }
   std::optional<std::string> Option(const std::string& name) const {
     auto it = cl_.options.find(name);
     if (it == cl_.options.end()) return std::nullopt;
@@ -323,22 +304,29 @@ class Commands {
     if (!body.empty() && body.back() != '\n') std::cout << '\n';
   }
 
-  int TenantsList();
-  int TenantsGet(const std::string& id);
-  int TenantsCreate(const std::string& id);
-  int TenantsApply(const std::string& id, const std::string& file);
+  // The commands of kCommands; `args` are the words after the command's.
+ public:
+  using Args = std::vector<std::string>;
+  int TenantsList(const Args& args);
+  int TenantsGet(const Args& args);
+  int TenantsCreate(const Args& args);
+  int TenantsApply(const Args& args);
+  int TenantsDisable(const Args& args) { return TenantsState(args[0], false); }
+  int TenantsEnable(const Args& args) { return TenantsState(args[0], true); }
+  int TenantsPurge(const Args& args);
+  int KeysAdd(const Args& args);
+  int KeysRevoke(const Args& args);
+  int Stats(const Args& args);
+  int Top(const Args& args);
+  int Export(const Args& args);
+  int Import(const Args& args);
+  int BackupsCreate(const Args& args);
+  int BackupsList(const Args& args);
+  int BackupsDelete(const Args& args);
+  int BackupsRestore(const Args& args);
+
+ private:
   int TenantsState(const std::string& id, bool enable);
-  int TenantsPurge(const std::string& id);
-  int KeysAdd(const std::string& id);
-  int KeysRevoke(const std::string& id, const std::string& key_id);
-  int Stats(const std::optional<std::string>& id);
-  int Top();
-  int Export(const std::string& id);
-  int Import(const std::string& file);
-  int BackupsCreate();
-  int BackupsList();
-  int BackupsDelete(const std::string& backup_id);
-  int BackupsRestore(const std::string& id);
 
   // Every tenant, page by page: the raw page bodies.
   std::vector<std::string> ListPages();
@@ -349,95 +337,72 @@ class Commands {
 
   CommandLine cl_;
   AdminApi api_;
-  std::vector<std::string> args_;
   simdjson::dom::parser parser_;
+};
+
+// One command: its words, how many arguments follow them, the command
+// options it takes, and what runs it.
+struct CommandSpec {
+  std::string_view words;
+  size_t min_args;
+  size_t max_args;
+  std::set<std::string> options;
+  int (Commands::*run)(const std::vector<std::string>& args);
+};
+
+const CommandSpec kCommands[] = {
+    {"tenants list", 0, 0, {}, &Commands::TenantsList},
+    {"tenants get", 1, 1, {}, &Commands::TenantsGet},
+    {"tenants create", 1, 1, {"quota-mb"}, &Commands::TenantsCreate},
+    {"tenants apply", 2, 2, {}, &Commands::TenantsApply},
+    {"tenants disable", 1, 1, {}, &Commands::TenantsDisable},
+    {"tenants enable", 1, 1, {}, &Commands::TenantsEnable},
+    {"tenants purge", 1, 1, {"archive"}, &Commands::TenantsPurge},
+    {"keys add", 1, 1, {}, &Commands::KeysAdd},
+    {"keys revoke", 2, 2, {}, &Commands::KeysRevoke},
+    {"stats", 0, 1, {}, &Commands::Stats},
+    {"top", 0, 0, {}, &Commands::Top},
+    {"export", 1, 1, {"o"}, &Commands::Export},
+    {"import", 1, 1, {"as", "replace"}, &Commands::Import},
+    {"backups create", 0, 0, {}, &Commands::BackupsCreate},
+    {"backups list", 0, 0, {}, &Commands::BackupsList},
+    {"backups delete", 1, 1, {}, &Commands::BackupsDelete},
+    {"backups restore", 1, 1, {"backup"}, &Commands::BackupsRestore},
 };
 
 int Commands::Run() {
   const std::vector<std::string>& w = cl_.words;
-  const std::string& command = w[0];
-  const std::string sub = w.size() > 1 ? w[1] : "";
-  if (command == "tenants") {
-    if (sub == "list") {
-      Allow({}, "tenants list");
-      Args(2, 0, "tenants list");
-      return TenantsList();
+  for (const CommandSpec& spec : kCommands) {
+    // "tenants list" matches the first two words, "stats" the first.
+    const size_t n = spec.words.find(' ') == std::string_view::npos ? 1 : 2;
+    if (w.size() < n) continue;
+    if (spec.words != (n == 1 ? w[0] : w[0] + " " + w[1])) continue;
+    std::vector<std::string> args(w.begin() + static_cast<std::ptrdiff_t>(n), w.end());
+    if (args.size() < spec.min_args || args.size() > spec.max_args) {
+      UsageError(absl::StrFormat("%s takes %s argument%s", spec.words,
+                                 spec.min_args == spec.max_args
+                                     ? std::to_string(spec.min_args)
+                                     : absl::StrFormat("%d to %d", spec.min_args, spec.max_args),
+                                 spec.max_args == 1 ? "" : "s"));
     }
-    if (sub == "get") {
-      Allow({}, "tenants get");
-      return TenantsGet(Args(2, 1, "tenants get")[0]);
+    for (const auto& [name, value] : cl_.options) {
+      if (spec.options.count(name) == 0) {
+        UsageError(absl::StrFormat("%s does not take --%s", spec.words, name));
+      }
     }
-    if (sub == "create") {
-      Allow({"quota-mb"}, "tenants create");
-      return TenantsCreate(Args(2, 1, "tenants create")[0]);
+    for (const std::string& name : cl_.switches) {
+      if (spec.options.count(name) == 0) {
+        UsageError(absl::StrFormat("%s does not take --%s", spec.words, name));
+      }
     }
-    if (sub == "apply") {
-      Allow({}, "tenants apply");
-      const auto& a = Args(2, 2, "tenants apply");
-      return TenantsApply(a[0], a[1]);
-    }
-    if (sub == "disable" || sub == "enable") {
-      Allow({}, "tenants " + sub);
-      return TenantsState(Args(2, 1, "tenants " + sub)[0], sub == "enable");
-    }
-    if (sub == "purge") {
-      Allow({"archive"}, "tenants purge");
-      return TenantsPurge(Args(2, 1, "tenants purge")[0]);
-    }
-    UsageError(sub.empty() ? "tenants needs a subcommand" : "unknown command tenants " + sub);
+    return (this->*spec.run)(args);
   }
-  if (command == "keys") {
-    if (sub == "add") {
-      Allow({}, "keys add");
-      return KeysAdd(Args(2, 1, "keys add")[0]);
-    }
-    if (sub == "revoke") {
-      Allow({}, "keys revoke");
-      const auto& a = Args(2, 2, "keys revoke");
-      return KeysRevoke(a[0], a[1]);
-    }
-    UsageError(sub.empty() ? "keys needs a subcommand" : "unknown command keys " + sub);
+  for (std::string_view group : {"tenants", "keys", "backups"}) {
+    if (w[0] != group) continue;
+    UsageError(w.size() == 1 ? std::string(group) + " needs a subcommand"
+                             : "unknown command " + w[0] + " " + w[1]);
   }
-  if (command == "stats") {
-    Allow({}, "stats");
-    if (w.size() > 2) UsageError("stats takes at most one argument");
-    return Stats(w.size() == 2 ? std::optional<std::string>(w[1]) : std::nullopt);
-  }
-  if (command == "top") {
-    Allow({}, "top");
-    Args(1, 0, "top");
-    return Top();
-  }
-  if (command == "export") {
-    Allow({"o"}, "export");
-    return Export(Args(1, 1, "export")[0]);
-  }
-  if (command == "import") {
-    Allow({"as", "replace"}, "import");
-    return Import(Args(1, 1, "import")[0]);
-  }
-  if (command == "backups") {
-    if (sub == "create") {
-      Allow({}, "backups create");
-      Args(2, 0, "backups create");
-      return BackupsCreate();
-    }
-    if (sub == "list") {
-      Allow({}, "backups list");
-      Args(2, 0, "backups list");
-      return BackupsList();
-    }
-    if (sub == "delete") {
-      Allow({}, "backups delete");
-      return BackupsDelete(Args(2, 1, "backups delete")[0]);
-    }
-    if (sub == "restore") {
-      Allow({"backup"}, "backups restore");
-      return BackupsRestore(Args(2, 1, "backups restore")[0]);
-    }
-    UsageError(sub.empty() ? "backups needs a subcommand" : "unknown command backups " + sub);
-  }
-  UsageError("unknown command " + command);
+  UsageError("unknown command " + w[0]);
 }
 
 std::vector<std::string> Commands::ListPages() {
@@ -487,7 +452,7 @@ std::string UsageText(uint64_t used, double quota_mb) {
   return UsageBar(static_cast<double>(used) / (quota_mb * 1048576.0));
 }
 
-int Commands::TenantsList() {
+int Commands::TenantsList(const Args&) {
   std::vector<std::string> pages = ListPages();
   if (cl_.json) {
     PrintJson(MergePages(pages));
@@ -509,7 +474,8 @@ int Commands::TenantsList() {
   return 0;
 }
 
-int Commands::TenantsGet(const std::string& id) {
+int Commands::TenantsGet(const Args& args) {
+  const std::string& id = args[0];
   Reply r = api_.Call("GET", TenantPath(id));
   if (cl_.json) {
     PrintJson(r.body);
@@ -584,7 +550,8 @@ int Commands::TenantsGet(const std::string& id) {
   return 0;
 }
 
-int Commands::TenantsCreate(const std::string& id) {
+int Commands::TenantsCreate(const Args& args) {
+  const std::string& id = args[0];
   internal::JsonWriter w;
   w.BeginObject().Key("tenant_id").String(id);
   if (auto quota = Option("quota-mb"); quota.has_value()) {
@@ -609,7 +576,9 @@ int Commands::TenantsCreate(const std::string& id) {
   return 0;
 }
 
-int Commands::TenantsApply(const std::string& id, const std::string& file) {
+int Commands::TenantsApply(const Args& args) {
+  const std::string& id = args[0];
+  const std::string& file = args[1];
   std::ifstream in(file, std::ios::binary);
   if (!in) Fail("cannot read " + file);
   std::string spec((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -636,7 +605,8 @@ int Commands::TenantsState(const std::string& id, bool enable) {
   return 0;
 }
 
-int Commands::TenantsPurge(const std::string& id) {
+int Commands::TenantsPurge(const Args& args) {
+  const std::string& id = args[0];
   const bool archive = cl_.switches.count("archive") != 0;
   std::string path = TenantPath(id, "/purge");
   if (archive) path += "?archive=true";
@@ -653,7 +623,8 @@ int Commands::TenantsPurge(const std::string& id) {
   return 0;
 }
 
-int Commands::KeysAdd(const std::string& id) {
+int Commands::KeysAdd(const Args& args) {
+  const std::string& id = args[0];
   Reply r = api_.Call("POST", TenantPath(id, "/keys"));
   if (cl_.json) {
     PrintJson(r.body);
@@ -667,7 +638,9 @@ int Commands::KeysAdd(const std::string& id) {
   return 0;
 }
 
-int Commands::KeysRevoke(const std::string& id, const std::string& key_id) {
+int Commands::KeysRevoke(const Args& args) {
+  const std::string& id = args[0];
+  const std::string& key_id = args[1];
   Reply r = api_.Call("DELETE", TenantPath(id, "/keys/" + internal::PercentEncode(key_id)));
   if (cl_.json) {
     PrintJson(r.body);  // 204: no body
@@ -677,7 +650,9 @@ int Commands::KeysRevoke(const std::string& id, const std::string& key_id) {
   return 0;
 }
 
-int Commands::Stats(const std::optional<std::string>& id) {
+int Commands::Stats(const Args& args) {
+  const std::optional<std::string> id =
+      args.empty() ? std::nullopt : std::optional<std::string>(args[0]);
   Table table({"TENANT", "STATE", "USED", "QUOTA", "USAGE", "KEYS", "CALLS TODAY", "LAST ACTIVE"});
   table.AlignRight(2).AlignRight(3).AlignRight(5).AlignRight(6);
   if (id.has_value()) {
@@ -736,7 +711,7 @@ std::string RateText(double per_second) {
   return absl::StrFormat("%.0f", per_second);
 }
 
-int Commands::Top() {
+int Commands::Top(const Args&) {
   struct sigaction action = {};
   action.sa_handler = OnInterrupt;
   sigemptyset(&action.sa_mask);
@@ -803,7 +778,8 @@ std::string RateOf(uint64_t bytes, double seconds) {
          "/s";
 }
 
-int Commands::Export(const std::string& id) {
+int Commands::Export(const Args& args) {
+  const std::string& id = args[0];
   std::optional<std::string> file = Option("o");
   if (!file.has_value() || file->empty()) UsageError("export needs -o FILE");
   const bool to_stdout = *file == "-";
@@ -872,7 +848,8 @@ int Commands::Export(const std::string& id) {
   return 0;
 }
 
-int Commands::Import(const std::string& file) {
+int Commands::Import(const Args& args) {
+  const std::string& file = args[0];
   auto source = FileArchiveSource::Open(file);
   if (!source.ok()) Fail(std::string(source.status().message()));
   std::string id;
@@ -956,7 +933,7 @@ Reply Commands::WithTicker(const std::string& label,
   return api_.Check(result);
 }
 
-int Commands::BackupsCreate() {
+int Commands::BackupsCreate(const Args&) {
   Reply r = WithTicker("backup", [&] { return api_.Send("POST", "/admin/backups"); });
   if (cl_.json) {
     PrintJson(r.body);
@@ -968,7 +945,7 @@ int Commands::BackupsCreate() {
   return 0;
 }
 
-int Commands::BackupsList() {
+int Commands::BackupsList(const Args&) {
   Reply r = api_.Call("GET", "/admin/backups");
   if (cl_.json) {
     PrintJson(r.body);
@@ -987,7 +964,8 @@ int Commands::BackupsList() {
   return 0;
 }
 
-int Commands::BackupsDelete(const std::string& backup_id) {
+int Commands::BackupsDelete(const Args& args) {
+  const std::string& backup_id = args[0];
   Reply r = api_.Call("DELETE", "/admin/backups/" + internal::PercentEncode(backup_id));
   if (cl_.json) {
     PrintJson(r.body);  // 204: no body
@@ -997,7 +975,8 @@ int Commands::BackupsDelete(const std::string& backup_id) {
   return 0;
 }
 
-int Commands::BackupsRestore(const std::string& id) {
+int Commands::BackupsRestore(const Args& args) {
+  const std::string& id = args[0];
   std::optional<std::string> backup = Option("backup");
   if (!backup.has_value()) UsageError("backups restore needs --backup BACKUP_ID");
   uint64_t backup_id = 0;

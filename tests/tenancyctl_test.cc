@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -143,6 +144,43 @@ class CtlProcess {
   bool exited_ = false;
   CtlResult result_;
 };
+
+// Runs tenancyctl on a pseudo-terminal (its stdout and stderr a terminal,
+// as an operator's are); returns what the terminal showed and the exit code.
+CtlResult RunOnTerminal(const std::vector<std::string>& args,
+                        const std::map<std::string, std::string>& env) {
+  int master = -1;
+  winsize size{};
+  size.ws_row = 40;
+  size.ws_col = 120;
+  pid_t pid = ::forkpty(&master, nullptr, nullptr, &size);
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    for (const auto& [name, value] : env) ::setenv(name.c_str(), value.c_str(), 1);
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(TENANCY_TENANCYCTL));
+    for (std::string& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(TENANCY_TENANCYCTL, argv.data());
+    ::_exit(127);
+  }
+  CtlResult result;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    ssize_t n = ::read(master, buf, sizeof(buf));
+    if (n <= 0) break;  // EIO once the child has exited
+    result.out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(master);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
 
 // A tenancyd child on a free port, and tenancyctl runs against it.
 class Operator {
@@ -395,6 +433,38 @@ TEST_CASE("tenancyctl: export, import and backups move a tenant's data", "[ctl]"
   CHECK(op.Ok({"backups", "delete", "1"}) == "deleted backup 1\n");
   CHECK(op.Ok({"--json", "backups", "delete", "2"}).empty());
   CHECK(Lines(op.Ok({"backups", "list"})).size() == 1);
+}
+
+TEST_CASE("tenancyctl: export, import and backups draw a progress bar on a terminal only",
+          "[ctl]") {
+  Operator op;
+  const std::string key = CreateTenant(op, "acme", "10");
+  PutValue(op.port(), key, "a", 2000000);
+  const fs::path archive = op.dir() / "acme.tnca";
+  CtlResult exported = RunOnTerminal({"export", "acme", "-o", archive.string()}, op.Env());
+  INFO(exported.out);
+  CHECK(exported.exit_code == 0);
+  // The line redrawn in place: the bar, bytes and a rate, then the result.
+  CHECK(exported.out.find("\r\x1b[2Kexport acme") != std::string::npos);
+  CHECK(exported.out.find("█") != std::string::npos);
+  CHECK(exported.out.find("/s") != std::string::npos);
+  CHECK(exported.out.find("exported tenant acme to ") != std::string::npos);
+  CtlResult imported = RunOnTerminal({"import", archive.string(), "--as", "clone"}, op.Env());
+  INFO(imported.out);
+  CHECK(imported.exit_code == 0);
+  CHECK(imported.out.find("\r\x1b[2Kimport clone") != std::string::npos);
+  CHECK(imported.out.find("100 %") != std::string::npos);
+  CtlResult backup = RunOnTerminal({"backups", "create"}, op.Env());
+  INFO(backup.out);
+  CHECK(backup.exit_code == 0);
+  CHECK(backup.out.find("created backup 1") != std::string::npos);
+  // Not on a terminal: the result line only.
+  CtlResult plain = op.Run({"export", "acme", "-o", archive.string()});
+  CHECK(plain.exit_code == 0);
+  CHECK(plain.out.find('\r') == std::string::npos);
+  CHECK(plain.out.find("█") == std::string::npos);
+  CHECK(Lines(plain.out).size() == 1);
+  CHECK(plain.err.empty());
 }
 
 TEST_CASE("tenancyctl: top shows per-tenant rates each second until interrupted, exit 0", "[ctl]") {
