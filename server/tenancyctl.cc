@@ -298,6 +298,17 @@ class Commands {
     return it->second;
   }
 
+  // With --json, prints the answer as the server sent it and returns false;
+  // else parses it into *out for a table.
+  bool ForPeople(const Reply& reply, simdjson::dom::element* out) {
+    if (cl_.json) {
+      PrintJson(reply.body);
+      return false;
+    }
+    *out = ParseJson(parser_, reply.body);
+    return true;
+  }
+
   // Prints the body as the server sent it (with a final newline).
   void PrintJson(const std::string& body) {
     std::cout << body;
@@ -442,6 +453,13 @@ std::string MergePages(const std::vector<std::string>& pages) {
   return out;
 }
 
+// A key made by the server ({"key_id","api_key"}): its secret is shown once.
+void PrintNewKey(simdjson::dom::element key) {
+  std::cout << "key id   " << Str(key, "key_id") << "\n"
+            << "api key  " << Str(key, "api_key") << "\n"
+            << "The API key is shown this once: store it now.\n";
+}
+
 std::string QuotaText(double quota_mb) {
   if (quota_mb <= 0) return "none";
   return HumanBytes(static_cast<uint64_t>(quota_mb * 1048576.0));
@@ -477,11 +495,8 @@ int Commands::TenantsList(const Args&) {
 int Commands::TenantsGet(const Args& args) {
   const std::string& id = args[0];
   Reply r = api_.Call("GET", TenantPath(id));
-  if (cl_.json) {
-    PrintJson(r.body);
-    return 0;
-  }
-  simdjson::dom::element t = ParseJson(parser_, r.body);
+  simdjson::dom::element t;
+  if (!ForPeople(r, &t)) return 0;
   simdjson::dom::element spec = t["spec"];
   simdjson::dom::element quota = spec["quota"];
   simdjson::dom::element usage = t["usage"];
@@ -564,15 +579,10 @@ int Commands::TenantsCreate(const Args& args) {
   }
   w.EndObject();
   Reply r = api_.Call("POST", "/admin/tenants", std::string(w.view()));
-  if (cl_.json) {
-    PrintJson(r.body);
-    return 0;
-  }
-  simdjson::dom::element c = ParseJson(parser_, r.body);
-  std::cout << "created tenant " << Str(c, "tenant_id") << " (" << Str(c, "status") << ")\n"
-            << "key id   " << Str(c, "key_id") << "\n"
-            << "api key  " << Str(c, "api_key") << "\n"
-            << "The API key is shown this once: store it now.\n";
+  simdjson::dom::element c;
+  if (!ForPeople(r, &c)) return 0;
+  std::cout << "created tenant " << Str(c, "tenant_id") << " (" << Str(c, "status") << ")\n";
+  PrintNewKey(c);
   return 0;
 }
 
@@ -583,11 +593,8 @@ int Commands::TenantsApply(const Args& args) {
   if (!in) Fail("cannot read " + file);
   std::string spec((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   Reply r = api_.Call("PUT", TenantPath(id), spec);
-  if (cl_.json) {
-    PrintJson(r.body);
-    return 0;
-  }
-  simdjson::dom::element t = ParseJson(parser_, r.body);
+  simdjson::dom::element t;
+  if (!ForPeople(r, &t)) return 0;
   std::cout << "applied " << file << " to tenant " << Str(t, "tenant_id") << " (" << Str(t, "state")
             << ")\n";
   return 0;
@@ -596,11 +603,8 @@ int Commands::TenantsApply(const Args& args) {
 int Commands::TenantsState(const std::string& id, bool enable) {
   Reply r =
       enable ? api_.Call("POST", TenantPath(id, "/enable")) : api_.Call("DELETE", TenantPath(id));
-  if (cl_.json) {
-    PrintJson(r.body);
-    return 0;
-  }
-  simdjson::dom::element s = ParseJson(parser_, r.body);
+  simdjson::dom::element s;
+  if (!ForPeople(r, &s)) return 0;
   std::cout << "tenant " << Str(s, "tenant_id") << ": " << Str(s, "status") << "\n";
   return 0;
 }
@@ -612,11 +616,8 @@ int Commands::TenantsPurge(const Args& args) {
   if (archive) path += "?archive=true";
   Reply r = archive ? WithTicker("purge " + id, [&] { return api_.Send("POST", path); })
                     : api_.Call("POST", path);
-  if (cl_.json) {
-    PrintJson(r.body);
-    return 0;
-  }
-  simdjson::dom::element s = ParseJson(parser_, r.body);
+  simdjson::dom::element s;
+  if (!ForPeople(r, &s)) return 0;
   std::cout << "tenant " << id << ": purged";
   if (archive) std::cout << ", archived as " << Str(s, "archive");
   std::cout << "\n";
@@ -626,15 +627,10 @@ int Commands::TenantsPurge(const Args& args) {
 int Commands::KeysAdd(const Args& args) {
   const std::string& id = args[0];
   Reply r = api_.Call("POST", TenantPath(id, "/keys"));
-  if (cl_.json) {
-    PrintJson(r.body);
-    return 0;
-  }
-  simdjson::dom::element k = ParseJson(parser_, r.body);
-  std::cout << "new API key for tenant " << id << "\n"
-            << "key id   " << Str(k, "key_id") << "\n"
-            << "api key  " << Str(k, "api_key") << "\n"
-            << "The API key is shown this once: store it now.\n";
+  simdjson::dom::element k;
+  if (!ForPeople(r, &k)) return 0;
+  std::cout << "new API key for tenant " << id << "\n";
+  PrintNewKey(k);
   return 0;
 }
 
@@ -890,11 +886,8 @@ int Commands::Import(const Args& args) {
   progress.Finish();
   if (read_failed) Fail("cannot read " + file + " (did it change while it was sent?)");
   Reply reply = api_.Check(r);
-  if (cl_.json) {
-    PrintJson(reply.body);
-    return 0;
-  }
-  simdjson::dom::element s = ParseJson(parser_, reply.body);
+  simdjson::dom::element s;
+  if (!ForPeople(reply, &s)) return 0;
   const double secs = progress.seconds();
   std::cout << "imported " << file << " as tenant " << Str(s, "tenant_id") << " ("
             << (replace ? "replaced" : "created") << "): " << Uint(s, "keys") << " keys, "
@@ -935,11 +928,8 @@ Reply Commands::WithTicker(const std::string& label,
 
 int Commands::BackupsCreate(const Args&) {
   Reply r = WithTicker("backup", [&] { return api_.Send("POST", "/admin/backups"); });
-  if (cl_.json) {
-    PrintJson(r.body);
-    return 0;
-  }
-  simdjson::dom::element b = ParseJson(parser_, r.body);
+  simdjson::dom::element b;
+  if (!ForPeople(r, &b)) return 0;
   std::cout << "created backup " << Uint(b, "backup_id") << " at "
             << HumanTime(Str(b, "created_at")) << ": " << HumanBytes(Uint(b, "size_bytes")) << "\n";
   return 0;
@@ -991,11 +981,8 @@ int Commands::BackupsRestore(const Args& args) {
   const std::string body(w.view());
   Reply r = WithTicker("restore " + id,
                        [&] { return api_.Send("POST", TenantPath(id, "/restore"), body); });
-  if (cl_.json) {
-    PrintJson(r.body);
-    return 0;
-  }
-  simdjson::dom::element s = ParseJson(parser_, r.body);
+  simdjson::dom::element s;
+  if (!ForPeople(r, &s)) return 0;
   std::cout << "restored tenant " << Str(s, "tenant_id") << " from backup " << backup_id << ": "
             << Uint(s, "keys") << " keys, " << HumanBytes(Uint(s, "bytes")) << ", "
             << Uint(s, "jobs") << " jobs\n";

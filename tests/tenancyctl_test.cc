@@ -35,6 +35,16 @@ struct CtlResult {
   std::string err;
 };
 
+// In a forked child: becomes tenancyctl with `args`.
+[[noreturn]] void ExecCtl(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(TENANCY_TENANCYCTL));
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(TENANCY_TENANCYCTL, argv.data());
+  ::_exit(127);
+}
+
 // A tenancyctl child; its stdout and stderr are read through pipes.
 class CtlProcess {
  public:
@@ -57,13 +67,7 @@ class CtlProcess {
           ::setenv(name.c_str(), value.c_str(), 1);
         }
       }
-      std::vector<std::string> copy = args;
-      std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(TENANCY_TENANCYCTL));
-      for (std::string& a : copy) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(TENANCY_TENANCYCTL, argv.data());
-      ::_exit(127);
+      ExecCtl(args);
     }
     ::close(out[1]);
     ::close(err[1]);
@@ -157,13 +161,7 @@ CtlResult RunOnTerminal(const std::vector<std::string>& args,
   REQUIRE(pid >= 0);
   if (pid == 0) {
     for (const auto& [name, value] : env) ::setenv(name.c_str(), value.c_str(), 1);
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(TENANCY_TENANCYCTL));
-    for (std::string& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(TENANCY_TENANCYCTL, argv.data());
-    ::_exit(127);
+    ExecCtl(args);
   }
   CtlResult result;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
