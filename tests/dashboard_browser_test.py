@@ -10,6 +10,8 @@ NUL byte), and checks that:
   - the right key shows every tenant with its state and usage, the bars
     green, amber and red, and keeps the key in sessionStorage only;
   - a tenant's detail lists its API keys and effective limits;
+  - create, a new key (shown once, with a copy button), enable and purge (only
+    once the tenant's id is typed) do what they say on the server;
   - the page ran without a Content-Security-Policy violation or script error.
 It saves a screenshot (--screenshot, under the build directory) as the test's
 artifact. Exits 77 (ctest's SKIP_RETURN_CODE) when chromium is not installed.
@@ -270,13 +272,13 @@ def check_page(browser, server, screenshot):
         raise Failure("the key is not kept in sessionStorage only: %s" % stored)
 
     # The filter: an id prefix.
-    browser.evaluate("const f = document.getElementById('filter'); f.value = 'glo';"
-                     "f.dispatchEvent(new Event('input')); true")
+    browser.evaluate("{ const f = document.getElementById('filter'); f.value = 'glo';"
+                     "f.dispatchEvent(new Event('input')); } true")
     browser.wait_for("document.querySelectorAll('#tenants tbody tr').length === 1 && "
                      "document.querySelector('#tenants tbody tr').dataset.tenant === 'globex'",
                      "the filtered row")
-    browser.evaluate("const g = document.getElementById('filter'); g.value = '';"
-                     "g.dispatchEvent(new Event('input')); true")
+    browser.evaluate("{ const f = document.getElementById('filter'); f.value = '';"
+                     "f.dispatchEvent(new Event('input')); } true")
     browser.wait_for("document.querySelectorAll('#tenants tbody tr').length === 3", "all rows again")
 
     # A tenant's detail: its keys (no secrets) and effective limits.
@@ -305,9 +307,74 @@ def check_page(browser, server, screenshot):
     with open(screenshot, "wb") as f:
         f.write(base64.b64decode(shot["data"]))
 
+    check_actions(browser, server)
+
     problems = browser.problems()
     if problems:
         raise Failure("the page reported errors: %s" % problems)
+
+
+def check_actions(browser, server):
+    """Create, a new key (shown once, with a copy button), enable and purge
+    (only once the id is typed), each checked against the server."""
+    js = browser.evaluate
+    js("document.getElementById('create').click(); true")
+    browser.wait_for("document.getElementById('create-dialog').open", "the create dialog")
+    js("document.getElementById('create-id').value = 'hooli';"
+       "document.getElementById('create-quota').value = '5';"
+       "document.getElementById('create-submit').click(); true")
+    browser.wait_for("document.getElementById('secret-dialog').open && "
+                     "/^tk_[0-9a-f]{16}_/.test(document.getElementById('secret-value').value)",
+                     "the new tenant's key")
+    secret = js("document.getElementById('secret-value').value")
+    status, usage = server.call("GET", "/v1/usage", key=secret)
+    if status != 200 or usage["tenant_id"] != "hooli" or usage["quota_mb"] != 5:
+        raise Failure("the key shown does not work for hooli: %s %s" % (status, usage))
+    js("document.getElementById('secret-copy').click(); true")
+    browser.wait_for("!document.getElementById('secret-copied').hidden", "the copy")
+    js("document.getElementById('secret-close').click(); true")
+    if js("document.getElementById('secret-dialog').open || "
+          "document.getElementById('secret-value').value !== ''"):
+        raise Failure("the key stays shown after Done")
+    browser.wait_for("document.querySelectorAll('#tenants tbody tr').length === 4 && "
+                     "document.getElementById('detail-title').textContent === 'hooli'",
+                     "hooli's row and detail")
+
+    # A new key for hooli: shown once, a second key in the detail.
+    js("document.getElementById('detail-rotate').click(); true")
+    browser.wait_for("document.getElementById('secret-dialog').open && "
+                     "document.getElementById('secret-value').value !== %s" % json.dumps(secret),
+                     "the second key")
+    second = js("document.getElementById('secret-value').value")
+    if server.call("GET", "/v1/usage", key=second)[0] != 200:
+        raise Failure("the second key does not work: %r %s" % (second, server.call("GET", "/v1/usage", key=second)))
+    js("document.getElementById('secret-close').click(); true")
+    browser.wait_for("document.querySelectorAll('#detail-keys tbody tr').length === 2", "two keys")
+
+    # Purge: refused until the id is typed exactly.
+    js("document.getElementById('detail-purge').click(); true")
+    browser.wait_for("document.getElementById('purge-dialog').open", "the purge dialog")
+    for typed, enabled in (("hool", False), ("hooli", True)):
+        js("{ const p = document.getElementById('purge-confirm'); p.value = %s;"
+           "p.dispatchEvent(new Event('input')); } true" % json.dumps(typed))
+        if js("!document.getElementById('purge-submit').disabled") != enabled:
+            raise Failure("purge button with %r typed: enabled should be %s" % (typed, enabled))
+    js("document.getElementById('purge-submit').click(); true")
+    browser.wait_for("!document.getElementById('purge-dialog').open && "
+                     "document.querySelectorAll('#tenants tbody tr').length === 3", "the purge")
+    if server.call("GET", "/admin/tenants/hooli")[0] != 404:
+        raise Failure("hooli was not purged")
+
+    # Enable acme again from its detail.
+    js("document.querySelector('#tenants tbody tr[data-tenant=\"acme\"]').click(); true")
+    browser.wait_for("document.getElementById('detail-title').textContent === 'acme' && "
+                     "document.getElementById('detail-toggle').textContent === 'Enable'",
+                     "acme's detail")
+    js("document.getElementById('detail-toggle').click(); true")
+    browser.wait_for("document.getElementById('detail-state').textContent === 'active'",
+                     "acme enabled")
+    if server.call("GET", "/admin/tenants/acme")[1]["state"] != "active":
+        raise Failure("acme is not enabled on the server")
 
 
 def main():
