@@ -61,6 +61,7 @@ constexpr char kUsage[] =
   keys add ID | keys revoke ID KEY_ID
   stats [ID]                       # table: tenant, state, used/quota (with a bar), keys, calls today, last active
   top                              # live per-tenant req/s, 429s, 507s, p99; refreshed each second
+                                   #   (with --json: one JSON line a second)
   export ID -o FILE | import FILE [--as ID] [--replace]
   backups create | list | delete BACKUP_ID | restore ID --backup BACKUP_ID
 Human tables by default, the API's JSON with --json; a progress bar on a terminal for
@@ -723,7 +724,7 @@ int Commands::Top(const Args&) {
     }
     return !g_interrupted.load();
   };
-  if (tty) std::cout << "\x1b[?25l" << std::flush;  // hide the cursor
+  if (tty && !cl_.json) std::cout << "\x1b[?25l" << std::flush;  // hide the cursor
   auto before = scrape();
   auto then = std::chrono::steady_clock::now();
   auto next = then + std::chrono::seconds(1);
@@ -735,6 +736,28 @@ int Commands::Top(const Args&) {
     before = std::move(after);
     then = now;
     next += std::chrono::seconds(1);
+    if (cl_.json) {
+      // One JSON line a second (the rates are tenancyctl's own: the API has
+      // no such document).
+      internal::JsonWriter w;
+      w.BeginObject().Key("tenants").BeginArray();
+      for (const TenantRates& r : rates) {
+        w.BeginObject().Key("tenant_id").String(r.tenant);
+        w.Key("requests_per_second").Double(r.requests_per_second);
+        w.Key("rejected_429_per_second").Double(r.rejected_429_per_second);
+        w.Key("rejected_507_per_second").Double(r.rejected_507_per_second);
+        w.Key("p99_seconds");
+        if (r.p99 < 0) {
+          w.Null();
+        } else {
+          w.Double(r.p99);
+        }
+        w.EndObject();
+      }
+      w.EndArray().EndObject();
+      std::cout << w.view() << "\n" << std::flush;
+      continue;
+    }
     size_t max_rows = rates.size();
     if (tty) {
       winsize ws{};
@@ -761,7 +784,7 @@ int Commands::Top(const Args&) {
       std::cout << screen << "\n" << std::flush;
     }
   }
-  if (tty) std::cout << "\x1b[?25h" << std::flush;  // the cursor again
+  if (tty && !cl_.json) std::cout << "\x1b[?25h" << std::flush;  // the cursor again
   return 0;
 }
 

@@ -493,6 +493,22 @@ TEST_CASE("tenancyctl: top shows per-tenant rates each second until interrupted,
   }
   CHECK(busy);
   CHECK(rejected);
+
+  // --json: a JSON line a second.
+  CtlProcess json({"--json", "top"}, op.Env());
+  REQUIRE(c.Get("/v1/usage", Bearer(key)).status == 200);
+  REQUIRE(json.WaitForOutput("\n", 2));
+  json.Signal(SIGINT);
+  CtlResult j = json.Finish();
+  CHECK(j.exit_code == 0);
+  simdjson::dom::parser parser;
+  for (const std::string& line : Lines(j.out)) {
+    simdjson::dom::element tick = ParseJson(parser, line);
+    simdjson::dom::array tenants;
+    REQUIRE(tick["tenants"].get(tenants) == simdjson::SUCCESS);
+    REQUIRE(tenants.size() == 1);
+    CHECK(StringField(tenants.at(0), "tenant_id") == "acme");
+  }
 }
 
 TEST_CASE("tenancyctl: bad usage prints the usage and exits 2", "[ctl]") {
