@@ -343,6 +343,7 @@ def check_actions(browser, server):
     # A new key for hooli: shown once, a second key in the detail.
     js("document.getElementById('detail-rotate').click(); true")
     browser.wait_for("document.getElementById('secret-dialog').open && "
+                     "/^tk_[0-9a-f]{16}_/.test(document.getElementById('secret-value').value) && "
                      "document.getElementById('secret-value').value !== %s" % json.dumps(secret),
                      "the second key")
     second = js("document.getElementById('secret-value').value")

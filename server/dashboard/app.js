@@ -476,7 +476,11 @@
       $('secret-value').value = '';
       $('secret-dialog').close();
     });
-    $('secret-dialog').addEventListener('close', () => { $('secret-value').value = ''; });
+    // Closed with Escape: the key goes too. The close event comes later than
+    // close(): the dialog may show a newer key by then, which stays.
+    $('secret-dialog').addEventListener('close', () => {
+      if (!$('secret-dialog').open) $('secret-value').value = '';
+    });
 
     $('detail-close').addEventListener('click', closeDetail);
     $('detail-toggle').addEventListener('click', () => {
