@@ -3,6 +3,13 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/status/status.h"
+
 namespace tenancy::internal {
 namespace {
 
@@ -21,6 +28,23 @@ bool AdminKey::Matches(std::string_view candidate) const {
   std::array<unsigned char, 32> digest = Sha256(candidate);
   bool equal = CRYPTO_memcmp(digest.data(), digest_.data(), digest.size()) == 0;
   return configured_ && equal;
+}
+
+absl::StatusOr<std::string> ReadAdminKeyFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError("cannot read --admin-key-file " + path + ": " +
+                                      std::strerror(errno));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string key = buffer.str();
+  while (!key.empty() &&
+         (key.back() == '\n' || key.back() == '\r' || key.back() == ' ' || key.back() == '\t')) {
+    key.pop_back();
+  }
+  if (key.empty()) return absl::InvalidArgumentError("--admin-key-file " + path + " is empty");
+  return key;
 }
 
 }  // namespace tenancy::internal

@@ -10,7 +10,10 @@
 #define TENANCY_SERVER_ADMIN_KEY_H_
 
 #include <array>
+#include <string>
 #include <string_view>
+
+#include "absl/status/statusor.h"
 
 namespace tenancy::internal {
 
@@ -29,6 +32,12 @@ class AdminKey {
   bool configured_ = false;
   std::array<unsigned char, 32> digest_{};
 };
+
+// The admin key held in the file at `path` (tenancyd's and tenancyctl's
+// --admin-key-file): its bytes without trailing whitespace and newlines.
+// INVALID_ARGUMENT when the file cannot be read or holds nothing else; the
+// message names the file.
+absl::StatusOr<std::string> ReadAdminKeyFile(const std::string& path);
 
 }  // namespace tenancy::internal
 

@@ -25,7 +25,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -39,6 +38,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "admin_key.h"
 #include "http_server.h"
 #include "http_transport.h"
 #include "tenancy/config_file.h"
@@ -375,20 +375,6 @@ void ParseFlags(int argc, char** argv) {
   }
 }
 
-std::string ReadAdminKeyFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) Fail("cannot read --admin-key-file " + path + ": " + std::strerror(errno));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::string key = buffer.str();
-  while (!key.empty() &&
-         (key.back() == '\n' || key.back() == '\r' || key.back() == ' ' || key.back() == '\t')) {
-    key.pop_back();
-  }
-  if (key.empty()) Fail("--admin-key-file " + path + " is empty");
-  return key;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -418,7 +404,9 @@ int main(int argc, char** argv) {
       static_cast<size_t>(absl::GetFlag(FLAGS_max_connections_per_peer).value);
   const std::string config_path = absl::GetFlag(FLAGS_config);
   if (const std::string file = absl::GetFlag(FLAGS_admin_key_file); !file.empty()) {
-    options.admin_key = ReadAdminKeyFile(file);
+    auto key = tenancy::internal::ReadAdminKeyFile(file);
+    if (!key.ok()) Fail(std::string(key.status().message()));
+    options.admin_key = *std::move(key);
   } else if (const char* env = std::getenv("TENANCY_ADMIN_KEY"); env != nullptr) {
     options.admin_key = env;
   }

@@ -59,6 +59,9 @@ constexpr RouteInfo kRoutes[kNumRoutes] = {
     {R::kAdminDeleteBackup,   "admin_delete_backup",   "DELETE",  "/admin/backups/{backup_id}",         kAdmin,   kNone,  kLifecycle, false},
     {R::kAdminListArchives,   "admin_list_archives",   "GET",     "/admin/archives",                    kAdmin,   kNone,  kRequests,  false},
     {R::kAdminRestoreArchive, "admin_restore_archive", "POST",    "/admin/archives/{name}/restore",     kAdmin,   kJson,  kLifecycle, false},
+    {R::kAdminUi,             "admin_ui",              "GET",     "/admin/ui",                          kPublic,  kNone,  kRequests,  false},
+    {R::kAdminUiScript,       "admin_ui_script",       "GET",     "/admin/ui/app.js",                   kPublic,  kNone,  kRequests,  false},
+    {R::kAdminUiStyle,        "admin_ui_style",        "GET",     "/admin/ui/app.css",                  kPublic,  kNone,  kRequests,  false},
     {R::kMetrics,             "metrics",               "GET",     "/metrics",                           kAdmin,   kNone,  kRequests,  false},
     {R::kUnmatched,           "unmatched",             "",        "",                                   kPublic,  kNone,  kRequests,  false},
 };
@@ -256,7 +259,10 @@ bool MatchLifecycle(std::string_view method, std::string_view path, RouteMatch* 
 }
 
 bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m, HttpError* error) {
-  if (path == "/admin/tenants") return SelectMethod(path, method, m, error);
+  if (path == "/admin/tenants" || path == "/admin/ui" || path == "/admin/ui/app.js" ||
+      path == "/admin/ui/app.css") {
+    return SelectMethod(path, method, m, error);
+  }
   if (StartsWith(path, "/admin/backups") || StartsWith(path, "/admin/archives")) {
     return MatchLifecycle(method, path, m, error);
   }

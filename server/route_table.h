@@ -69,13 +69,16 @@ enum class RouteId : int {
   kAdminDeleteBackup,
   kAdminListArchives,
   kAdminRestoreArchive,
+  kAdminUi,
+  kAdminUiScript,
+  kAdminUiStyle,
   kMetrics,
   kUnmatched,  // 404/405/400 before any route: for metrics only
 };
 inline constexpr int kNumRoutes = static_cast<int>(RouteId::kUnmatched) + 1;
 
 enum class RouteKind {
-  kPublic,  // no credentials
+  kPublic,  // no credentials (the dashboard's files are public: they hold no data)
   kTenant,  // acts on one tenant (auth mode decides which)
   kAdmin,   // admin key
 };

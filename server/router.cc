@@ -504,6 +504,10 @@ std::optional<HttpError> Router::Execute(Call& call) {
       return AdminStats(call);
     case RouteId::kMetrics:
       return MetricsText(call);
+    case RouteId::kAdminUi:
+    case RouteId::kAdminUiScript:
+    case RouteId::kAdminUiStyle:
+      return AdminUi(call);
     case RouteId::kAdminExportTenant:
       return AdminExportTenant(call);
     case RouteId::kAdminImportTenant:
@@ -556,6 +560,7 @@ void Router::Account(Call& call, int status) {
   // Refusals are counted per tenant by the library, where it refuses.
   const double seconds = std::chrono::duration<double>(Clock::now() - call.start).count();
   metrics_->ObserveResponse(call.match.id, status, seconds);
+  if (call.runtime != nullptr) call.runtime->series.duration->Observe(seconds);
 }
 
 void Router::ReplyError(Call& call, const HttpError& error) {

@@ -135,6 +135,8 @@ class Router {
   std::optional<HttpError> AdminRevokeKey(Call& call);
   std::optional<HttpError> AdminStats(Call& call);
   std::optional<HttpError> MetricsText(Call& call);
+  // The dashboard's page, script and style (routes_dashboard.cc).
+  std::optional<HttpError> AdminUi(Call& call);
 
   // Tenant data lifecycle (routes_lifecycle.cc).
   std::optional<HttpError> AdminExportTenant(Call& call);

@@ -58,6 +58,8 @@ std::optional<HttpError> Router::AdminListTenants(Call& call) {
   } else {
     w.String(page->next_start_after);
   }
+  // For a dashboard's bars: the fraction of a quota that the engine warns at.
+  w.Key("quota_warning_fraction").Double(engine_->options().quota_warning_fraction);
   w.EndObject();
   ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;

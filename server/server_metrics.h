@@ -5,6 +5,9 @@
 // once, never a map lookup under a lock):
 //   tenancy_api_calls_total{tenant,method}     tenant requests received
 //   tenancy_request_duration_seconds{route}    histogram, handler time
+//   tenancy_tenant_request_duration_seconds{tenant}  the same per tenant
+//                                              (fewer buckets), for a p99
+//                                              per tenant (tenancyctl top)
 //   tenancy_http_responses_total{code}         every response by status
 // Computed at scrape time by collectors:
 //   the engine's own series (Engine::CollectMetrics: usage, quotas, calls,
@@ -41,6 +44,7 @@ std::string_view HttpMethodName(HttpMethod method);
 // One tenant's hot-path children, resolved once per tenant.
 struct TenantSeries {
   std::array<std::shared_ptr<Counter>, kNumHttpMethods> calls;
+  std::shared_ptr<Histogram> duration;
   // Intentionally copyable.
 };
 
@@ -75,6 +79,7 @@ class ServerMetrics {
   std::shared_ptr<CounterFamily> calls_;
   std::shared_ptr<CounterFamily> responses_;
   std::shared_ptr<HistogramFamily> duration_;
+  std::shared_ptr<HistogramFamily> tenant_duration_;
   std::array<std::shared_ptr<Histogram>, kNumRoutes> duration_by_route_;
   // Index by status code; codes we never send share the "other" child.
   std::array<std::shared_ptr<Counter>, 600> responses_by_code_;

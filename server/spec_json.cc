@@ -118,7 +118,17 @@ void WriteTenantSummary(JsonWriter& w, const TenantInfo& info) {
       .Uint(info.usage.bytes)
       .Key("keys")
       .Uint(info.usage.keys)
-      .Key("created_at");
+      .Key("api_keys")
+      .Uint(info.keys.size())
+      .Key("api_calls_today")
+      .Uint(info.requests.calls_today)
+      .Key("last_active");
+  WriteTime(w, info.requests.last_active);
+  w.Key("requests_per_second").Double(info.spec.quota.requests_per_second);
+  w.Key("limits").BeginObject();
+  for (const auto& [name, limit] : info.spec.limits) w.Key(name).Int(limit);
+  w.EndObject();
+  w.Key("created_at");
   WriteTime(w, info.created_at);
   w.EndObject();
 }

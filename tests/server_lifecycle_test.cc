@@ -117,8 +117,10 @@ TEST_CASE("Lifecycle HTTP: corrupt, truncated and foreign archives are 400 and c
   Reply version = Import(c, "other", newer);
   CHECK(version.status == 400);
   CHECK(version.body.find("version 9") != std::string::npos);
-  CHECK(Keys(c, "src", 200) == before);
+  // The list first: reading the keys as the tenant counts its calls, which
+  // the list shows.
   CHECK(c.Get("/admin/tenants", Admin()).body == tenants);
+  CHECK(Keys(c, "src", 200) == before);
 }
 
 TEST_CASE("Lifecycle HTTP: backup, more writes, restore one tenant", "[server][lifecycle]") {
