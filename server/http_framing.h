@@ -17,7 +17,7 @@
 namespace tenancy::internal {
 
 // What the transport's framing knows about the request at the front of a
-// buffer (the fields of HttpTransport::Frame). Intentionally copyable.
+// buffer. Intentionally copyable.
 struct FramedHead {
   // kNeedMore: no complete head yet. kHead: the head is complete (the
   // fields below hold). kError: refused with status, code and message.

@@ -109,21 +109,6 @@ struct Connection {
   size_t out_remaining() const { return out_head.size() + out_body.size() - out_off; }
 };
 
-struct HttpTransport::Frame {
-  // kNeedMore: no complete head yet. kHead: the head is complete.
-  enum class Kind { kNeedMore, kHead, kError };
-  Kind kind = Kind::kNeedMore;
-  size_t head_bytes = 0;
-  uint64_t body_bytes = 0;
-  bool transfer_encoding = false;
-  bool expect_continue = false;
-  bool keep_alive = true;
-  bool http10 = false;
-  int status = 0;
-  std::string_view code;
-  std::string_view message;
-};
-
 class HttpTransport::Worker {
  public:
   std::thread thread;
@@ -345,8 +330,7 @@ std::string ResponseHead(const HttpResponse& response, bool close, bool http10) 
 // matters for framing (CRLF line ends, no control bytes, no obs-fold, one
 // Content-Length, HTTP/1.x), and reads what framing needs from it.
 // *scan_from remembers how far the search for the end of the head got.
-HttpTransport::Frame InspectRequest(std::string_view data, const TransportOptions& o,
-                                    size_t* scan_from);
+FramedHead InspectRequest(std::string_view data, const TransportOptions& o, size_t* scan_from);
 
 }  // namespace
 
@@ -1080,7 +1064,7 @@ bool HttpTransport::ReadAvailable(Connection* c) {
   return true;
 }
 
-HttpTransport::Frame HttpTransport::InspectBuffered(Connection* c) {
+FramedHead HttpTransport::InspectBuffered(Connection* c) {
   // Blank lines before a request line are ignored (RFC 9112 section 2.2).
   while (c->in_off < c->in.size() && (c->in[c->in_off] == '\r' || c->in[c->in_off] == '\n')) {
     ++c->in_off;
@@ -1090,7 +1074,7 @@ HttpTransport::Frame HttpTransport::InspectBuffered(Connection* c) {
     c->in.clear();
     c->in_off = 0;
     c->scan_from = 0;
-    return Frame{};
+    return FramedHead{};
   }
   if (c->in_off > 0) {
     c->in.erase(0, c->in_off);
@@ -1103,13 +1087,13 @@ HttpTransport::Frame HttpTransport::InspectBuffered(Connection* c) {
 HttpTransport::Step HttpTransport::Advance(Connection* c) {
   for (;;) {
     if (!c->head_decided) {
-      Frame f = InspectBuffered(c);
-      if (f.kind == Frame::Kind::kError) {
+      FramedHead f = InspectBuffered(c);
+      if (f.kind == FramedHead::Kind::kError) {
         bad_heads_total_.fetch_add(1, std::memory_order_relaxed);
         RefuseAndDrain(c, f.status, f.code, f.message);
         return Step::kGone;
       }
-      if (f.kind == Frame::Kind::kNeedMore) return Step::kNeedMore;
+      if (f.kind == FramedHead::Kind::kNeedMore) return Step::kNeedMore;
       if (c->refusals_this_turn >= options_.max_refusals_per_turn) {
         return Step::kYield;
       }
@@ -1672,18 +1656,16 @@ bool HttpTransport::Linger(Worker* w, Connection* c) {
 
 namespace {
 
-HttpTransport::Frame Refuse(int status, std::string_view code, std::string_view message) {
-  HttpTransport::Frame f;
-  f.kind = HttpTransport::Frame::Kind::kError;
+FramedHead Refuse(int status, std::string_view code, std::string_view message) {
+  FramedHead f;
+  f.kind = FramedHead::Kind::kError;
   f.status = status;
   f.code = code;
   f.message = message;
   return f;
 }
 
-HttpTransport::Frame InspectRequest(std::string_view data, const TransportOptions& o,
-                                    size_t* scan_from) {
-  using Frame = HttpTransport::Frame;
+FramedHead InspectRequest(std::string_view data, const TransportOptions& o, size_t* scan_from) {
   const size_t start = *scan_from >= 3 ? *scan_from - 3 : 0;
   const size_t end = data.find("\r\n\r\n", start);
   if (end == std::string_view::npos) {
@@ -1710,13 +1692,13 @@ HttpTransport::Frame InspectRequest(std::string_view data, const TransportOption
       }
     }
     *scan_from = data.size();
-    return Frame{};
+    return FramedHead{};
   }
   *scan_from = end;
   const size_t head_bytes = end + 4;
   const std::string_view head = data.substr(0, end);
 
-  Frame f;
+  FramedHead f;
   bool have_length = false;
   uint64_t length = 0;
   size_t headers = 0;
@@ -1809,7 +1791,7 @@ HttpTransport::Frame InspectRequest(std::string_view data, const TransportOption
   }
   f.keep_alive = f.http10 ? connection.has_value() && ListsToken(*connection, "keep-alive")
                           : !(connection.has_value() && ListsToken(*connection, "close"));
-  f.kind = Frame::Kind::kHead;
+  f.kind = FramedHead::Kind::kHead;
   f.head_bytes = head_bytes;
   f.body_bytes = length;
   return f;
@@ -1819,29 +1801,7 @@ HttpTransport::Frame InspectRequest(std::string_view data, const TransportOption
 
 FramedHead InspectRequestHead(std::string_view data, const TransportOptions& options,
                               size_t* scan_from) {
-  const HttpTransport::Frame f = InspectRequest(data, options, scan_from);
-  FramedHead out;
-  switch (f.kind) {
-    case HttpTransport::Frame::Kind::kNeedMore:
-      out.kind = FramedHead::Kind::kNeedMore;
-      break;
-    case HttpTransport::Frame::Kind::kHead:
-      out.kind = FramedHead::Kind::kHead;
-      break;
-    case HttpTransport::Frame::Kind::kError:
-      out.kind = FramedHead::Kind::kError;
-      break;
-  }
-  out.head_bytes = f.head_bytes;
-  out.body_bytes = f.body_bytes;
-  out.transfer_encoding = f.transfer_encoding;
-  out.expect_continue = f.expect_continue;
-  out.keep_alive = f.keep_alive;
-  out.http10 = f.http10;
-  out.status = f.status;
-  out.code = f.code;
-  out.message = f.message;
-  return out;
+  return InspectRequest(data, options, scan_from);
 }
 
 }  // namespace tenancy::internal

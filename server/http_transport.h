@@ -273,6 +273,7 @@ struct HttpResponse {
 struct Connection;
 struct Peer;
 class HttpTransport;
+struct FramedHead;  // http_framing.h
 
 // One admitted request, as the request handler sees it, on the worker thread
 // serving it. Valid during the call; its methods are called from one thread
@@ -408,9 +409,6 @@ class HttpTransport final {
 
   TransportCounters Counters() const;
 
-  // What the reactor knows about the request at the front of a buffer.
-  struct Frame;
-
  private:
   class Worker;
   enum class Step { kReady, kNeedMore, kYield, kGone };
@@ -455,7 +453,7 @@ class HttpTransport final {
   // needs. False on EOF or error.
   bool ReadAvailable(Connection* c);
   // Skips blank lines before a request and inspects the buffer.
-  Frame InspectBuffered(Connection* c);
+  FramedHead InspectBuffered(Connection* c);
 
   // Moves the request at the front of c's buffer along: checks its head,
   // asks the head handler once, answers immediate responses (and goes on to

@@ -17,92 +17,15 @@
 #include <vector>
 
 #include "server_fixture.h"
+#include "tenancyd_process.h"
 
 namespace tenancy::testing {
 namespace {
 
 using std::chrono::milliseconds;
 
-// A running tenancyd child process.
-class Tenancyd {
- public:
-  explicit Tenancyd(std::vector<std::string> args, bool with_admin_key = true) {
-    int out[2];
-    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      if (with_admin_key) {
-        ::setenv("TENANCY_ADMIN_KEY", kAdminKey, 1);
-      } else {
-        ::unsetenv("TENANCY_ADMIN_KEY");
-      }
-      std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(TENANCY_TENANCYD));
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(TENANCY_TENANCYD, argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    out_ = out[0];
-  }
-  Tenancyd(const Tenancyd&) = delete;
-  Tenancyd& operator=(const Tenancyd&) = delete;
-  ~Tenancyd() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    ::close(out_);
-  }
-
-  // The first stdout line, or "" if none came within `timeout`.
-  std::string ReadLine(milliseconds timeout = milliseconds(60000)) {
-    std::string line;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{out_, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      char ch;
-      if (::read(out_, &ch, 1) != 1) break;
-      if (ch == '\n') return line;
-      line.push_back(ch);
-    }
-    return line;
-  }
-
-  // The port from "tenancyd listening on 127.0.0.1:PORT", or -1.
-  int WaitListening() {
-    std::string line = ReadLine();
-    const std::string prefix = "tenancyd listening on 127.0.0.1:";
-    if (line.rfind(prefix, 0) != 0) return -1;
-    return std::stoi(line.substr(prefix.size()));
-  }
-
-  void Signal(int sig) { ::kill(pid_, sig); }
-
-  // The exit status, or -1 if it did not exit within `timeout`.
-  int Wait(milliseconds timeout = milliseconds(60000)) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-    return -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-  bool exited_ = false;
-};
+// A running tenancyd child process, its log on the test's stderr.
+using Tenancyd = TenancydProcess;
 
 TEST_CASE(
     "tenancyd: prints where it listens, serves, and exits 0 on SIGTERM "

@@ -1,6 +1,7 @@
 // A tenancyd child process, as an operator runs it, for the tests that start
 // the binary: its stdout (the start line) is read here, its stderr (the log)
-// goes to a file. REQUIRES: TENANCY_TENANCYD is the binary's path.
+// goes to a file, or to the test's own stderr. REQUIRES: TENANCY_TENANCYD is
+// the binary's path.
 
 #ifndef TENANCY_TESTS_TENANCYD_PROCESS_H_
 #define TENANCY_TESTS_TENANCYD_PROCESS_H_
@@ -29,18 +30,21 @@ inline std::string ReadWhole(const std::filesystem::path& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// A tenancyd child process; its stderr (the log) goes to `log`.
+// A tenancyd child process with the test's admin key; its stderr (the log)
+// goes to `log` (the test's stderr when empty).
 class TenancydProcess {
  public:
-  TenancydProcess(std::vector<std::string> args, const std::filesystem::path& log) {
+  explicit TenancydProcess(std::vector<std::string> args, const std::filesystem::path& log = {}) {
     int out[2];
     REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
       ::dup2(out[1], STDOUT_FILENO);
-      int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-      if (err >= 0) ::dup2(err, STDERR_FILENO);
+      if (!log.empty()) {
+        int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (err >= 0) ::dup2(err, STDERR_FILENO);
+      }
       ::setenv("TENANCY_ADMIN_KEY", kAdminKey, 1);
       std::vector<char*> argv;
       argv.push_back(const_cast<char*>(TENANCY_TENANCYD));
@@ -62,19 +66,26 @@ class TenancydProcess {
     ::close(out_);
   }
 
-  // The port from "tenancyd listening on 127.0.0.1:PORT", or -1 (also when
-  // the process exits first).
-  int WaitListening() {
+  // The next stdout line, or what came of it if the process closed stdout
+  // or `timeout` passed first.
+  std::string ReadLine(std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
     std::string line;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       pollfd p{out_, POLLIN, 0};
       if (::poll(&p, 1, 100) <= 0) continue;
       char ch;
-      if (::read(out_, &ch, 1) != 1) return -1;
-      if (ch == '\n') break;
+      if (::read(out_, &ch, 1) != 1) break;
+      if (ch == '\n') return line;
       line.push_back(ch);
     }
+    return line;
+  }
+
+  // The port from "tenancyd listening on 127.0.0.1:PORT", or -1 (also when
+  // the process exits first).
+  int WaitListening() {
+    const std::string line = ReadLine();
     const std::string prefix = "tenancyd listening on 127.0.0.1:";
     if (line.rfind(prefix, 0) != 0) return -1;
     return std::stoi(line.substr(prefix.size()));
