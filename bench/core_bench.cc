@@ -69,6 +69,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "raw_rocksdb.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -192,23 +193,8 @@ class RawDb {
   // With `ledger`, the database also has a "ledger" column family with
   // LedgerAdd, for the design-floor baseline.
   RawDb(const std::string& path, const EngineOptions& engine, bool ledger) {
-    rocksdb::DBOptions db_options;
-    db_options.create_if_missing = true;
-    db_options.create_missing_column_families = true;
-    db_options.max_background_jobs = engine.background_jobs;
-    db_options.max_total_wal_size = engine.max_total_wal_size;
-    db_options.write_buffer_manager =
-        std::make_shared<rocksdb::WriteBufferManager>(engine.memtable_budget_bytes);
-    db_options.keep_log_file_num = 5;
-    rocksdb::BlockBasedTableOptions table_options;
-    table_options.block_cache = rocksdb::NewLRUCache(engine.block_cache_bytes);
-    table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-    table_options.cache_index_and_filter_blocks = true;
-    table_options.pin_l0_filter_and_index_blocks_in_cache = true;
-    rocksdb::ColumnFamilyOptions data_options;
-    data_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
-    data_options.memtable_whole_key_filtering = true;
-    data_options.memtable_prefix_bloom_size_ratio = 0.02;
+    const rocksdb::DBOptions db_options = bench::RawDbOptions(engine);
+    const rocksdb::ColumnFamilyOptions data_options = bench::RawDataFamilyOptions(engine);
     std::vector<rocksdb::ColumnFamilyDescriptor> families = {
         {rocksdb::kDefaultColumnFamilyName, data_options}};
     if (ledger) {

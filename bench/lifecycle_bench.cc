@@ -72,6 +72,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "raw_rocksdb.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -251,22 +252,9 @@ class PeakRss {
 
 class RawDb {
  public:
-  RawDb(const std::string& path, const EngineOptions& engine) : path_(path) {
-    rocksdb::DBOptions db_options;
-    db_options.create_if_missing = true;
-    db_options.max_background_jobs = engine.background_jobs;
-    db_options.max_total_wal_size = engine.max_total_wal_size;
-    db_options.write_buffer_manager =
-        std::make_shared<rocksdb::WriteBufferManager>(engine.memtable_budget_bytes);
-    db_options.keep_log_file_num = 5;
-    rocksdb::BlockBasedTableOptions table_options;
-    table_options.block_cache = rocksdb::NewLRUCache(engine.block_cache_bytes);
-    table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-    table_options.cache_index_and_filter_blocks = true;
-    table_options.pin_l0_filter_and_index_blocks_in_cache = true;
-    cf_options_.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
-    cf_options_.memtable_whole_key_filtering = true;
-    cf_options_.memtable_prefix_bloom_size_ratio = 0.02;
+  RawDb(const std::string& path, const EngineOptions& engine)
+      : path_(path), cf_options_(bench::RawDataFamilyOptions(engine)) {
+    const rocksdb::DBOptions db_options = bench::RawDbOptions(engine);
     rocksdb::DB* db = nullptr;
     Check(rocksdb::DB::Open(rocksdb::Options(db_options, cf_options_), path, &db), "raw open");
     db_.reset(db);
