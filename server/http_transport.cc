@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <span>
+#include <tuple>
 
 #include "http_framing.h"
 #include "http_status.h"
@@ -34,10 +35,16 @@
 // for its whole life: arming it (ArmLocked, under mu_) is what hands it to
 // the reactor, and it fires once.
 //
+// Between requests a keep-alive connection is held by a keep-alive worker
+// instead (Hold): owned by that worker, registered in the worker's own epoll
+// set (level-triggered) as well, and disarmed in the reactor's. Only the
+// holder serves it; it leaves the set (Detach) before it is handed on.
+//
 // A request's life: the owner reads its head (Advance), asks the head
 // handler, and for an admitted request reserves its body in the lane's
-// buffer budget and reads the body (the reactor, or a lingering worker while
-// it arrives at once); complete, it is dispatched to the lane's queue (or
+// buffer budget and reads the body (the reactor, or the worker holding the
+// connection while it arrives at once); complete, it is dispatched to the
+// lane's queue (or
 // run at once by a worker that already holds the connection, when the
 // scheduler allows). A worker runs it and writes the response without
 // waiting; what the client does not take at once is finished by the
@@ -105,6 +112,11 @@ struct Connection {
   // Constant after accept.
   std::string remote_ip;
 
+  // The keep-alive worker whose epoll set holds `fd` (see Hold), or nullptr.
+  // Written under HttpTransport::mu_.
+  HttpTransport::Worker* holder = nullptr;
+  Clock::time_point held_since;
+
   size_t buffered() const { return in.size() - in_off; }
   size_t out_remaining() const { return out_head.size() + out_body.size() - out_off; }
 };
@@ -113,10 +125,26 @@ class HttpTransport::Worker {
  public:
   std::thread thread;
   bool background = false;  // constant after Start
-  int wake_fd = -1;         // eventfd: "stop lingering, a request waits for a worker"
-  // Protected by HttpTransport::mu_: set when taken off lingering_ by a
+  int wake_fd = -1;         // eventfd: "a request waits for a worker"
+  // A keep-alive worker's epoll set: its held connections and wake_fd.
+  // Constant after Start; -1 for the other workers.
+  int epoll_fd = -1;
+  // Protected by HttpTransport::mu_: set when taken off polling_ by a
   // dispatcher (who then writes wake_fd).
   bool signaled = false;
+  // Protected by HttpTransport::mu_: the connections in epoll_fd.
+  std::vector<Connection*> held;
+  // Protected by HttpTransport::mu_: counted in busy_workers_.
+  bool busy = false;
+  // Protected by HttpTransport::mu_: the request a keep-alive worker runs
+  // (its connection), and since when; what it holds waits meanwhile.
+  Connection* serving = nullptr;
+  Clock::time_point serving_since;
+  // Set under HttpTransport::mu_ when the worker's held connections were
+  // taken from it (TakeHeldLocked) while it ran a request; read by the
+  // worker after the lock that ends the request: the rest of the batch of
+  // epoll events it is serving names connections no longer its.
+  bool released_held = false;
 };
 
 namespace {
@@ -344,7 +372,10 @@ bool IsHttpFieldName(std::string_view name) {
 void Exchange::BeginLongWait() {
   if (lane_released_ || transport_ == nullptr) return;
   lane_released_ = true;
-  transport_->ReleaseLane(static_cast<HttpTransport::Worker*>(worker_), connection_);
+  auto* w = static_cast<HttpTransport::Worker*>(worker_);
+  transport_->ReleaseLane(w, connection_);
+  // Nor do the worker's other connections wait for it.
+  transport_->ReleaseHeld(w, connection_);
 }
 
 absl::StatusOr<size_t> Exchange::ReadBody(char* buffer, size_t capacity) {
@@ -401,6 +432,10 @@ absl::Status Exchange::StartStreamedResponse(
     return absl::InvalidArgumentError(StrCat("status ", status, " has no body to stream"));
   }
   const Connection* c = connection_;
+  // Streaming waits on this client: the worker's other connections do not.
+  if (transport_ != nullptr) {
+    transport_->ReleaseHeld(static_cast<HttpTransport::Worker*>(worker_), connection_);
+  }
   std::string head = StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\n");
   for (const auto& [name, value] : headers) {
     // Framing and the connection are the transport's.
@@ -598,6 +633,27 @@ absl::Status HttpTransport::Start() {
     }
     workers_.push_back(std::move(w));
   }
+  // Keep-alive workers: the first N foreground ones, about one per CPU, so a
+  // busy server has about as many threads serving connections as it has
+  // CPUs to run them (fewer sleeps, and fewer writers in RocksDB's write
+  // group at once); the other workers take queued requests.
+  const int cpus = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int keep_alive = options_.worker_linger.count() <= 0 ? 0
+                         : options_.keep_alive_workers > 0
+                             ? std::min(options_.keep_alive_workers, foreground_threads_)
+                             : std::min(cpus, foreground_threads_);
+  for (int i = 0; i < keep_alive; ++i) {
+    Worker* w = workers_[static_cast<size_t>(i)].get();
+    w->epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (w->epoll_fd < 0) {
+      return absl::InternalError(StrCat("epoll: ", std::strerror(errno)));
+    }
+    epoll_event wake{};
+    wake.events = EPOLLIN;
+    wake.data.ptr = &kWakeTag;
+    ::epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->wake_fd, &wake);
+    keep_alive_workers_.push_back(w);
+  }
   started_ = true;
   for (auto& w : workers_) {
     Worker* raw = w.get();
@@ -616,12 +672,12 @@ void HttpTransport::Stop() {
     stopping_ = true;
     foreground_cv_.SignalAll();
     background_cv_.SignalAll();
-    for (Worker* w : lingering_) {
+    for (Worker* w : polling_) {
       w->signaled = true;
       uint64_t one = 1;
       [[maybe_unused]] ssize_t n = ::write(w->wake_fd, &one, sizeof(one));
     }
-    lingering_.clear();
+    polling_.clear();
   }
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof(one));
@@ -637,7 +693,10 @@ void HttpTransport::Stop() {
     left.assign(connections_.begin(), connections_.end());
   }
   for (Connection* c : left) Close(c);
-  for (auto& w : workers_) ::close(w->wake_fd);
+  for (auto& w : workers_) {
+    ::close(w->wake_fd);
+    if (w->epoll_fd >= 0) ::close(w->epoll_fd);
+  }
   ::close(epoll_fd_);
   ::close(wake_fd_);
   ::close(listen_fd_);
@@ -720,12 +779,26 @@ void HttpTransport::ReactorLoop() {
     }
     for (Connection* c : ready) Process(c);
     ready.clear();
-    bool more_ready;
+    bool more_ready, holding = false;
     {
       absl::MutexLock lock(&mu_);
       more_ready = !reactor_ready_.empty();
+      // A keep-alive worker that has run one request for max_held_wait lets
+      // go of its other connections: their requests are not held up behind
+      // a slow one (a write stall, a cold read); the reactor dispatches them
+      // to the other workers.
+      const Clock::time_point now = Clock::now();
+      for (Worker* k : keep_alive_workers_) {
+        if (k->held.empty()) continue;
+        holding = true;
+        if (k->serving != nullptr && now - k->serving_since >= options_.max_held_wait) {
+          TakeHeldLocked(k, k->serving);
+        }
+      }
     }
-    int timeout = more_ready ? 0 : static_cast<int>(MillisUntil(next_sweep));
+    int64_t timeout_ms = MillisUntil(next_sweep);
+    if (holding) timeout_ms = std::min<int64_t>(timeout_ms, options_.max_held_wait.count());
+    int timeout = more_ready ? 0 : static_cast<int>(timeout_ms);
     int n = ::epoll_wait(epoll_fd_, events, 128, timeout);
     for (int i = 0; i < n; ++i) {
       void* p = events[i].data.ptr;
@@ -1189,6 +1262,7 @@ bool HttpTransport::DispatchLocked(Connection* c) {
   // Stopping, the workers stay while a body is pending or a queue is not
   // empty, so only a request that was not in flight can find them gone.
   if (stopping_ && !c->body_pending && WorkerMayExitLocked(nullptr)) return false;
+  DetachLocked(c);
   SettleBodyLocked(c);
   c->owner = Connection::Owner::kQueued;
   if (c->lane.key == Lane::kControl && !c->lane.background) {
@@ -1209,9 +1283,9 @@ void HttpTransport::WakeLocked(bool background) {
   }
   if (idle_foreground_ > 0) {
     foreground_cv_.Signal();
-  } else if (!lingering_.empty()) {
-    Worker* w = lingering_.back();
-    lingering_.pop_back();
+  } else if (!polling_.empty()) {
+    Worker* w = polling_.back();
+    polling_.pop_back();
     w->signaled = true;
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(w->wake_fd, &one, sizeof(one));
@@ -1219,6 +1293,7 @@ void HttpTransport::WakeLocked(bool background) {
 }
 
 void HttpTransport::HandBack(Connection* c) {
+  Detach(c);
   const Clock::time_point now = Clock::now();
   if (c->head_decided) {
     c->phase = Connection::Phase::kBody;  // deadline set when admitted
@@ -1243,6 +1318,7 @@ void HttpTransport::HandBack(Connection* c) {
 }
 
 void HttpTransport::StartDraining(Connection* c) {
+  Detach(c);
   ::shutdown(c->fd, SHUT_WR);
   ReleaseAllBuffers(c);
   c->context.reset();
@@ -1263,6 +1339,7 @@ void HttpTransport::StartDraining(Connection* c) {
 }
 
 void HttpTransport::StartWriting(Connection* c) {
+  Detach(c);
   c->phase = Connection::Phase::kWriting;
   c->deadline =
       Clock::now() + options_.io_timeout +
@@ -1282,6 +1359,7 @@ void HttpTransport::RefuseAndDrain(Connection* c, int status, std::string_view c
 void HttpTransport::Close(Connection* c) {
   {
     absl::MutexLock lock(&mu_);
+    DetachLocked(c);
     ReleaseBufferLocked(c->lane.key, c->body_reserved);
     ReleaseBufferLocked(c->out_lane, c->out_reserved);
     if (c->phase == Connection::Phase::kWriting) --writing_;
@@ -1314,7 +1392,14 @@ Connection* HttpTransport::NextLocked(Worker* w) {
     return nullptr;
   }
   c->owner = Connection::Owner::kWorker;
-  ++busy_workers_;
+  if (!w->busy) {
+    w->busy = true;
+    ++busy_workers_;
+  }
+  if (w->epoll_fd >= 0) {
+    w->serving = c;
+    w->serving_since = Clock::now();
+  }
   return c;
 }
 
@@ -1359,19 +1444,155 @@ void HttpTransport::WorkerLoop(Worker* w) {
   int& idle = w->background ? idle_background_ : idle_foreground_;
   for (;;) {
     Connection* c = nullptr;
+    int timeout_ms = -1;
     {
       absl::MutexLock lock(&mu_);
+      if (w->busy) {
+        w->busy = false;
+        --busy_workers_;
+      }
+      // Queued requests first (admin ones first of all), then the held
+      // connections: a request waiting in a queue has waited longer.
       while ((c = NextLocked(w)) == nullptr) {
+        // A keep-alive worker waits in its epoll set, even with nothing held
+        // yet: a connection given to it (Hold) then wakes it.
+        if (!w->held.empty() || (w->epoll_fd >= 0 && !stopping_)) {
+          const Clock::time_point now = Clock::now();
+          Clock::time_point first_end = Clock::time_point::max();
+          for (size_t i = w->held.size(); i-- > 0;) {
+            Connection* h = w->held[i];
+            const Clock::time_point end = h->held_since + options_.worker_linger;
+            if (stopping_ || end <= now) {
+              GiveToReactorLocked(h, now);  // quiet for its linger
+            } else {
+              first_end = std::min(first_end, end);
+            }
+          }
+          if (w->held.empty() && (stopping_ || w->epoll_fd < 0)) continue;
+          timeout_ms = first_end == Clock::time_point::max() ? -1 : PollMillisUntil(first_end);
+          w->signaled = false;
+          polling_.push_back(w);
+          break;
+        }
         if (WorkerMayExitLocked(w)) return;
         ++idle;
         cv.Wait(&mu_);
         --idle;
       }
     }
-    Serve(w, c);
-    absl::MutexLock lock(&mu_);
-    --busy_workers_;
+    if (c != nullptr) {
+      Serve(w, c);
+    } else {
+      ServeHeld(w, timeout_ms);
+    }
   }
+}
+
+void HttpTransport::ServeHeld(Worker* w, int timeout_ms) {
+  epoll_event events[64];
+  const int n = ::epoll_wait(w->epoll_fd, events, 64, timeout_ms);
+  bool signaled;
+  {
+    absl::MutexLock lock(&mu_);
+    signaled = w->signaled;
+    if (!signaled) polling_.erase(std::find(polling_.begin(), polling_.end(), w));
+    if (n > 0 && !w->busy) {
+      w->busy = true;
+      ++busy_workers_;
+    }
+  }
+  if (signaled) {
+    uint64_t value;
+    [[maybe_unused]] ssize_t r = ::read(w->wake_fd, &value, sizeof(value));
+  }
+  w->released_held = false;
+  for (int i = 0; i < n && !w->released_held; ++i) {
+    if (events[i].data.ptr == &kWakeTag) continue;
+    auto* c = static_cast<Connection*>(events[i].data.ptr);
+    if (!ReadAvailable(c)) {
+      Close(c);
+      continue;
+    }
+    if (Continue(w, c)) {
+      while (ServeOne(w, c) && Continue(w, c)) {
+      }
+    }
+  }
+}
+
+void HttpTransport::Hold(Worker* w, Connection* c) {
+  Worker* to = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (c->holder != nullptr) {
+      c->held_since = Clock::now();  // still in its worker's set
+      return;
+    }
+    if (!stopping_) {
+      // The one holding the fewest, among those not running another's
+      // request if any; `w` on a tie.
+      auto rank = [w](const Worker* k) {
+        return std::make_tuple(k->serving != nullptr && k != w, k->held.size(), k != w);
+      };
+      for (Worker* k : keep_alive_workers_) {
+        if (k->held.size() >= options_.max_held_per_worker) continue;
+        if (to == nullptr || rank(k) < rank(to)) to = k;
+      }
+    }
+    if (to != nullptr) {
+      c->holder = to;
+      c->held_since = Clock::now();
+      to->held.push_back(c);
+    }
+  }
+  if (to == nullptr) {
+    HandBack(c);
+    return;
+  }
+  // From here `c` is `to`'s (it may be served before this call returns).
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  ev.data.ptr = c;
+  ::epoll_ctl(to->epoll_fd, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
+void HttpTransport::Detach(Connection* c) {
+  if (c->holder == nullptr) return;
+  absl::MutexLock lock(&mu_);
+  DetachLocked(c);
+}
+
+void HttpTransport::DetachLocked(Connection* c) {
+  Worker* h = c->holder;
+  if (h == nullptr) return;
+  ::epoll_ctl(h->epoll_fd, EPOLL_CTL_DEL, c->fd, nullptr);
+  h->held.erase(std::find(h->held.begin(), h->held.end(), c));
+  c->holder = nullptr;
+}
+
+void HttpTransport::ReleaseHeld(Worker* w, Connection* keep) {
+  if (w->epoll_fd < 0) return;
+  absl::MutexLock lock(&mu_);
+  TakeHeldLocked(w, keep);
+}
+
+void HttpTransport::TakeHeldLocked(Worker* w, Connection* keep) {
+  const Clock::time_point now = Clock::now();
+  for (size_t i = w->held.size(); i-- > 0;) {
+    Connection* h = w->held[i];
+    if (h == keep) continue;
+    GiveToReactorLocked(h, now);
+    w->released_held = true;
+  }
+}
+
+void HttpTransport::GiveToReactorLocked(Connection* c, Clock::time_point now) {
+  // Held connections are idle, with nothing buffered (Hold).
+  DetachLocked(c);
+  c->phase = Connection::Phase::kIdle;
+  c->idle_since = now;
+  c->deadline = now + options_.keep_alive_timeout;
+  ArmLocked(c);
 }
 
 void HttpTransport::Serve(Worker* w, Connection* c) {
@@ -1382,6 +1603,7 @@ void HttpTransport::Serve(Worker* w, Connection* c) {
 
 bool HttpTransport::DispatchWriteLocked(Connection* c) {
   if (stopping_ && WorkerMayExitLocked(nullptr)) return false;
+  DetachLocked(c);
   c->write_task = true;
   c->lane.background = true;
   c->owner = Connection::Owner::kQueued;
@@ -1424,6 +1646,9 @@ bool HttpTransport::SendWriteTask(Worker* w, Connection* c) {
 }
 
 bool HttpTransport::ServeOne(Worker* w, Connection* c) {
+  // A streamed body waits on this client: the worker's other connections
+  // do not.
+  if (c->streams_body) ReleaseHeld(w, c);
   Exchange ex;
   const std::string_view raw = std::string_view(c->in).substr(0, c->head_bytes - 2);
   const size_t sp1 = raw.find(' ');
@@ -1453,6 +1678,7 @@ bool HttpTransport::ServeOne(Worker* w, Connection* c) {
   ex.context_.reset();  // the permit goes back before the response is sent
   {
     absl::MutexLock lock(&mu_);
+    w->serving = nullptr;
     if (!ex.lane_released_) DoneLocked(w, c);
     ReleaseBufferLocked(c->lane.key, c->body_reserved);
     c->body_reserved = 0;
@@ -1576,6 +1802,10 @@ bool HttpTransport::Continue(Worker* w, Connection* c) {
           absl::MutexLock lock(&mu_);
           if (MayRunInlineLocked(w, c->lane)) {
             SettleBodyLocked(c);
+            if (w->epoll_fd >= 0) {
+              w->serving = c;
+              w->serving_since = Clock::now();
+            }
             return true;
           }
           queued = DispatchLocked(c);
@@ -1585,6 +1815,7 @@ bool HttpTransport::Continue(Worker* w, Connection* c) {
       }
       case Step::kYield: {
         absl::MutexLock lock(&mu_);
+        DetachLocked(c);
         c->owner = Connection::Owner::kReactor;
         reactor_ready_.push_back(c);
         uint64_t one = 1;
@@ -1604,51 +1835,9 @@ bool HttpTransport::Continue(Worker* w, Connection* c) {
       HandBack(c);
       return false;
     }
-    if (!Linger(w, c)) return false;
-    c->refusals_this_turn = 0;
-  }
-}
-
-bool HttpTransport::Linger(Worker* w, Connection* c) {
-  bool linger = options_.worker_linger.count() > 0;
-  if (linger) {
-    absl::MutexLock lock(&mu_);
-    // Someone waiting for a worker needs this one more.
-    linger = !stopping_ && control_.empty() && !foreground_->HasRunnable();
-    if (linger) {
-      w->signaled = false;
-      lingering_.push_back(w);
-    }
-  }
-  if (!linger) {
-    HandBack(c);
+    Hold(w, c);
     return false;
   }
-  pollfd fds[2] = {{c->fd, POLLIN | POLLRDHUP, 0}, {w->wake_fd, POLLIN, 0}};
-  int rc = ::poll(fds, 2, static_cast<int>(options_.worker_linger.count()));
-  bool signaled;
-  {
-    absl::MutexLock lock(&mu_);
-    signaled = w->signaled;
-    if (!signaled) {
-      lingering_.erase(std::find(lingering_.begin(), lingering_.end(), w));
-    }
-  }
-  if (signaled) {
-    uint64_t value;
-    [[maybe_unused]] ssize_t n = ::read(w->wake_fd, &value, sizeof(value));
-    HandBack(c);
-    return false;
-  }
-  if (rc <= 0 || (fds[0].revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) == 0) {
-    HandBack(c);  // quiet: the reactor keeps it
-    return false;
-  }
-  if (!ReadAvailable(c)) {
-    Close(c);
-    return false;
-  }
-  return true;  // the caller advances on what arrived
 }
 
 // ---------------------------------------------------------------------------

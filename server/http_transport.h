@@ -12,9 +12,14 @@
 //     finishes responses that the client does not take at once. Slow or idle
 //     clients therefore hold no worker, only bounded memory;
 //   - foreground workers run requests whose bodies are in memory (or
-//     streamed, below); after a
-//     response a worker lingers briefly on the connection for its next
-//     request (keep-alive without a hand-off between threads);
+//     streamed, below). About one per CPU of them are keep-alive workers:
+//     between requests a connection stays with one of them, in that
+//     worker's own epoll set, for worker_linger; the worker serves every
+//     request ready on its connections from one wakeup, as an event loop
+//     does (no hand-off between threads, and no sleep per request while
+//     clients keep it busy). One that runs a request for max_held_wait, or
+//     starts a long wait or a stream, gives its other connections to the
+//     reactor, which hands their requests to the other workers;
 //   - background workers, at a lower OS priority (nice), run the requests the
 //     head handler marks heavy (large batches and scans), and send their
 //     responses (and any response of 256 KiB or more) while the client keeps
@@ -111,10 +116,26 @@ struct TransportOptions {
   // request then does not wait behind heavy work or a busy neighbour
   // process. 0: the kernel's default. Default: 100 us.
   std::chrono::microseconds foreground_slice{100};
-  // How long a worker waits for the next request on a keep-alive connection
-  // before handing it to the reactor (at once if another request waits for
-  // a worker). Default: 100 ms.
+  // How long a keep-alive connection stays with a keep-alive worker (below)
+  // after its last request before it goes back to the reactor. 0: every
+  // connection goes back to the reactor after each response. Default: 100 ms.
   std::chrono::milliseconds worker_linger{100};
+  // Foreground workers that keep connections between requests, each in its
+  // own epoll set, and serve every request ready on them in one wakeup (as
+  // an event loop does) instead of a sleep and a wakeup per request.
+  // 0: as many as the machine has CPUs (at most worker_threads). Fixed after
+  // Start.
+  int keep_alive_workers = 0;
+  // Connections one keep-alive worker holds at most; more go back to the
+  // reactor between requests. Bounds how many ready requests one worker
+  // serves in a row (a request waits for at most this many others).
+  // Default: 32.
+  size_t max_held_per_worker = 32;
+  // A keep-alive worker that has run one request this long gives its other
+  // connections to the reactor, which hands their requests to other
+  // workers: a slow request (a write stall, a cold read) holds up no other
+  // connection for much longer than this. Default: 2 ms.
+  std::chrono::milliseconds max_held_wait{2};
   // listen() backlog. Default: 1024.
   int listen_backlog = 1024;
 
@@ -436,9 +457,27 @@ class HttpTransport final {
   // Runs the request at the front of c's buffer and writes its response.
   // False if the connection is gone or handed to the reactor.
   bool ServeOne(Worker* w, Connection* c);
-  // Waits for the next request on `c`; true if one is ready in c's buffer
-  // (the worker keeps c), false if `c` was handed on or closed.
-  bool Linger(Worker* w, Connection* c);
+  // Keep-alive between requests: `c` (idle, nothing buffered) joins the
+  // epoll set of the keep-alive worker holding the fewest connections (`w`
+  // on a tie, or when `c` is already its), or goes back to the reactor.
+  void Hold(Worker* w, Connection* c);
+  // A keep-alive worker's wait: for a request on a held connection (each
+  // one ready is served in turn), for a wakeup (a request in a queue), or
+  // for the first held connection's linger to end.
+  void ServeHeld(Worker* w, int timeout_ms);
+  // `c` leaves the epoll set of the worker holding it (if any). Called by
+  // the thread that owns `c` before handing it on.
+  void Detach(Connection* c);
+  void DetachLocked(Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Worker `w` is about to wait on something other than its connections (a
+  // long request, a stream): what it holds, but `keep`, goes to the reactor.
+  void ReleaseHeld(Worker* w, Connection* keep);
+  // What `w` holds, but `keep`, goes to the reactor (marks the worker's
+  // batch of events stale).
+  void TakeHeldLocked(Worker* w, Connection* keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A held connection becomes the reactor's, idle.
+  void GiveToReactorLocked(Connection* c, std::chrono::steady_clock::time_point now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a request on `c` is done (on worker `w`): moves on to the next
   // request in its buffer. True if `w` may run it now.
   bool Continue(Worker* w, Connection* c);
@@ -488,6 +527,7 @@ class HttpTransport final {
   // Exchange::BeginLongWait: the request on `c` stops counting in its lane.
   void ReleaseLane(Worker* w, Connection* c);
   friend class Exchange;
+  friend struct Connection;  // names the Worker holding it
   void WakeLocked(bool background) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stopping, and nothing left for worker `w`'s kind to run.
   bool WorkerMayExitLocked(const Worker* w) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -520,7 +560,11 @@ class HttpTransport final {
   int idle_foreground_ ABSL_GUARDED_BY(mu_) = 0;
   int idle_background_ ABSL_GUARDED_BY(mu_) = 0;
   int busy_workers_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<Worker*> lingering_ ABSL_GUARDED_BY(mu_);
+  // Keep-alive workers waiting in epoll_wait on their connections: a
+  // request in the foreground queues wakes one (Worker::wake_fd).
+  std::vector<Worker*> polling_ ABSL_GUARDED_BY(mu_);
+  // The keep-alive workers (constant after Start).
+  std::vector<Worker*> keep_alive_workers_;
   // Buffer budgets: bytes reserved per lane (only while > 0), and in all.
   absl::flat_hash_map<uint64_t, int64_t> buffered_by_lane_ ABSL_GUARDED_BY(mu_);
   int64_t buffered_ ABSL_GUARDED_BY(mu_) = 0;

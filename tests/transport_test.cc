@@ -104,10 +104,15 @@ class Context final : public internal::ExchangeContext {
 
 int ThreadNice() { return ::getpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid))); }
 
+TransportOptions WithThreads(int threads) {
+  TransportOptions options;
+  options.worker_threads = threads;
+  return options;
+}
+
 struct TransportFixture {
-  explicit TransportFixture(int threads) {
-    TransportOptions options;
-    options.worker_threads = threads;
+  explicit TransportFixture(int threads) : TransportFixture(WithThreads(threads)) {}
+  explicit TransportFixture(const TransportOptions& options) {
     transport = std::make_unique<HttpTransport>(options);
     transport->set_head_handler([](const RequestHead& head) {
       HeadDecision decision;
@@ -122,7 +127,10 @@ struct TransportFixture {
       const Lane lane = static_cast<Context*>(context.get())->lane;
       const std::string target(ex.target());
       observed.Start(lane.key, target, ThreadNice());
-      if (target.rfind("/block", 0) == 0) observed.WaitForGate();
+      if (target.rfind("/long-wait", 0) == 0) ex.BeginLongWait();
+      if (target.rfind("/block", 0) == 0 || target.rfind("/long-wait", 0) == 0) {
+        observed.WaitForGate();
+      }
       observed.Finish(lane.key);
       ex.response().status = 200;
       ex.response().body = target;
@@ -229,6 +237,94 @@ TEST_CASE(
   CHECK(heavy->ReadResponse().status == 200);
   CHECK(f.observed.Nice("/light") == base);
   CHECK(f.observed.Nice("/block-heavy") == std::min(19, base + 10));
+}
+
+// One keep-alive worker holds both connections of these tests between
+// requests (it serves every request ready on them from one epoll wait); the
+// other workers are free.
+TransportOptions OneKeepAliveWorker() {
+  TransportOptions options;
+  options.worker_threads = 4;
+  options.keep_alive_workers = 1;
+  options.worker_linger = std::chrono::seconds(30);
+  return options;
+}
+
+// Connections `a` and `b`, each having had one request answered: both held.
+std::pair<std::unique_ptr<RawConnection>, std::unique_ptr<RawConnection>> TwoHeldConnections(
+    TransportFixture& f) {
+  auto a = f.Send("/first-a", 1);
+  auto b = f.Send("/first-b", 2);
+  REQUIRE(a->ReadResponse().status == 200);
+  REQUIRE(b->ReadResponse().status == 200);
+  return {std::move(a), std::move(b)};
+}
+
+std::string Get(const std::string& target, uint64_t lane) {
+  return "GET " + target + " HTTP/1.1\r\nHost: t\r\nX-Lane: " + std::to_string(lane) + "\r\n\r\n";
+}
+
+TEST_CASE(
+    "Transport: a keep-alive worker stuck in one request lets go of its other "
+    "connections within max_held_wait",
+    "[transport][keep-alive]") {
+  TransportOptions options = OneKeepAliveWorker();
+  options.max_held_wait = milliseconds(2);
+  TransportFixture f(options);
+  auto [a, b] = TwoHeldConnections(f);
+  // a's request blocks the worker holding both connections...
+  REQUIRE(a->Send(Get("/block-a", 1)));
+  REQUIRE(f.observed.WaitRunning(1, 1));
+  // ...and b's is answered by another worker while it still does.
+  REQUIRE(b->Send(Get("/after-b", 2)));
+  CHECK(b->ReadResponse(std::chrono::seconds(5)).status == 200);
+  CHECK(f.observed.WaitRunning(1, 1));
+  // b goes on being served, and a is answered once its request ends.
+  REQUIRE(b->Send(Get("/again-b", 2)));
+  CHECK(b->ReadResponse(std::chrono::seconds(5)).status == 200);
+  f.observed.OpenGate();
+  CHECK(a->ReadResponse().status == 200);
+  REQUIRE(a->Send(Get("/next-a", 1)));
+  CHECK(a->ReadResponse().status == 200);
+}
+
+TEST_CASE(
+    "Transport: a request that begins a long wait hands its worker's other "
+    "connections on at once",
+    "[transport][keep-alive]") {
+  TransportOptions options = OneKeepAliveWorker();
+  options.max_held_wait = std::chrono::seconds(60);  // only BeginLongWait lets go
+  TransportFixture f(options);
+  auto [a, b] = TwoHeldConnections(f);
+  REQUIRE(a->Send(Get("/long-wait-a", 1)));
+  REQUIRE(f.observed.WaitRunning(1, 1));
+  REQUIRE(b->Send(Get("/after-b", 2)));
+  CHECK(b->ReadResponse(std::chrono::seconds(5)).status == 200);
+  f.observed.OpenGate();
+  CHECK(a->ReadResponse().status == 200);
+}
+
+TEST_CASE(
+    "Transport: held connections past max_held_per_worker, and past their "
+    "linger, are served from the reactor and time out there",
+    "[transport][keep-alive]") {
+  TransportOptions options = OneKeepAliveWorker();
+  options.max_held_per_worker = 1;
+  options.worker_linger = milliseconds(50);
+  options.keep_alive_timeout = milliseconds(400);
+  TransportFixture f(options);
+  std::vector<std::unique_ptr<RawConnection>> connections;
+  for (int i = 0; i < 3; ++i) connections.push_back(f.Send("/first", 3));
+  for (int round = 0; round < 5; ++round) {
+    for (auto& c : connections) {
+      REQUIRE(c->ReadResponse().status == 200);
+      REQUIRE(c->Send(Get("/round" + std::to_string(round), 3)));
+    }
+  }
+  for (auto& c : connections) CHECK(c->ReadResponse().status == 200);
+  // Idle: each leaves its worker after the linger, and the reactor closes it
+  // after keep_alive_timeout (a held connection never outlives it).
+  for (auto& c : connections) CHECK(c->ClosedByPeer(std::chrono::seconds(5)));
 }
 
 TEST_CASE("FairQueue: round robin across lanes, within each lane's cap", "[transport][fair]") {
