@@ -1046,7 +1046,7 @@ void HttpTransport::Process(Connection* c) {
     Close(c);  // no new requests once stopping
     return;
   }
-  switch (Advance(c)) {
+  switch (Advance(c, options_.max_refusals_per_turn)) {
     case Step::kReady: {
       bool queued;
       {
@@ -1157,7 +1157,7 @@ FramedHead HttpTransport::InspectBuffered(Connection* c) {
   return InspectRequest(c->in, options_, &c->scan_from);
 }
 
-HttpTransport::Step HttpTransport::Advance(Connection* c) {
+HttpTransport::Step HttpTransport::Advance(Connection* c, int max_refusals) {
   for (;;) {
     if (!c->head_decided) {
       FramedHead f = InspectBuffered(c);
@@ -1167,7 +1167,7 @@ HttpTransport::Step HttpTransport::Advance(Connection* c) {
         return Step::kGone;
       }
       if (f.kind == FramedHead::Kind::kNeedMore) return Step::kNeedMore;
-      if (c->refusals_this_turn >= options_.max_refusals_per_turn) {
+      if (c->refusals_this_turn >= max_refusals) {
         return Step::kYield;
       }
       const std::string_view raw = std::string_view(c->in).substr(0, f.head_bytes - 2);
@@ -1793,7 +1793,10 @@ bool HttpTransport::Continue(Worker* w, Connection* c) {
   c->context.reset();
   c->refusals_this_turn = 0;
   for (;;) {
-    switch (Advance(c)) {
+    // A keep-alive worker answers one refusal per turn, then gives the
+    // connection to the reactor: the requests of the other connections it
+    // holds do not wait behind a client pipelining refused requests.
+    switch (Advance(c, w->epoll_fd >= 0 ? 1 : options_.max_refusals_per_turn)) {
       case Step::kGone:
         return false;
       case Step::kReady: {

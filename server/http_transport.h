@@ -496,12 +496,13 @@ class HttpTransport final {
 
   // Moves the request at the front of c's buffer along: checks its head,
   // asks the head handler once, answers immediate responses (and goes on to
-  // the next pipelined request), reserves the admitted body's buffer.
+  // the next pipelined request, at most `max_refusals` of them in this
+  // turn), reserves the admitted body's buffer.
   // kReady: an admitted request is complete in memory. kNeedMore: more bytes
   // are needed (the caller still owns c). kYield: this connection had its
   // share of refusals for one turn (the caller still owns c). kGone: c was
   // closed or handed on to drain; the caller must not touch it.
-  Step Advance(Connection* c);
+  Step Advance(Connection* c, int max_refusals);
 
   // Ownership hand-offs (see the .cc for the protocol).
   // Queue `c`'s ready request for a worker. False when stopping (the workers
