@@ -9,8 +9,8 @@
 #include <functional>
 #include <thread>
 
+#include "cluster_testing.h"
 #include "engine_fixture.h"
-#include "etcd_process.h"
 #include "tenancy/status.h"
 
 namespace tenancy::internal {
@@ -18,36 +18,16 @@ namespace {
 
 using testing::EngineFixture;
 using testing::EtcdProcess;
-
-// "Live on every node within 1 s" (issue 16); sanitizers slow every step
-// several times, so they get more.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr auto kLiveWithin = std::chrono::seconds(5);
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr auto kLiveWithin = std::chrono::seconds(5);
-#else
-constexpr auto kLiveWithin = std::chrono::seconds(1);
-#endif
-#else
-constexpr auto kLiveWithin = std::chrono::seconds(1);
-#endif
-
-// True once `done` holds, polled until `within` has passed.
-bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds within = kLiveWithin) {
-  const auto deadline = std::chrono::steady_clock::now() + within;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
+using testing::Eventually;
+using testing::kLiveWithin;
 
 struct Node {
   EngineFixture fixture;
   std::unique_ptr<ClusterDirectory> directory;
 
+  // REQUIRES (checked): etcd runs.
   Node(const EtcdProcess& etcd, std::string id) {
+    REQUIRE(etcd.running());
     auto joined = ClusterDirectory::Join(fixture.engine.get(), Options(etcd, std::move(id)));
     REQUIRE(joined.ok());
     directory = *std::move(joined);
@@ -74,12 +54,8 @@ TenantSpec Spec(std::string id) {
 
 TEST_CASE("ClusterDirectory: a tenant made on one node is live on the other within 1 s",
           "[cluster]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
-  REQUIRE(etcd.running());
   Node a(etcd, "a");
   Node b(etcd, "bb");
   CHECK(a.directory->secret() == b.directory->secret());
@@ -116,12 +92,8 @@ TEST_CASE("ClusterDirectory: a tenant made on one node is live on the other with
 }
 
 TEST_CASE("ClusterDirectory: a key revoked on one node stops working on every node", "[cluster]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
-  REQUIRE(etcd.running());
   Node a(etcd, "a");
   Node b(etcd, "bb");
   auto created = a.directory->CreateTenant(Spec("acme"));
@@ -144,12 +116,8 @@ TEST_CASE("ClusterDirectory: a key revoked on one node stops working on every no
 
 TEST_CASE("ClusterDirectory: tenants go to the node with the fewest, bad input changes nothing",
           "[cluster]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
-  REQUIRE(etcd.running());
   Node a(etcd, "a");
   Node b(etcd, "bb");
   // Each node must see the other before placing.
@@ -196,12 +164,8 @@ TEST_CASE("ClusterDirectory: tenants go to the node with the fewest, bad input c
 }
 
 TEST_CASE("ClusterDirectory: a node that leaves is not alive, its tenants are down", "[cluster]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
-  REQUIRE(etcd.running());
   Node a(etcd, "a");
   auto b = std::make_unique<Node>(etcd, "bb");
   REQUIRE(b->directory->PutTenant(Spec("t1")).ok());  // on a (fewest, smaller id)
@@ -223,14 +187,37 @@ TEST_CASE("ClusterDirectory: a node that leaves is not alive, its tenants are do
   CHECK(ClusterDirectory::Join(other.engine.get(), twin).ok());
 }
 
-TEST_CASE("ClusterDirectory: without etcd, changes are UNAVAILABLE; after, the copy catches up",
-          "[cluster]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+TEST_CASE("ClusterDirectory: a node whose lease ended registers again", "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
-  REQUIRE(etcd.running());
+  Node a(etcd, "a");
+  Node b(etcd, "bb");
+  REQUIRE(a.directory->PutTenant(Spec("t1")).ok());  // on a
+  REQUIRE(Eventually([&] { return b.directory->OwnerOf("t1").kind == TenantOwner::Kind::kPeer; }));
+  // As if etcd had dropped it (a lease that ran out while etcd was away).
+  auto client = EtcdClient::Create(etcd.url());
+  REQUIRE(client.ok());
+  auto node = (*client)->Range("/tenancy/nodes/a");
+  REQUIRE(node.ok());
+  REQUIRE(node->kvs.size() == 1);
+  const int64_t ended = node->kvs[0].lease;
+  REQUIRE((*client)->LeaseRevoke(ended).ok());
+  // Within a third of its 2 s lease, it renews, finds the lease gone, and
+  // registers again, on a new lease.
+  CHECK(Eventually(
+      [&] {
+        auto again = (*client)->Range("/tenancy/nodes/a");
+        return again.ok() && again->kvs.size() == 1 && again->kvs[0].lease != ended;
+      },
+      std::chrono::seconds(5)));
+  CHECK(Eventually([&] { return b.directory->OwnerOf("t1").kind == TenantOwner::Kind::kPeer; }));
+}
+
+TEST_CASE(
+    "ClusterDirectory: without etcd changes are UNAVAILABLE, and after it the copy catches up",
+    "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  EtcdProcess etcd;
   Node a(etcd, "a");
   Node b(etcd, "bb");
   auto created = a.directory->CreateTenant(Spec("acme"));
@@ -265,12 +252,8 @@ TEST_CASE("ClusterDirectory: without etcd, changes are UNAVAILABLE; after, the c
 
 TEST_CASE("ClusterDirectory: a node joining reads the registry, dropping keys etcd revoked",
           "[cluster]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
-  REQUIRE(etcd.running());
   Node a(etcd, "a");
   EngineFixture b_engine;
   std::string secret;

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
-#include "etcd_process.h"
+#include "cluster_testing.h"
 
 namespace tenancy::internal {
 namespace {
@@ -21,10 +21,7 @@ std::unique_ptr<EtcdClient> Connect(const EtcdProcess& etcd) {
 }
 
 TEST_CASE("EtcdClient: put, range by key and prefix, delete", "[etcd]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
   REQUIRE(etcd.running());
   auto client = Connect(etcd);
@@ -60,10 +57,7 @@ TEST_CASE("EtcdClient: put, range by key and prefix, delete", "[etcd]") {
 }
 
 TEST_CASE("EtcdClient: a transaction runs one branch, atomically", "[etcd]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
   REQUIRE(etcd.running());
   auto client = Connect(etcd);
@@ -105,10 +99,7 @@ TEST_CASE("EtcdClient: a transaction runs one branch, atomically", "[etcd]") {
 }
 
 TEST_CASE("EtcdClient: a lease keeps its keys until revoked or expired", "[etcd]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
   REQUIRE(etcd.running());
   auto client = Connect(etcd);
@@ -181,10 +172,7 @@ class Watcher {
 };
 
 TEST_CASE("EtcdWatch: events from a revision on, resumed without a gap", "[etcd]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
   REQUIRE(etcd.running());
   auto client = Connect(etcd);
@@ -216,10 +204,7 @@ TEST_CASE("EtcdWatch: events from a revision on, resumed without a gap", "[etcd]
 }
 
 TEST_CASE("EtcdWatch: a compacted revision is OUT_OF_RANGE, a lost etcd UNAVAILABLE", "[etcd]") {
-  if (!EtcdProcess::Available()) {
-    WARN(EtcdProcess::kMissing);
-    return;
-  }
+  TENANCY_SKIP_WITHOUT_ETCD();
   EtcdProcess etcd;
   REQUIRE(etcd.running());
   auto client = Connect(etcd);
