@@ -503,6 +503,11 @@ int main(int argc, char** argv) {
     config_metrics = (*server)->metrics().AddCollector(
         [file = config.get()](tenancy::MetricSink& sink) { file->CollectMetrics(sink); });
   }
+  tenancy::CollectorHandle cluster_metrics;
+  if (cluster != nullptr) {
+    cluster_metrics = (*server)->metrics().AddCollector(
+        [node = cluster.get()](tenancy::MetricSink& sink) { node->CollectMetrics(sink); });
+  }
   const std::string& host = (*server)->host();
   std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   std::cout << "tenancyd listening on " << shown << ":" << (*server)->port() << std::endl;
@@ -524,6 +529,7 @@ int main(int argc, char** argv) {
                           std::string("tenancyd: ") + strsignal(signal_number) + ": draining");
   (*server)->Shutdown();
   config_metrics.Remove();
+  cluster_metrics.Remove();
   server->reset();
   cluster.reset();  // leaves the cluster: the other nodes see it at once
   config.reset();

@@ -468,6 +468,14 @@ std::optional<HttpError> Router::AcceptForwarded(Call& call, const RequestHead& 
                          StrCat(kForwardedTenantHeader, " and /t/{id}/ name different tenants"));
   }
   auto opened = engine_->GetTenant(*tenant);
+  if (absl::IsNotFound(opened.status())) {
+    // The node that forwarded it knows the tenant: this one has not applied
+    // the registry's change yet (it will within a second).
+    HttpError e = MakeHttpError(503, "unavailable",
+                                StrCat("tenant \"", *tenant, "\" is not known here yet; retry"));
+    e.retry_after_seconds = 1;
+    return e;
+  }
   if (!opened.ok()) return HttpErrorFromStatus(opened.status());
   call.tenant = *std::move(opened);
   call.forwarded_in = true;

@@ -142,6 +142,14 @@ TEST_CASE("ClusterDirectory: tenants go to the node with the fewest, bad input c
   CHECK(view.nodes[0].alive);
   CHECK(view.nodes[0].advertise_url == "http://127.0.0.1:11");
   CHECK(view.nodes[0].tenants.size() + view.nodes[1].tenants.size() == 4);
+  Metrics metrics;
+  CollectorHandle collector =
+      metrics.AddCollector([&](MetricSink& sink) { a.directory->CollectMetrics(sink); });
+  const std::string text = metrics.ExpositionText();
+  CHECK(text.find("tenancy_cluster_etcd_connected 1\n") != std::string::npos);
+  CHECK(text.find("tenancy_cluster_nodes_alive 2\n") != std::string::npos);
+  CHECK(text.find("tenancy_cluster_tenants_owned 2\n") != std::string::npos);
+  CHECK(text.find("tenancy_cluster_registry_revision ") != std::string::npos);
 
   auto etcd_client = EtcdClient::Create(etcd.url());
   REQUIRE(etcd_client.ok());

@@ -145,13 +145,13 @@ class Watcher {
   // Waits (up to 10 s) for `n` events; what there is then.
   std::vector<EtcdEvent> Events(size_t n) {
     absl::MutexLock lock(&mu_);
-    auto enough = [&] { return events_.size() >= n || done_; };
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return events_.size() >= n || done_; };
     mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
     return events_;
   }
   void WaitCreated() {
     absl::MutexLock lock(&mu_);
-    auto ready = [&] { return created_ || done_; };
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return created_ || done_; };
     mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(10));
   }
   // Waits (up to 15 s) for Run to return; its result.

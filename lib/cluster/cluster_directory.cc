@@ -477,6 +477,22 @@ ClusterView ClusterDirectory::View() const {
   return view;
 }
 
+void ClusterDirectory::CollectMetrics(MetricSink& sink) const {
+  absl::ReaderMutexLock lock(&mu_);
+  size_t owned = 0;
+  for (const auto& [tenant, node] : copy_.placement) owned += node == node_id();
+  sink.AddGauge("tenancy_cluster_etcd_connected",
+                "1 while this node's watch of the registry in etcd is set up", {},
+                connected_ ? 1 : 0);
+  sink.AddGauge("tenancy_cluster_registry_revision",
+                "The last revision of the registry in etcd applied on this node", {},
+                static_cast<double>(applied_revision_));
+  sink.AddGauge("tenancy_cluster_nodes_alive", "Nodes of the cluster alive, as this node sees it",
+                {}, static_cast<double>(copy_.nodes.size()));
+  sink.AddGauge("tenancy_cluster_tenants_owned", "Tenants whose data is on this node", {},
+                static_cast<double>(owned));
+}
+
 std::string ClusterDirectory::LeastLoaded() const {
   absl::ReaderMutexLock lock(&mu_);
   std::map<std::string, size_t> load;

@@ -75,6 +75,7 @@
 #include "etcd_client.h"
 #include "tenancy/engine.h"
 #include "tenancy/logger.h"
+#include "tenancy/metrics.h"
 #include "tenancy/tenant.h"
 
 namespace tenancy::internal {
@@ -150,6 +151,12 @@ class ClusterDirectory {
   // From the watched copy; cheap (a shared lock).
   TenantOwner OwnerOf(std::string_view tenant_id) const;
   ClusterView View() const;
+
+  // Writes tenancy_cluster_etcd_connected, tenancy_cluster_registry_revision,
+  // tenancy_cluster_nodes_alive and tenancy_cluster_tenants_owned into
+  // `sink`: pass it to Metrics::AddCollector, and drop the handle before the
+  // directory.
+  void CollectMetrics(MetricSink& sink) const;
 
   // Registry changes, made in etcd and applied here before they return.
   // UNAVAILABLE (with a retry-after) when etcd cannot be reached: nothing
