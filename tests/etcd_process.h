@@ -76,19 +76,22 @@ class EtcdProcess {
   bool running() const { return pid_ > 0; }
 
   // Starts etcd on its ports and data directory and waits (up to 20 s) until
-  // it answers /health; running() tells whether it does.
+  // it answers; running() tells whether it does.
   void Start() {
     const std::string client = url();
     const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
     const std::string log = (dir_.path() / "etcd.log").string();
+    // A name of its own: another test's etcd that took the port answers
+    // too, but with its name.
+    name_ = "test-" + std::to_string(::getpid()) + "-" + std::to_string(client_port_);
     std::vector<std::string> args = {TENANCY_ETCD,
-                                     "--name=test",
+                                     "--name=" + name_,
                                      "--data-dir=" + (dir_.path() / "data").string(),
                                      "--listen-client-urls=" + client,
                                      "--advertise-client-urls=" + client,
                                      "--listen-peer-urls=" + peer,
                                      "--initial-advertise-peer-urls=" + peer,
-                                     "--initial-cluster=test=" + peer,
+                                     "--initial-cluster=" + name_ + "=" + peer,
                                      "--log-level=error"};
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -125,7 +128,7 @@ class EtcdProcess {
   }
 
  private:
-  // GET /health answers {"health":"true"}.
+  // This etcd answers, under its name (the member list says).
   bool Healthy() const {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
@@ -134,13 +137,15 @@ class EtcdProcess {
     addr.sin_port = htons(static_cast<uint16_t>(client_port_));
     bool ok = false;
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      const std::string request = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+      const std::string request =
+          "POST /v3/cluster/member/list HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+          "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
       if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
         std::string answer;
         char buf[512];
         ssize_t n;
         while ((n = ::read(fd, buf, sizeof(buf))) > 0) answer.append(buf, static_cast<size_t>(n));
-        ok = answer.find("\"health\":\"true\"") != std::string::npos;
+        ok = answer.find("\"name\":\"" + name_ + "\"") != std::string::npos;
       }
     }
     ::close(fd);
@@ -148,6 +153,7 @@ class EtcdProcess {
   }
 
   TempDir dir_;
+  std::string name_;
   int client_port_ = -1;
   int peer_port_ = -1;
   pid_t pid_ = -1;
