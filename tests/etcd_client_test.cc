@@ -128,14 +128,17 @@ class Watcher {
           [this](std::vector<EtcdEvent> events) {
             absl::MutexLock lock(&mu_);
             for (EtcdEvent& e : events) events_.push_back(std::move(e));
+            changed_.SignalAll();
           },
           [this] {
             absl::MutexLock lock(&mu_);
             created_ = true;
+            changed_.SignalAll();
           });
       absl::MutexLock lock(&mu_);
       result_ = s;
       done_ = true;
+      changed_.SignalAll();
     });
   }
   ~Watcher() {
@@ -145,25 +148,31 @@ class Watcher {
   // Waits (up to 10 s) for `n` events; what there is then.
   std::vector<EtcdEvent> Events(size_t n) {
     absl::MutexLock lock(&mu_);
-    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return events_.size() >= n || done_; };
-    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+    WaitFor([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return events_.size() >= n || done_; });
     return events_;
   }
   void WaitCreated() {
     absl::MutexLock lock(&mu_);
-    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return created_ || done_; };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(10));
+    WaitFor([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return created_ || done_; });
   }
-  // Waits (up to 15 s) for Run to return; its result.
+  // Waits (up to 10 s) for Run to return; its result.
   absl::Status Result() {
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&done_), absl::Seconds(15));
+    WaitFor([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; });
     return done_ ? result_ : absl::DeadlineExceededError("still watching");
   }
 
  private:
+  template <typename Fn>
+  void WaitFor(Fn done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (!done() && !changed_.WaitWithDeadline(&mu_, deadline)) {
+    }
+  }
+
   EtcdWatch watch_;
   absl::Mutex mu_;
+  absl::CondVar changed_;
   std::vector<EtcdEvent> events_ ABSL_GUARDED_BY(mu_);
   bool created_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;

@@ -111,6 +111,7 @@ ClusterDirectory::~ClusterDirectory() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     lease = lease_;
+    changed_.SignalAll();
   }
   watch_.Stop();
   if (watch_thread_.joinable()) watch_thread_.join();
@@ -293,6 +294,7 @@ absl::Status ClusterDirectory::FullRead() {
   absl::MutexLock lock(&mu_);
   copy_ = std::move(fresh);
   applied_revision_ = range.revision;
+  changed_.SignalAll();
   return absl::OkStatus();
 }
 
@@ -338,6 +340,7 @@ void ClusterDirectory::ApplyEvents(const std::vector<EtcdEvent>& events) {
     File(copy_, e.kv, e.type == EtcdEvent::Type::kDelete);
     applied_revision_ = std::max(applied_revision_, e.kv.mod_revision);
   }
+  changed_.SignalAll();
 }
 
 void ClusterDirectory::WatchLoop() {
@@ -425,17 +428,18 @@ void ClusterDirectory::KeepAliveLoop() {
 }
 
 bool ClusterDirectory::Pause(absl::Duration d) {
+  const absl::Time deadline = absl::Now() + d;
   absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(&stopping_), d);
+  while (!stopping_ && !changed_.WaitWithDeadline(&mu_, deadline)) {
+  }
   return !stopping_;
 }
 
 void ClusterDirectory::WaitApplied(int64_t revision) {
+  const absl::Time deadline = absl::Now() + kApplyWait;
   absl::MutexLock lock(&mu_);
-  auto applied = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return applied_revision_ >= revision || stopping_;
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&applied), kApplyWait);
+  while (applied_revision_ < revision && !stopping_ && !changed_.WaitWithDeadline(&mu_, deadline)) {
+  }
 }
 
 TenantOwner ClusterDirectory::OwnerOf(std::string_view tenant_id) const {

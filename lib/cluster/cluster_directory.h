@@ -232,6 +232,8 @@ class ClusterDirectory {
   EtcdWatch watch_;
 
   mutable absl::Mutex mu_;
+  // Signalled when a revision is applied and when the directory stops.
+  absl::CondVar changed_;
   Copy copy_ ABSL_GUARDED_BY(mu_);
   int64_t applied_revision_ ABSL_GUARDED_BY(mu_) = 0;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
