@@ -315,8 +315,11 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
       break;
   }
 
-  const bool forwarded = head.Header(kForwardedTenantHeader).has_value() ||
-                         head.Header(kForwardedSecretHeader).has_value();
+  // Only a cluster's nodes look for the marker (a node alone needs no trust
+  // in it, and its requests skip the lookups).
+  const bool forwarded =
+      options_.cluster != nullptr && (head.Header(kForwardedTenantHeader).has_value() ||
+                                      head.Header(kForwardedSecretHeader).has_value());
   if (auto e = forwarded ? AcceptForwarded(call, head) : ResolveTenant(call, head); e.has_value()) {
     return e;
   }
@@ -455,8 +458,7 @@ std::optional<HttpError> Router::ResolveTenant(Call& call, const RequestHead& he
 std::optional<HttpError> Router::AcceptForwarded(Call& call, const RequestHead& head) {
   // Only another node of this cluster may name a tenant without credentials.
   std::optional<std::string> secret = SingleHeader(head, kForwardedSecretHeader);
-  if (options_.cluster == nullptr || !secret.has_value() || !IsCleanCredential(*secret) ||
-      !cluster_secret_.Matches(*secret)) {
+  if (!secret.has_value() || !IsCleanCredential(*secret) || !cluster_secret_.Matches(*secret)) {
     return Unauthenticated("a forwarded request without this cluster's secret");
   }
   std::optional<std::string> tenant = SingleHeader(head, kForwardedTenantHeader);

@@ -232,6 +232,23 @@ TEST_CASE("EtcdWatch: a compacted revision is OUT_OF_RANGE, a lost etcd UNAVAILA
   CHECK(absl::IsUnavailable(w.Result()));
 }
 
+TEST_CASE("EtcdWatch: Stop ends a watch at once, however far it has got", "[etcd]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  EtcdProcess etcd;
+  REQUIRE(etcd.running());
+  auto client = Connect(etcd);
+  // Stops that land before, while and after the stream's connection is
+  // opened: each ends Run well before the watch's idle timeout would.
+  for (int i = 0; i < 40; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    {
+      Watcher w(*client, "/w/", 1);
+      std::this_thread::sleep_for(std::chrono::microseconds(100 * (i % 20)));
+    }  // ~Watcher: Stop, then join
+    CHECK(std::chrono::steady_clock::now() - start < EtcdWatch::kWatchIdleTimeout / 2);
+  }
+}
+
 TEST_CASE("EtcdClient: an etcd that cannot be reached is UNAVAILABLE, a bad URL refused",
           "[etcd]") {
   // Nothing listens on port 1 of the loopback.

@@ -1,5 +1,8 @@
 #include "etcd_client.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <utility>
 
@@ -320,7 +323,11 @@ EtcdWatch::EtcdWatch(const EtcdClient& client) : url_(client.pool_.url()) {}
 void EtcdWatch::Stop() {
   absl::MutexLock lock(&mu_);
   stopped_ = true;
-  if (running_ != nullptr) running_->stop();
+  // Wakes a read that waits for the next event, or fails a connect. Not
+  // httplib's stop(): it takes the client's socket lock, which httplib holds
+  // while it calls the socket callback below (that takes mu_), and it misses
+  // a connection being opened.
+  if (socket_ >= 0) ::shutdown(socket_, SHUT_RDWR);
 }
 
 absl::Status EtcdWatch::Run(std::string_view prefix, int64_t start_revision,
@@ -329,10 +336,18 @@ absl::Status EtcdWatch::Run(std::string_view prefix, int64_t start_revision,
   httplib::Client client(url_.host, url_.port);
   client.set_connection_timeout(std::chrono::seconds(1));
   client.set_read_timeout(kWatchIdleTimeout);
+  // The stream's socket, duplicated as it is opened, so that Stop() can shut
+  // it down: a descriptor of this watch's own, closed only here, so never one
+  // that the number was reused for.
+  client.set_socket_options([this](int sock) {
+    absl::MutexLock lock(&mu_);
+    if (socket_ >= 0) ::close(socket_);
+    socket_ = ::dup(sock);
+    if (stopped_ && socket_ >= 0) ::shutdown(socket_, SHUT_RDWR);
+  });
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) return absl::CancelledError("watch stopped");
-    running_ = &client;
   }
   // The stream is a sequence of JSON objects, one per line.
   std::string pending;
@@ -400,8 +415,9 @@ absl::Status EtcdWatch::Run(std::string_view prefix, int64_t start_revision,
   bool stopped;
   {
     absl::MutexLock lock(&mu_);
-    running_ = nullptr;
     stopped = stopped_;
+    if (socket_ >= 0) ::close(socket_);
+    socket_ = -1;
   }
   if (stopped) return absl::CancelledError("watch stopped");
   if (!outcome.ok()) return outcome;

@@ -183,7 +183,7 @@ class EtcdWatch {
   const HttpUrl url_;
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
-  httplib::Client* running_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int socket_ ABSL_GUARDED_BY(mu_) = -1;  // a dup() of the stream's socket
 };
 
 // Internal, exposed for tests: the parts of the gateway's JSON.
