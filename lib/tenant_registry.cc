@@ -87,6 +87,30 @@ absl::StatusOr<ApiKeyInfo> TenantRegistry::ImportApiKeyHash(std::string_view id,
                                       "sha256:" + hex.substr(0, 8));
 }
 
+absl::StatusOr<ApiKeyInfo> TenantRegistry::ImportApiKeyHash(std::string_view id,
+                                                            std::string_view sha256_hex,
+                                                            std::string_view key_id,
+                                                            std::string_view prefix) {
+  std::optional<internal::Sha256Digest> digest = internal::DigestFromHex(sha256_hex);
+  if (!digest.has_value()) {
+    return absl::InvalidArgumentError(
+        internal::StrCat("tenant \"", id, "\": api key hash must be 64 lower-case hex characters"));
+  }
+  // Shown in listings and logs, and given back in URLs to revoke.
+  auto printable = [](std::string_view s) {
+    if (s.empty() || s.size() > 64) return false;
+    for (char c : s) {
+      if (c <= 0x20 || c >= 0x7F) return false;
+    }
+    return true;
+  };
+  if (!printable(key_id) || !printable(prefix)) {
+    return absl::InvalidArgumentError(internal::StrCat(
+        "tenant \"", id, "\": key id and prefix must be 1 to 64 printable ASCII characters"));
+  }
+  return catalog_->ImportApiKeyDigest(id, *digest, std::string(key_id), std::string(prefix));
+}
+
 absl::StatusOr<ApiKeyOwner> TenantRegistry::FindApiKey(std::string_view sha256_hex) const {
   std::optional<internal::Sha256Digest> digest = internal::DigestFromHex(sha256_hex);
   if (!digest.has_value()) {

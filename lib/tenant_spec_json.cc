@@ -4,6 +4,7 @@
 #include "tenancy/tenant_spec_json.h"
 
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <string>
 
@@ -200,6 +201,70 @@ absl::StatusOr<TenantSpec> ParseTenantSpecJson(std::string_view json,
   TENANCY_RETURN_IF_ERROR(internal::ReadSpecFields(r, errors, internal::SpecOrigin::kApi, &spec));
   TENANCY_RETURN_IF_ERROR(r.Finish());
   return spec;
+}
+
+namespace {
+
+// A JSON string: the text came from JSON or from code (ids, class names,
+// labels), so it is UTF-8; only quotes, backslashes and control bytes need
+// escaping.
+void AppendJsonString(std::string& out, std::string_view s) {
+  out += '"';
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+      out += escaped;
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
+}
+
+// Enough digits that the double reads back equal.
+std::string ExactDouble(double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.17g", value);
+  return text;
+}
+
+}  // namespace
+
+std::string TenantSpecToJson(const TenantSpec& spec) {
+  using internal::StrCat;
+  std::string out = "{\"tenant_id\":";
+  AppendJsonString(out, spec.id);
+  const Quota& q = spec.quota;
+  out += StrCat(",\"quota\":{\"storage_bytes\":", q.storage_bytes, ",\"max_keys\":", q.max_keys,
+                ",\"max_value_bytes\":", q.max_value_bytes,
+                ",\"requests_per_second\":", ExactDouble(q.requests_per_second),
+                ",\"burst\":", ExactDouble(q.burst), ",\"max_queued_jobs\":", q.max_queued_jobs,
+                ",\"cache_bytes\":", q.cache_bytes, "},\"limits\":{");
+  bool first = true;
+  for (const auto& [name, value] : spec.limits) {
+    if (!first) out += ',';
+    first = false;
+    AppendJsonString(out, name);
+    out += StrCat(":", value);
+  }
+  out += StrCat("},\"placement\":\"", PlacementName(spec.placement),
+                "\",\"enabled\":", spec.enabled ? "true" : "false",
+                ",\"read_only\":", spec.read_only ? "true" : "false", ",\"labels\":{");
+  first = true;
+  for (const auto& [name, value] : spec.labels) {
+    if (!first) out += ',';
+    first = false;
+    AppendJsonString(out, name);
+    out += ':';
+    AppendJsonString(out, value);
+  }
+  out += "}}";
+  return out;
 }
 
 }  // namespace tenancy

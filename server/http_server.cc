@@ -69,6 +69,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ServerOptions opti
           internal::StrCat("tenant header \"", name, "\" is not an HTTP field name"));
     }
   }
+  if (options.cluster != nullptr && options.auth != AuthMode::kApiKey) {
+    // Trusted mode makes its default tenant locally, outside the cluster's
+    // registry; not yet served.
+    return absl::InvalidArgumentError("a cluster's nodes take api-key auth only, for now");
+  }
   if (options.auth == AuthMode::kTrusted) {
     if (absl::Status s = ValidateTenantId(options.default_tenant); !s.ok()) {
       return absl::InvalidArgumentError(internal::StrCat("default tenant: ", s.message()));

@@ -38,6 +38,7 @@ namespace tenancy {
 
 namespace internal {
 class Admission;
+class ClusterDirectory;
 class Router;
 class ServerMetrics;
 }  // namespace internal
@@ -80,6 +81,12 @@ struct ServerOptions {
   std::string host_suffix;
   // GET /metrics without the admin key. Default: false.
   bool metrics_public = false;
+  // Cluster mode (tenancyd --cluster-etcd): the node's directory of the
+  // cluster (lib/cluster/cluster_directory.h). Registry changes of the admin
+  // API go through it to etcd, and a tenant request for a tenant another
+  // node owns is forwarded there. Requires auth kApiKey. Default (nullptr):
+  // a node alone. REQUIRES: outlives the server.
+  internal::ClusterDirectory* cluster = nullptr;
   // Where the server logs (refusals of the admin API, internal errors).
   // Default (nullptr): the engine's logger.
   std::shared_ptr<Logger> logger;

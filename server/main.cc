@@ -2,6 +2,7 @@
 // tenancy library (server/README.md is its reference).
 //
 //   tenancyd --data-dir DIR [--listen HOST:PORT] [--config FILE] ...
+//            [--cluster-etcd URL --node-id ID --advertise URL]
 //
 // Prints "tenancyd listening on HOST:PORT" once it accepts connections.
 // SIGTERM / SIGINT: stop accepting, finish requests in flight, flush, exit 0.
@@ -39,6 +40,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "admin_key.h"
+#include "cluster_directory.h"
 #include "http_server.h"
 #include "http_transport.h"
 #include "tenancy/config_file.h"
@@ -192,6 +194,13 @@ ABSL_FLAG(std::string, host_suffix, "",
           "SUFFIX the default tenant; any other Host is 400");
 ABSL_FLAG(bool, metrics_public, tenancy::ServerOptions().metrics_public,
           "serve GET /metrics without the admin key");
+ABSL_FLAG(std::string, cluster_etcd, "",
+          "join the cluster whose registry is in the etcd at `URL` (http://HOST:PORT); "
+          "needs --node-id and --advertise");
+ABSL_FLAG(std::string, node_id, "",
+          "cluster mode: this node's `ID`, a DNS label unique in the cluster");
+ABSL_FLAG(std::string, advertise, "",
+          "cluster mode: the `URL` (http://HOST:PORT) the other nodes reach this one at");
 ABSL_FLAG(ConnectionCount, max_connections,
           ConnectionCount{static_cast<int64_t>(tenancy::ServerOptions().transport.max_connections)},
           "at most `N` open connections in all; at the cap the oldest idle one "
@@ -403,6 +412,34 @@ int main(int argc, char** argv) {
   options.transport.max_connections_per_peer =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_connections_per_peer).value);
   const std::string config_path = absl::GetFlag(FLAGS_config);
+  // Cluster mode: the three flags go together, and the registry is etcd's
+  // (a tenants file or a trusted-mode default tenant would be a second one).
+  tenancy::internal::ClusterOptions cluster_options;
+  cluster_options.etcd_url = absl::GetFlag(FLAGS_cluster_etcd);
+  cluster_options.node_id = absl::GetFlag(FLAGS_node_id);
+  cluster_options.advertise_url = absl::GetFlag(FLAGS_advertise);
+  const bool cluster_mode = !cluster_options.etcd_url.empty();
+  if (cluster_mode) {
+    if (cluster_options.node_id.empty() || cluster_options.advertise_url.empty()) {
+      Fail("--cluster-etcd needs --node-id and --advertise");
+    }
+    if (auto url = tenancy::internal::ParseHttpUrl(cluster_options.etcd_url); !url.ok()) {
+      Fail("--cluster-etcd: " + std::string(url.status().message()));
+    }
+    if (auto url = tenancy::internal::ParseHttpUrl(cluster_options.advertise_url); !url.ok()) {
+      Fail("--advertise: " + std::string(url.status().message()));
+    }
+    if (!tenancy::ValidateTenantId(cluster_options.node_id).ok()) {
+      Fail("--node-id: bad value \"" + cluster_options.node_id +
+           "\": a DNS label (1 to 63 of [a-z0-9-], not starting or ending with '-')");
+    }
+    if (!config_path.empty()) Fail("--config cannot be used with --cluster-etcd");
+    if (options.auth != tenancy::AuthMode::kApiKey) {
+      Fail("--auth trusted cannot be used with --cluster-etcd");
+    }
+  } else if (!cluster_options.node_id.empty() || !cluster_options.advertise_url.empty()) {
+    Fail("--node-id and --advertise need --cluster-etcd");
+  }
   if (const std::string file = absl::GetFlag(FLAGS_admin_key_file); !file.empty()) {
     auto key = tenancy::internal::ReadAdminKeyFile(file);
     if (!key.ok()) Fail(std::string(key.status().message()));
@@ -443,6 +480,19 @@ int main(int argc, char** argv) {
     }
     config = *std::move(opened);
   }
+  // Joined before the server starts, so that the first request sees the
+  // cluster's registry applied here.
+  std::unique_ptr<tenancy::internal::ClusterDirectory> cluster;
+  if (cluster_mode) {
+    auto joined = tenancy::internal::ClusterDirectory::Join(engine->get(), cluster_options);
+    if (!joined.ok()) {
+      std::cerr << "tenancyd: --cluster-etcd " << cluster_options.etcd_url << ": "
+                << joined.status() << "\n";
+      return 1;
+    }
+    cluster = *std::move(joined);
+    options.cluster = cluster.get();
+  }
   auto server = tenancy::HttpServer::Start(options, engine->get());
   if (!server.ok()) {
     std::cerr << "tenancyd: " << server.status() << "\n";
@@ -452,6 +502,11 @@ int main(int argc, char** argv) {
   if (config != nullptr) {
     config_metrics = (*server)->metrics().AddCollector(
         [file = config.get()](tenancy::MetricSink& sink) { file->CollectMetrics(sink); });
+  }
+  tenancy::CollectorHandle cluster_metrics;
+  if (cluster != nullptr) {
+    cluster_metrics = (*server)->metrics().AddCollector(
+        [node = cluster.get()](tenancy::MetricSink& sink) { node->CollectMetrics(sink); });
   }
   const std::string& host = (*server)->host();
   std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
@@ -474,7 +529,9 @@ int main(int argc, char** argv) {
                           std::string("tenancyd: ") + strsignal(signal_number) + ": draining");
   (*server)->Shutdown();
   config_metrics.Remove();
+  cluster_metrics.Remove();
   server->reset();
+  cluster.reset();  // leaves the cluster: the other nodes see it at once
   config.reset();
   absl::Status flushed = (*engine)->Flush();
   if (!flushed.ok()) {

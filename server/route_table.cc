@@ -62,6 +62,7 @@ constexpr RouteInfo kRoutes[kNumRoutes] = {
     {R::kAdminUi,             "admin_ui",              "GET",     "/admin/ui",                          kPublic,  kNone,  kRequests,  false},
     {R::kAdminUiScript,       "admin_ui_script",       "GET",     "/admin/ui/app.js",                   kPublic,  kNone,  kRequests,  false},
     {R::kAdminUiStyle,        "admin_ui_style",        "GET",     "/admin/ui/app.css",                  kPublic,  kNone,  kRequests,  false},
+    {R::kAdminCluster,        "admin_cluster",         "GET",     "/admin/cluster",                     kAdmin,   kNone,  kRequests,  false},
     {R::kMetrics,             "metrics",               "GET",     "/metrics",                           kAdmin,   kNone,  kRequests,  false},
     {R::kUnmatched,           "unmatched",             "",        "",                                   kPublic,  kNone,  kRequests,  false},
 };
@@ -260,7 +261,7 @@ bool MatchLifecycle(std::string_view method, std::string_view path, RouteMatch* 
 
 bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m, HttpError* error) {
   if (path == "/admin/tenants" || path == "/admin/ui" || path == "/admin/ui/app.js" ||
-      path == "/admin/ui/app.css") {
+      path == "/admin/ui/app.css" || path == "/admin/cluster") {
     return SelectMethod(path, method, m, error);
   }
   if (StartsWith(path, "/admin/backups") || StartsWith(path, "/admin/archives")) {

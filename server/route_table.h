@@ -72,6 +72,7 @@ enum class RouteId : int {
   kAdminUi,
   kAdminUiScript,
   kAdminUiStyle,
+  kAdminCluster,
   kMetrics,
   kUnmatched,  // 404/405/400 before any route: for metrics only
 };

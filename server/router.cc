@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include "cluster_directory.h"
 #include "json.h"
 #include "request_target.h"
 #include "router_call.h"
@@ -163,7 +164,10 @@ Router::Router(const ServerOptions& options, Engine* engine, ServerMetrics* metr
       metrics_(metrics),
       admission_(admission),
       logger_(std::move(logger)),
-      admin_key_(options.admin_key) {
+      admin_key_(options.admin_key),
+      cluster_secret_(options.cluster != nullptr ? options.cluster->secret() : std::string()),
+      forwarder_(options.cluster != nullptr ? std::make_unique<Forwarder>(options.cluster->secret())
+                                            : nullptr) {
   // HttpServer::Start registered the class with its limits.
   claim_waits_ = *engine_->limiter().Class(kClaimWaitsClass);
   if (!admin_key_.configured()) {
@@ -304,18 +308,31 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
     case RouteKind::kAdmin:
       if (route == RouteId::kMetrics && options_.metrics_public) return std::nullopt;
       if (auto e = AuthorizeAdmin(head, route); e.has_value()) return e;
+      if (auto e = ClusterAdminRefusal(call); e.has_value()) return e;
       if (IsLifecycleCall(call)) return TakeLifecycleSlot(call);
       return std::nullopt;
     case RouteKind::kTenant:
       break;
   }
 
-  if (auto e = ResolveTenant(call, head); e.has_value()) return e;
+  // Only a cluster's nodes look for the marker (a node alone needs no trust
+  // in it, and its requests skip the lookups).
+  const bool forwarded =
+      options_.cluster != nullptr && (head.Header(kForwardedTenantHeader).has_value() ||
+                                      head.Header(kForwardedSecretHeader).has_value());
+  if (auto e = forwarded ? AcceptForwarded(call, head) : ResolveTenant(call, head); e.has_value()) {
+    return e;
+  }
   call.runtime = RuntimeFor(*call.tenant);
   call.runtime->series.calls[static_cast<int>(ParseHttpMethod(call.method))]->Increment();
   absl::Status state =
       IsWriteRoute(route) ? call.tenant->CheckWritable() : call.tenant->CheckReadable();
   if (!state.ok()) return HttpErrorFromStatus(state);
+  if (options_.cluster != nullptr) {
+    if (auto e = PlaceCall(call, head); e.has_value()) return e;
+    // The owner admits it, under the tenant's limits there.
+    if (!call.forward_to.empty()) return std::nullopt;
+  }
   auto ticket = admission_->Admit(*call.tenant, LimitClassOfRoute(route));
   if (!ticket.ok()) return HttpErrorFromStatus(ticket.status());
   call.ticket = std::move(*ticket);
@@ -438,6 +455,107 @@ std::optional<HttpError> Router::ResolveTenant(Call& call, const RequestHead& he
   return open(*named);
 }
 
+std::optional<HttpError> Router::AcceptForwarded(Call& call, const RequestHead& head) {
+  // Only another node of this cluster may name a tenant without credentials.
+  std::optional<std::string> secret = SingleHeader(head, kForwardedSecretHeader);
+  if (!secret.has_value() || !IsCleanCredential(*secret) || !cluster_secret_.Matches(*secret)) {
+    return Unauthenticated("a forwarded request without this cluster's secret");
+  }
+  std::optional<std::string> tenant = SingleHeader(head, kForwardedTenantHeader);
+  if (!tenant.has_value() || !IsCleanCredential(*tenant) || !ValidateTenantId(*tenant).ok()) {
+    return MakeHttpError(400, "invalid_argument", StrCat("bad ", kForwardedTenantHeader));
+  }
+  if (call.match.tenant_prefix && call.match.tenant != *tenant) {
+    return MakeHttpError(400, "invalid_argument",
+                         StrCat(kForwardedTenantHeader, " and /t/{id}/ name different tenants"));
+  }
+  auto opened = engine_->GetTenant(*tenant);
+  if (absl::IsNotFound(opened.status())) {
+    // The node that forwarded it knows the tenant: this one has not applied
+    // the registry's change yet (it will within a second).
+    HttpError e = MakeHttpError(503, "unavailable",
+                                StrCat("tenant \"", *tenant, "\" is not known here yet; retry"));
+    e.retry_after_seconds = 1;
+    return e;
+  }
+  if (!opened.ok()) return HttpErrorFromStatus(opened.status());
+  call.tenant = *std::move(opened);
+  call.forwarded_in = true;
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::PlaceCall(Call& call, const RequestHead& head) {
+  const TenantOwner owner = options_.cluster->OwnerOf(call.tenant->id());
+  auto unavailable = [](std::string message, int retry_after) {
+    HttpError e = MakeHttpError(503, "unavailable", std::move(message));
+    e.retry_after_seconds = retry_after;
+    return e;
+  };
+  switch (owner.kind) {
+    case TenantOwner::Kind::kSelf:
+      return std::nullopt;
+    case TenantOwner::Kind::kPeer:
+      if (call.forwarded_in) {
+        // The nodes disagree about the placement (one has not seen a change
+        // yet): a forwarded request is never forwarded again.
+        return unavailable(StrCat("tenant \"", call.tenant->id(), "\" is on node \"", owner.node_id,
+                                  "\" by this node's registry; retry"),
+                           1);
+      }
+      call.forward_to = owner.advertise_url;
+      call.content_type = SingleHeader(head, "Content-Type").value_or("");
+      return std::nullopt;
+    case TenantOwner::Kind::kDown:
+      return unavailable(StrCat("tenant \"", call.tenant->id(), "\" is on node \"", owner.node_id,
+                                "\", which is not alive; it is served again when that node "
+                                "returns"),
+                         5);
+    case TenantOwner::Kind::kUnplaced:
+      break;
+  }
+  return unavailable(StrCat("tenant \"", call.tenant->id(), "\" has no node in the cluster"), 5);
+}
+
+std::optional<HttpError> Router::ForwardCall(Call& call) {
+  auto answer = forwarder_->Forward(call.forward_to, {.method = call.method,
+                                                      .target = call.target,
+                                                      .tenant = call.tenant->id(),
+                                                      .content_type = call.content_type,
+                                                      .body = call.body});
+  if (!answer.ok()) return HttpErrorFromStatus(answer.status());
+  *call.res = *std::move(answer);
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::ClusterAdminRefusal(const Call& call) const {
+  if (options_.cluster == nullptr) return std::nullopt;
+  switch (call.match.id) {
+    case RouteId::kAdminPurgeTenant:
+    case RouteId::kAdminImportTenant:
+    case RouteId::kAdminRestoreTenant:
+    case RouteId::kAdminRestoreArchive:
+      return MakeHttpError(501, "not_implemented",
+                           StrCat(RouteName(call.match.id),
+                                  " is not served in cluster mode yet (a tenant's data is on "
+                                  "one node, its registry in etcd)"));
+    case RouteId::kAdminExportTenant:
+    case RouteId::kAdminStats: {
+      const TenantOwner owner = options_.cluster->OwnerOf(call.match.admin_tenant);
+      if (owner.kind == TenantOwner::Kind::kSelf || owner.kind == TenantOwner::Kind::kUnplaced) {
+        return std::nullopt;
+      }
+      return MakeHttpError(409, "conflict",
+                           StrCat("tenant \"", call.match.admin_tenant, "\"'s data is on node \"",
+                                  owner.node_id, "\"",
+                                  owner.advertise_url.empty()
+                                      ? std::string(" (not alive)")
+                                      : StrCat(" at ", owner.advertise_url, ": ask it there")));
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
 std::shared_ptr<TenantRuntime> Router::RuntimeFor(const Tenant& tenant) {
   const uint64_t number = tenant.number();
   Shard& shard = shards_[number % kShards];
@@ -464,6 +582,7 @@ void Router::ForgetTenant(const std::string& id, uint64_t number) {
 }
 
 std::optional<HttpError> Router::Execute(Call& call) {
+  if (!call.forward_to.empty()) return ForwardCall(call);
   switch (call.match.id) {
     case RouteId::kHealth:
     case RouteId::kVersion:
@@ -504,6 +623,8 @@ std::optional<HttpError> Router::Execute(Call& call) {
       return AdminStats(call);
     case RouteId::kMetrics:
       return MetricsText(call);
+    case RouteId::kAdminCluster:
+      return AdminCluster(call);
     case RouteId::kAdminUi:
     case RouteId::kAdminUiScript:
     case RouteId::kAdminUiStyle:

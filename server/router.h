@@ -38,6 +38,7 @@
 #include "absl/synchronization/mutex.h"
 #include "admin_key.h"
 #include "admission.h"
+#include "forwarder.h"
 #include "http_server.h"
 #include "http_status.h"
 #include "http_transport.h"
@@ -82,6 +83,15 @@ class Router {
   std::optional<HttpError> Prepare(Call& call, const RequestHead& head);
   std::optional<HttpError> AuthorizeAdmin(const RequestHead& head, RouteId route);
   std::optional<HttpError> ResolveTenant(Call& call, const RequestHead& head);
+  // Cluster mode: a request forwarded by another node (its tenant and the
+  // cluster's secret), and where a tenant's requests are served.
+  std::optional<HttpError> AcceptForwarded(Call& call, const RequestHead& head);
+  std::optional<HttpError> PlaceCall(Call& call, const RequestHead& head);
+  // Sends the call to the tenant's owner and answers with its answer.
+  std::optional<HttpError> ForwardCall(Call& call);
+  // Cluster mode: admin routes not served yet (501), or served by the
+  // tenant's owner only (409 naming it).
+  std::optional<HttpError> ClusterAdminRefusal(const Call& call) const;
   // Where the admitted request waits for a worker (step 5's result).
   Lane LaneOf(const Call& call, const RequestHead& head) const;
   std::shared_ptr<TenantRuntime> RuntimeFor(const Tenant& tenant);
@@ -135,6 +145,8 @@ class Router {
   std::optional<HttpError> AdminRevokeKey(Call& call);
   std::optional<HttpError> AdminStats(Call& call);
   std::optional<HttpError> MetricsText(Call& call);
+  // GET /admin/cluster (cluster mode).
+  std::optional<HttpError> AdminCluster(Call& call);
   // The dashboard's page, script and style (routes_dashboard.cc).
   std::optional<HttpError> AdminUi(Call& call);
 
@@ -162,6 +174,10 @@ class Router {
   Admission* const admission_;
   const std::shared_ptr<Logger> logger_;
   const AdminKey admin_key_;
+  // Cluster mode (options_.cluster): the secret forwarded requests carry,
+  // and the connections to the other nodes.
+  const AdminKey cluster_secret_;
+  const std::unique_ptr<Forwarder> forwarder_;
 
   // Tenant runtimes, sharded to keep the readers' lock uncontended.
   static constexpr int kShards = 16;

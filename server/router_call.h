@@ -42,6 +42,12 @@ struct Router::Call final : public ExchangeContext {
   // given back when the call ends.
   std::shared_ptr<void> lifecycle_slot;
   bool via_admin_key = false;
+  // Cluster mode: the owner's URL when the tenant's data is on another node
+  // (the call is forwarded there, with the request's Content-Type), and
+  // whether this call came forwarded from another node.
+  std::string forward_to;
+  std::string content_type;
+  bool forwarded_in = false;
   // The request body (the transport's buffer; valid while the request runs).
   std::string_view body;
 };

@@ -1,5 +1,11 @@
-// Admin routes: /admin/tenants..., /metrics.
+// Admin routes: /admin/tenants..., /admin/cluster, /metrics.
+//
+// In cluster mode (ServerOptions::cluster) the registry's changes go to
+// etcd through the ClusterDirectory, which applies them to this node's
+// registry before it returns; reads answer from this node's registry, which
+// holds every tenant of the cluster.
 
+#include "cluster_directory.h"
 #include "json.h"
 #include "request_target.h"
 #include "router.h"
@@ -70,22 +76,32 @@ std::optional<HttpError> Router::AdminCreateTenant(Call& call) {
   if (!spec.ok()) return HttpErrorFromStatus(spec.status());
   // One write: the tenant never exists without its key. Unlike the
   // registry's idempotent Create, an existing id is 409 whatever its spec.
-  auto created = engine_->registry().CreateWithKey(*spec);
-  if (!created.ok()) return HttpErrorFromStatus(created.status());
-  const NewApiKey* key = &created->key;
-  const TenantInfo* info = &created->info;
-  logger_->Log(LogLevel::kInfo, StrCat("admin: created tenant \"", spec->id, "\" with API key ",
-                                       key->prefix, "..."));
+  NewApiKey key;
+  TenantState state = TenantState::kActive;
+  if (options_.cluster != nullptr) {
+    auto created = options_.cluster->CreateTenant(*spec);
+    if (!created.ok()) return HttpErrorFromStatus(created.status());
+    key = std::move(created->key);
+    auto info = engine_->registry().Get(spec->id);
+    state = info.ok() ? info->state : TenantState::kActive;
+  } else {
+    auto created = engine_->registry().CreateWithKey(*spec);
+    if (!created.ok()) return HttpErrorFromStatus(created.status());
+    key = std::move(created->key);
+    state = created->info.state;
+    logger_->Log(LogLevel::kInfo, StrCat("admin: created tenant \"", spec->id, "\" with API key ",
+                                         key.prefix, "..."));
+  }
   JsonWriter w;
   w.BeginObject()
       .Key("tenant_id")
       .String(spec->id)
       .Key("api_key")
-      .String(key->secret)
+      .String(key.secret)
       .Key("key_id")
-      .String(key->key_id)
+      .String(key.key_id)
       .Key("status")
-      .String(TenantStateName(info->state))
+      .String(TenantStateName(state))
       .EndObject();
   ReplyJson(*call.res, 201, w.Release());
   return std::nullopt;
@@ -94,10 +110,20 @@ std::optional<HttpError> Router::AdminCreateTenant(Call& call) {
 std::optional<HttpError> Router::AdminPutTenant(Call& call) {
   auto spec = ParseTenantSpecJson(call.body, call.match.admin_tenant);
   if (!spec.ok()) return HttpErrorFromStatus(spec.status());
-  auto result = engine_->registry().Upsert(*spec);
-  if (!result.ok()) return HttpErrorFromStatus(result.status());
+  TenantInfo info;
+  if (options_.cluster != nullptr) {
+    absl::Status put = options_.cluster->PutTenant(*spec).status();
+    if (!put.ok()) return HttpErrorFromStatus(put);
+    auto applied = engine_->registry().Get(spec->id);
+    if (!applied.ok()) return HttpErrorFromStatus(applied.status());
+    info = *std::move(applied);
+  } else {
+    auto result = engine_->registry().Upsert(*spec);
+    if (!result.ok()) return HttpErrorFromStatus(result.status());
+    info = std::move(result->info);
+  }
   JsonWriter w;
-  WriteTenantDetail(w, result->info, admission_->EffectiveLimits(result->info.spec));
+  WriteTenantDetail(w, info, admission_->EffectiveLimits(info.spec));
   ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
@@ -112,7 +138,9 @@ std::optional<HttpError> Router::AdminGetTenant(Call& call) {
 }
 
 std::optional<HttpError> Router::AdminDisableTenant(Call& call) {
-  absl::Status s = engine_->registry().Disable(call.match.admin_tenant);
+  absl::Status s = options_.cluster != nullptr
+                       ? options_.cluster->SetEnabled(call.match.admin_tenant, false)
+                       : engine_->registry().Disable(call.match.admin_tenant);
   if (!s.ok()) return HttpErrorFromStatus(s);
   ReplyStatus(*call.res, 200, call.match.admin_tenant, "disabled");
   return std::nullopt;
@@ -120,7 +148,9 @@ std::optional<HttpError> Router::AdminDisableTenant(Call& call) {
 
 std::optional<HttpError> Router::AdminEnableTenant(Call& call) {
   TenantRegistry& registry = engine_->registry();
-  absl::Status s = registry.Enable(call.match.admin_tenant);
+  absl::Status s = options_.cluster != nullptr
+                       ? options_.cluster->SetEnabled(call.match.admin_tenant, true)
+                       : registry.Enable(call.match.admin_tenant);
   if (!s.ok()) return HttpErrorFromStatus(s);
   auto info = registry.Get(call.match.admin_tenant);
   if (!info.ok()) return HttpErrorFromStatus(info.status());
@@ -166,7 +196,9 @@ std::optional<HttpError> Router::AdminListKeys(Call& call) {
 }
 
 std::optional<HttpError> Router::AdminCreateKey(Call& call) {
-  auto key = engine_->registry().CreateApiKey(call.match.admin_tenant);
+  auto key = options_.cluster != nullptr
+                 ? options_.cluster->CreateApiKey(call.match.admin_tenant)
+                 : engine_->registry().CreateApiKey(call.match.admin_tenant);
   if (!key.ok()) return HttpErrorFromStatus(key.status());
   logger_->Log(LogLevel::kInfo, StrCat("admin: new API key ", key->prefix, "... for tenant \"",
                                        call.match.admin_tenant, "\""));
@@ -184,7 +216,10 @@ std::optional<HttpError> Router::AdminCreateKey(Call& call) {
 }
 
 std::optional<HttpError> Router::AdminRevokeKey(Call& call) {
-  absl::Status s = engine_->registry().RevokeApiKey(call.match.admin_tenant, call.match.key_id);
+  absl::Status s =
+      options_.cluster != nullptr
+          ? options_.cluster->RevokeApiKey(call.match.admin_tenant, call.match.key_id)
+          : engine_->registry().RevokeApiKey(call.match.admin_tenant, call.match.key_id);
   if (!s.ok()) return HttpErrorFromStatus(s);
   call.res->status = 204;
   return std::nullopt;
@@ -218,6 +253,38 @@ std::optional<HttpError> Router::MetricsText(Call& call) {
   call.res->status = 200;
   call.res->body = metrics_->registry().ExpositionText();
   call.res->set_header("Content-Type", std::string(kPrometheusTextContentType));
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminCluster(Call& call) {
+  if (options_.cluster == nullptr) {
+    return MakeHttpError(404, "not_found",
+                         "this node is not in a cluster (tenancyd --cluster-etcd starts one)");
+  }
+  const ClusterView view = options_.cluster->View();
+  JsonWriter w;
+  w.BeginObject()
+      .Key("node_id")
+      .String(view.self)
+      .Key("etcd_connected")
+      .Bool(view.etcd_connected)
+      .Key("revision")
+      .Int(view.revision)
+      .Key("nodes")
+      .BeginArray();
+  for (const ClusterNodeView& node : view.nodes) {
+    w.BeginObject().Key("id").String(node.id).Key("advertise_url");
+    if (node.alive) {
+      w.String(node.advertise_url);
+    } else {
+      w.Null();
+    }
+    w.Key("alive").Bool(node.alive).Key("tenants").BeginArray();
+    for (const std::string& tenant : node.tenants) w.String(tenant);
+    w.EndArray().EndObject();
+  }
+  w.EndArray().EndObject();
+  ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }
 

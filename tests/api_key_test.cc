@@ -86,6 +86,37 @@ TEST_CASE("ApiKeys: imported keys work by plaintext or hash, and owners are excl
   CHECK(f.registry().ListApiKeys("acme")->size() == 1);
 }
 
+TEST_CASE("ApiKeys: a key imported by hash keeps the key id and prefix given", "[api_key]") {
+  EngineFixture f;
+  f.Create("acme");
+  f.Create("other");
+  // sha256("hello")
+  const std::string hash = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+  auto info =
+      f.registry().ImportApiKeyHash("acme", hash, "0123456789abcdef", "tk_0123456789abcdef");
+  REQUIRE(info.ok());
+  CHECK(info->key_id == "0123456789abcdef");
+  CHECK(info->prefix == "tk_0123456789abcdef");
+  CHECK(f.engine->ResolveApiKey("hello")->id() == "acme");
+  // Again: the same key, nothing added.
+  REQUIRE(
+      f.registry().ImportApiKeyHash("acme", hash, "0123456789abcdef", "tk_0123456789abcdef").ok());
+  CHECK(f.registry().ListApiKeys("acme")->size() == 1);
+  CHECK(absl::IsAlreadyExists(
+      f.registry().ImportApiKeyHash("other", hash, "0123456789abcdef", "tk_x").status()));
+  // Bad names change nothing.
+  const std::string other_hash(64, 'a');
+  CHECK(
+      absl::IsInvalidArgument(f.registry().ImportApiKeyHash("acme", other_hash, "", "p").status()));
+  CHECK(absl::IsInvalidArgument(
+      f.registry().ImportApiKeyHash("acme", other_hash, "id with space", "p").status()));
+  CHECK(absl::IsInvalidArgument(
+      f.registry().ImportApiKeyHash("acme", other_hash, "id", std::string(65, 'p')).status()));
+  CHECK(f.registry().ListApiKeys("acme")->size() == 1);
+  REQUIRE(f.registry().RevokeApiKey("acme", "0123456789abcdef").ok());
+  CHECK(absl::IsUnauthenticated(f.engine->ResolveApiKey("hello").status()));
+}
+
 TEST_CASE("ApiKeys: plaintext secrets never reach the data directory", "[api_key]") {
   EngineFixture f;
   f.Create("acme");

@@ -179,5 +179,21 @@ TEST_CASE("Way in: a replayed enqueue is 201 with the stored job's id and create
   CHECK(replay.Json("created")->get_bool().value() == false);
 }
 
+TEST_CASE("Way in: a node alone gives the cluster's forwarding headers no trust",
+          "[server][way-in]") {
+  ServerFixture f;
+  const std::string key = f.CreateTenant("acme");
+  TestClient c = f.Client();
+  const httplib::Headers marker = {{"X-Tenancy-Forwarded-Tenant", "acme"},
+                                   {"X-Tenancy-Cluster-Secret", "anything"}};
+  // Without credentials they are nothing: 401.
+  CHECK(c.Put("/v1/kv/k", "v", marker).status == 401);
+  CHECK(f.engine->GetTenant("acme")->usage().keys == 0);
+  // With a key, the key decides, as always.
+  httplib::Headers with_key = marker;
+  with_key.emplace("Authorization", "Bearer " + key);
+  CHECK(c.Put("/v1/kv/k", "v", with_key).status == 204);
+}
+
 }  // namespace
 }  // namespace tenancy::testing

@@ -52,6 +52,32 @@ TEST_CASE(
   CHECK(absl::IsInvalidArgument(ParseTenantSpecJson(R"({"tenant_id":"Bad"})").status()));
 }
 
+TEST_CASE("TenantSpecJson: a written spec reads back equal", "[spec]") {
+  TenantSpec spec;
+  spec.id = "acme";
+  spec.quota = {.storage_bytes = 123456789,
+                .max_keys = 10,
+                .max_value_bytes = 100,
+                .requests_per_second = 0.1,
+                .burst = 7.25,
+                .max_queued_jobs = 3,
+                .cache_bytes = 2 << 20};
+  spec.limits = {{"llm", 30}, {"llm/student", 2}};
+  spec.placement = Placement::kDedicated;
+  spec.enabled = false;
+  spec.read_only = true;
+  spec.labels = {{"plan", "gold \"quoted\" \\ \n\x01 \xc3\xa9"}, {"owner", ""}};
+  const std::string json = TenantSpecToJson(spec);
+  auto back = ParseTenantSpecJson(json);
+  REQUIRE(back.ok());
+  CHECK(*back == spec);
+  TenantSpec defaults;
+  defaults.id = "b";
+  auto plain = ParseTenantSpecJson(TenantSpecToJson(defaults));
+  REQUIRE(plain.ok());
+  CHECK(*plain == defaults);
+}
+
 TEST_CASE("TenantSpecJson: bad input is refused with the field's path", "[spec]") {
   struct Case {
     const char* json;

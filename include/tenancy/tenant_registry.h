@@ -115,6 +115,13 @@ class TenantRegistry {
   // INVALID_ARGUMENT for an empty key or a malformed hash.
   absl::StatusOr<ApiKeyInfo> ImportApiKey(std::string_view id, std::string_view secret);
   absl::StatusOr<ApiKeyInfo> ImportApiKeyHash(std::string_view id, std::string_view sha256_hex);
+  // The same under a key id and prefix the caller chose, for registries kept
+  // elsewhere whose copies must name a key alike (a cluster's nodes, where a
+  // key made on one node is revoked by its id on another). Idempotent for
+  // the same tenant (the key keeps the id it has). INVALID_ARGUMENT also for
+  // a key id or prefix that is empty, over 64 bytes or not printable ASCII.
+  absl::StatusOr<ApiKeyInfo> ImportApiKeyHash(std::string_view id, std::string_view sha256_hex,
+                                              std::string_view key_id, std::string_view prefix);
 
   // The tenant holding the key whose SHA-256 is `sha256_hex` (64 lower-case
   // hex characters) and the key's public info: lets a caller that manages

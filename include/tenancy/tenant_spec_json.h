@@ -22,12 +22,18 @@
 // ("quota_gb") silently ignored would leave a tenant with a limit nobody
 // meant.
 //
-// Thread safety: a pure function, safe for concurrent use.
+// TenantSpecToJson writes a spec in the same format, every field given, so
+// that ParseTenantSpecJson reads back an equal spec (a cluster's nodes keep
+// specs in its registry this way, tenancy/cluster: byte counts are written
+// as "storage_bytes" and "cache_bytes", rates with every digit they need).
+//
+// Thread safety: pure functions, safe for concurrent use.
 
 #ifndef TENANCY_TENANT_SPEC_JSON_H_
 #define TENANCY_TENANT_SPEC_JSON_H_
 
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -41,6 +47,10 @@ namespace tenancy {
 // tenant. INVALID_ARGUMENT as above.
 absl::StatusOr<TenantSpec> ParseTenantSpecJson(std::string_view json,
                                                std::optional<std::string_view> id = std::nullopt);
+
+// The spec as one JSON object, every field given; ParseTenantSpecJson of the
+// result equals `spec` (for a spec the registry accepts).
+std::string TenantSpecToJson(const TenantSpec& spec);
 
 }  // namespace tenancy
 

@@ -1,0 +1,363 @@
+// A cluster as an operator runs it: a real etcd and three tenancyd processes
+// on loopback (tenancyd --cluster-etcd --node-id --advertise), driven over
+// HTTP. The registry's own behaviour is tests/cluster_directory_test.cc.
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster_testing.h"
+#include "etcd_client.h"
+#include "server_fixture.h"
+#include "temp_dir.h"
+#include "tenancyd_process.h"
+
+namespace tenancy {
+namespace {
+
+using testing::Admin;
+using testing::Bearer;
+using testing::EtcdProcess;
+using testing::Eventually;
+using testing::kLiveWithin;
+using testing::Reply;
+using testing::TempDir;
+using testing::TenancydProcess;
+using testing::TestClient;
+
+// One tenancyd node of the cluster, on a port of its own (kept across
+// restarts, as its advertised URL is).
+class Node {
+ public:
+  Node(std::string id, std::string etcd_url) : id_(std::move(id)), etcd_url_(std::move(etcd_url)) {}
+
+  // Starts the node; false if it did not come up (its log is in the data
+  // directory's parent).
+  bool Start() {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (port_ <= 0 || attempt > 0) port_ = EtcdProcess::FreePort();
+      const std::string url = "http://127.0.0.1:" + std::to_string(port_);
+      process_ = std::make_unique<TenancydProcess>(
+          std::vector<std::string>{"--data-dir", (dir_.path() / "data").string(), "--listen",
+                                   "127.0.0.1:" + std::to_string(port_), "--threads", "4",
+                                   "--cluster-etcd", etcd_url_, "--node-id", id_, "--advertise",
+                                   url},
+          dir_.path() / "tenancyd.log");
+      if (process_->WaitListening() == port_) return true;
+      process_.reset();
+      if (restarting_) return false;  // its port is its address: no other
+    }
+    return false;
+  }
+  // SIGTERM: it drains and leaves the cluster.
+  void Stop() {
+    process_->Signal(SIGTERM);
+    CHECK(process_->Wait() == 0);
+    process_.reset();
+    restarting_ = true;
+  }
+
+  TestClient Client() const { return TestClient(port_); }
+  const std::string& id() const { return id_; }
+  std::string Log() const { return testing::ReadWhole(dir_.path() / "tenancyd.log"); }
+
+ private:
+  const std::string id_;
+  const std::string etcd_url_;
+  TempDir dir_;
+  int port_ = 0;
+  bool restarting_ = false;
+  std::unique_ptr<TenancydProcess> process_;
+};
+
+struct Cluster {
+  EtcdProcess etcd;
+  std::vector<std::unique_ptr<Node>> nodes;
+
+  // REQUIRES: etcd is available.
+  Cluster() {
+    REQUIRE(etcd.running());
+    for (const char* id : {"n1", "n2", "n3"}) {
+      nodes.push_back(std::make_unique<Node>(id, etcd.url()));
+      REQUIRE(nodes.back()->Start());
+    }
+    // Every node sees the three.
+    for (auto& node : nodes) {
+      REQUIRE(Eventually(
+          [&] {
+            Reply r = node->Client().Get("/admin/cluster", Admin());
+            return r.status == 200 && r.body.find("\"id\":\"n3\"") != std::string::npos &&
+                   r.body.find("\"alive\":false") == std::string::npos;
+          },
+          std::chrono::seconds(10)));
+    }
+  }
+  Node& operator[](size_t i) { return *nodes[i]; }
+
+  // Creates `id` through node `via`; its API key.
+  std::string CreateTenant(size_t via, const std::string& id) {
+    Reply r =
+        nodes[via]->Client().Post("/admin/tenants", "{\"tenant_id\":\"" + id + "\"}", Admin());
+    REQUIRE(r.status == 201);
+    return r.JsonString("api_key");
+  }
+  // The index of the node that owns `tenant`, from GET /admin/cluster.
+  size_t OwnerOf(const std::string& tenant) {
+    Reply r = nodes[0]->Client().Get("/admin/cluster", Admin());
+    REQUIRE(r.status == 200);
+    auto list = r.Json("nodes");
+    REQUIRE(list.has_value());
+    for (simdjson::dom::element node : list->get_array()) {
+      for (simdjson::dom::element t : node["tenants"].get_array()) {
+        if (std::string_view(t.get_string()) == tenant) {
+          const std::string_view id = node["id"].get_string();
+          for (size_t i = 0; i < nodes.size(); ++i) {
+            if (nodes[i]->id() == id) return i;
+          }
+        }
+      }
+    }
+    FAIL("tenant " << tenant << " has no owner in /admin/cluster");
+    return 0;
+  }
+};
+
+TEST_CASE("Cluster: a tenant made on node 1 is used through node 3 within 1 s", "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  Cluster c;
+  const std::string key = c.CreateTenant(0, "acme");
+  // A write through node 3, whichever node owns the tenant.
+  CHECK(Eventually(
+      [&] { return c[2].Client().Put("/v1/kv/greeting", "hello", Bearer(key)).status == 204; }));
+  for (size_t i = 0; i < 3; ++i) {
+    INFO("node " << c[i].id());
+    Reply r = c[i].Client().Get("/v1/kv/greeting", Bearer(key));
+    CHECK(r.status == 200);
+    CHECK(r.body == "hello");
+    // The owner's answer comes back as it is, errors too.
+    Reply missing = c[i].Client().Get("/v1/kv/missing", Bearer(key));
+    CHECK(missing.status == 404);
+    CHECK(missing.ErrorCode() == "not_found");
+    // A JSON body goes on with its Content-Type.
+    Reply batch = c[i].Client().Post(
+        "/v1/batch", R"({"ops":[{"op":"put","key":"n)" + std::to_string(i) + R"(","value":"v"}]})",
+        Bearer(key));
+    CHECK(batch.status == 200);
+  }
+  // Only the owner holds the data: the others' engines know the tenant
+  // (its spec and keys) but not its keys-value entries.
+  const size_t owner = c.OwnerOf("acme");
+  Reply stats = c[owner].Client().Get("/admin/tenants/acme/stats", Admin());
+  CHECK(stats.status == 200);
+  CHECK(stats.JsonNumber("keys") == 4);
+  Reply elsewhere = c[(owner + 1) % 3].Client().Get("/admin/tenants/acme/stats", Admin());
+  CHECK(elsewhere.status == 409);
+  CHECK(elsewhere.body.find("data is on node") != std::string::npos);
+  CHECK(elsewhere.body.find(c[owner].id()) != std::string::npos);
+  // Every node lists the tenant (the registry is everywhere).
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(c[i].Client().Get("/admin/tenants/acme", Admin()).status == 200);
+  }
+  // A wrong key is refused where it arrives.
+  CHECK(c[1].Client().Get("/v1/kv/greeting", Bearer("tk_0000000000000000_nope")).status == 401);
+}
+
+TEST_CASE("Cluster: a key revoked on node 2 stops working on every node", "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  Cluster c;
+  const std::string first = c.CreateTenant(0, "acme");
+  Reply made = c[1].Client().Post("/admin/tenants/acme/keys", "", Admin());
+  REQUIRE(made.status == 201);
+  const std::string second = made.JsonString("api_key");
+  const std::string first_id = first.substr(3, 16);
+  REQUIRE(Eventually([&] {
+    for (size_t i = 0; i < 3; ++i) {
+      if (c[i].Client().Get("/v1/usage", Bearer(first)).status != 200) return false;
+      if (c[i].Client().Get("/v1/usage", Bearer(second)).status != 200) return false;
+    }
+    return true;
+  }));
+  REQUIRE(c[1].Client().Delete("/admin/tenants/acme/keys/" + first_id, Admin()).status == 204);
+  CHECK(c[1].Client().Get("/v1/usage", Bearer(first)).status == 401);
+  CHECK(Eventually([&] {
+    return c[0].Client().Get("/v1/usage", Bearer(first)).status == 401 &&
+           c[2].Client().Get("/v1/usage", Bearer(first)).status == 401;
+  }));
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(c[i].Client().Get("/v1/usage", Bearer(second)).status == 200);
+  }
+  // Disabled on node 3: 403 on every node; enabled on node 1: back.
+  REQUIRE(c[2].Client().Delete("/admin/tenants/acme", Admin()).status == 200);
+  CHECK(Eventually([&] {
+    for (size_t i = 0; i < 3; ++i) {
+      Reply r = c[i].Client().Get("/v1/usage", Bearer(second));
+      if (r.status != 403 || r.ErrorCode() != "tenant_disabled") return false;
+    }
+    return true;
+  }));
+  REQUIRE(c[0].Client().Post("/admin/tenants/acme/enable", "", Admin()).status == 200);
+  CHECK(Eventually([&] { return c[2].Client().Get("/v1/usage", Bearer(second)).status == 200; }));
+  // A spec changed on one node (PUT) is live on the others.
+  REQUIRE(c[1].Client()
+              .Put("/admin/tenants/acme", R"({"quota_mb":1})", Admin(), "application/json")
+              .status == 200);
+  CHECK(Eventually([&] {
+    Reply r = c[2].Client().Get("/admin/tenants/acme", Admin());
+    return r.body.find("\"storage_mb\":1,") != std::string::npos;
+  }));
+  // Bad input changes nothing, in etcd either.
+  CHECK(c[0].Client().Post("/admin/tenants", R"({"tenant_id":"acme"})", Admin()).status == 409);
+  CHECK(c[0].Client().Post("/admin/tenants", R"({"tenant_id":"bad id"})", Admin()).status == 400);
+  CHECK(c[0].Client().Delete("/admin/tenants/acme/keys/" + first_id, Admin()).status == 404);
+  CHECK(c[0].Client().Post("/admin/tenants/acme/purge", "", Admin()).status == 501);
+  CHECK(c[0].Client().Get("/admin/tenants/acme", Admin()).status == 200);
+}
+
+TEST_CASE("Cluster: forwarded requests need the cluster's secret and are never forwarded again",
+          "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  Cluster c;
+  const std::string key = c.CreateTenant(0, "acme");
+  const size_t owner = c.OwnerOf("acme");
+  const size_t other = (owner + 1) % 3;
+  REQUIRE(Eventually(
+      [&] { return c[other].Client().Put("/v1/kv/k", "v", Bearer(key)).status == 204; }));
+  auto etcd = internal::EtcdClient::Create(c.etcd.url());
+  REQUIRE(etcd.ok());
+  auto secret = (*etcd)->Range("/tenancy/cluster/secret");
+  REQUIRE(secret.ok());
+  REQUIRE(secret->kvs.size() == 1);
+  const std::string right = secret->kvs[0].value;
+  auto forwarded = [&](const std::string& secret_value) -> httplib::Headers {
+    return {{"X-Tenancy-Forwarded-Tenant", "acme"}, {"X-Tenancy-Cluster-Secret", secret_value}};
+  };
+  // Without the secret, the header is nothing: 401 anywhere.
+  CHECK(c[owner].Client().Get("/v1/kv/k", forwarded("wrong")).status == 401);
+  CHECK(c[owner].Client().Get("/v1/kv/k", {{"X-Tenancy-Forwarded-Tenant", "acme"}}).status == 401);
+  // With it, the owner serves the tenant named...
+  Reply served = c[owner].Client().Get("/v1/kv/k", forwarded(right));
+  CHECK(served.status == 200);
+  CHECK(served.body == "v");
+  // ...and another node does not send it on: no loop, whatever it believes.
+  Reply refused = c[other].Client().Get("/v1/kv/k", forwarded(right));
+  CHECK(refused.status == 503);
+  CHECK(refused.Header("Retry-After") == "1");
+  // A tenant the owner does not know yet (the forwarding node saw it made
+  // first): retry, rather than a 404 that would be wrong a moment later.
+  Reply lagging = c[owner].Client().Get(
+      "/v1/kv/k", {{"X-Tenancy-Forwarded-Tenant", "nobody"}, {"X-Tenancy-Cluster-Secret", right}});
+  CHECK(lagging.status == 503);
+  CHECK(lagging.Header("Retry-After") == "1");
+  // A marker that names another tenant than the path's prefix is refused.
+  CHECK(c[owner].Client().Get("/t/other/v1/kv/k", forwarded(right)).status == 400);
+}
+
+TEST_CASE("Cluster: without etcd the nodes serve their tenants, registry changes answer 503",
+          "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  Cluster c;
+  std::vector<std::string> keys;
+  for (const char* id : {"t1", "t2", "t3"}) keys.push_back(c.CreateTenant(0, id));
+  REQUIRE(Eventually([&] {
+    return c[2].Client().Get("/v1/usage", Bearer(keys[0])).status == 200 &&
+           c[2].Client().Get("/v1/usage", Bearer(keys[2])).status == 200;
+  }));
+  Reply metrics = c[1].Client().Get("/metrics", Admin());
+  CHECK(metrics.body.find("tenancy_cluster_etcd_connected 1\n") != std::string::npos);
+  CHECK(metrics.body.find("tenancy_cluster_nodes_alive 3\n") != std::string::npos);
+  c.etcd.Stop();
+  REQUIRE(Eventually(
+      [&] {
+        Reply r = c[1].Client().Get("/admin/cluster", Admin());
+        return r.body.find("\"etcd_connected\":false") != std::string::npos;
+      },
+      std::chrono::seconds(5)));
+  metrics = c[1].Client().Get("/metrics", Admin());
+  CHECK(metrics.body.find("tenancy_cluster_etcd_connected 0\n") != std::string::npos);
+  // Reads and writes, on the owner and forwarded through the others.
+  for (size_t t = 0; t < keys.size(); ++t) {
+    for (size_t i = 0; i < 3; ++i) {
+      INFO("tenant t" << t + 1 << " through " << c[i].id());
+      const std::string k = "/v1/kv/k" + std::to_string(i);
+      CHECK(c[i].Client().Put(k, "v", Bearer(keys[t])).status == 204);
+      CHECK(c[i].Client().Get(k, Bearer(keys[t])).body == "v");
+    }
+  }
+  // Registry changes are refused, with a time to retry.
+  Reply create = c[1].Client().Post("/admin/tenants", R"({"tenant_id":"later"})", Admin());
+  CHECK(create.status == 503);
+  CHECK(create.Header("Retry-After") == "1");
+  CHECK(c[0].Client().Delete("/admin/tenants/t1", Admin()).status == 503);
+  CHECK(c[2].Client().Post("/admin/tenants/t1/keys", "", Admin()).status == 503);
+  CHECK(c[2].Client().Get("/v1/usage", Bearer(keys[0])).status == 200);
+
+  // etcd returns: the nodes catch up, and a change is live everywhere again.
+  c.etcd.Start();
+  REQUIRE(c.etcd.running());
+  std::string later;
+  REQUIRE(Eventually(
+      [&] {
+        Reply r = c[1].Client().Post("/admin/tenants", R"({"tenant_id":"later"})", Admin());
+        if (r.status == 201) later = r.JsonString("api_key");
+        return r.status == 201;
+      },
+      std::chrono::seconds(10)));
+  CHECK(Eventually([&] { return c[2].Client().Get("/v1/usage", Bearer(later)).status == 200; }));
+  CHECK(Eventually([&] { return c[0].Client().Get("/v1/usage", Bearer(later)).status == 200; }));
+  REQUIRE(c[0].Client().Delete("/admin/tenants/t1", Admin()).status == 200);
+  CHECK(Eventually([&] { return c[2].Client().Get("/v1/usage", Bearer(keys[0])).status == 403; }));
+}
+
+TEST_CASE("Cluster: a stopped node's tenants answer 503 elsewhere until it returns", "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  Cluster c;
+  const std::string key = c.CreateTenant(0, "acme");
+  const size_t owner = c.OwnerOf("acme");
+  const size_t other = (owner + 1) % 3;
+  REQUIRE(Eventually(
+      [&] { return c[other].Client().Put("/v1/kv/k", "kept", Bearer(key)).status == 204; }));
+  c[owner].Stop();
+  CHECK(Eventually([&] {
+    Reply r = c[other].Client().Get("/v1/kv/k", Bearer(key));
+    return r.status == 503 && r.Header("Retry-After") == "5";
+  }));
+  Reply view = c[other].Client().Get("/admin/cluster", Admin());
+  CHECK(view.body.find("\"alive\":false") != std::string::npos);
+  REQUIRE(c[owner].Start());
+  CHECK(Eventually(
+      [&] {
+        Reply r = c[other].Client().Get("/v1/kv/k", Bearer(key));
+        return r.status == 200 && r.body == "kept";
+      },
+      std::chrono::seconds(5)));
+}
+
+TEST_CASE("Cluster: tenancyd refuses bad cluster flags and an etcd it cannot reach", "[cluster]") {
+  TempDir dir;
+  const std::string data = (dir.path() / "data").string();
+  auto exit_status = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--data-dir", data, "--listen", "127.0.0.1:0"});
+    TenancydProcess p(args, dir.path() / "log");
+    return p.Wait();
+  };
+  const std::string etcd = "http://127.0.0.1:1";
+  const std::string self = "http://127.0.0.1:2";
+  CHECK(exit_status({"--cluster-etcd", etcd}) == 2);
+  CHECK(exit_status({"--cluster-etcd", etcd, "--node-id", "n1"}) == 2);
+  CHECK(exit_status({"--node-id", "n1", "--advertise", self}) == 2);
+  CHECK(exit_status({"--cluster-etcd", "etcd:2379", "--node-id", "n1", "--advertise", self}) == 2);
+  CHECK(exit_status({"--cluster-etcd", etcd, "--node-id", "N_1", "--advertise", self}) == 2);
+  CHECK(exit_status({"--cluster-etcd", etcd, "--node-id", "n1", "--advertise", "n1:80"}) == 2);
+  CHECK(exit_status({"--cluster-etcd", etcd, "--node-id", "n1", "--advertise", self, "--auth",
+                     "trusted"}) == 2);
+  // Nothing listens on port 1: the node cannot join, and says so.
+  CHECK(exit_status({"--cluster-etcd", etcd, "--node-id", "n1", "--advertise", self}) == 1);
+  CHECK(testing::ReadWhole(dir.path() / "log").find("cannot be reached") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace tenancy
