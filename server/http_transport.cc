@@ -1501,13 +1501,14 @@ void HttpTransport::ServeHeld(Worker* w, int timeout_ms) {
       ++busy_workers_;
     }
   }
-  if (signaled) {
-    uint64_t value;
-    [[maybe_unused]] ssize_t r = ::read(w->wake_fd, &value, sizeof(value));
-  }
   w->released_held = false;
   for (int i = 0; i < n && !w->released_held; ++i) {
-    if (events[i].data.ptr == &kWakeTag) continue;
+    if (events[i].data.ptr == &kWakeTag) {
+      // A dispatcher (signaled) or Hold woke it; level-triggered, so reset.
+      uint64_t value;
+      [[maybe_unused]] ssize_t r = ::read(w->wake_fd, &value, sizeof(value));
+      continue;
+    }
     auto* c = static_cast<Connection*>(events[i].data.ptr);
     if (!ReadAvailable(c)) {
       Close(c);
@@ -1540,20 +1541,27 @@ void HttpTransport::Hold(Worker* w, Connection* c) {
       }
     }
     if (to != nullptr) {
+      // Registered under the lock, with the bookkeeping: `to` (expiring it,
+      // stopping) or the reactor (TakeHeldLocked) may detach `c` as soon as
+      // the lock is let go, and must find it in the set. From here `c` is
+      // `to`'s, and may be served before this call returns.
       c->holder = to;
       c->held_since = Clock::now();
       to->held.push_back(c);
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLRDHUP;
+      ev.data.ptr = c;
+      ::epoll_ctl(to->epoll_fd, EPOLL_CTL_ADD, c->fd, &ev);
+      if (to != w && to->held.size() == 1) {
+        // `to` held nothing, so it waits with no timeout: wake it to time
+        // this connection's linger.
+        uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(to->wake_fd, &one, sizeof(one));
+      }
+      return;
     }
   }
-  if (to == nullptr) {
-    HandBack(c);
-    return;
-  }
-  // From here `c` is `to`'s (it may be served before this call returns).
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP;
-  ev.data.ptr = c;
-  ::epoll_ctl(to->epoll_fd, EPOLL_CTL_ADD, c->fd, &ev);
+  HandBack(c);
 }
 
 void HttpTransport::Detach(Connection* c) {
