@@ -31,6 +31,14 @@ absl::Status Malformed(std::string_view what) {
   return absl::InternalError(StrCat("etcd's answer is not what its gateway sends: ", what));
 }
 
+// An answer's top-level object (it lives in `parser`).
+absl::StatusOr<simdjson::dom::object> ParseObject(const std::string& answer,
+                                                  simdjson::dom::parser& parser) {
+  simdjson::dom::object object;
+  if (parser.parse(answer).get_object().get(object)) return Malformed("not a JSON object");
+  return object;
+}
+
 // An int64 the gateway writes as a string ("123"), or a number; 0 if absent.
 absl::StatusOr<int64_t> Int64Field(simdjson::dom::object object, std::string_view field) {
   simdjson::dom::element e;
@@ -229,8 +237,7 @@ absl::StatusOr<EtcdRange> EtcdClient::Range(std::string_view key, RangeOptions o
   body += "}";
   TENANCY_ASSIGN_OR_RETURN(std::string answer, Call("/v3/kv/range", body));
   simdjson::dom::parser parser;
-  simdjson::dom::object object;
-  if (parser.parse(answer).get_object().get(object)) return Malformed("not a JSON object");
+  TENANCY_ASSIGN_OR_RETURN(simdjson::dom::object object, ParseObject(answer, parser));
   return ReadRange(object);
 }
 
@@ -241,8 +248,7 @@ absl::StatusOr<int64_t> EtcdClient::Put(std::string_view key, std::string_view v
   body += "}";
   TENANCY_ASSIGN_OR_RETURN(std::string answer, Call("/v3/kv/put", body));
   simdjson::dom::parser parser;
-  simdjson::dom::object object;
-  if (parser.parse(answer).get_object().get(object)) return Malformed("not a JSON object");
+  TENANCY_ASSIGN_OR_RETURN(simdjson::dom::object object, ParseObject(answer, parser));
   return HeaderRevision(object);
 }
 
@@ -250,8 +256,7 @@ absl::StatusOr<int64_t> EtcdClient::Delete(std::string_view key, bool prefix) {
   TENANCY_ASSIGN_OR_RETURN(std::string answer,
                            Call("/v3/kv/deleterange", StrCat("{", KeyFields(key, prefix), "}")));
   simdjson::dom::parser parser;
-  simdjson::dom::object object;
-  if (parser.parse(answer).get_object().get(object)) return Malformed("not a JSON object");
+  TENANCY_ASSIGN_OR_RETURN(simdjson::dom::object object, ParseObject(answer, parser));
   return HeaderRevision(object);
 }
 
@@ -261,8 +266,7 @@ absl::StatusOr<EtcdTxnResult> EtcdClient::Txn(const EtcdTxn& txn) {
                                   ",\"failure\":", JsonArray(txn.failure, OpJson), "}");
   TENANCY_ASSIGN_OR_RETURN(std::string answer, Call("/v3/kv/txn", body));
   simdjson::dom::parser parser;
-  simdjson::dom::object object;
-  if (parser.parse(answer).get_object().get(object)) return Malformed("not a JSON object");
+  TENANCY_ASSIGN_OR_RETURN(simdjson::dom::object object, ParseObject(answer, parser));
   EtcdTxnResult out;
   TENANCY_ASSIGN_OR_RETURN(out.revision, HeaderRevision(object));
   bool succeeded = false;
@@ -291,8 +295,7 @@ absl::StatusOr<int64_t> EtcdClient::LeaseGrant(int64_t ttl_seconds) {
   TENANCY_ASSIGN_OR_RETURN(std::string answer,
                            Call("/v3/lease/grant", StrCat("{\"TTL\":\"", ttl_seconds, "\"}")));
   simdjson::dom::parser parser;
-  simdjson::dom::object object;
-  if (parser.parse(answer).get_object().get(object)) return Malformed("not a JSON object");
+  TENANCY_ASSIGN_OR_RETURN(simdjson::dom::object object, ParseObject(answer, parser));
   TENANCY_ASSIGN_OR_RETURN(int64_t id, Int64Field(object, "ID"));
   if (id == 0) return Malformed("a lease without an ID");
   return id;
