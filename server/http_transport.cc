@@ -115,6 +115,8 @@ struct Connection {
   // The keep-alive worker whose epoll set holds `fd` (see Hold), or nullptr.
   // Written under HttpTransport::mu_.
   HttpTransport::Worker* holder = nullptr;
+  // When the holder last served it (its linger runs from here); the
+  // holder's alone once it holds it.
   Clock::time_point held_since;
 
   size_t buffered() const { return in.size() - in_off; }
@@ -140,6 +142,12 @@ class HttpTransport::Worker {
   // (its connection), and since when; what it holds waits meanwhile.
   Connection* serving = nullptr;
   Clock::time_point serving_since;
+  // Under HttpTransport::mu_: the worker is about to run c's request.
+  void StartServing(Connection* c) {
+    if (epoll_fd < 0) return;  // holds nothing that could wait
+    serving = c;
+    serving_since = Clock::now();
+  }
   // Set under HttpTransport::mu_ when the worker's held connections were
   // taken from it (TakeHeldLocked) while it ran a request; read by the
   // worker after the lock that ends the request: the rest of the batch of
@@ -1396,10 +1404,7 @@ Connection* HttpTransport::NextLocked(Worker* w) {
     w->busy = true;
     ++busy_workers_;
   }
-  if (w->epoll_fd >= 0) {
-    w->serving = c;
-    w->serving_since = Clock::now();
-  }
+  w->StartServing(c);
   return c;
 }
 
@@ -1468,7 +1473,7 @@ void HttpTransport::WorkerLoop(Worker* w) {
               first_end = std::min(first_end, end);
             }
           }
-          if (w->held.empty() && (stopping_ || w->epoll_fd < 0)) continue;
+          if (w->held.empty() && stopping_) continue;
           timeout_ms = first_end == Clock::time_point::max() ? -1 : PollMillisUntil(first_end);
           w->signaled = false;
           polling_.push_back(w);
@@ -1522,13 +1527,15 @@ void HttpTransport::ServeHeld(Worker* w, int timeout_ms) {
 }
 
 void HttpTransport::Hold(Worker* w, Connection* c) {
+  if (c->holder != nullptr) {
+    // Still in this worker's set (only the holder serves it, and only the
+    // holder reads held_since): no lock on the way to the next request.
+    c->held_since = Clock::now();
+    return;
+  }
   Worker* to = nullptr;
   {
     absl::MutexLock lock(&mu_);
-    if (c->holder != nullptr) {
-      c->held_since = Clock::now();  // still in its worker's set
-      return;
-    }
     if (!stopping_) {
       // The one holding the fewest, among those not running another's
       // request if any; `w` on a tie.
@@ -1813,10 +1820,7 @@ bool HttpTransport::Continue(Worker* w, Connection* c) {
           absl::MutexLock lock(&mu_);
           if (MayRunInlineLocked(w, c->lane)) {
             SettleBodyLocked(c);
-            if (w->epoll_fd >= 0) {
-              w->serving = c;
-              w->serving_since = Clock::now();
-            }
+            w->StartServing(c);
             return true;
           }
           queued = DispatchLocked(c);
