@@ -142,6 +142,10 @@ class HttpTransport::Worker {
   // (its connection), and since when; what it holds waits meanwhile.
   Connection* serving = nullptr;
   Clock::time_point serving_since;
+  // Protected by HttpTransport::mu_: the request it runs waits on something
+  // other than CPU (ReleaseHeld: a long wait, a stream), so it is given no
+  // connection to hold until that request ends.
+  bool waiting = false;
   // Under HttpTransport::mu_: the worker is about to run c's request.
   void StartServing(Connection* c) {
     if (epoll_fd < 0) return;  // holds nothing that could wait
@@ -1543,7 +1547,7 @@ void HttpTransport::Hold(Worker* w, Connection* c) {
         return std::make_tuple(k->serving != nullptr && k != w, k->held.size(), k != w);
       };
       for (Worker* k : keep_alive_workers_) {
-        if (k->held.size() >= options_.max_held_per_worker) continue;
+        if (k->held.size() >= options_.max_held_per_worker || k->waiting) continue;
         if (to == nullptr || rank(k) < rank(to)) to = k;
       }
     }
@@ -1588,6 +1592,7 @@ void HttpTransport::DetachLocked(Connection* c) {
 void HttpTransport::ReleaseHeld(Worker* w, Connection* keep) {
   if (w->epoll_fd < 0) return;
   absl::MutexLock lock(&mu_);
+  w->waiting = true;
   TakeHeldLocked(w, keep);
 }
 
@@ -1694,6 +1699,7 @@ bool HttpTransport::ServeOne(Worker* w, Connection* c) {
   {
     absl::MutexLock lock(&mu_);
     w->serving = nullptr;
+    w->waiting = false;
     if (!ex.lane_released_) DoneLocked(w, c);
     ReleaseBufferLocked(c->lane.key, c->body_reserved);
     c->body_reserved = 0;
