@@ -19,6 +19,8 @@
 #include "status_macros.h"
 #include "str_cat.h"
 #include "tenant_archive.h"
+#include "tenant_catalog.h"
+#include "tenant_slot.h"
 
 namespace tenancy {
 namespace internal {
@@ -146,6 +148,54 @@ absl::StatusOr<ArchiveSummary> TenantLifecycle::Export(std::string_view id, Arch
     return record.spec.placement == Placement::kShared ? parts_->storage->shared().get() : nullptr;
   };
   return internal::WriteTenantArchive(database, snapshot.snapshot(), id, sink, parts_->logger());
+}
+
+WriteFence& WriteFence::operator=(WriteFence&& other) noexcept {
+  if (this != &other) {
+    Release();
+    slot_ = std::move(other.slot_);
+  }
+  return *this;
+}
+
+void WriteFence::Release() {
+  if (slot_ == nullptr) return;
+  slot_->writes_fenced.store(false, std::memory_order_seq_cst);
+  slot_.reset();
+}
+
+absl::StatusOr<WriteFence> TenantLifecycle::FenceWrites(std::string_view id) {
+  TENANCY_ASSIGN_OR_RETURN(std::shared_ptr<internal::TenantSlot> slot,
+                           parts_->catalog->FindLive(id));
+  bool expected = false;
+  if (!slot->writes_fenced.compare_exchange_strong(expected, true, std::memory_order_seq_cst)) {
+    return absl::AbortedError(StrCat("tenant \"", id, "\": its writes are already fenced"));
+  }
+  // Writers check the flag under the range lock (shared): once this has
+  // held it exclusively, every writer that missed the flag has committed,
+  // and every later one sees it.
+  { absl::WriterMutexLock drain(&slot->range_mu); }
+  return WriteFence(std::move(slot));
+}
+
+absl::Status TenantLifecycle::ClearData(std::string_view id) {
+  TENANCY_ASSIGN_OR_RETURN(std::shared_ptr<internal::TenantSlot> slot,
+                           parts_->catalog->FindLive(id));
+  internal::TenantCatalog::ImportPlan plan;
+  plan.replace = true;
+  {
+    absl::MutexLock lock(&slot->mu);
+    plan.spec = slot->spec;
+  }
+  TENANCY_ASSIGN_OR_RETURN(internal::TenantCatalog::ImportTarget target,
+                           parts_->catalog->BeginImport(id, true, plan.spec.placement));
+  absl::StatusOr<TenantInfo> info = parts_->catalog->FinishImport(target, plan);
+  if (!info.ok()) {
+    parts_->catalog->AbortImport(target);
+    return info.status();
+  }
+  parts_->logger().Log(LogLevel::kInfo, StrCat("tenant \"", id, "\": data cleared"));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ImportResult> TenantLifecycle::Import(ArchiveSource& source,

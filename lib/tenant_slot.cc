@@ -3,8 +3,10 @@
 #include <time.h>
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 
+#include "status_macros.h"
 #include "str_cat.h"
 #include "tenancy/status.h"
 
@@ -72,7 +74,19 @@ absl::Status CheckReadableState(const TenantSlot& slot) {
                    StrCat("tenant \"", slot.id, "\": deleted"));
 }
 
+absl::Status CheckWriteFence(const TenantSlot& slot) {
+  if (!slot.writes_fenced.load(std::memory_order_seq_cst)) return absl::OkStatus();
+  return WithRetryAfter(
+      absl::UnavailableError(StrCat("tenant \"", slot.id,
+                                    "\": writes are held for a moment (the tenant is being "
+                                    "moved); nothing was written; retry")),
+      std::chrono::seconds(1));
+}
+
 absl::Status CheckWritableState(const TenantSlot& slot) {
+  // Early, so a fenced write is refused before it reads anything; the
+  // ledger asks again under the range lock, where it counts.
+  TENANCY_RETURN_IF_ERROR(CheckWriteFence(slot));
   if (slot.state.load(std::memory_order_seq_cst) == TenantState::kReadOnly) {
     return CountRejection(
         slot, MakeError(absl::StatusCode::kPermissionDenied, ErrorReason::kTenantReadOnly,

@@ -58,6 +58,11 @@ class TenantSlot {
   std::atomic<uint64_t> quota_keys{0};
   std::atomic<uint64_t> max_value_bytes{0};
   std::atomic<int64_t> inflight{0};
+  // Set while a WriteFence holds the tenant's writes off (a move to another
+  // node). Writers read it under `range_mu` (CheckWriteFence), so the fence,
+  // which sets it and then takes `range_mu` exclusively once, knows that
+  // every write after that sees it.
+  std::atomic<bool> writes_fenced{false};
 
   // The usage ledger in memory; equal to the persisted ledger once a write
   // commits. Reservations are taken here before a write is attempted.
@@ -113,6 +118,10 @@ class CallGuard {
 // refuses a read-only tenant (PERMISSION_DENIED, kTenantReadOnly).
 absl::Status CheckReadableState(const TenantSlot& slot);
 absl::Status CheckWritableState(const TenantSlot& slot);
+// UNAVAILABLE with a retry-after while the tenant's writes are fenced
+// (TenantLifecycle::FenceWrites). REQUIRES: slot.range_mu held, shared or
+// exclusive, by a writer about to commit.
+absl::Status CheckWriteFence(const TenantSlot& slot);
 
 // Counts a refusal of the tenant's call when `status` is one (by its
 // ErrorReason); returns `status`. Called where the library refuses.

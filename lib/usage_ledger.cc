@@ -193,6 +193,9 @@ void UsageLedger::Release(TenantSlot& slot, int64_t delta_bytes, int64_t delta_k
 
 absl::Status UsageLedger::Commit(TenantSlot& slot, AccountedBatch& batch, std::string_view what) {
   if (batch.empty()) return absl::OkStatus();
+  // Every caller holds the range lock (shared or exclusive): see
+  // TenantSlot::writes_fenced.
+  TENANCY_RETURN_IF_ERROR(CheckWriteFence(slot));
   rocksdb::Status s;
   if (batch.bytes() != 0 || batch.keys() != 0) {
     s = batch.batch().Merge(storage_.meta(), UsageKey(slot.number),
@@ -302,6 +305,7 @@ absl::Status UsageLedger::Import(TenantSlot& slot, const std::vector<LedgerOp>& 
   std::string context = StrCat("tenant \"", slot.id, "\": adopt");
   // Exclusive: the sizes read below must be the sizes replaced.
   absl::WriterMutexLock range_lock(&slot.range_mu);
+  TENANCY_RETURN_IF_ERROR(CheckWriteFence(slot));
   std::vector<std::string> internal_keys;
   internal_keys.reserve(puts.size());
   for (const LedgerOp& op : puts) internal_keys.push_back(EncodeKey(slot.number, op.ns, op.key));
@@ -348,6 +352,7 @@ absl::StatusOr<uint64_t> UsageLedger::DeleteRange(TenantSlot& slot, Namespace ns
   std::string context = StrCat("tenant \"", slot.id, "\": delete range");
   // Exclusive: the sizes counted below must be the sizes deleted.
   absl::WriterMutexLock range_lock(&slot.range_mu);
+  TENANCY_RETURN_IF_ERROR(CheckWriteFence(slot));
   std::string lower = EncodeKey(slot.number, ns, start);
   std::string upper = EncodeKey(slot.number, ns, end);
   rocksdb::Slice lower_slice(lower), upper_slice(upper);

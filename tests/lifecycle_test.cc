@@ -23,6 +23,7 @@
 #include "rocksdb/db.h"
 #include "tenancy/archive.h"
 #include "tenancy/jobs.h"
+#include "tenancy/status.h"
 
 namespace tenancy {
 namespace {
@@ -164,6 +165,117 @@ TEST_CASE("Lifecycle: export then import under another id equals the source", "[
   // The clone is a tenant like any other: writable, and apart from the source.
   REQUIRE(clone.kv().Put("key/0", "changed").ok());
   CHECK(*source.kv().Get("key/0") != "changed");
+}
+
+TEST_CASE(
+    "Lifecycle: a write fence holds every acknowledged write in the export, later ones "
+    "refused",
+    "[lifecycle]") {
+  EngineFixture f;
+  Tenant tenant = f.Create("acme");
+  Tenant neighbour = f.Create("neighbour");
+  // Writers that record what was acknowledged, racing the fence.
+  std::atomic<bool> stop{false};
+  std::atomic<int> refused{0};
+  std::vector<std::set<std::string>> acked(3);
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 3; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; !stop.load(); ++i) {
+        const std::string key = absl::StrCat("w", w, "/", i);
+        absl::Status s;
+        if (w == 2) {
+          WriteBatch batch;
+          batch.Put(key, "v");
+          batch.Put(key + "b", "v");
+          s = tenant.kv().Write(batch);
+        } else {
+          s = tenant.kv().Put(key, "v");
+        }
+        if (s.ok()) {
+          acked[w].insert(key);
+        } else if (absl::IsUnavailable(s) && GetRetryAfter(s).has_value()) {
+          refused.fetch_add(1);
+        } else {
+          throw std::runtime_error(s.ToString());
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto fence = f.engine->lifecycle().FenceWrites("acme");
+  REQUIRE(fence.ok());
+  CHECK(fence->holding());
+  // A second fence of the same tenant is refused; reads and other tenants go on.
+  CHECK(absl::IsAborted(f.engine->lifecycle().FenceWrites("acme").status()));
+  CHECK(absl::IsNotFound(f.engine->lifecycle().FenceWrites("nobody").status()));
+  CHECK(neighbour.kv().Put("k", "v").ok());
+  const std::string archive = ExportToString(*f.engine, "acme");
+  const int refused_before = refused.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  stop = true;
+  for (auto& t : writers) t.join();
+  CHECK(refused.load() > refused_before);  // the writers kept trying, and were refused
+  // Every acknowledged write is in the archive, and nothing else was written.
+  StringSource input(archive);
+  ImportOptions options;
+  options.tenant_id = "copy";
+  REQUIRE(f.engine->lifecycle().Import(input, options).ok());
+  const auto exported = AllKv(*f.engine->GetTenant("copy"));
+  CHECK(AllKv(tenant) == exported);
+  size_t acknowledged = 0;
+  for (int w = 0; w < 3; ++w) {
+    for (const std::string& key : acked[w]) {
+      acknowledged += w == 2 ? 2 : 1;
+      CHECK(exported.contains(key));
+      if (w == 2) CHECK(exported.contains(key + "b"));
+    }
+  }
+  CHECK(exported.size() == acknowledged);
+  // Jobs and deletes are writes too.
+  JobSpec job;
+  job.type = "email";
+  CHECK(absl::IsUnavailable(tenant.jobs().Enqueue(job).status()));
+  CHECK(absl::IsUnavailable(tenant.kv().Delete("w0/0")));
+  CHECK(tenant.kv().Get("w0/0").ok());
+  // Released: writes again.
+  fence->Release();
+  CHECK_FALSE(fence->holding());
+  CHECK(tenant.kv().Put("after", "v").ok());
+  CHECK(f.engine->lifecycle().FenceWrites("acme").ok());  // released again at once
+  CHECK(tenant.kv().Put("after2", "v").ok());
+}
+
+TEST_CASE("Lifecycle: ClearData empties a tenant's data and keeps its spec and keys",
+          "[lifecycle]") {
+  EngineFixture f;
+  {
+    Tenant tenant = f.Create("acme");
+    Fill(tenant, 300);
+  }
+  auto key = f.registry().CreateApiKey("acme");
+  REQUIRE(key.ok());
+  const TenantSpec spec = f.registry().Get("acme")->spec;
+  REQUIRE(f.engine->lifecycle().ClearData("acme").ok());
+  {
+    Tenant now = *f.engine->GetTenant("acme");
+    CHECK(AllKv(now).empty());
+    CHECK(AllJobs(now).empty());
+    auto info = f.registry().Get("acme");
+    REQUIRE(info.ok());
+    CHECK(info->usage.bytes == 0);
+    CHECK(info->usage.keys == 0);
+    CHECK(info->spec == spec);
+    CHECK(f.engine->ResolveApiKey(key->secret)->id() == "acme");
+    CHECK(now.kv().Put("k", "v").ok());
+  }
+  CHECK(absl::IsNotFound(f.engine->lifecycle().ClearData("nobody")));
+  // The old range stays gone after a restart.
+  f.Reopen();
+  CHECK(AllKv(*f.engine->GetTenant("acme")) == std::map<std::string, std::string>{{"k", "v"}});
+  auto recount = f.engine->GetTenant("acme")->kv().Recount(false);
+  REQUIRE(recount.ok());
+  CHECK(recount->counted == recount->recorded);
 }
 
 TEST_CASE("Lifecycle: an imported tenant survives a restart", "[lifecycle]") {

@@ -56,7 +56,29 @@ namespace tenancy {
 namespace internal {
 struct EngineParts;
 class LifecycleState;
+class TenantSlot;
 }  // namespace internal
+
+// Holds one tenant's writes off for as long as it lives (or until Release):
+// see TenantLifecycle::FenceWrites. Movable; an empty fence holds nothing.
+class WriteFence {
+ public:
+  WriteFence() = default;
+  WriteFence(WriteFence&& other) noexcept : slot_(std::move(other.slot_)) {}
+  WriteFence& operator=(WriteFence&& other) noexcept;
+  WriteFence(const WriteFence&) = delete;
+  WriteFence& operator=(const WriteFence&) = delete;
+  ~WriteFence() { Release(); }
+
+  // Writes are accepted again. Idempotent.
+  void Release();
+  bool holding() const { return slot_ != nullptr; }
+
+ private:
+  friend class TenantLifecycle;
+  explicit WriteFence(std::shared_ptr<internal::TenantSlot> slot) : slot_(std::move(slot)) {}
+  std::shared_ptr<internal::TenantSlot> slot_;
+};
 
 enum class ImportMode {
   // A new tenant: ALREADY_EXISTS if the id exists in any state.
@@ -119,6 +141,28 @@ class TenantLifecycle {
   // target's storage or key quota (kReplace under another id keeps the
   // target's spec). Nothing is changed on any error.
   absl::StatusOr<ImportResult> Import(ArchiveSource& source, const ImportOptions& options);
+
+  // --- Moving a tenant to another engine ---
+  //
+  // The tenant's writes are held off while the fence lives: a write that
+  // has begun to commit finishes before FenceWrites returns, and every later
+  // one fails with UNAVAILABLE (retry after 1 s) having written nothing.
+  // Reads go on. So an Export taken under the fence holds every write ever
+  // acknowledged, and nothing is acknowledged here until the fence goes:
+  //   auto fence = life.FenceWrites("acme");   // writes: 503 + Retry-After
+  //   life.Export("acme", sink);               // complete
+  //   ...load it elsewhere, switch the clients there...
+  //   life.ClearData("acme");                  // then fence.Release()
+  // One fence per tenant at a time: ABORTED while another holds it.
+  // NOT_FOUND for an unknown tenant. The fence is of this tenant's current
+  // data: an import that replaces the data (a new range) is not fenced.
+  absl::StatusOr<WriteFence> FenceWrites(std::string_view id);
+
+  // Empties the tenant's data (key-values, jobs) in one step, as an import
+  // of nothing would, keeping its spec, keys and request counters: what a
+  // node keeps of a tenant whose data moved to another. The old range is
+  // deleted after (see the file comment). NOT_FOUND for an unknown tenant.
+  absl::Status ClearData(std::string_view id);
 
   // --- Backups of the whole engine ---
 
