@@ -28,11 +28,9 @@
 #include "absl/synchronization/mutex.h"
 #include "http_client_pool.h"
 #include "http_transport.h"
+#include "peer_protocol.h"
 
 namespace tenancy::internal {
-
-inline constexpr std::string_view kForwardedTenantHeader = "X-Tenancy-Forwarded-Tenant";
-inline constexpr std::string_view kForwardedSecretHeader = "X-Tenancy-Cluster-Secret";
 
 // A request on its way to the owner.
 struct ForwardedRequest {

@@ -39,6 +39,7 @@ namespace tenancy {
 namespace internal {
 class Admission;
 class ClusterDirectory;
+class TenantMover;
 class Router;
 class ServerMetrics;
 }  // namespace internal
@@ -87,6 +88,10 @@ struct ServerOptions {
   // node owns is forwarded there. Requires auth kApiKey. Default (nullptr):
   // a node alone. REQUIRES: outlives the server.
   internal::ClusterDirectory* cluster = nullptr;
+  // Cluster mode: moves tenants from this node and receives them
+  // (lib/cluster/tenant_mover.h; POST /admin/tenants/{id}/move). Required
+  // with `cluster`. REQUIRES: outlives the server.
+  internal::TenantMover* mover = nullptr;
   // Where the server logs (refusals of the admin API, internal errors).
   // Default (nullptr): the engine's logger.
   std::shared_ptr<Logger> logger;

@@ -45,6 +45,7 @@
 #include "http_transport.h"
 #include "tenancy/config_file.h"
 #include "tenancy/engine.h"
+#include "tenant_mover.h"
 
 // Flag value types. Abseil finds AbslParseFlag / AbslUnparseFlag by
 // argument-dependent lookup, so each lives in its type's namespace.
@@ -483,6 +484,7 @@ int main(int argc, char** argv) {
   // Joined before the server starts, so that the first request sees the
   // cluster's registry applied here.
   std::unique_ptr<tenancy::internal::ClusterDirectory> cluster;
+  std::unique_ptr<tenancy::internal::TenantMover> mover;
   if (cluster_mode) {
     auto joined = tenancy::internal::ClusterDirectory::Join(engine->get(), cluster_options);
     if (!joined.ok()) {
@@ -492,6 +494,12 @@ int main(int argc, char** argv) {
     }
     cluster = *std::move(joined);
     options.cluster = cluster.get();
+    // Archives on their way to another node are written beside the backups.
+    mover = std::make_unique<tenancy::internal::TenantMover>(
+        engine->get(), cluster.get(), (*engine)->lifecycle().backup_dir() + "/moves");
+    // A move a crash stopped after its switch left a copy here.
+    mover->ClearStaleCopies();
+    options.mover = mover.get();
   }
   auto server = tenancy::HttpServer::Start(options, engine->get());
   if (!server.ok()) {
@@ -531,6 +539,7 @@ int main(int argc, char** argv) {
   config_metrics.Remove();
   cluster_metrics.Remove();
   server->reset();
+  mover.reset();
   cluster.reset();  // leaves the cluster: the other nodes see it at once
   config.reset();
   absl::Status flushed = (*engine)->Flush();

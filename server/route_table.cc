@@ -63,6 +63,8 @@ constexpr RouteInfo kRoutes[kNumRoutes] = {
     {R::kAdminUiScript,       "admin_ui_script",       "GET",     "/admin/ui/app.js",                   kPublic,  kNone,  kRequests,  false},
     {R::kAdminUiStyle,        "admin_ui_style",        "GET",     "/admin/ui/app.css",                  kPublic,  kNone,  kRequests,  false},
     {R::kAdminCluster,        "admin_cluster",         "GET",     "/admin/cluster",                     kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminMoveTenant,     "admin_move_tenant",     "POST",    "/admin/tenants/{id}/move",           kAdmin,   kJson,  kLifecycle, false},
+    {R::kClusterReceiveArchive, "cluster_receive_archive", "POST", "/cluster/tenants/{id}/archive",     kPeer,    kStream, kLifecycle, false},
     {R::kMetrics,             "metrics",               "GET",     "/metrics",                           kAdmin,   kNone,  kRequests,  false},
     {R::kUnmatched,           "unmatched",             "",        "",                                   kPublic,  kNone,  kRequests,  false},
 };
@@ -295,6 +297,9 @@ bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m, H
   if (sub == "/restore") {
     return SelectMethod("/admin/tenants/{id}/restore", method, m, error);
   }
+  if (sub == "/move") {
+    return SelectMethod("/admin/tenants/{id}/move", method, m, error);
+  }
   if (StartsWith(sub, "/keys/") && sub.size() > 6 && sub.find('/', 6) == std::string_view::npos) {
     if (!SelectMethod("/admin/tenants/{id}/keys/{key_id}", method, m, error)) {
       return false;
@@ -307,6 +312,19 @@ bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m, H
     return true;
   }
   return NoRoute(error);
+}
+
+// /cluster/tenants/{id}/archive: node to node.
+bool MatchPeer(std::string_view method, std::string_view path, RouteMatch* m, HttpError* error) {
+  constexpr std::string_view kArchive = "/archive";
+  std::string_view rest = path.substr(17);
+  if (rest.size() <= kArchive.size() || rest.substr(rest.size() - kArchive.size()) != kArchive) {
+    return NoRoute(error);
+  }
+  std::string_view raw_id = rest.substr(0, rest.size() - kArchive.size());
+  if (raw_id.find('/') != std::string_view::npos) return NoRoute(error);
+  if (!DecodeTenantId(raw_id, &m->admin_tenant, error)) return false;
+  return SelectMethod("/cluster/tenants/{id}/archive", method, m, error);
 }
 
 }  // namespace
@@ -340,6 +358,7 @@ bool MatchRoute(std::string_view method, std::string_view target, RouteMatch* m,
   }
   if (StartsWith(path, "/v1/")) return MatchV1(method, path, m, error);
   if (StartsWith(path, "/admin/")) return MatchAdmin(method, path, m, error);
+  if (StartsWith(path, "/cluster/tenants/")) return MatchPeer(method, path, m, error);
   return NoRoute(error);
 }
 

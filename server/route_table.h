@@ -73,6 +73,8 @@ enum class RouteId : int {
   kAdminUiScript,
   kAdminUiStyle,
   kAdminCluster,
+  kAdminMoveTenant,
+  kClusterReceiveArchive,
   kMetrics,
   kUnmatched,  // 404/405/400 before any route: for metrics only
 };
@@ -82,6 +84,7 @@ enum class RouteKind {
   kPublic,  // no credentials (the dashboard's files are public: they hold no data)
   kTenant,  // acts on one tenant (auth mode decides which)
   kAdmin,   // admin key
+  kPeer,    // another node of the cluster: the cluster's secret (cluster mode only)
 };
 
 enum class BodyKind {
@@ -143,7 +146,7 @@ struct RouteMatch {
   // /v1/permits/{permit}...: the permit's token, percent-decoded (the library
   // checks it).
   std::string permit;
-  // /admin/tenants/{id}...: the decoded, valid id.
+  // /admin/tenants/{id}..., /cluster/tenants/{id}/...: the decoded, valid id.
   std::string admin_tenant;
   // /admin/tenants/{id}/keys/{key_id}: the decoded key id.
   std::string key_id;

@@ -234,8 +234,13 @@ HeadDecision Router::DecideHead(const RequestHead& head) {
 Lane Router::LaneOf(const Call& call, const RequestHead& head) const {
   Lane lane;
   if (!call.tenant.has_value()) {
-    // Admin: the control lane; data moves on the background workers.
-    lane.background = IsLifecycleCall(call);
+    // Admin: the control lane; data moves on the background workers. Not a
+    // move this node only forwards (it holds no slot: Prepare), nor the
+    // archive a move sends here: the move holds a background worker on its
+    // owner, and two nodes moving tenants to each other must not wait for
+    // each other's.
+    lane.background = IsLifecycleCall(call) && call.lifecycle_slot != nullptr &&
+                      call.match.id != RouteId::kClusterReceiveArchive;
     return lane;
   }
   lane.key = Lane::TenantLane(call.tenant->number());
@@ -307,10 +312,31 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
       return std::nullopt;
     case RouteKind::kAdmin:
       if (route == RouteId::kMetrics && options_.metrics_public) return std::nullopt;
-      if (auto e = AuthorizeAdmin(head, route); e.has_value()) return e;
+      if (route == RouteId::kAdminMoveTenant && options_.cluster != nullptr &&
+          head.Header(kForwardedSecretHeader).has_value()) {
+        // A move sent on to the tenant's owner by the node it reached, which
+        // checked the admin key (AdminMoveTenant).
+        if (auto e = AuthorizePeer(head); e.has_value()) return e;
+        call.forwarded_in = true;
+      } else if (auto e = AuthorizeAdmin(head, route); e.has_value()) {
+        return e;
+      }
       if (auto e = ClusterAdminRefusal(call); e.has_value()) return e;
+      // A move holds a slot where it runs, on the tenant's owner, not on the
+      // node that forwards it there (which may be the target, whose slot the
+      // archive needs).
+      if (route == RouteId::kAdminMoveTenant && options_.cluster != nullptr &&
+          options_.cluster->OwnerOf(call.match.admin_tenant).kind != TenantOwner::Kind::kSelf) {
+        return std::nullopt;
+      }
       if (IsLifecycleCall(call)) return TakeLifecycleSlot(call);
       return std::nullopt;
+    case RouteKind::kPeer:
+      if (options_.cluster == nullptr) {
+        return MakeHttpError(404, "not_found", "this node is not in a cluster");
+      }
+      if (auto e = AuthorizePeer(head); e.has_value()) return e;
+      return TakeLifecycleSlot(call);
     case RouteKind::kTenant:
       break;
   }
@@ -455,12 +481,17 @@ std::optional<HttpError> Router::ResolveTenant(Call& call, const RequestHead& he
   return open(*named);
 }
 
-std::optional<HttpError> Router::AcceptForwarded(Call& call, const RequestHead& head) {
-  // Only another node of this cluster may name a tenant without credentials.
+std::optional<HttpError> Router::AuthorizePeer(const RequestHead& head) {
   std::optional<std::string> secret = SingleHeader(head, kForwardedSecretHeader);
   if (!secret.has_value() || !IsCleanCredential(*secret) || !cluster_secret_.Matches(*secret)) {
-    return Unauthenticated("a forwarded request without this cluster's secret");
+    return Unauthenticated("a node-to-node request without this cluster's secret");
   }
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AcceptForwarded(Call& call, const RequestHead& head) {
+  // Only another node of this cluster may name a tenant without credentials.
+  if (auto e = AuthorizePeer(head); e.has_value()) return e;
   std::optional<std::string> tenant = SingleHeader(head, kForwardedTenantHeader);
   if (!tenant.has_value() || !IsCleanCredential(*tenant) || !ValidateTenantId(*tenant).ok()) {
     return MakeHttpError(400, "invalid_argument", StrCat("bad ", kForwardedTenantHeader));
@@ -625,6 +656,10 @@ std::optional<HttpError> Router::Execute(Call& call) {
       return MetricsText(call);
     case RouteId::kAdminCluster:
       return AdminCluster(call);
+    case RouteId::kAdminMoveTenant:
+      return AdminMoveTenant(call);
+    case RouteId::kClusterReceiveArchive:
+      return ClusterReceiveArchive(call);
     case RouteId::kAdminUi:
     case RouteId::kAdminUiScript:
     case RouteId::kAdminUiStyle:

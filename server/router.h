@@ -86,6 +86,9 @@ class Router {
   // Cluster mode: a request forwarded by another node (its tenant and the
   // cluster's secret), and where a tenant's requests are served.
   std::optional<HttpError> AcceptForwarded(Call& call, const RequestHead& head);
+  // The cluster's secret, which every node-to-node request carries; 401
+  // without it.
+  std::optional<HttpError> AuthorizePeer(const RequestHead& head);
   std::optional<HttpError> PlaceCall(Call& call, const RequestHead& head);
   // Sends the call to the tenant's owner and answers with its answer.
   std::optional<HttpError> ForwardCall(Call& call);
@@ -159,6 +162,11 @@ class Router {
   std::optional<HttpError> AdminDeleteBackup(Call& call);
   std::optional<HttpError> AdminListArchives(Call& call);
   std::optional<HttpError> AdminRestoreArchive(Call& call);
+  // Cluster mode: POST /admin/tenants/{id}/move (run by the tenant's owner,
+  // forwarded there from any node) and its receiving end on the target,
+  // POST /cluster/tenants/{id}/archive.
+  std::optional<HttpError> AdminMoveTenant(Call& call);
+  std::optional<HttpError> ClusterReceiveArchive(Call& call);
   // POST /admin/tenants/{id}/purge?archive=true
   std::optional<HttpError> AdminArchiveAndPurge(Call& call);
   // True for a call that holds a lifecycle slot (its route's class, or a

@@ -3,6 +3,7 @@
 // of one tenant, archives kept on purge. The library does the work
 // (tenancy/lifecycle.h); these map it to HTTP.
 
+#include "cluster_directory.h"
 #include "json.h"
 #include "request_target.h"
 #include "router.h"
@@ -10,6 +11,7 @@
 #include "spec_json.h"
 #include "str_cat.h"
 #include "tenancy/lifecycle.h"
+#include "tenant_mover.h"
 
 namespace tenancy::internal {
 namespace {
@@ -118,8 +120,10 @@ std::optional<HttpError> Router::TakeLifecycleSlot(Call& call) {
       return e;
     }
   } while (!lifecycle_running_.compare_exchange_weak(running, running + 1));
-  std::atomic<int>* counter = &lifecycle_running_;
-  call.lifecycle_slot = std::shared_ptr<void>(nullptr, [counter](void*) { counter->fetch_sub(1); });
+  // Holds the counter: not null while the call holds a slot.
+  call.lifecycle_slot = std::shared_ptr<void>(&lifecycle_running_, [](void* counter) {
+    static_cast<std::atomic<int>*>(counter)->fetch_sub(1);
+  });
   return std::nullopt;
 }
 
@@ -294,6 +298,98 @@ std::optional<HttpError> Router::AdminArchiveAndPurge(Call& call) {
                StrCat("admin: archived tenant \"", id, "\" as ", *name, " and purged it"));
   JsonWriter w;
   w.BeginObject().Key("tenant_id").String(id).Key("archive").String(*name).EndObject();
+  ReplyJson(*call.res, 200, w.Release());
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminMoveTenant(Call& call) {
+  if (options_.cluster == nullptr || options_.mover == nullptr) {
+    return MakeHttpError(404, "not_found",
+                         "this node is not in a cluster (tenancyd --cluster-etcd starts one)");
+  }
+  const std::string& id = call.match.admin_tenant;
+  auto object = BodyObject(call.body);
+  if (!object.ok()) return HttpErrorFromStatus(object.status());
+  JsonObjectReader r(*object, "move");
+  auto to = r.OptionalString("to");
+  if (!to.ok()) return HttpErrorFromStatus(to.status());
+  if (absl::Status s = r.Finish(); !s.ok()) return HttpErrorFromStatus(s);
+  if (!to->has_value() || !ValidateTenantId(**to).ok()) {
+    return Invalid("move: field \"to\" (the id of the node to move the tenant to) is required");
+  }
+  auto info = engine_->registry().Get(id);
+  if (!info.ok()) return HttpErrorFromStatus(info.status());
+  // The owner runs the move: it holds the data and fences its writes.
+  const TenantOwner owner = options_.cluster->OwnerOf(id);
+  if (owner.kind == TenantOwner::Kind::kPeer) {
+    if (call.forwarded_in) {
+      HttpError e = MakeHttpError(503, "unavailable",
+                                  StrCat("tenant \"", id, "\" is on node \"", owner.node_id,
+                                         "\" by this node's registry; retry"));
+      e.retry_after_seconds = 1;
+      return e;
+    }
+    auto answer = forwarder_->Forward(owner.advertise_url, {.method = call.method,
+                                                            .target = call.target,
+                                                            .tenant = id,
+                                                            .content_type = "application/json",
+                                                            .body = call.body});
+    if (!answer.ok()) return HttpErrorFromStatus(answer.status());
+    *call.res = *std::move(answer);
+    return std::nullopt;
+  }
+  if (owner.kind == TenantOwner::Kind::kDown) {
+    HttpError e =
+        MakeHttpError(503, "unavailable",
+                      StrCat("tenant \"", id, "\" is on node \"", owner.node_id,
+                             "\", which is not alive: it cannot be moved until it returns"));
+    e.retry_after_seconds = 5;
+    return e;
+  }
+  auto moved = options_.mover->Move(id, **to);
+  if (!moved.ok()) return HttpErrorFromStatus(moved.status());
+  // The data here was cleared (a new range): the runtime of the old goes.
+  if (moved->moved) ForgetTenant(id, info->number);
+  auto millis = [](absl::Duration d) { return absl::ToInt64Milliseconds(d); };
+  JsonWriter w;
+  w.BeginObject()
+      .Key("tenant_id")
+      .String(id)
+      .Key("from")
+      .String(moved->from)
+      .Key("to")
+      .String(moved->to)
+      .Key("moved")
+      .Bool(moved->moved)
+      .Key("keys")
+      .Uint(moved->archive.keys)
+      .Key("jobs")
+      .Uint(moved->archive.jobs)
+      .Key("archive_bytes")
+      .Uint(moved->archive.archive_bytes)
+      .Key("writes_held_ms")
+      .Int(millis(moved->writes_held))
+      .Key("total_ms")
+      .Int(millis(moved->total))
+      .EndObject();
+  ReplyJson(*call.res, 200, w.Release());
+  return std::nullopt;
+}
+
+std::optional<HttpError> Router::ClusterReceiveArchive(Call& call) {
+  if (options_.mover == nullptr)
+    return MakeHttpError(404, "not_found", "this node is not in a cluster");
+  const std::string& id = call.match.admin_tenant;
+  std::optional<uint64_t> old_number;
+  if (auto info = engine_->registry().Get(id); info.ok()) old_number = info->number;
+  BodySource source(*call.exchange);
+  auto result = options_.mover->Receive(id, source);
+  if (!result.ok()) return HttpErrorFromStatus(result.status());
+  if (old_number.has_value()) ForgetTenant(id, *old_number);
+  logger_->Log(LogLevel::kInfo,
+               StrCat("cluster: received tenant \"", id, "\" (", result->archive.keys, " keys)"));
+  JsonWriter w;
+  WriteImportResult(w, *result);
   ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
 }

@@ -289,6 +289,48 @@ TEST_CASE("ClusterDirectory: a node joining reads the registry, dropping keys et
   CHECK(absl::IsUnauthenticated(b_engine.engine->ResolveApiKey(secret).status()));
 }
 
+TEST_CASE("ClusterDirectory: a placement switch is a compare-and-swap on its revision",
+          "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  EtcdProcess etcd;
+  Node a(etcd, "a");
+  Node b(etcd, "bb");
+  REQUIRE(Eventually([&] { return a.directory->AdvertiseUrlOf("bb").has_value(); }));
+  auto created = a.directory->CreateTenant(Spec("acme"));
+  REQUIRE(created.ok());
+  auto placed = a.directory->ReadPlacement("acme");
+  REQUIRE(placed.ok());
+  REQUIRE(placed->has_value());
+  const ClusterDirectory::PlacementRecord before = **placed;
+  CHECK(before.node == created->owner);
+  CHECK(before.revision > 0);
+  CHECK(a.directory->ReadPlacement("nobody")->has_value() == false);
+  const std::string other = before.node == "a" ? "bb" : "a";
+  // A node that is not alive is refused, and so is a stale revision.
+  CHECK(*a.directory->SwitchPlacement("acme", before, "zz") == false);
+  ClusterDirectory::PlacementRecord stale = before;
+  stale.revision -= 1;
+  CHECK(*a.directory->SwitchPlacement("acme", stale, other) == false);
+  CHECK(a.directory->OwnerOf("acme").node_id == before.node);
+  // The revision read: switched, applied here at once and on the other node
+  // within a second; the revision it was read at is stale now.
+  CHECK(*a.directory->SwitchPlacement("acme", before, other) == true);
+  CHECK(a.directory->OwnerOf("acme").node_id == other);
+  CHECK(Eventually([&] { return b.directory->OwnerOf("acme").node_id == other; }));
+  CHECK(*b.directory->SwitchPlacement("acme", before, before.node) == false);
+  CHECK((*a.directory->ReadPlacement("acme"))->node == other);
+  // Tenants this node holds that are placed elsewhere.
+  const std::vector<std::string> expected{"acme"};
+  CHECK((other == "a" ? b : a).directory->PlacedElsewhere() == expected);
+  CHECK((other == "a" ? a : b).directory->PlacedElsewhere().empty());
+  // Without etcd: UNAVAILABLE with a time to retry, nothing switched.
+  etcd.Stop();
+  auto away = a.directory->SwitchPlacement("acme", before, "a");
+  CHECK(absl::IsUnavailable(away.status()));
+  CHECK(GetRetryAfter(away.status()).has_value());
+  CHECK(absl::IsUnavailable(a.directory->ReadPlacement("acme").status()));
+}
+
 TEST_CASE("ClusterDirectory: bad options and an unreachable etcd are refused at Join",
           "[cluster]") {
   EngineFixture f;

@@ -272,6 +272,7 @@ void ClusterDirectory::ApplyKeys(const std::string& id,
 }
 
 absl::Status ClusterDirectory::FullRead() {
+  absl::MutexLock apply(&apply_mu_);
   TENANCY_ASSIGN_OR_RETURN(EtcdRange range, etcd_->Range(options_.prefix, {.prefix = true}));
   Copy fresh;
   for (const EtcdKeyValue& kv : range.kvs) {
@@ -299,6 +300,7 @@ absl::Status ClusterDirectory::FullRead() {
 }
 
 void ClusterDirectory::ApplyEvents(const std::vector<EtcdEvent>& events) {
+  absl::MutexLock apply(&apply_mu_);
   TenantRegistry& registry = engine_->registry();
   const std::string tenants = Key("tenants", "");
   const std::string keys = Key("keys", "");
@@ -641,6 +643,71 @@ absl::Status ClusterDirectory::RevokeApiKey(std::string_view id, std::string_vie
   }
   WaitApplied(result->revision);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<ClusterDirectory::PlacementRecord>> ClusterDirectory::ReadPlacement(
+    std::string_view id) {
+  absl::StatusOr<EtcdRange> range = etcd_->Range(Key("placement", id));
+  if (!range.ok()) return Retryable(range.status());
+  if (range->kvs.empty()) return std::nullopt;
+  auto fields = ReadFields(range->kvs[0].value);
+  if (!fields.has_value() || !fields->contains("node")) {
+    return absl::DataLossError(
+        StrCat("cluster: the placement of \"", id, "\" in etcd is malformed"));
+  }
+  return PlacementRecord{(*fields)["node"], range->kvs[0].mod_revision};
+}
+
+absl::StatusOr<bool> ClusterDirectory::SwitchPlacement(std::string_view id,
+                                                       const PlacementRecord& from,
+                                                       std::string_view to) {
+  EtcdTxn txn;
+  txn.compare.push_back({Key("placement", id), EtcdCompare::Target::kModRevision,
+                         EtcdCompare::Result::kEqual, from.revision});
+  txn.compare.push_back(Present(Key("nodes", to)));
+  txn.success.push_back(EtcdOp::Put(Key("placement", id), StrCat("{\"node\":\"", to, "\"}")));
+  absl::StatusOr<EtcdTxnResult> result = etcd_->Txn(txn);
+  if (!result.ok()) return Retryable(result.status());
+  if (!result->succeeded) return false;
+  WaitApplied(result->revision);
+  logger_->Log(LogLevel::kInfo, StrCat("cluster: tenant \"", id, "\" placed on node \"", to,
+                                       "\" (was \"", from.node, "\")"));
+  return true;
+}
+
+std::optional<std::string> ClusterDirectory::AdvertiseUrlOf(std::string_view node) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = copy_.nodes.find(std::string(node));
+  if (it == copy_.nodes.end()) return std::nullopt;
+  return it->second;
+}
+
+void ClusterDirectory::Reapply(std::string_view id) {
+  // Under the apply lock from the copy's read on, so that no newer change
+  // the watch applies meanwhile is overwritten with this older one.
+  absl::MutexLock apply(&apply_mu_);
+  std::optional<std::string> spec;
+  std::vector<std::pair<std::string, KeyRecord>> keys;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = copy_.specs.find(std::string(id));
+    if (it != copy_.specs.end()) spec = it->second;
+    for (const auto& [hash, record] : copy_.keys) {
+      if (record.tenant == id) keys.emplace_back(hash, record);
+    }
+  }
+  if (!spec.has_value()) return;
+  ApplySpec(std::string(id), *spec);
+  ApplyKeys(std::string(id), keys);
+}
+
+std::vector<std::string> ClusterDirectory::PlacedElsewhere() const {
+  std::vector<std::string> out;
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& [tenant, node] : copy_.placement) {
+    if (node != node_id()) out.push_back(tenant);
+  }
+  return out;
 }
 
 }  // namespace tenancy::internal

@@ -180,6 +180,31 @@ class ClusterDirectory {
   // NOT_FOUND for an unknown tenant or key.
   absl::Status RevokeApiKey(std::string_view id, std::string_view key_id);
 
+  // --- For moves (tenant_mover.h) ---
+  //
+  // A tenant's placement as etcd has it now (a linearizable read), with its
+  // revision; nullopt when it has none. UNAVAILABLE when etcd is away.
+  struct PlacementRecord {
+    std::string node;
+    int64_t revision = 0;
+  };
+  absl::StatusOr<std::optional<PlacementRecord>> ReadPlacement(std::string_view id);
+  // Places the tenant on `to` in one transaction, if its placement is still
+  // `from` (the same revision) and `to` is alive; true when it did, false
+  // when either no longer held. Returns once this node has applied it.
+  // UNAVAILABLE: etcd could not be reached, or its answer was lost (the
+  // switch may have happened: read the placement again).
+  absl::StatusOr<bool> SwitchPlacement(std::string_view id, const PlacementRecord& from,
+                                       std::string_view to);
+  // An alive node's URL; nullopt for a node that is not alive.
+  std::optional<std::string> AdvertiseUrlOf(std::string_view node) const;
+  // Applies the tenant's spec and keys from the watched copy to the engine
+  // again: after its data was replaced here (an import carries a spec and
+  // keys of its own, which etcd's overrule).
+  void Reapply(std::string_view id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Tenants the engine holds that the copy places on another node.
+  std::vector<std::string> PlacedElsewhere() const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   struct KeyRecord {
     std::string tenant;
@@ -240,8 +265,9 @@ class ClusterDirectory {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;
 
-  // Only the watch thread applies to the engine (and FullRead before it
-  // starts), so applies are never concurrent.
+  // Applies to the engine are serialised by this: the watch thread's (and
+  // FullRead's before it starts) and Reapply's. Taken before `mu_`.
+  absl::Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::thread watch_thread_;
   std::thread keepalive_thread_;
 };
