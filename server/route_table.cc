@@ -63,6 +63,7 @@ constexpr RouteInfo kRoutes[kNumRoutes] = {
     {R::kAdminUiScript,       "admin_ui_script",       "GET",     "/admin/ui/app.js",                   kPublic,  kNone,  kRequests,  false},
     {R::kAdminUiStyle,        "admin_ui_style",        "GET",     "/admin/ui/app.css",                  kPublic,  kNone,  kRequests,  false},
     {R::kAdminCluster,        "admin_cluster",         "GET",     "/admin/cluster",                     kAdmin,   kNone,  kRequests,  false},
+    {R::kAdminClusterLimits,  "admin_cluster_limits",  "PUT",     "/admin/cluster/limits",              kAdmin,   kJson,  kRequests,  false},
     {R::kAdminMoveTenant,     "admin_move_tenant",     "POST",    "/admin/tenants/{id}/move",           kAdmin,   kJson,  kLifecycle, false},
     {R::kClusterReceiveArchive, "cluster_receive_archive", "POST", "/cluster/tenants/{id}/archive",     kPeer,    kStream, kLifecycle, false},
     {R::kMetrics,             "metrics",               "GET",     "/metrics",                           kAdmin,   kNone,  kRequests,  false},
@@ -263,7 +264,7 @@ bool MatchLifecycle(std::string_view method, std::string_view path, RouteMatch* 
 
 bool MatchAdmin(std::string_view method, std::string_view path, RouteMatch* m, HttpError* error) {
   if (path == "/admin/tenants" || path == "/admin/ui" || path == "/admin/ui/app.js" ||
-      path == "/admin/ui/app.css" || path == "/admin/cluster") {
+      path == "/admin/ui/app.css" || path == "/admin/cluster" || path == "/admin/cluster/limits") {
     return SelectMethod(path, method, m, error);
   }
   if (StartsWith(path, "/admin/backups") || StartsWith(path, "/admin/archives")) {

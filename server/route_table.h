@@ -73,6 +73,7 @@ enum class RouteId : int {
   kAdminUiScript,
   kAdminUiStyle,
   kAdminCluster,
+  kAdminClusterLimits,
   kAdminMoveTenant,
   kClusterReceiveArchive,
   kMetrics,

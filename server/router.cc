@@ -656,6 +656,8 @@ std::optional<HttpError> Router::Execute(Call& call) {
       return MetricsText(call);
     case RouteId::kAdminCluster:
       return AdminCluster(call);
+    case RouteId::kAdminClusterLimits:
+      return AdminClusterLimits(call);
     case RouteId::kAdminMoveTenant:
       return AdminMoveTenant(call);
     case RouteId::kClusterReceiveArchive:

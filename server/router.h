@@ -148,8 +148,9 @@ class Router {
   std::optional<HttpError> AdminRevokeKey(Call& call);
   std::optional<HttpError> AdminStats(Call& call);
   std::optional<HttpError> MetricsText(Call& call);
-  // GET /admin/cluster (cluster mode).
+  // GET /admin/cluster and PUT /admin/cluster/limits (cluster mode).
   std::optional<HttpError> AdminCluster(Call& call);
+  std::optional<HttpError> AdminClusterLimits(Call& call);
   // The dashboard's page, script and style (routes_dashboard.cc).
   std::optional<HttpError> AdminUi(Call& call);
 

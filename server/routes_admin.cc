@@ -262,6 +262,11 @@ std::optional<HttpError> Router::AdminCluster(Call& call) {
                          "this node is not in a cluster (tenancyd --cluster-etcd starts one)");
   }
   const ClusterView view = options_.cluster->View();
+  auto limits = [](JsonWriter& w, const ConcurrencyLimits& limits) {
+    w.BeginObject();
+    for (const auto& [name, limit] : limits) w.Key(name).Int(limit);
+    w.EndObject();
+  };
   JsonWriter w;
   w.BeginObject()
       .Key("node_id")
@@ -270,8 +275,11 @@ std::optional<HttpError> Router::AdminCluster(Call& call) {
       .Bool(view.etcd_connected)
       .Key("revision")
       .Int(view.revision)
-      .Key("nodes")
-      .BeginArray();
+      .Key("global_limits");
+  limits(w, view.global_limits);
+  w.Key("global_limits_here");
+  limits(w, view.global_limits_here);
+  w.Key("nodes").BeginArray();
   for (const ClusterNodeView& node : view.nodes) {
     w.BeginObject().Key("id").String(node.id).Key("advertise_url");
     if (node.alive) {
@@ -286,6 +294,39 @@ std::optional<HttpError> Router::AdminCluster(Call& call) {
   w.EndArray().EndObject();
   ReplyJson(*call.res, 200, w.Release());
   return std::nullopt;
+}
+
+std::optional<HttpError> Router::AdminClusterLimits(Call& call) {
+  if (options_.cluster == nullptr) {
+    return MakeHttpError(404, "not_found",
+                         "this node is not in a cluster (tenancyd --cluster-etcd starts one)");
+  }
+  auto object = ParseJsonObject(ThreadLocalJsonParser(), call.body);
+  if (!object.ok()) return HttpErrorFromStatus(object.status());
+  JsonObjectReader r(*object, "limits");
+  auto global = r.OptionalObject("global_limits");
+  if (!global.ok()) return HttpErrorFromStatus(global.status());
+  if (absl::Status s = r.Finish(); !s.ok()) return HttpErrorFromStatus(s);
+  if (!global->has_value()) {
+    return MakeHttpError(400, "invalid_argument",
+                         "limits: field \"global_limits\" (an object of class: limit) is required");
+  }
+  ConcurrencyLimits limits;
+  for (auto member : **global) {
+    int64_t limit;
+    if (member.value.get_int64().get(limit) || limit < 0) {
+      return MakeHttpError(
+          400, "invalid_argument",
+          StrCat("limits: global_limits.", member.key, " must be a non-negative integer"));
+    }
+    limits.emplace(std::string(member.key), limit);
+  }
+  if (absl::Status s = options_.cluster->SetGlobalLimits(limits); !s.ok()) {
+    return HttpErrorFromStatus(s);
+  }
+  logger_->Log(LogLevel::kInfo,
+               StrCat("admin: cluster-wide global limits set (", limits.size(), " classes)"));
+  return AdminCluster(call);
 }
 
 }  // namespace tenancy::internal

@@ -331,6 +331,49 @@ TEST_CASE("ClusterDirectory: a placement switch is a compare-and-swap on its rev
   CHECK(absl::IsUnavailable(a.directory->ReadPlacement("acme").status()));
 }
 
+TEST_CASE("ClusterDirectory: global limits are split among the alive nodes and rebalanced",
+          "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  EtcdProcess etcd;
+  Node a(etcd, "a");
+  auto b = std::make_unique<Node>(etcd, "bb");
+  REQUIRE(Eventually([&] { return a.directory->AdvertiseUrlOf("bb").has_value(); }));
+  // The engine's own global limits of other classes are kept.
+  REQUIRE(a.engine().limiter().SetGlobalLimits({{"ocr", 7}}).ok());
+  REQUIRE(a.directory->SetGlobalLimits({{"llm", 11}, {"batch", 1}}).ok());
+  // Applied on the node that set them when it returns; 6 + 5 = 11, 1 + 0 = 1.
+  const ConcurrencyLimits on_a{{"batch", 1}, {"llm", 6}, {"ocr", 7}};
+  CHECK(a.engine().limiter().GlobalLimits() == on_a);
+  const ConcurrencyLimits on_b{{"batch", 0}, {"llm", 5}};
+  CHECK(Eventually([&] { return b->engine().limiter().GlobalLimits() == on_b; }));
+  CHECK(a.directory->View().global_limits == ConcurrencyLimits{{"batch", 1}, {"llm", 11}});
+  CHECK(b->directory->View().global_limits_here == on_b);
+  // A node leaves: the one left holds the whole limit.
+  b.reset();
+  const ConcurrencyLimits alone{{"batch", 1}, {"llm", 11}, {"ocr", 7}};
+  CHECK(Eventually([&] { return a.engine().limiter().GlobalLimits() == alone; }));
+  // A third joins: split again, between a and c.
+  Node c(etcd, "c");
+  CHECK(c.engine().limiter().GlobalLimits() == ConcurrencyLimits{{"batch", 0}, {"llm", 5}});
+  CHECK(Eventually([&] { return a.engine().limiter().GlobalLimits() == on_a; }));
+  // A class dropped from the cluster's limits is unlimited again; the
+  // engine's own stay.
+  REQUIRE(c.directory->SetGlobalLimits({{"llm", 4}}).ok());
+  CHECK(Eventually([&] {
+    return a.engine().limiter().GlobalLimits() == ConcurrencyLimits{{"llm", 2}, {"ocr", 7}};
+  }));
+  // Bad input changes nothing.
+  CHECK(absl::IsInvalidArgument(a.directory->SetGlobalLimits({{"llm", -1}})));
+  CHECK(absl::IsInvalidArgument(a.directory->SetGlobalLimits({{"bad name", 1}})));
+  CHECK(c.engine().limiter().GlobalLimits() == ConcurrencyLimits{{"llm", 2}});
+  // A malformed value written to etcd by hand is refused; the last good stay.
+  auto raw = EtcdClient::Create(etcd.url());
+  REQUIRE(raw.ok());
+  REQUIRE((*raw)->Put("/tenancy/cluster/global_limits", R"({"llm":"many"})").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(c.engine().limiter().GlobalLimits() == ConcurrencyLimits{{"llm", 2}});
+}
+
 TEST_CASE("ClusterDirectory: bad options and an unreachable etcd are refused at Join",
           "[cluster]") {
   EngineFixture f;

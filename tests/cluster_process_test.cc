@@ -583,12 +583,65 @@ TEST_CASE("Cluster: a node killed during a move leaves the tenant on one owner w
   c[owner].Stop();
   auto etcd = internal::EtcdClient::Create(c.etcd.url());
   REQUIRE(etcd.ok());
-  REQUIRE((*etcd)
-              ->Put("/tenancy/placement/acme", R"({"node":")" + c[elsewhere].id() + R"("})")
-              .ok());
+  REQUIRE(
+      (*etcd)->Put("/tenancy/placement/acme", R"({"node":")" + c[elsewhere].id() + R"("})").ok());
   REQUIRE(c[owner].Start());
   CHECK(StoredBytes(c[owner], "acme") == 0);
   CHECK(c[owner].Log().find("cleared the stale copy of tenant \"acme\"") != std::string::npos);
+}
+
+// A node's share of the cluster-wide limit of `cls`, as set on its limiter
+// (GET /admin/cluster); -1 if none.
+double GlobalLimitOn(Node& node, const std::string& cls) {
+  Reply r = node.Client().Get("/admin/cluster", Admin());
+  auto here = r.Json("global_limits_here");
+  double limit = -1;
+  if (!here.has_value() || (*here)[cls].get_double().get(limit)) return -1;
+  return limit;
+}
+
+TEST_CASE("Cluster: global limits are split among the alive nodes, rebalanced when one stops",
+          "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  Cluster c;
+  Reply set = c[1].Client().Put("/admin/cluster/limits", R"({"global_limits":{"llm":100}})",
+                                Admin(), "application/json");
+  REQUIRE(set.status == 200);
+  CHECK(set.body.find(R"("global_limits":{"llm":100})") != std::string::npos);
+  CHECK(set.body.find(R"("global_limits_here":{"llm":33})") != std::string::npos);
+  // Every node within a second: 34 + 33 + 33.
+  CHECK(Eventually([&] {
+    return GlobalLimitOn(c[0], "llm") == 34 && GlobalLimitOn(c[1], "llm") == 33 &&
+           GlobalLimitOn(c[2], "llm") == 33;
+  }));
+  CHECK(c[0].Client().Get("/metrics", Admin()).body.find(
+            "tenancy_cluster_global_limit_share{class=\"llm\"} 34\n") != std::string::npos);
+  c[2].Stop();
+  CHECK(Eventually(
+      [&] { return GlobalLimitOn(c[0], "llm") == 50 && GlobalLimitOn(c[1], "llm") == 50; }));
+  // Back: split three ways again.
+  REQUIRE(c[2].Start());
+  CHECK(Eventually(
+      [&] {
+        return GlobalLimitOn(c[0], "llm") == 34 && GlobalLimitOn(c[1], "llm") == 33 &&
+               GlobalLimitOn(c[2], "llm") == 33;
+      },
+      std::chrono::seconds(5)));
+  Reply view = c[2].Client().Get("/admin/cluster", Admin());
+  CHECK(view.body.find(R"("global_limits_here":{"llm":33})") != std::string::npos);
+  // Bad input changes nothing.
+  auto put = [&](const std::string& body) {
+    return c[0].Client().Put("/admin/cluster/limits", body, Admin(), "application/json").status;
+  };
+  CHECK(put(R"({"global_limits":{"llm":-1}})") == 400);
+  CHECK(put(R"({"global_limits":{"llm":1.5}})") == 400);
+  CHECK(put(R"({"global_limits":{"bad name":1}})") == 400);
+  CHECK(put(R"({"limits":{}})") == 400);
+  CHECK(put("not json") == 400);
+  CHECK(c[0].Client()
+            .Put("/admin/cluster/limits", R"({"global_limits":{}})", {}, "application/json")
+            .status == 401);
+  CHECK(GlobalLimitOn(c[0], "llm") == 34);
 }
 
 TEST_CASE("Cluster: tenancyd refuses bad cluster flags and an etcd it cannot reach", "[cluster]") {

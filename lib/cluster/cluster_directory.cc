@@ -51,6 +51,46 @@ std::string NodeValue(std::string_view advertise) {
   return StrCat("{\"advertise\":\"", advertise, "\"}");
 }
 
+// {"class":limit,...}; nullopt for anything else.
+std::optional<ConcurrencyLimits> ReadLimitsJson(std::string_view json) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object object;
+  if (parser.parse(json.data(), json.size()).get_object().get(object)) return std::nullopt;
+  ConcurrencyLimits out;
+  for (auto member : object) {
+    int64_t limit;
+    if (member.value.get_int64().get(limit) || limit < 0) return std::nullopt;
+    out.emplace(std::string(member.key), limit);
+  }
+  return out;
+}
+
+// Class names are checked (Limiter::ValidateClassName: no quotes or
+// backslashes), so they need no escaping.
+std::string LimitsJson(const ConcurrencyLimits& limits) {
+  std::string out = "{";
+  for (const auto& [name, limit] : limits) {
+    if (out.size() > 1) out += ",";
+    out += StrCat("\"", name, "\":", limit);
+  }
+  return out + "}";
+}
+
+// This node's share of `limits` among the alive `nodes` (see the header).
+ConcurrencyLimits ShareOf(const ConcurrencyLimits& limits,
+                          const std::map<std::string, std::string>& nodes,
+                          const std::string& self) {
+  std::vector<std::string> alive;
+  for (const auto& [id, url] : nodes) alive.push_back(id);
+  // A node whose key lapsed for a moment still counts itself.
+  if (!nodes.contains(self)) alive.insert(std::lower_bound(alive.begin(), alive.end(), self), self);
+  const int64_t n = static_cast<int64_t>(alive.size());
+  const int64_t index = std::lower_bound(alive.begin(), alive.end(), self) - alive.begin();
+  ConcurrencyLimits share;
+  for (const auto& [name, limit] : limits) share[name] = limit / n + (index < limit % n ? 1 : 0);
+  return share;
+}
+
 EtcdCompare Absent(std::string key) {
   return {std::move(key), EtcdCompare::Target::kCreateRevision, EtcdCompare::Result::kEqual, 0};
 }
@@ -219,6 +259,14 @@ bool ClusterDirectory::File(Copy& copy, const EtcdKeyValue& kv, bool deleted) co
     copy.placement[name] = (*fields)["node"];
   } else if (kind == "cluster" && name == "secret") {
     // Read once at Join: a node keeps the secret it joined with.
+  } else if (kind == "cluster" && name == "global_limits") {
+    if (deleted) {
+      copy.global_limits.clear();
+      return true;
+    }
+    auto limits = ReadLimitsJson(kv.value);
+    if (!limits.has_value()) return false;  // the last good ones stay
+    copy.global_limits = *std::move(limits);
   } else {
     return false;
   }
@@ -292,9 +340,13 @@ absl::Status ClusterDirectory::FullRead() {
   std::map<std::string, std::vector<std::pair<std::string, KeyRecord>>> keys_of;
   for (const auto& [hash, record] : fresh.keys) keys_of[record.tenant].emplace_back(hash, record);
   for (const auto& [id, json] : fresh.specs) ApplyKeys(id, keys_of[id]);
+  {
+    absl::MutexLock lock(&mu_);
+    copy_ = std::move(fresh);
+    applied_revision_ = range.revision;
+  }
+  ApplyGlobalLimits();
   absl::MutexLock lock(&mu_);
-  copy_ = std::move(fresh);
-  applied_revision_ = range.revision;
   changed_.SignalAll();
   return absl::OkStatus();
 }
@@ -337,12 +389,57 @@ void ClusterDirectory::ApplyEvents(const std::vector<EtcdEvent>& events) {
       if (old.has_value()) registry.RevokeApiKey(old->tenant, old->key_id).IgnoreError();
     }
   }
+  {
+    absl::MutexLock lock(&mu_);
+    for (const EtcdEvent& e : events) {
+      if (!File(copy_, e.kv, e.type == EtcdEvent::Type::kDelete) &&
+          e.kv.key == Key("cluster", "global_limits")) {
+        logger_->Log(LogLevel::kError,
+                     StrCat("cluster: the global limits in etcd are refused (not an object of "
+                            "non-negative integers): ",
+                            e.kv.value.substr(0, 200), "; the last good ones stay"));
+      }
+    }
+  }
+  // Before the revision is marked applied: a SetGlobalLimits that waits for
+  // it finds the limiter set.
+  ApplyGlobalLimits();
   absl::MutexLock lock(&mu_);
   for (const EtcdEvent& e : events) {
-    File(copy_, e.kv, e.type == EtcdEvent::Type::kDelete);
     applied_revision_ = std::max(applied_revision_, e.kv.mod_revision);
   }
   changed_.SignalAll();
+}
+
+void ClusterDirectory::ApplyGlobalLimits() {
+  ConcurrencyLimits share;
+  size_t nodes;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    share = ShareOf(copy_.global_limits, copy_.nodes, node_id());
+    nodes = copy_.nodes.size();
+  }
+  if (share == applied_share_) return;
+  Limiter& limiter = engine_->limiter();
+  ConcurrencyLimits merged = limiter.GlobalLimits();
+  for (const auto& [name, limit] : applied_share_) merged.erase(name);
+  for (const auto& [name, limit] : share) merged[name] = limit;
+  if (absl::Status s = limiter.SetGlobalLimits(merged); !s.ok()) {
+    logger_->Log(LogLevel::kError,
+                 StrCat("cluster: the global limits could not be set: ", s.ToString()));
+    return;
+  }
+  applied_share_ = share;
+  {
+    absl::MutexLock lock(&mu_);
+    share_in_force_ = share;
+  }
+  std::string text;
+  for (const auto& [name, limit] : share) {
+    text += StrCat(text.empty() ? "" : ", ", name, " ", limit);
+  }
+  logger_->Log(LogLevel::kInfo, StrCat("cluster: this node's share of the global limits (", nodes,
+                                       " nodes alive): ", text.empty() ? "none" : text));
 }
 
 void ClusterDirectory::WatchLoop() {
@@ -468,6 +565,8 @@ ClusterView ClusterDirectory::View() const {
   absl::ReaderMutexLock lock(&mu_);
   ClusterView view;
   view.self = node_id();
+  view.global_limits = copy_.global_limits;
+  view.global_limits_here = share_in_force_;
   view.etcd_connected = connected_;
   view.revision = applied_revision_;
   std::map<std::string, ClusterNodeView> nodes;
@@ -497,6 +596,11 @@ void ClusterDirectory::CollectMetrics(MetricSink& sink) const {
                 {}, static_cast<double>(copy_.nodes.size()));
   sink.AddGauge("tenancy_cluster_tenants_owned", "Tenants whose data is on this node", {},
                 static_cast<double>(owned));
+  for (const auto& [name, limit] : share_in_force_) {
+    sink.AddGauge("tenancy_cluster_global_limit_share",
+                  "This node's share of a class's cluster-wide concurrency limit",
+                  {{"class", name}}, static_cast<double>(limit));
+  }
 }
 
 std::string ClusterDirectory::LeastLoaded() const {
@@ -617,6 +721,21 @@ absl::StatusOr<NewApiKey> ClusterDirectory::CreateApiKey(std::string_view id) {
   if (!result->succeeded) return absl::NotFoundError(StrCat("tenant \"", id, "\" not found"));
   WaitApplied(result->revision);
   return NewApiKey{key.key_id, key.prefix, std::move(key.secret)};
+}
+
+absl::Status ClusterDirectory::SetGlobalLimits(const ConcurrencyLimits& limits) {
+  for (const auto& [name, limit] : limits) {
+    TENANCY_RETURN_IF_ERROR(Limiter::ValidateClassName(name));
+    if (limit < 0) {
+      return absl::InvalidArgumentError(
+          StrCat("global limit of class \"", name, "\" is negative (", limit, ")"));
+    }
+  }
+  absl::StatusOr<int64_t> revision =
+      etcd_->Put(Key("cluster", "global_limits"), LimitsJson(limits));
+  if (!revision.ok()) return Retryable(revision.status());
+  WaitApplied(*revision);
+  return absl::OkStatus();
 }
 
 absl::Status ClusterDirectory::RevokeApiKey(std::string_view id, std::string_view key_id) {

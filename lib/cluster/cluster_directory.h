@@ -11,6 +11,8 @@
 //                       its mod_revision is the placement's revision
 //   cluster/secret      64 hex characters, made by the first node: forwarded
 //                       requests carry it (see tenancyd's router)
+//   cluster/global_limits  {"llm":200,...}: concurrency limits for the whole
+//                       cluster, split among the alive nodes (below)
 // A node is alive while its key exists: it holds a lease of `lease_ttl`
 // that a thread keeps alive (every third of it), and a node that stops or
 // dies loses the key when the lease ends (at once when it stops cleanly:
@@ -43,6 +45,15 @@
 // placement: requests for them answer 503 until they are brought into the
 // cluster (a later phase).
 //
+// Global limits: a class's cluster-wide limit L is split among the N alive
+// nodes in id order, the first L % N getting one more than L / N, so the
+// shares add up to L exactly; each node sets its share as its engine's global
+// limit of the class (classes etcd does not list keep the engine's own). The
+// split is made again whenever the limits or the alive nodes change. While
+// nodes see a change at slightly different times (within a second; a node
+// that dies holds its share until its lease ends) the shares add up to a
+// little more or less than L.
+//
 // The watch: one thread reads the range once, then watches the prefix from
 // the revision after; a watch that breaks is resumed from the revision after
 // the last event applied (no change is missed), and one whose revision etcd
@@ -74,6 +85,7 @@
 #include "absl/synchronization/mutex.h"
 #include "etcd_client.h"
 #include "tenancy/engine.h"
+#include "tenancy/limiter.h"
 #include "tenancy/logger.h"
 #include "tenancy/metrics.h"
 #include "tenancy/tenant.h"
@@ -120,6 +132,10 @@ struct ClusterNodeView {
 };
 struct ClusterView {
   std::string self;
+  // The cluster-wide limits in etcd, and this node's share of them as set
+  // on its engine's limiter.
+  ConcurrencyLimits global_limits;
+  ConcurrencyLimits global_limits_here;
   // The watch is set up (etcd answered since the last break).
   bool etcd_connected = false;
   // The last revision of etcd applied here.
@@ -179,6 +195,10 @@ class ClusterDirectory {
   absl::StatusOr<NewApiKey> CreateApiKey(std::string_view id);
   // NOT_FOUND for an unknown tenant or key.
   absl::Status RevokeApiKey(std::string_view id, std::string_view key_id);
+  // Replaces the cluster-wide concurrency limits (class -> limit; a class
+  // left out is unlimited across the cluster). INVALID_ARGUMENT for a bad
+  // class name or a negative limit.
+  absl::Status SetGlobalLimits(const ConcurrencyLimits& limits);
 
   // --- For moves (tenant_mover.h) ---
   //
@@ -216,7 +236,7 @@ class ClusterDirectory {
     std::map<std::string, std::string> specs;      // tenant -> spec JSON
     std::map<std::string, KeyRecord> keys;         // sha256 hex -> key
     std::map<std::string, std::string> placement;  // tenant -> node
-    std::string secret;
+    ConcurrencyLimits global_limits;               // cluster-wide
   };
 
   ClusterDirectory(Engine* engine, ClusterOptions options, std::unique_ptr<EtcdClient> etcd);
@@ -232,6 +252,9 @@ class ClusterDirectory {
   // The engine's side: a tenant's spec, and its keys.
   void ApplySpec(const std::string& id, const std::string& json);
   void ApplyKeys(const std::string& id, const std::vector<std::pair<std::string, KeyRecord>>& keys);
+  // Sets this node's share of the global limits on the engine's limiter
+  // when it changed.
+  void ApplyGlobalLimits() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   void WatchLoop();
   void KeepAliveLoop();
   // Waits until `revision` is applied here (at most kApplyWait).
@@ -263,11 +286,15 @@ class ClusterDirectory {
   int64_t applied_revision_ ABSL_GUARDED_BY(mu_) = 0;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // applied_share_ for readers (View, metrics): what the limiter has.
+  ConcurrencyLimits share_in_force_ ABSL_GUARDED_BY(mu_);
   int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Applies to the engine are serialised by this: the watch thread's (and
   // FullRead's before it starts) and Reapply's. Taken before `mu_`.
   absl::Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // The share last set on the engine's limiter.
+  ConcurrencyLimits applied_share_ ABSL_GUARDED_BY(apply_mu_);
   std::thread watch_thread_;
   std::thread keepalive_thread_;
 };
