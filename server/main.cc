@@ -535,6 +535,8 @@ int main(int argc, char** argv) {
   }
   (*engine)->logger().Log(tenancy::LogLevel::kInfo,
                           std::string("tenancyd: ") + strsignal(signal_number) + ": draining");
+  // A move waiting on etcd gives up first, or the drain would wait for it.
+  if (mover != nullptr) mover->Stop();
   (*server)->Shutdown();
   config_metrics.Remove();
   cluster_metrics.Remove();

@@ -100,7 +100,7 @@ absl::StatusOr<MoveResult> TenantMover::Move(std::string_view id, std::string_vi
   TENANCY_RETURN_IF_ERROR(Send(id, *target_url, file.path()));
   // 4. Switch.
   absl::StatusOr<bool> switched = directory_->SwitchPlacement(id, *placement, to);
-  if (absl::IsUnavailable(switched.status())) switched = SettleSwitch(id, to);
+  if (absl::IsUnavailable(switched.status())) switched = SettleSwitch(id, to, fence);
   TENANCY_RETURN_IF_ERROR(switched.status());
   if (!*switched) {
     return absl::FailedPreconditionError(
@@ -131,21 +131,34 @@ absl::StatusOr<MoveResult> TenantMover::Move(std::string_view id, std::string_vi
   return result;
 }
 
-absl::StatusOr<bool> TenantMover::SettleSwitch(std::string_view id, std::string_view to) {
+absl::StatusOr<bool> TenantMover::SettleSwitch(std::string_view id, std::string_view to,
+                                               WriteFence& fence) {
   // Until the placement is known the tenant's writes stay held: were they
   // let in and the switch had happened, they would be acknowledged on a
   // node that is not the owner, and lost.
-  engine_->options().logger->Log(
-      LogLevel::kWarning, StrCat("move: tenant \"", id,
-                                 "\": the placement switch's answer was lost; writes stay held "
-                                 "until etcd answers"));
-  while (true) {
+  Logger& logger = *engine_->options().logger;
+  logger.Log(LogLevel::kWarning, StrCat("move: tenant \"", id,
+                                        "\": the placement switch's answer was lost; writes stay "
+                                        "held until etcd answers"));
+  const absl::Time deadline = absl::Now() + kSettleLimit;
+  while (!stopping_.load() && absl::Now() < deadline) {
     absl::StatusOr<std::optional<ClusterDirectory::PlacementRecord>> now =
         directory_->ReadPlacement(id);
     if (now.ok()) return now->has_value() && (*now)->node == to;
-    if (!absl::IsUnavailable(now.status())) return now.status();
+    if (!absl::IsUnavailable(now.status())) break;
     absl::SleepFor(kSettlePause);
   }
+  logger.Log(LogLevel::kError,
+             StrCat("move: tenant \"", id,
+                    "\": where it is could not be learnt from etcd; its writes stay refused on "
+                    "this node until it restarts"));
+  absl::MutexLock lock(&mu_);
+  held_.push_back(std::move(fence));
+  return Retryable(absl::UnavailableError(
+      StrCat("tenant \"", id,
+             "\": the move's outcome is unknown (etcd cannot be reached); its "
+             "writes stay refused on node \"",
+             directory_->node_id(), "\" until that node restarts")));
 }
 
 absl::Status TenantMover::Send(std::string_view id, const std::string& url,
@@ -163,17 +176,17 @@ absl::Status TenantMover::Send(std::string_view id, const std::string& url,
   httplib::Headers headers = {{std::string(kForwardedSecretHeader), directory_->secret()},
                               {std::string(kForwardedTenantHeader), std::string(id)}};
   bool read_failed = false;
+  std::string buffer(size_t{256} << 10, '\0');
   httplib::Result res = client.Post(
       ReceiveArchivePath(id), headers, static_cast<size_t>(size),
       [&](size_t offset, size_t length, httplib::DataSink& sink) {
-        char buffer[256 << 10];
         const ssize_t n =
-            ::pread(fd, buffer, std::min(length, sizeof(buffer)), static_cast<off_t>(offset));
+            ::pread(fd, buffer.data(), std::min(length, buffer.size()), static_cast<off_t>(offset));
         if (n <= 0) {
           read_failed = true;
           return false;
         }
-        return sink.write(buffer, static_cast<size_t>(n));
+        return sink.write(buffer.data(), static_cast<size_t>(n));
       },
       "application/octet-stream");
   ::close(fd);

@@ -19,7 +19,8 @@
 // tenant here, serving (the target's copy is never served: it is not the
 // owner). A switch whose answer is lost (etcd went away) is settled by
 // reading the placement again, with the fence up until it is known, so a
-// write is never acknowledged on a node that is not the owner. A node killed
+// write is never acknowledged on a node that is not the owner (if etcd stays
+// away past kSettleLimit the fence stays up until the node restarts). A node killed
 // during a move comes back with its data as it was (the fence was in
 // memory); if the switch had happened, its stale copy is cleared when it
 // joins again (ClearStaleCopies).
@@ -31,11 +32,15 @@
 #ifndef TENANCY_LIB_CLUSTER_TENANT_MOVER_H_
 #define TENANCY_LIB_CLUSTER_TENANT_MOVER_H_
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cluster_directory.h"
 #include "tenancy/archive.h"
@@ -61,8 +66,10 @@ class TenantMover {
  public:
   // How long the target may take to import the archive.
   static constexpr std::chrono::seconds kSendTimeout{600};
-  // Between reads of the placement while a switch's outcome is unknown.
+  // Between reads of the placement while a switch's outcome is unknown, and
+  // how long a move waits for it before it gives up (see SettleSwitch).
   static constexpr absl::Duration kSettlePause = absl::Milliseconds(200);
+  static constexpr absl::Duration kSettleLimit = absl::Minutes(2);
 
   // `scratch_dir`: where archives are written on their way out (created if
   // missing). REQUIRES: `engine` and `directory` outlive the mover.
@@ -90,15 +97,26 @@ class TenantMover {
   // past a tenant it cannot clear.
   void ClearStaleCopies();
 
+  // The node is stopping: a move waiting to learn its switch's outcome gives
+  // up at once (its tenant's writes stay held, below).
+  void Stop() { stopping_.store(true); }
+
  private:
-  // Reads the placement until etcd answers (the fence stays up meanwhile);
-  // true when the tenant is on `to`.
-  absl::StatusOr<bool> SettleSwitch(std::string_view id, std::string_view to);
+  // Reads the placement until etcd answers, the fence up meanwhile; true
+  // when the tenant is on `to`. After kSettleLimit, or when the node stops,
+  // gives up with UNAVAILABLE and keeps the fence in `held_` for as long as
+  // the process runs: the tenant's writes here stay refused (never
+  // acknowledged on a node that may not own it), and the node learns the
+  // placement from etcd when it starts again.
+  absl::StatusOr<bool> SettleSwitch(std::string_view id, std::string_view to, WriteFence& fence);
   absl::Status Send(std::string_view id, const std::string& url, const std::string& path);
 
   Engine* const engine_;
   ClusterDirectory* const directory_;
   const std::string scratch_dir_;
+  std::atomic<bool> stopping_{false};
+  absl::Mutex mu_;
+  std::vector<WriteFence> held_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tenancy::internal
