@@ -188,6 +188,60 @@ inline double ProcessCpuSeconds(pid_t pid) {
   return (std::atof(fields[11].c_str()) + std::atof(fields[12].c_str())) / ticks;
 }
 
+// What wrk printed (run with --latency): the figures the benches read.
+// Intentionally copyable.
+struct WrkOutput {
+  double requests = 0;  // "N requests in ..."
+  double rps = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double non_2xx = 0;  // "Non-2xx or 3xx responses: N"
+};
+
+// "1.23ms", "456.00us", "1.2s" in milliseconds.
+inline double WrkDurationMs(const std::string& text) {
+  const double v = std::atof(text.c_str());
+  if (text.find("us") != std::string::npos) return v / 1000;
+  if (text.find("ms") != std::string::npos) return v;
+  if (text.find('s') != std::string::npos) return v * 1000;
+  return v;
+}
+
+inline WrkOutput ParseWrkOutput(const std::string& out) {
+  auto after = [&](const std::string& label) -> std::string {
+    size_t at = out.find(label);
+    if (at == std::string::npos) return "";
+    at += label.size();
+    while (at < out.size() && out[at] == ' ') ++at;
+    return out.substr(at, out.find_first_of(" \n", at) - at);
+  };
+  WrkOutput r;
+  r.rps = std::atof(after("Requests/sec:").c_str());
+  r.p50_ms = WrkDurationMs(after("50%"));
+  r.p99_ms = WrkDurationMs(after("99%"));
+  r.non_2xx = std::atof(after("Non-2xx or 3xx responses:").c_str());
+  const size_t in = out.find(" requests in ");
+  if (in != std::string::npos) {
+    const size_t line = out.rfind('\n', in);
+    r.requests = std::atof(out.c_str() + (line == std::string::npos ? 0 : line + 1));
+  }
+  return r;
+}
+
+// A loopback port nobody listens on now (bound and released), for a server
+// that must be told its port (Redis, etcd, a cluster node's --advertise).
+inline int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  return bound ? ntohs(addr.sin_port) : 0;
+}
+
 }  // namespace tenancy::bench
 
 #endif  // TENANCY_BENCH_BENCH_HTTP_H_

@@ -6,7 +6,9 @@
 #define TENANCY_BENCH_BENCH_UTIL_H_
 
 #include <errno.h>  // program_invocation_short_name (glibc)
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,59 @@ inline void (*g_on_die)() = nullptr;
     std::filesystem::remove_all(g_scratch, ignored);
   }
   std::exit(2);
+}
+
+// The child processes a bench started (servers), stopped by StopChildren
+// in the reverse order, also when Die exits early (g_on_die = StopChildren).
+inline std::vector<pid_t> g_children;
+
+inline void StopChildren() {
+  for (auto it = g_children.rbegin(); it != g_children.rend(); ++it) {
+    ::kill(*it, SIGTERM);
+    ::waitpid(*it, nullptr, 0);
+  }
+  g_children.clear();
+}
+
+// Runs `command` through the shell; its output (stdout and stderr). Dies if
+// it fails.
+inline std::string RunCommand(const std::string& command) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) Die("popen: " + command);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+  if (pclose(pipe) != 0) Die("failed: " + command + "\n" + out);
+  return out;
+}
+
+// One "--name VALUE" flag of a plain-main bench, read into a number or a
+// string.
+struct BenchFlag {
+  const char* name;
+  int* number = nullptr;
+  std::string* text = nullptr;
+};
+
+// Reads argv's flags into `flags`. False, having printed `usage` to stderr,
+// for an unknown flag or one without its value.
+inline bool ParseBenchFlags(int argc, char** argv, std::initializer_list<BenchFlag> flags,
+                            const char* usage) {
+  for (int i = 1; i < argc; ++i) {
+    const BenchFlag* flag = nullptr;
+    for (const BenchFlag& f : flags) {
+      if (std::string(argv[i]) == f.name) flag = &f;
+    }
+    if (flag == nullptr || i + 1 >= argc) {
+      std::fprintf(stderr, "usage: %s\n", usage);
+      return false;
+    }
+    ++i;
+    if (flag->number != nullptr) *flag->number = std::atoi(argv[i]);
+    if (flag->text != nullptr) *flag->text = argv[i];
+  }
+  return true;
 }
 
 inline void Check(const absl::Status& s, const char* what) {

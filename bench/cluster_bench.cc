@@ -70,45 +70,11 @@ struct Run {
   double CpuPerRequestUs() const { return requests > 0 ? server_cpu_s * 1e6 / requests : 0; }
 };
 
-std::vector<pid_t> g_children;
-
-void StopChildren() {
-  for (auto it = g_children.rbegin(); it != g_children.rend(); ++it) {
-    ::kill(*it, SIGTERM);
-    ::waitpid(*it, nullptr, 0);
-  }
-  g_children.clear();
-}
-
-std::string RunCommand(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) Die("popen: " + command);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  if (pclose(pipe) != 0) Die("failed: " + command + "\n" + out);
-  return out;
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    Die("no free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // etcd on free loopback ports; its client URL once it answers.
 std::string StartEtcd(const Config& config, const std::filesystem::path& dir) {
   const int client_port = FreePort();
   const int peer_port = FreePort();
+  if (client_port == 0 || peer_port == 0) Die("no free port");
   const std::string client = "http://127.0.0.1:" + std::to_string(client_port);
   const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port);
   pid_t pid = ::fork();
@@ -148,6 +114,7 @@ Server StartNode(const Config& config, const std::filesystem::path& dir, const s
                  const std::string& etcd) {
   std::filesystem::create_directories(dir);
   const int port = FreePort();
+  if (port == 0) Die("no free port");
   const std::string url = "http://127.0.0.1:" + std::to_string(port);
   Server s = StartTenancyd(config.tenancyd, dir, kAdminKey,
                            {"--listen", "127.0.0.1:" + std::to_string(port), "--cluster-etcd", etcd,
@@ -200,17 +167,6 @@ void Load(int port, const std::string& key, int count) {
   }
 }
 
-double LatencyMs(const std::string& out, const std::string& label) {
-  size_t at = out.find(label);
-  if (at == std::string::npos) return 0;
-  at += label.size();
-  while (at < out.size() && out[at] == ' ') ++at;
-  const std::string v = out.substr(at, out.find_first_of(" \n", at) - at);
-  return std::atof(v.c_str()) * (v.find("us") != std::string::npos   ? 1e-3
-                                 : v.find("ms") != std::string::npos ? 1.0
-                                                                     : 1e3);
-}
-
 Run RunWrk(const Config& config, const std::vector<Server>& nodes, int target,
            const std::string& script, int seconds) {
   const std::string command = config.wrk + " -t2 -c" + std::to_string(config.connections) + " -d" +
@@ -221,18 +177,12 @@ Run RunWrk(const Config& config, const std::vector<Server>& nodes, int target,
   const std::string out = RunCommand(command);
   Run r;
   r.server_cpu_s = cpu() - cpu0;
-  r.p50_ms = LatencyMs(out, "50%");
-  r.p99_ms = LatencyMs(out, "99%");
-  const size_t rps = out.find("Requests/sec:");
-  if (rps != std::string::npos) r.rps = std::atof(out.c_str() + rps + 13);
-  const size_t in = out.find(" requests in ");
-  if (in != std::string::npos) {
-    const size_t line = out.rfind('\n', in);
-    r.requests = std::atof(out.c_str() + (line == std::string::npos ? 0 : line + 1));
-  }
-  if (r.requests <= 0 || out.find("Non-2xx") != std::string::npos) {
-    Die("wrk run failed or got errors:\n" + out);
-  }
+  const WrkOutput wrk = ParseWrkOutput(out);
+  r.p50_ms = wrk.p50_ms;
+  r.p99_ms = wrk.p99_ms;
+  r.rps = wrk.rps;
+  r.requests = wrk.requests;
+  if (r.requests <= 0 || wrk.non_2xx > 0) Die("wrk run failed or got errors:\n" + out);
   return r;
 }
 
@@ -313,34 +263,18 @@ Move MoveOnce(const std::vector<Server>& nodes, const std::string& key, int from
 
 int Main(int argc, char** argv) {
   Config config;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) Die("missing value for " + arg);
-      return argv[++i];
-    };
-    if (arg == "--rounds") {
-      config.rounds = std::atoi(value().c_str());
-    } else if (arg == "--seconds") {
-      config.seconds = std::atoi(value().c_str());
-    } else if (arg == "--connections") {
-      config.connections = std::atoi(value().c_str());
-    } else if (arg == "--keys") {
-      config.keys = std::atoi(value().c_str());
-    } else if (arg == "--move-keys") {
-      config.move_keys = std::atoi(value().c_str());
-    } else if (arg == "--tenancyd") {
-      config.tenancyd = value();
-    } else if (arg == "--etcd") {
-      config.etcd = value();
-    } else if (arg == "--wrk") {
-      config.wrk = value();
-    } else {
-      std::fprintf(stderr,
-                   "usage: cluster_bench [--rounds N] [--seconds S] [--connections C] [--keys K] "
-                   "[--move-keys K] [--tenancyd PATH] [--etcd PATH] [--wrk PATH]\n");
-      return 2;
-    }
+  if (!ParseBenchFlags(argc, argv,
+                       {{"--rounds", &config.rounds},
+                        {"--seconds", &config.seconds},
+                        {"--connections", &config.connections},
+                        {"--keys", &config.keys},
+                        {"--move-keys", &config.move_keys},
+                        {"--tenancyd", nullptr, &config.tenancyd},
+                        {"--etcd", nullptr, &config.etcd},
+                        {"--wrk", nullptr, &config.wrk}},
+                       "cluster_bench [--rounds N] [--seconds S] [--connections C] [--keys K] "
+                       "[--move-keys K] [--tenancyd PATH] [--etcd PATH] [--wrk PATH]")) {
+    return 2;
   }
   if (config.rounds < 1 || config.seconds < 1 || config.connections < 1 || config.keys < 1 ||
       config.move_keys < 1) {

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "bench_http.h"
 #include "http_server.h"
 #include "tenancy/engine.h"
 #include "tenancy/kv_store.h"
@@ -48,6 +49,9 @@
 #include "tenancy/tenant_registry.h"
 
 namespace {
+
+using tenancy::bench::ParseWrkOutput;
+using tenancy::bench::WrkOutput;
 
 struct WrkResult {
   double rps = 0;
@@ -72,14 +76,6 @@ double ProcessUserSeconds() {
   return static_cast<double>(u.ru_utime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec) / 1e6;
 }
 
-double ParseDuration(const std::string& text) {  // "1.23ms", "456.00us", "1.2s"
-  double v = std::atof(text.c_str());
-  if (text.find("us") != std::string::npos) return v / 1000;
-  if (text.find("ms") != std::string::npos) return v;
-  if (text.find('s') != std::string::npos) return v * 1000;
-  return v;
-}
-
 WrkResult RunWrk(const std::string& wrk, int threads, int connections, int seconds,
                  const std::string& url, const std::string& script) {
   std::string command = wrk + " -t" + std::to_string(threads) + " -c" +
@@ -98,22 +94,11 @@ WrkResult RunWrk(const std::string& wrk, int threads, int connections, int secon
   pclose(pipe);
   r.cpu_seconds = ProcessCpuSeconds() - cpu0;
   r.user_seconds = ProcessUserSeconds() - user0;
-  auto after = [&](const std::string& label) -> std::optional<std::string> {
-    size_t pos = out.find(label);
-    if (pos == std::string::npos) return std::nullopt;
-    pos += label.size();
-    while (pos < out.size() && out[pos] == ' ') ++pos;
-    size_t end = out.find_first_of(" \n", pos);
-    return out.substr(pos, end - pos);
-  };
-  if (auto v = after("Requests/sec:")) r.rps = std::atof(v->c_str());
-  if (auto v = after("99%")) r.p99_ms = ParseDuration(*v);
-  if (auto v = after("Non-2xx or 3xx responses:")) r.non_2xx = std::atof(v->c_str());
-  size_t in = out.find(" requests in ");
-  if (in != std::string::npos) {
-    size_t start = out.rfind('\n', in);
-    r.requests = std::atof(out.c_str() + (start == std::string::npos ? 0 : start + 1));
-  }
+  const WrkOutput parsed = ParseWrkOutput(out);
+  r.rps = parsed.rps;
+  r.p99_ms = parsed.p99_ms;
+  r.non_2xx = parsed.non_2xx;
+  r.requests = parsed.requests;
   r.ok = r.rps > 0;
   if (!r.ok) std::fprintf(stderr, "wrk failed:\n%s\n", out.c_str());
   return r;

@@ -69,46 +69,10 @@ struct Run {
   double CpuPerRequestUs() const { return requests > 0 ? server_cpu_s * 1e6 / requests : 0; }
 };
 
-std::string RunCommand(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) Die("popen: " + command);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  if (pclose(pipe) != 0) Die("failed: " + command + "\n" + out);
-  return out;
-}
-
-// A port nobody listens on now (bound and released; Redis is then told it).
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    Die("no free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// The servers started so far, stopped at exit, also when Die exits early.
-std::vector<pid_t> g_children;
-
-void StopChildren() {
-  for (pid_t pid : g_children) {
-    ::kill(pid, SIGTERM);
-    ::waitpid(pid, nullptr, 0);
-  }
-  g_children.clear();
-}
-
 Server StartRedis(const Config& config, const std::filesystem::path& dir, bool aof) {
   std::filesystem::create_directories(dir);
   const int port = FreePort();
+  if (port == 0) Die("no free port");
   pid_t pid = ::fork();
   if (pid == 0) {
     const std::string p = std::to_string(port), d = dir.string(),
@@ -157,24 +121,11 @@ Run RunWrk(const Config& config, const Server& server, const std::string& script
   const std::string out = RunCommand(command);
   Run r;
   r.server_cpu_s = ProcessCpuSeconds(server.pid) - cpu0;
-  auto after = [&](const std::string& label) -> std::string {
-    size_t at = out.find(label);
-    if (at == std::string::npos) return "";
-    at += label.size();
-    while (at < out.size() && out[at] == ' ') ++at;
-    return out.substr(at, out.find_first_of(" \n", at) - at);
-  };
-  r.rps = std::atof(after("Requests/sec:").c_str());
-  const std::string p99 = after("99%");
-  r.p99_ms = std::atof(p99.c_str()) * (p99.find("us") != std::string::npos   ? 1e-3
-                                       : p99.find("ms") != std::string::npos ? 1.0
-                                                                             : 1e3);
-  r.errors = std::atof(after("Non-2xx or 3xx responses:").c_str());
-  size_t in = out.find(" requests in ");
-  if (in != std::string::npos) {
-    size_t line = out.rfind('\n', in);
-    r.requests = std::atof(out.c_str() + (line == std::string::npos ? 0 : line + 1));
-  }
+  const WrkOutput wrk = ParseWrkOutput(out);
+  r.rps = wrk.rps;
+  r.p99_ms = wrk.p99_ms;
+  r.errors = wrk.non_2xx;
+  r.requests = wrk.requests;
   if (r.requests <= 0 || r.errors > 0) Die("wrk run failed or got errors:\n" + out);
   return r;
 }
@@ -232,37 +183,20 @@ std::string WriteScript(const std::filesystem::path& dir, const std::string& nam
 
 int Main(int argc, char** argv) {
   Config config;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) Die("missing value for " + arg);
-      return argv[++i];
-    };
-    if (arg == "--rounds") {
-      config.rounds = std::atoi(value().c_str());
-    } else if (arg == "--seconds") {
-      config.seconds = std::atoi(value().c_str());
-    } else if (arg == "--connections") {
-      config.connections = std::atoi(value().c_str());
-    } else if (arg == "--keys") {
-      config.keys = std::atoi(value().c_str());
-    } else if (arg == "--tenancyd") {
-      config.tenancyd = value();
-    } else if (arg == "--redis-server") {
-      config.redis_server = value();
-    } else if (arg == "--redis-benchmark") {
-      config.redis_benchmark = value();
-    } else if (arg == "--wrk") {
-      config.wrk = value();
-    } else if (arg == "--only") {
-      config.only = value();
-    } else {
-      std::fprintf(stderr,
-                   "usage: peer_bench [--rounds N] [--seconds S] [--connections C] [--keys K] "
-                   "[--tenancyd PATH] [--redis-server PATH] [--redis-benchmark PATH] "
-                   "[--wrk PATH] [--only get|put]\n");
-      return 2;
-    }
+  if (!ParseBenchFlags(argc, argv,
+                       {{"--rounds", &config.rounds},
+                        {"--seconds", &config.seconds},
+                        {"--connections", &config.connections},
+                        {"--keys", &config.keys},
+                        {"--tenancyd", nullptr, &config.tenancyd},
+                        {"--redis-server", nullptr, &config.redis_server},
+                        {"--redis-benchmark", nullptr, &config.redis_benchmark},
+                        {"--wrk", nullptr, &config.wrk},
+                        {"--only", nullptr, &config.only}},
+                       "peer_bench [--rounds N] [--seconds S] [--connections C] [--keys K] "
+                       "[--tenancyd PATH] [--redis-server PATH] [--redis-benchmark PATH] "
+                       "[--wrk PATH] [--only get|put]")) {
+    return 2;
   }
   if (config.rounds < 1 || config.seconds < 1 || config.connections < 1 || config.keys < 1) {
     Die("--rounds, --seconds, --connections and --keys must be positive");

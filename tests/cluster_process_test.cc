@@ -425,24 +425,43 @@ void Preload(Node& node, const std::string& key, int count, size_t value_bytes) 
   }
 }
 
+// A cluster with tenant "acme" loaded on its owner `from`, a node to move
+// it `to`, and the third node, `via`, which the test's client writes through.
+struct MoveScene {
+  Cluster c;
+  std::string key;
+  size_t from = 0, to = 0, via = 0;
+
+  MoveScene(int keys, size_t value_bytes) {
+    key = c.CreateTenant(0, "acme");
+    from = c.OwnerOf("acme");
+    to = (from + 1) % 3;
+    via = (from + 2) % 3;
+    REQUIRE(
+        Eventually([&] { return c[via].Client().Get("/v1/usage", Bearer(key)).status == 200; }));
+    Preload(c[from], key, keys, value_bytes);
+  }
+  // POST /admin/tenants/acme/move to node `node`, naming node `target`.
+  Reply Move(size_t node, size_t target) {
+    return c[node].Client().Post("/admin/tenants/acme/move",
+                                 R"({"to":")" + c[target].id() + R"("})", Admin());
+  }
+};
+
 TEST_CASE(
     "Cluster: a tenant moved while a client writes through another node loses no "
     "acknowledged write",
     "[cluster]") {
   TENANCY_SKIP_WITHOUT_ETCD();
-  Cluster c;
-  const std::string key = c.CreateTenant(0, "acme");
-  const size_t from = c.OwnerOf("acme");
-  const size_t to = (from + 1) % 3;
-  const size_t via = (from + 2) % 3;
-  REQUIRE(Eventually([&] { return c[via].Client().Get("/v1/usage", Bearer(key)).status == 200; }));
-  Preload(c[from], key, 3000, 100);
+  MoveScene scene(3000, 100);
+  Cluster& c = scene.c;
+  const std::string& key = scene.key;
+  const size_t from = scene.from, to = scene.to, via = scene.via;
 
   CountingWriter writer(c[via], key);
   REQUIRE(Eventually([&] { return writer.acked_so_far() > 50; }, std::chrono::seconds(10)));
   // Sent to the target: forwarded to the owner, which runs it.
-  Reply moved =
-      c[to].Client().Post("/admin/tenants/acme/move", R"({"to":")" + c[to].id() + R"("})", Admin());
+  Reply moved = scene.Move(to, to);
   REQUIRE(moved.status == 200);
   CHECK(moved.JsonString("from") == c[from].id());
   CHECK(moved.JsonString("to") == c[to].id());
@@ -490,8 +509,7 @@ TEST_CASE(
   CHECK(c[via].Client().Post("/admin/tenants/nobody/move", R"({"to":"n1"})", Admin()).status ==
         404);
   // Already there: nothing to do.
-  Reply same = c[from].Client().Post("/admin/tenants/acme/move",
-                                     R"({"to":")" + c[to].id() + R"("})", Admin());
+  Reply same = scene.Move(from, to);
   CHECK(same.status == 200);
   CHECK(same.body.find("\"moved\":false") != std::string::npos);
   // Node to node only with the cluster's secret; never over the owner's data.
@@ -506,8 +524,7 @@ TEST_CASE(
 
   // And back, through the third node: the old owner's cleared copy is
   // replaced by the data.
-  Reply back = c[via].Client().Post("/admin/tenants/acme/move",
-                                    R"({"to":")" + c[from].id() + R"("})", Admin());
+  Reply back = scene.Move(via, from);
   REQUIRE(back.status == 200);
   CHECK(c.OwnerOf("acme") == from);
   Reply again = c[from].Client().Get("/admin/tenants/acme/stats", Admin());
@@ -518,20 +535,15 @@ TEST_CASE(
 TEST_CASE("Cluster: a node killed during a move leaves the tenant on one owner with nothing lost",
           "[cluster]") {
   TENANCY_SKIP_WITHOUT_ETCD();
-  Cluster c;
-  const std::string key = c.CreateTenant(0, "acme");
-  const size_t from = c.OwnerOf("acme");
-  const size_t to = (from + 1) % 3;
-  const size_t via = (from + 2) % 3;
-  REQUIRE(Eventually([&] { return c[via].Client().Get("/v1/usage", Bearer(key)).status == 200; }));
   // Enough data that the move takes a while: the kill lands inside it.
-  Preload(c[from], key, 20000, 1000);
+  MoveScene scene(20000, 1000);
+  Cluster& c = scene.c;
+  const std::string& key = scene.key;
+  const size_t from = scene.from, to = scene.to, via = scene.via;
 
   CountingWriter writer(c[via], key);
   REQUIRE(Eventually([&] { return writer.acked_so_far() > 20; }, std::chrono::seconds(10)));
-  std::thread mover([&] {
-    c[from].Client().Post("/admin/tenants/acme/move", R"({"to":")" + c[to].id() + R"("})", Admin());
-  });
+  std::thread mover([&] { scene.Move(from, to); });
   // The fence is up once a write is refused: the owner dies mid-move.
   const bool fenced = Eventually([&] { return writer.refused() > 0; }, std::chrono::seconds(20));
   c[from].Kill();
@@ -614,8 +626,10 @@ TEST_CASE("Cluster: global limits are split among the alive nodes, rebalanced wh
     return GlobalLimitOn(c[0], "llm") == 34 && GlobalLimitOn(c[1], "llm") == 33 &&
            GlobalLimitOn(c[2], "llm") == 33;
   }));
-  CHECK(c[0].Client().Get("/metrics", Admin()).body.find(
-            "tenancy_cluster_global_limit_share{class=\"llm\"} 34\n") != std::string::npos);
+  CHECK(c[0].Client()
+            .Get("/metrics", Admin())
+            .body.find("tenancy_cluster_global_limit_share{class=\"llm\"} 34\n") !=
+        std::string::npos);
   c[2].Stop();
   CHECK(Eventually(
       [&] { return GlobalLimitOn(c[0], "llm") == 50 && GlobalLimitOn(c[1], "llm") == 50; }));
