@@ -602,6 +602,48 @@ TEST_CASE("Cluster: a node killed during a move leaves the tenant on one owner w
   CHECK(c[owner].Log().find("cleared the stale copy of tenant \"acme\"") != std::string::npos);
 }
 
+TEST_CASE("Cluster: a move whose target dies leaves the tenant serving where it was", "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  MoveScene scene(20000, 1000);
+  Cluster& c = scene.c;
+  const std::string& key = scene.key;
+  const size_t from = scene.from, to = scene.to, via = scene.via;
+
+  CountingWriter writer(c[via], key);
+  REQUIRE(Eventually([&] { return writer.acked_so_far() > 20; }, std::chrono::seconds(10)));
+  Reply moved;
+  std::thread mover([&] { moved = scene.Move(from, to); });
+  const bool fenced = Eventually([&] { return writer.refused() > 0; }, std::chrono::seconds(20));
+  c[to].Kill();
+  mover.join();
+  CHECK(fenced);
+  const size_t owner = c.OwnerOf("acme");
+  INFO("move answered " << moved.status << " " << moved.body);
+  if (owner == from) {
+    // The send failed: the move says so, and the tenant serves on, without
+    // any node coming back.
+    CHECK(moved.status == 503);
+    const int acked = writer.acked_so_far();
+    CHECK(Eventually([&] { return writer.acked_so_far() > acked + 20; }, std::chrono::seconds(10)));
+  } else {
+    // The target died after the data was durable there but before its lease
+    // ended, and the switch found it alive: its tenants wait for it.
+    CHECK(owner == to);
+    REQUIRE(c[to].Start());
+  }
+  writer.Stop();
+  CHECK(writer.unexpected().empty());
+  TestClient client = c[via].Client();
+  size_t missing = 0;
+  for (int i : writer.acked()) {
+    Reply r = client.Get(CountingWriter::Key(i), Bearer(key));
+    missing += r.status != 200 || r.body != CountingWriter::Value(i);
+  }
+  CHECK(missing == 0);
+  CHECK(c[owner].Client().Get("/admin/tenants/acme/stats", Admin()).JsonNumber("keys") >=
+        20000 + static_cast<double>(writer.acked().size()));
+}
+
 // A node's share of the cluster-wide limit of `cls`, as set on its limiter
 // (GET /admin/cluster); -1 if none.
 double GlobalLimitOn(Node& node, const std::string& cls) {
