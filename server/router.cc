@@ -270,11 +270,30 @@ void Router::Handle(Exchange& exchange) {
   call->exchange = &exchange;
   call->body = exchange.body();
   std::optional<HttpError> error = Execute(*call);
+  if (error.has_value() && error->status == 404) {
+    if (auto replaced = ReplacedWhileRunning(*call); replaced.has_value()) error = replaced;
+  }
   if (error.has_value()) {
     ReplyError(*call, *error);
     if (error->status == 408 || error->status >= 500) exchange.CloseAfterResponse();
   }
   Account(*call, call->res->status);
+}
+
+std::optional<HttpError> Router::ReplacedWhileRunning(const Call& call) const {
+  if (!call.tenant.has_value() || !call.forward_to.empty()) return std::nullopt;
+  // The handle taken at the head names the tenant's data as it was then; an
+  // import, a restore or a move's last step gives the tenant new data (a new
+  // number) and the old handle answers NOT_FOUND. The tenant is still there:
+  // the request is worth sending again, not a 404.
+  auto now = engine_->GetTenant(call.tenant->id());
+  if (!now.ok() || now->number() == call.tenant->number()) return std::nullopt;
+  HttpError e = MakeHttpError(503, "unavailable",
+                              StrCat("tenant \"", call.tenant->id(),
+                                     "\": its data was replaced while this request ran (an "
+                                     "import, a restore or a move); retry"));
+  e.retry_after_seconds = 1;
+  return e;
 }
 
 std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {

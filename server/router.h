@@ -86,6 +86,9 @@ class Router {
   // Cluster mode: a request forwarded by another node (its tenant and the
   // cluster's secret), and where a tenant's requests are served.
   std::optional<HttpError> AcceptForwarded(Call& call, const RequestHead& head);
+  // 503 + Retry-After for a tenant request that failed because the tenant's
+  // data was replaced while it ran; nullopt otherwise.
+  std::optional<HttpError> ReplacedWhileRunning(const Call& call) const;
   // The cluster's secret, which every node-to-node request carries; 401
   // without it.
   std::optional<HttpError> AuthorizePeer(const RequestHead& head);

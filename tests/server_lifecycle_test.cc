@@ -38,6 +38,32 @@ Reply Import(TestClient& c, const std::string& tenant, const std::string& archiv
   return c.Post("/admin/tenants/" + tenant + "/import?mode=" + mode, archive, Admin());
 }
 
+TEST_CASE("Lifecycle HTTP: a request whose tenant's data is replaced under it answers 503",
+          "[server][lifecycle]") {
+  ServerFixture f;
+  TestClient c = f.Client();
+  const std::string key = f.CreateTenant("acme");
+  Reply exported = c.Get("/admin/tenants/acme/export", Admin());
+  REQUIRE(exported.status == 200);
+  // A claim waits for a job on the tenant's data as it is now...
+  Reply waited;
+  std::thread claim([&] {
+    TestClient own = f.Client();
+    waited = own.Post("/v1/jobs/claim?type=t&wait_s=20", "", Bearer(key));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // ...which an import replaces: the claim is told to come again, not that
+  // the tenant is gone.
+  REQUIRE(Import(c, "acme", exported.body, "replace").status == 200);
+  claim.join();
+  CHECK(waited.status == 503);
+  CHECK(waited.Header("Retry-After") == "1");
+  CHECK(waited.body.find("replaced while this request ran") != std::string::npos);
+  // Coming again works; a key that is not there is still a 404.
+  CHECK(c.Get("/v1/usage", Bearer(key)).status == 200);
+  CHECK(c.Get("/v1/kv/missing", Bearer(key)).status == 404);
+}
+
 TEST_CASE("Lifecycle HTTP: export streams an archive that imports as an equal clone",
           "[server][lifecycle]") {
   ServerFixture f;
