@@ -196,11 +196,18 @@ std::shared_ptr<TenantSlot> TenantCatalog::Find(std::string_view id) const {
 
 absl::StatusOr<std::shared_ptr<TenantSlot>> TenantCatalog::FindLive(std::string_view id) const {
   TENANCY_RETURN_IF_ERROR(ValidateTenantId(id));
-  std::shared_ptr<TenantSlot> slot = Find(id);
-  if (slot == nullptr || slot->state.load() == TenantState::kDeleting) {
-    return absl::NotFoundError(StrCat("tenant \"", id, "\": not found"));
+  {
+    // The state is read under the index lock: an import that replaces the
+    // tenant's data marks the old slot deleting in the same critical section
+    // that publishes the new one, so a lookup sees one live slot or the
+    // other, never neither.
+    absl::ReaderMutexLock lock(&index_mu_);
+    auto it = by_id_.find(absl::string_view(id.data(), id.size()));
+    if (it != by_id_.end() && it->second->state.load() != TenantState::kDeleting) {
+      return it->second;
+    }
   }
-  return slot;
+  return absl::NotFoundError(StrCat("tenant \"", id, "\": not found"));
 }
 
 absl::StatusOr<std::shared_ptr<TenantSlot>> TenantCatalog::ResolveApiKey(
@@ -209,16 +216,15 @@ absl::StatusOr<std::shared_ptr<TenantSlot>> TenantCatalog::ResolveApiKey(
     return absl::UnauthenticatedError("api key: missing or malformed");
   }
   Sha256Digest digest = Sha256(secret);
-  std::shared_ptr<TenantSlot> slot;
   {
+    // Under the lock, as FindLive.
     absl::ReaderMutexLock lock(&index_mu_);
     auto it = keys_.find(digest);
-    if (it != keys_.end()) slot = it->second.slot;
+    if (it != keys_.end() && it->second.slot->state.load() != TenantState::kDeleting) {
+      return it->second.slot;
+    }
   }
-  if (slot == nullptr || slot->state.load() == TenantState::kDeleting) {
-    return absl::UnauthenticatedError("api key: unknown or revoked");
-  }
-  return slot;
+  return absl::UnauthenticatedError("api key: unknown or revoked");
 }
 
 // Slots being loaded are reachable only through maps LoadRegistry holds

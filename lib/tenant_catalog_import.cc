@@ -185,7 +185,6 @@ absl::StatusOr<TenantInfo> TenantCatalog::FinishImport(const ImportTarget& targe
     if (s.ok()) s = storage_.Commit(storage_.registry_write_options(), &batch);
     TENANCY_RETURN_IF_ERROR(storage_.WriteError(s, context));
 
-    if (old != nullptr) old->state.store(TenantState::kDeleting, std::memory_order_seq_cst);
     {
       absl::MutexLock index(&index_mu_);
       if (old != nullptr) {
@@ -195,6 +194,11 @@ absl::StatusOr<TenantInfo> TenantCatalog::FinishImport(const ImportTarget& targe
       for (size_t i = 0; i < keys.size(); ++i) {
         keys_[keys[i].digest] = KeyEntry{slot, keys[i].key_id};
       }
+      // In the same critical section as the new slot's publication: lookups
+      // (which read the state under this lock) find the old slot live or
+      // the new one, never neither. Handles taken before answer NOT_FOUND
+      // from here on.
+      if (old != nullptr) old->state.store(TenantState::kDeleting, std::memory_order_seq_cst);
     }
     importing_.erase(id);
   }
