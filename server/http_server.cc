@@ -74,6 +74,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ServerOptions opti
     // registry; not yet served.
     return absl::InvalidArgumentError("a cluster's nodes take api-key auth only, for now");
   }
+  if ((options.cluster == nullptr) != (options.mover == nullptr)) {
+    return absl::InvalidArgumentError("a cluster node needs both its directory and its mover");
+  }
   if (options.auth == AuthMode::kTrusted) {
     if (absl::Status s = ValidateTenantId(options.default_tenant); !s.ok()) {
       return absl::InvalidArgumentError(internal::StrCat("default tenant: ", s.message()));

@@ -104,6 +104,13 @@ std::string FormatRefusal(const HttpError& error, bool head_request, bool close,
   return FinishHead(std::move(out), body, head_request, close, keep_alive_seconds, keep_alive_max);
 }
 
+// A route of the cluster (node-to-node, or its admin routes) on a node
+// alone.
+HttpError NotInCluster() {
+  return MakeHttpError(404, "not_found",
+                       "this node is not in a cluster (tenancyd --cluster-etcd starts one)");
+}
+
 HttpError Unauthenticated(std::string message) {
   return MakeHttpError(401, "unauthenticated", std::move(message));
 }
@@ -351,9 +358,7 @@ std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
       if (IsLifecycleCall(call)) return TakeLifecycleSlot(call);
       return std::nullopt;
     case RouteKind::kPeer:
-      if (options_.cluster == nullptr) {
-        return MakeHttpError(404, "not_found", "this node is not in a cluster");
-      }
+      if (options_.cluster == nullptr) return NotInCluster();
       if (auto e = AuthorizePeer(head); e.has_value()) return e;
       return TakeLifecycleSlot(call);
     case RouteKind::kTenant:
@@ -578,7 +583,16 @@ std::optional<HttpError> Router::ForwardCall(Call& call) {
 }
 
 std::optional<HttpError> Router::ClusterAdminRefusal(const Call& call) const {
-  if (options_.cluster == nullptr) return std::nullopt;
+  if (options_.cluster == nullptr) {
+    switch (call.match.id) {
+      case RouteId::kAdminCluster:
+      case RouteId::kAdminClusterLimits:
+      case RouteId::kAdminMoveTenant:
+        return NotInCluster();
+      default:
+        return std::nullopt;
+    }
+  }
   switch (call.match.id) {
     case RouteId::kAdminPurgeTenant:
     case RouteId::kAdminImportTenant:

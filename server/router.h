@@ -95,8 +95,9 @@ class Router {
   std::optional<HttpError> PlaceCall(Call& call, const RequestHead& head);
   // Sends the call to the tenant's owner and answers with its answer.
   std::optional<HttpError> ForwardCall(Call& call);
-  // Cluster mode: admin routes not served yet (501), or served by the
-  // tenant's owner only (409 naming it).
+  // The cluster's admin routes on a node alone (404); in cluster mode,
+  // admin routes not served yet (501), or served by the tenant's owner only
+  // (409 naming it).
   std::optional<HttpError> ClusterAdminRefusal(const Call& call) const;
   // Where the admitted request waits for a worker (step 5's result).
   Lane LaneOf(const Call& call, const RequestHead& head) const;

@@ -257,10 +257,7 @@ std::optional<HttpError> Router::MetricsText(Call& call) {
 }
 
 std::optional<HttpError> Router::AdminCluster(Call& call) {
-  if (options_.cluster == nullptr) {
-    return MakeHttpError(404, "not_found",
-                         "this node is not in a cluster (tenancyd --cluster-etcd starts one)");
-  }
+  // On a node alone: 404 in Prepare (ClusterAdminRefusal).
   const ClusterView view = options_.cluster->View();
   auto limits = [](JsonWriter& w, const ConcurrencyLimits& limits) {
     w.BeginObject();
@@ -297,10 +294,7 @@ std::optional<HttpError> Router::AdminCluster(Call& call) {
 }
 
 std::optional<HttpError> Router::AdminClusterLimits(Call& call) {
-  if (options_.cluster == nullptr) {
-    return MakeHttpError(404, "not_found",
-                         "this node is not in a cluster (tenancyd --cluster-etcd starts one)");
-  }
+  // On a node alone: 404 in Prepare (ClusterAdminRefusal).
   auto object = ParseJsonObject(ThreadLocalJsonParser(), call.body);
   if (!object.ok()) return HttpErrorFromStatus(object.status());
   JsonObjectReader r(*object, "limits");

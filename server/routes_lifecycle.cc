@@ -303,10 +303,7 @@ std::optional<HttpError> Router::AdminArchiveAndPurge(Call& call) {
 }
 
 std::optional<HttpError> Router::AdminMoveTenant(Call& call) {
-  if (options_.cluster == nullptr || options_.mover == nullptr) {
-    return MakeHttpError(404, "not_found",
-                         "this node is not in a cluster (tenancyd --cluster-etcd starts one)");
-  }
+  // On a node alone: 404 in Prepare (ClusterAdminRefusal).
   const std::string& id = call.match.admin_tenant;
   auto object = BodyObject(call.body);
   if (!object.ok()) return HttpErrorFromStatus(object.status());
@@ -377,8 +374,7 @@ std::optional<HttpError> Router::AdminMoveTenant(Call& call) {
 }
 
 std::optional<HttpError> Router::ClusterReceiveArchive(Call& call) {
-  if (options_.mover == nullptr)
-    return MakeHttpError(404, "not_found", "this node is not in a cluster");
+  // On a node alone: 404 in Prepare (a peer route).
   const std::string& id = call.match.admin_tenant;
   std::optional<uint64_t> old_number;
   if (auto info = engine_->registry().Get(id); info.ok()) old_number = info->number;

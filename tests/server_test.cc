@@ -34,6 +34,24 @@ TEST_CASE("Server: health and version answer without credentials", "[server]") {
   CHECK(c.Get("/t/NOT_AN_ID/health").status == 400);
 }
 
+TEST_CASE("Server: the cluster's routes answer 404 on a node alone", "[server]") {
+  ServerFixture f;
+  TestClient c = f.Client();
+  f.CreateTenant("acme");
+  CHECK(c.Get("/admin/cluster", Admin()).status == 404);
+  CHECK(
+      c.Put("/admin/cluster/limits", R"({"global_limits":{"llm":1}})", Admin(), "application/json")
+          .status == 404);
+  Reply move = c.Post("/admin/tenants/acme/move", R"({"to":"n2"})", Admin());
+  CHECK(move.status == 404);
+  CHECK(move.body.find("not in a cluster") != std::string::npos);
+  CHECK(c.Post("/cluster/tenants/acme/archive", "x", {{"X-Tenancy-Cluster-Secret", "s"}}).status ==
+        404);
+  // The admin key is asked for first, as on every admin route.
+  CHECK(c.Get("/admin/cluster").status == 401);
+  CHECK(c.Post("/admin/tenants/acme/move", R"({"to":"n2"})").status == 401);
+}
+
 TEST_CASE("Server: two tenants write the same key and each reads its own", "[server]") {
   ServerFixture f;
   std::string a = f.CreateTenant("alpha");
