@@ -369,6 +369,18 @@ class CountingWriter {
   static std::string Key(int i) { return "/v1/kv/w" + std::to_string(i); }
   static std::string Value(int i) { return "value-" + std::to_string(i); }
 
+  // How many acknowledged writes (every `step`-th from `first`) do not read
+  // back as written through `node`. Only once stopped.
+  size_t MissingThrough(Node& node, size_t first = 0, size_t step = 1) const {
+    TestClient client = node.Client();
+    size_t missing = 0;
+    for (size_t j = first; j < acked_.size(); j += step) {
+      Reply r = client.Get(Key(acked_[j]), Bearer(key_));
+      missing += r.status != 200 || r.body != Value(acked_[j]);
+    }
+    return missing;
+  }
+
  private:
   void Run() {
     auto client = std::make_unique<TestClient>(via_.Client());
@@ -480,16 +492,7 @@ TEST_CASE(
   CHECK(c.OwnerOf("acme") == to);
   // Every acknowledged write is on the new owner, read through every node,
   // and nothing else was written.
-  for (size_t n = 0; n < 3; ++n) {
-    TestClient client = c[n].Client();
-    size_t missing = 0;
-    for (size_t j = n; j < writer.acked().size(); j += 3) {
-      const int i = writer.acked()[j];
-      Reply r = client.Get(CountingWriter::Key(i), Bearer(key));
-      missing += r.status != 200 || r.body != CountingWriter::Value(i);
-    }
-    CHECK(missing == 0);
-  }
+  for (size_t n = 0; n < 3; ++n) CHECK(writer.MissingThrough(c[n], n, 3) == 0);
   Reply stats = c[to].Client().Get("/admin/tenants/acme/stats", Admin());
   REQUIRE(stats.status == 200);
   CHECK(stats.JsonNumber("keys") == 3000 + static_cast<double>(writer.acked().size()));
@@ -567,13 +570,7 @@ TEST_CASE("Cluster: a node killed during a move leaves the tenant on one owner w
   const size_t owner = c.OwnerOf("acme");
   INFO("owner after the kill: " << c[owner].id() << "; acknowledged " << writer.acked().size()
                                 << ", unknown " << writer.unknown().size());
-  TestClient client = c[via].Client();
-  size_t missing = 0;
-  for (int i : writer.acked()) {
-    Reply r = client.Get(CountingWriter::Key(i), Bearer(key));
-    missing += r.status != 200 || r.body != CountingWriter::Value(i);
-  }
-  CHECK(missing == 0);
+  CHECK(writer.MissingThrough(c[via]) == 0);
   Reply stats = c[owner].Client().Get("/admin/tenants/acme/stats", Admin());
   REQUIRE(stats.status == 200);
   const double expected = 20000 + static_cast<double>(writer.acked().size());
@@ -633,13 +630,7 @@ TEST_CASE("Cluster: a move whose target dies leaves the tenant serving where it 
   }
   writer.Stop();
   CHECK(writer.unexpected().empty());
-  TestClient client = c[via].Client();
-  size_t missing = 0;
-  for (int i : writer.acked()) {
-    Reply r = client.Get(CountingWriter::Key(i), Bearer(key));
-    missing += r.status != 200 || r.body != CountingWriter::Value(i);
-  }
-  CHECK(missing == 0);
+  CHECK(writer.MissingThrough(c[via]) == 0);
   CHECK(c[owner].Client().Get("/admin/tenants/acme/stats", Admin()).JsonNumber("keys") >=
         20000 + static_cast<double>(writer.acked().size()));
 }

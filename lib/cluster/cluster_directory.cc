@@ -412,24 +412,24 @@ void ClusterDirectory::ApplyEvents(const std::vector<EtcdEvent>& events) {
 }
 
 void ClusterDirectory::ApplyGlobalLimits() {
-  ConcurrencyLimits share;
+  ConcurrencyLimits share, in_force;
   size_t nodes;
   {
     absl::ReaderMutexLock lock(&mu_);
     share = ShareOf(copy_.global_limits, copy_.nodes, node_id());
+    in_force = share_in_force_;
     nodes = copy_.nodes.size();
   }
-  if (share == applied_share_) return;
+  if (share == in_force) return;
   Limiter& limiter = engine_->limiter();
   ConcurrencyLimits merged = limiter.GlobalLimits();
-  for (const auto& [name, limit] : applied_share_) merged.erase(name);
+  for (const auto& [name, limit] : in_force) merged.erase(name);
   for (const auto& [name, limit] : share) merged[name] = limit;
   if (absl::Status s = limiter.SetGlobalLimits(merged); !s.ok()) {
     logger_->Log(LogLevel::kError,
                  StrCat("cluster: the global limits could not be set: ", s.ToString()));
     return;
   }
-  applied_share_ = share;
   {
     absl::MutexLock lock(&mu_);
     share_in_force_ = share;

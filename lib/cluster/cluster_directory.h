@@ -286,15 +286,14 @@ class ClusterDirectory {
   int64_t applied_revision_ ABSL_GUARDED_BY(mu_) = 0;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // applied_share_ for readers (View, metrics): what the limiter has.
+  // This node's share of the global limits as last set on the engine's
+  // limiter. Written only by ApplyGlobalLimits (under apply_mu_ too).
   ConcurrencyLimits share_in_force_ ABSL_GUARDED_BY(mu_);
   int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Applies to the engine are serialised by this: the watch thread's (and
   // FullRead's before it starts) and Reapply's. Taken before `mu_`.
   absl::Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  // The share last set on the engine's limiter.
-  ConcurrencyLimits applied_share_ ABSL_GUARDED_BY(apply_mu_);
   std::thread watch_thread_;
   std::thread keepalive_thread_;
 };
