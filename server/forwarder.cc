@@ -54,8 +54,7 @@ absl::StatusOr<HttpResponse> Forwarder::Forward(std::string_view owner_url,
   httplib::Response res;
   httplib::Error error = httplib::Error::Success;
   HttpClientPool::Lease client = (*pool)->Acquire();
-  if (!client->send(req, res, error)) {
-    client.Discard();
+  if (!client.Send(req, res, error)) {
     return WithRetryAfter(
         absl::UnavailableError(StrCat("the tenant's node at ", owner_url, " cannot be reached (",
                                       httplib::to_string(error), ")")),

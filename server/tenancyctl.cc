@@ -1016,6 +1016,10 @@ int Commands::BackupsRestore(const Args& args) {
 }  // namespace tenancy::ctl
 
 int main(int argc, char** argv) {
+  // cpp-httplib writes without MSG_NOSIGNAL: a server that answers an upload
+  // early (401, 413) and closes would end this process by SIGPIPE before it
+  // could print the answer. The write fails with EPIPE instead.
+  signal(SIGPIPE, SIG_IGN);
   tenancy::ctl::CommandLine cl = tenancy::ctl::ParseCommandLine(argc, argv);
   tenancy::ctl::Commands commands(std::move(cl));
   return commands.Run();

@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "http_server.h"
+#include "sigpipe_block.h"
 #include "simdjson.h"
 #include "temp_dir.h"
 #include "tenancy/engine.h"
@@ -94,22 +95,28 @@ class TestClient {
   void set_read_timeout(std::chrono::seconds timeout) { client_.set_read_timeout(timeout); }
 
   Reply Get(const std::string& path, const httplib::Headers& headers = {}) {
-    return Convert(client_.Get(path, headers));
+    return Call([&] { return client_.Get(path, headers); });
   }
   Reply Put(const std::string& path, const std::string& body, const httplib::Headers& headers = {},
             const std::string& type = "application/octet-stream") {
-    return Convert(client_.Put(path, headers, body, type));
+    return Call([&] { return client_.Put(path, headers, body, type); });
   }
   Reply Post(const std::string& path, const std::string& body,
              const httplib::Headers& headers = {}) {
-    return Convert(client_.Post(path, headers, body, "application/json"));
+    return Call([&] { return client_.Post(path, headers, body, "application/json"); });
   }
   Reply Delete(const std::string& path, const httplib::Headers& headers = {}) {
-    return Convert(client_.Delete(path, headers));
+    return Call([&] { return client_.Delete(path, headers); });
   }
 
  private:
-  static Reply Convert(const httplib::Result& r) {
+  // httplib writes without MSG_NOSIGNAL: a server that closes a connection
+  // (a refusal, a keep-alive timeout) must fail the call, not end the test
+  // binary by SIGPIPE.
+  template <typename Request>
+  static Reply Call(Request request) {
+    internal::SigpipeBlock no_sigpipe;
+    const httplib::Result r = request();
     Reply reply;
     if (!r) return reply;
     reply.status = r->status;
@@ -306,6 +313,25 @@ struct ServerFixture {
     return r.JsonString("api_key");
   }
 };
+
+// The value of one series in a Prometheus exposition ("name{labels}"), or -1.
+inline double MetricValue(const std::string& text, const std::string& series) {
+  size_t pos = 0;
+  while ((pos = text.find(series + " ", pos)) != std::string::npos) {
+    if (pos == 0 || text[pos - 1] == '\n') {
+      return std::stod(text.substr(pos + series.size() + 1));
+    }
+    pos += series.size();
+  }
+  return -1;
+}
+
+// One series of the fixture's /metrics, scraped on a connection of its own.
+inline double Metric(ServerFixture& f, const std::string& series) {
+  TestClient c = f.Client();
+  Reply r = c.Get("/metrics", Admin());
+  return MetricValue(r.body, series);
+}
 
 }  // namespace tenancy::testing
 

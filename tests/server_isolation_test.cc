@@ -29,24 +29,6 @@ std::string Head(const std::string& request_line, const std::vector<std::string>
   return out + "\r\n";
 }
 
-// The value of one series in a Prometheus exposition ("name{labels}"), or -1.
-double MetricValue(const std::string& text, const std::string& series) {
-  size_t pos = 0;
-  while ((pos = text.find(series + " ", pos)) != std::string::npos) {
-    if (pos == 0 || text[pos - 1] == '\n') {
-      return std::stod(text.substr(pos + series.size() + 1));
-    }
-    pos += series.size();
-  }
-  return -1;
-}
-
-double Metric(ServerFixture& f, const std::string& series) {
-  TestClient c = f.Client();
-  Reply r = c.Get("/metrics", Admin());
-  return MetricValue(r.body, series);
-}
-
 // Polls `done` until it holds or 20 s pass; the observer tests use instead
 // of sleeping.
 template <typename Fn>

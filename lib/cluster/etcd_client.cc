@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "sigpipe_block.h"
 #include "simdjson.h"
 #include "status_macros.h"
 #include "str_cat.h"
@@ -212,8 +213,7 @@ absl::StatusOr<std::string> EtcdClient::Call(std::string_view path, const std::s
   };
   httplib::Response res;
   httplib::Error error = httplib::Error::Success;
-  const bool sent = client->send(req, res, error);
-  if (!sent) client.Discard();
+  const bool sent = client.Send(req, res, error);
   if (sent && res.status == 200) return answer;
   simdjson::dom::parser parser;
   simdjson::dom::object object;
@@ -414,7 +414,11 @@ absl::Status EtcdWatch::Run(std::string_view prefix, int64_t start_revision,
   };
   httplib::Response res;
   httplib::Error error = httplib::Error::Success;
-  client.send(req, res, error);
+  {
+    // Stop shuts the socket, maybe before httplib has written the request.
+    SigpipeBlock no_sigpipe;
+    client.send(req, res, error);
+  }
   bool stopped;
   {
     absl::MutexLock lock(&mu_);

@@ -1,5 +1,9 @@
 #include "http_client_pool.h"
 
+#include <algorithm>
+#include <iterator>
+
+#include "sigpipe_block.h"
 #include "str_cat.h"
 
 namespace tenancy::internal {
@@ -41,25 +45,52 @@ HttpClientPool::HttpClientPool(HttpUrl url, HttpClientPoolOptions options)
     : url_(std::move(url)), options_(options) {}
 
 HttpClientPool::Lease HttpClientPool::Acquire() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::unique_ptr<Connection>> stale;  // closed outside the lock
+  std::unique_ptr<Connection> reused;
   {
     absl::MutexLock lock(&mu_);
+    // Oldest first (given back in order): those idle too long go.
+    auto young = std::find_if(idle_.begin(), idle_.end(), [&](const auto& c) {
+      return now - c->idle_since < options_.max_idle_time;
+    });
+    std::move(idle_.begin(), young, std::back_inserter(stale));
+    idle_.erase(idle_.begin(), young);
+    // The newest is lent (httplib checks, before it writes, that the server
+    // has not closed it meanwhile, and dials again if it has).
     if (!idle_.empty()) {
-      std::unique_ptr<httplib::Client> client = std::move(idle_.back());
+      reused = std::move(idle_.back());
       idle_.pop_back();
-      return Lease(this, std::move(client));
     }
   }
-  auto client = std::make_unique<httplib::Client>(url_.host, url_.port);
-  client->set_keep_alive(true);
-  client->set_connection_timeout(options_.connect_timeout);
-  client->set_read_timeout(options_.read_timeout);
-  client->set_write_timeout(options_.write_timeout);
-  return Lease(this, std::move(client));
+  return Lease(this, reused != nullptr ? std::move(reused) : Dial());
 }
 
-void HttpClientPool::GiveBack(std::unique_ptr<httplib::Client> client) {
+std::unique_ptr<HttpClientPool::Connection> HttpClientPool::Dial() const {
+  auto c = std::make_unique<Connection>();
+  c->client = std::make_unique<httplib::Client>(url_.host, url_.port);
+  c->client->set_keep_alive(true);
+  c->client->set_connection_timeout(options_.connect_timeout);
+  c->client->set_read_timeout(options_.read_timeout);
+  c->client->set_write_timeout(options_.write_timeout);
+  return c;
+}
+
+bool HttpClientPool::Lease::Send(httplib::Request& req, httplib::Response& res,
+                                 httplib::Error& error) {
+  bool sent;
+  {
+    SigpipeBlock no_sigpipe;
+    sent = connection_->client->send(req, res, error);
+  }
+  if (!sent) connection_.reset();
+  return sent;
+}
+
+void HttpClientPool::GiveBack(std::unique_ptr<Connection> connection) {
+  connection->idle_since = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mu_);
-  if (idle_.size() < options_.max_idle) idle_.push_back(std::move(client));
+  if (idle_.size() < options_.max_idle) idle_.push_back(std::move(connection));
 }
 
 }  // namespace tenancy::internal

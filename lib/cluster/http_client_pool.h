@@ -7,7 +7,20 @@
 //
 //   auto url = ParseHttpUrl("http://127.0.0.1:2379");   // INVALID_ARGUMENT
 //   HttpClientPool pool(*url, {.read_timeout = std::chrono::seconds(5)});
-//   auto result = pool.Acquire()->Post("/v3/kv/range", body, "application/json");
+//   httplib::Response res;
+//   httplib::Error error;
+//   bool answered = pool.Acquire().Send(req, res, error);
+//
+// A connection is not reused once it has been idle for max_idle_time, which
+// is below the time after which a server closes an idle keep-alive
+// connection (tenancyd: 5 s): a request written just as the server closes
+// fails with no answer, and could not be sent again safely, since whether
+// the server acted on it cannot be known. One the server closed sooner (to
+// make room under a connection flood) httplib sees before it writes, and
+// dials again.
+//
+// Every call into httplib holds SIGPIPE off its thread (sigpipe_block.h): a
+// write on a closed connection is an error, never the end of the process.
 //
 // Only plain http:// is spoken (the cluster's traffic is on a private
 // network; TLS would come with a proxy or a later change).
@@ -49,6 +62,9 @@ struct HttpClientPoolOptions {
   std::chrono::milliseconds write_timeout{5000};
   // Idle connections kept; more are closed when given back.
   size_t max_idle = 16;
+  // An idle connection is not reused after this; below tenancyd's own
+  // keep_alive_timeout (5 s), so the server has not begun to close it.
+  std::chrono::milliseconds max_idle_time{2000};
 };
 
 class HttpClientPool {
@@ -57,36 +73,43 @@ class HttpClientPool {
   HttpClientPool(const HttpClientPool&) = delete;
   HttpClientPool& operator=(const HttpClientPool&) = delete;
 
-  // A client lent for one call; given back to the pool when destroyed.
+  // One keep-alive connection (httplib's client holds it).
+  struct Connection {
+    std::unique_ptr<httplib::Client> client;
+    std::chrono::steady_clock::time_point idle_since;
+  };
+
+  // A connection lent for one call; given back to the pool when destroyed.
   class Lease {
    public:
-    Lease(HttpClientPool* pool, std::unique_ptr<httplib::Client> client)
-        : pool_(pool), client_(std::move(client)) {}
+    Lease(HttpClientPool* pool, std::unique_ptr<Connection> connection)
+        : pool_(pool), connection_(std::move(connection)) {}
     Lease(Lease&&) = default;
     Lease& operator=(Lease&&) = delete;
     ~Lease() {
-      if (client_ != nullptr) pool_->GiveBack(std::move(client_));
+      if (connection_ != nullptr) pool_->GiveBack(std::move(connection_));
     }
-    httplib::Client* operator->() const { return client_.get(); }
-    httplib::Client& operator*() const { return *client_; }
-    // After a failed call: the connection is not reused.
-    void Discard() { client_.reset(); }
+    // httplib's Client::send with SIGPIPE held off. False, with `error` set,
+    // if no answer came: the connection is then closed, not reused.
+    bool Send(httplib::Request& req, httplib::Response& res, httplib::Error& error);
 
    private:
     HttpClientPool* pool_;
-    std::unique_ptr<httplib::Client> client_;
+    std::unique_ptr<Connection> connection_;
   };
 
   Lease Acquire();
   const HttpUrl& url() const { return url_; }
 
  private:
-  void GiveBack(std::unique_ptr<httplib::Client> client);
+  std::unique_ptr<Connection> Dial() const;
+  void GiveBack(std::unique_ptr<Connection> connection);
 
   const HttpUrl url_;
   const HttpClientPoolOptions options_;
   absl::Mutex mu_;
-  std::vector<std::unique_ptr<httplib::Client>> idle_ ABSL_GUARDED_BY(mu_);
+  // Most recently given back last.
+  std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tenancy::internal

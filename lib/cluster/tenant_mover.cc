@@ -10,6 +10,7 @@
 #include "hex.h"
 #include "peer_protocol.h"
 #include "secure_random.h"
+#include "sigpipe_block.h"
 #include "status_macros.h"
 #include "str_cat.h"
 #include "tenancy/status.h"
@@ -177,6 +178,8 @@ absl::Status TenantMover::Send(std::string_view id, const std::string& url,
                               {std::string(kForwardedTenantHeader), std::string(id)}};
   bool read_failed = false;
   std::string buffer(size_t{256} << 10, '\0');
+  // A target that refuses early closes while the archive is still being written.
+  SigpipeBlock no_sigpipe;
   httplib::Result res = client.Post(
       ReceiveArchivePath(id), headers, static_cast<size_t>(size),
       [&](size_t offset, size_t length, httplib::DataSink& sink) {
