@@ -8,7 +8,7 @@
 namespace tenancy::internal {
 namespace {
 
-std::optional<int64_t> RetryAfterSeconds(const absl::Status& status) {
+int64_t RetryAfterSeconds(const absl::Status& status) {
   std::optional<std::chrono::nanoseconds> wait = GetRetryAfter(status);
   int64_t ns = wait.has_value() ? wait->count() : 0;
   // Whole seconds, rounded up, at least 1: "Retry-After: 0" would invite a
@@ -24,6 +24,13 @@ HttpError MakeHttpError(int http_status, std::string_view code, std::string mess
   e.status = http_status;
   e.code = code;
   e.message = std::move(message);
+  return e;
+}
+
+HttpError RetryLaterError(int http_status, std::string_view code, std::string message,
+                          int64_t retry_after_seconds) {
+  HttpError e = MakeHttpError(http_status, code, std::move(message));
+  e.retry_after_seconds = retry_after_seconds;
   return e;
 }
 
@@ -58,22 +65,19 @@ HttpError HttpErrorFromStatus(const absl::Status& status) {
       if (IsQuotaExceeded(status)) {
         return MakeHttpError(507, "quota_exceeded", std::move(message));
       }
-      HttpError e;
+      const int64_t retry_after = RetryAfterSeconds(status);
       if (reason == ErrorReason::kRateLimited) {
-        e = MakeHttpError(429, "rate_limited", std::move(message));
-      } else if (reason == ErrorReason::kConcurrencyLimited) {
-        e = MakeHttpError(429, "concurrency_limited", std::move(message));
-      } else {
-        e = MakeHttpError(503, "unavailable", std::move(message));
+        return RetryLaterError(429, "rate_limited", std::move(message), retry_after);
       }
-      e.retry_after_seconds = RetryAfterSeconds(status);
-      return e;
+      if (reason == ErrorReason::kConcurrencyLimited) {
+        return RetryLaterError(429, "concurrency_limited", std::move(message), retry_after);
+      }
+      return RetryLaterError(503, "unavailable", std::move(message), retry_after);
     }
     case absl::StatusCode::kDeadlineExceeded:
       if (reason == ErrorReason::kConcurrencyLimited) {
-        HttpError e = MakeHttpError(429, "concurrency_limited", std::move(message));
-        e.retry_after_seconds = RetryAfterSeconds(status);
-        return e;
+        return RetryLaterError(429, "concurrency_limited", std::move(message),
+                               RetryAfterSeconds(status));
       }
       return MakeHttpError(504, "deadline_exceeded", std::move(message));
     case absl::StatusCode::kUnavailable: {
@@ -84,9 +88,7 @@ HttpError HttpErrorFromStatus(const absl::Status& status) {
             "storage unavailable: the server refuses writes after a storage error "
             "(see GET /health); nothing was written; retry later";
       }
-      HttpError e = MakeHttpError(503, "unavailable", std::move(message));
-      e.retry_after_seconds = RetryAfterSeconds(status);
-      return e;
+      return RetryLaterError(503, "unavailable", std::move(message), RetryAfterSeconds(status));
     }
     case absl::StatusCode::kUnimplemented:
       return MakeHttpError(501, "not_implemented", std::move(message));

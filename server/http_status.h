@@ -66,6 +66,11 @@ HttpError HttpErrorFromStatus(const absl::Status& status);
 // An error that does not come from a Status (routing, framing, auth).
 HttpError MakeHttpError(int http_status, std::string_view code, std::string message);
 
+// One the client should send again after `retry_after_seconds` (a
+// Retry-After header): 503 unavailable, 429 concurrency_limited.
+HttpError RetryLaterError(int http_status, std::string_view code, std::string message,
+                          int64_t retry_after_seconds);
+
 // One (HTTP status, code) pair of an error response. Intentionally copyable.
 struct HttpErrorCode {
   int status;

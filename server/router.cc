@@ -295,12 +295,11 @@ std::optional<HttpError> Router::ReplacedWhileRunning(const Call& call) const {
   // the request is worth sending again, not a 404.
   auto now = engine_->GetTenant(call.tenant->id());
   if (!now.ok() || now->number() == call.tenant->number()) return std::nullopt;
-  HttpError e = MakeHttpError(503, "unavailable",
-                              StrCat("tenant \"", call.tenant->id(),
-                                     "\": its data was replaced while this request ran (an "
-                                     "import, a restore or a move); retry"));
-  e.retry_after_seconds = 1;
-  return e;
+  return RetryLaterError(503, "unavailable",
+                         StrCat("tenant \"", call.tenant->id(),
+                                "\": its data was replaced while this request ran (an "
+                                "import, a restore or a move); retry"),
+                         1);
 }
 
 std::optional<HttpError> Router::Prepare(Call& call, const RequestHead& head) {
@@ -528,10 +527,8 @@ std::optional<HttpError> Router::AcceptForwarded(Call& call, const RequestHead& 
   if (absl::IsNotFound(opened.status())) {
     // The node that forwarded it knows the tenant: this one has not applied
     // the registry's change yet (it will within a second).
-    HttpError e = MakeHttpError(503, "unavailable",
-                                StrCat("tenant \"", *tenant, "\" is not known here yet; retry"));
-    e.retry_after_seconds = 1;
-    return e;
+    return RetryLaterError(503, "unavailable",
+                           StrCat("tenant \"", *tenant, "\" is not known here yet; retry"), 1);
   }
   if (!opened.ok()) return HttpErrorFromStatus(opened.status());
   call.tenant = *std::move(opened);
@@ -541,11 +538,6 @@ std::optional<HttpError> Router::AcceptForwarded(Call& call, const RequestHead& 
 
 std::optional<HttpError> Router::PlaceCall(Call& call, const RequestHead& head) {
   const TenantOwner owner = options_.cluster->OwnerOf(call.tenant->id());
-  auto unavailable = [](std::string message, int retry_after) {
-    HttpError e = MakeHttpError(503, "unavailable", std::move(message));
-    e.retry_after_seconds = retry_after;
-    return e;
-  };
   switch (owner.kind) {
     case TenantOwner::Kind::kSelf:
       return std::nullopt;
@@ -553,22 +545,27 @@ std::optional<HttpError> Router::PlaceCall(Call& call, const RequestHead& head) 
       if (call.forwarded_in) {
         // The nodes disagree about the placement (one has not seen a change
         // yet): a forwarded request is never forwarded again.
-        return unavailable(StrCat("tenant \"", call.tenant->id(), "\" is on node \"", owner.node_id,
-                                  "\" by this node's registry; retry"),
-                           1);
+        return RetryLaterError(503, "unavailable",
+                               StrCat("tenant \"", call.tenant->id(), "\" is on node \"",
+                                      owner.node_id, "\" by this node's registry; retry"),
+                               1);
       }
       call.forward_to = owner.advertise_url;
       call.content_type = SingleHeader(head, "Content-Type").value_or("");
       return std::nullopt;
     case TenantOwner::Kind::kDown:
-      return unavailable(StrCat("tenant \"", call.tenant->id(), "\" is on node \"", owner.node_id,
-                                "\", which is not alive; it is served again when that node "
-                                "returns"),
-                         5);
+      return RetryLaterError(
+          503, "unavailable",
+          StrCat("tenant \"", call.tenant->id(), "\" is on node \"", owner.node_id,
+                 "\", which is not alive; it is served again when that node "
+                 "returns"),
+          5);
     case TenantOwner::Kind::kUnplaced:
       break;
   }
-  return unavailable(StrCat("tenant \"", call.tenant->id(), "\" has no node in the cluster"), 5);
+  return RetryLaterError(503, "unavailable",
+                         StrCat("tenant \"", call.tenant->id(), "\" has no node in the cluster"),
+                         5);
 }
 
 std::optional<HttpError> Router::ForwardCall(Call& call) {

@@ -374,12 +374,10 @@ std::optional<HttpError> Router::JobClaim(Call& call) {
   if (!claimed.ok()) return HttpErrorFromStatus(claimed.status());
   if (!claimed->has_value()) {
     if (wait > absl::ZeroDuration() && !waits) {
-      HttpError busy =
-          MakeHttpError(429, "concurrency_limited",
-                        "no job now, and every slot for claims that wait is taken; retry "
-                        "later");
-      busy.retry_after_seconds = 1;
-      return busy;
+      return RetryLaterError(429, "concurrency_limited",
+                             "no job now, and every slot for claims that wait is taken; retry "
+                             "later",
+                             1);
     }
     call.res->status = 204;
     return std::nullopt;

@@ -113,11 +113,9 @@ std::optional<HttpError> Router::TakeLifecycleSlot(Call& call) {
   int running = lifecycle_running_.load();
   do {
     if (running >= cap) {
-      HttpError e = MakeHttpError(
+      return RetryLaterError(
           429, "concurrency_limited",
-          StrCat("another export, import, backup or restore is running (", cap, " at a time)"));
-      e.retry_after_seconds = 1;
-      return e;
+          StrCat("another export, import, backup or restore is running (", cap, " at a time)"), 1);
     }
   } while (!lifecycle_running_.compare_exchange_weak(running, running + 1));
   // Holds the counter: not null while the call holds a slot.
@@ -320,11 +318,10 @@ std::optional<HttpError> Router::AdminMoveTenant(Call& call) {
   const TenantOwner owner = options_.cluster->OwnerOf(id);
   if (owner.kind == TenantOwner::Kind::kPeer) {
     if (call.forwarded_in) {
-      HttpError e = MakeHttpError(503, "unavailable",
-                                  StrCat("tenant \"", id, "\" is on node \"", owner.node_id,
-                                         "\" by this node's registry; retry"));
-      e.retry_after_seconds = 1;
-      return e;
+      return RetryLaterError(503, "unavailable",
+                             StrCat("tenant \"", id, "\" is on node \"", owner.node_id,
+                                    "\" by this node's registry; retry"),
+                             1);
     }
     auto answer = forwarder_->Forward(owner.advertise_url, {.method = call.method,
                                                             .target = call.target,
@@ -336,12 +333,10 @@ std::optional<HttpError> Router::AdminMoveTenant(Call& call) {
     return std::nullopt;
   }
   if (owner.kind == TenantOwner::Kind::kDown) {
-    HttpError e =
-        MakeHttpError(503, "unavailable",
-                      StrCat("tenant \"", id, "\" is on node \"", owner.node_id,
-                             "\", which is not alive: it cannot be moved until it returns"));
-    e.retry_after_seconds = 5;
-    return e;
+    return RetryLaterError(503, "unavailable",
+                           StrCat("tenant \"", id, "\" is on node \"", owner.node_id,
+                                  "\", which is not alive: it cannot be moved until it returns"),
+                           5);
   }
   auto moved = options_.mover->Move(id, **to);
   if (!moved.ok()) return HttpErrorFromStatus(moved.status());
