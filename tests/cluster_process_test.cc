@@ -12,8 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "cluster_testing.h"
 #include "etcd_client.h"
+#include "etcd_fault_proxy.h"
 #include "server_fixture.h"
 #include "temp_dir.h"
 #include "tenancyd_process.h"
@@ -23,6 +25,7 @@ namespace {
 
 using testing::Admin;
 using testing::Bearer;
+using testing::EtcdFaultProxy;
 using testing::EtcdProcess;
 using testing::Eventually;
 using testing::kLiveWithin;
@@ -86,13 +89,20 @@ class Node {
 
 struct Cluster {
   EtcdProcess etcd;
+  // With n1_behind_proxy, node n1 reaches etcd through it.
+  std::unique_ptr<EtcdFaultProxy> proxy;
   std::vector<std::unique_ptr<Node>> nodes;
 
   // REQUIRES: etcd is available.
-  Cluster() {
+  explicit Cluster(bool n1_behind_proxy = false) {
     REQUIRE(etcd.running());
+    if (n1_behind_proxy) {
+      proxy = std::make_unique<EtcdFaultProxy>(etcd.port());
+      REQUIRE(proxy->running());
+    }
     for (const char* id : {"n1", "n2", "n3"}) {
-      nodes.push_back(std::make_unique<Node>(id, etcd.url()));
+      const bool proxied = proxy != nullptr && std::string_view(id) == "n1";
+      nodes.push_back(std::make_unique<Node>(id, proxied ? proxy->url() : etcd.url()));
       REQUIRE(nodes.back()->Start());
     }
     // Every node sees the three.
@@ -597,6 +607,61 @@ TEST_CASE("Cluster: a node killed during a move leaves the tenant on one owner w
   REQUIRE(c[owner].Start());
   CHECK(StoredBytes(c[owner], "acme") == 0);
   CHECK(c[owner].Log().find("cleared the stale copy of tenant \"acme\"") != std::string::npos);
+}
+
+TEST_CASE(
+    "Cluster: a move whose placement switch was taken by etcd but its answer lost "
+    "settles from etcd, one whose switch never reached etcd stays put",
+    "[cluster]") {
+  TENANCY_SKIP_WITHOUT_ETCD();
+  Cluster c(/*n1_behind_proxy=*/true);
+  // A fresh cluster places a tenant on the node with the fewest, the smaller
+  // id first: n1, the node behind the proxy.
+  const std::string key = c.CreateTenant(0, "acme");
+  REQUIRE(c.OwnerOf("acme") == 0);
+  REQUIRE(Eventually([&] { return c[2].Client().Get("/v1/usage", Bearer(key)).status == 200; }));
+  Preload(c[0], key, 2000, 100);
+
+  // The answer lost: the switch is committed, n1 does not hear it, reads the
+  // placement again and finishes the move, its writes held all the while.
+  CountingWriter writer(c[2], key);
+  REQUIRE(Eventually([&] { return writer.acked_so_far() > 20; }, std::chrono::seconds(10)));
+  c.proxy->Arm("/v3/kv/txn", absl::Base64Escape("/tenancy/placement/acme"),
+               EtcdFaultProxy::Fault::kLoseAnswer);
+  Reply moved = c[0].Client().Post("/admin/tenants/acme/move", R"({"to":"n2"})", Admin());
+  CHECK(c.proxy->fired());
+  INFO("move answered " << moved.status << " " << moved.body);
+  CHECK(moved.status == 200);
+  CHECK(moved.body.find("\"moved\":true") != std::string::npos);
+  CHECK(c[0].Log().find("the placement switch's answer was lost") != std::string::npos);
+  CHECK(c.OwnerOf("acme") == 1);
+  const int acked_at_move = writer.acked_so_far();
+  CHECK(Eventually([&] { return writer.acked_so_far() > acked_at_move + 20; },
+                   std::chrono::seconds(10)));
+  writer.Stop();
+  CHECK(writer.unexpected().empty());
+  CHECK(writer.MissingThrough(c[2]) == 0);
+  CHECK(c[1].Client().Get("/admin/tenants/acme/stats", Admin()).JsonNumber("keys") ==
+        2000 + static_cast<double>(writer.acked().size()));
+  CHECK(StoredBytes(c[0], "acme") == 0);
+
+  // The request lost: etcd never saw the switch, n1 reads the placement
+  // again, finds it unchanged, and the tenant serves on where it was.
+  const std::string beta_key = c.CreateTenant(0, "beta");
+  REQUIRE(c.OwnerOf("beta") == 0);  // n1 and n3 have none, n2 has acme
+  REQUIRE(c[0].Client().Put("/v1/kv/before", "1", Bearer(beta_key)).status == 204);
+  c.proxy->Arm("/v3/kv/txn", absl::Base64Escape("/tenancy/placement/beta"),
+               EtcdFaultProxy::Fault::kLoseRequest);
+  Reply kept = c[0].Client().Post("/admin/tenants/beta/move", R"({"to":"n3"})", Admin());
+  CHECK(c.proxy->fired());
+  INFO("move answered " << kept.status << " " << kept.body);
+  CHECK(kept.status == 503);
+  CHECK(!kept.Header("Retry-After").empty());
+  CHECK(kept.body.find("did not take") != std::string::npos);
+  CHECK(c.OwnerOf("beta") == 0);
+  CHECK(c[2].Client().Put("/v1/kv/after", "2", Bearer(beta_key)).status == 204);
+  CHECK(c[0].Client().Get("/v1/kv/before", Bearer(beta_key)).body == "1");
+  CHECK(c[1].Client().Get("/v1/kv/after", Bearer(beta_key)).body == "2");
 }
 
 TEST_CASE("Cluster: a move whose target dies leaves the tenant serving where it was", "[cluster]") {

@@ -74,6 +74,7 @@ class EtcdProcess {
 
   // The client URL, http://127.0.0.1:PORT.
   std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
+  int port() const { return client_port_; }
   bool running() const { return pid_ > 0; }
 
   // Starts etcd on its ports and data directory and waits (up to 20 s) until

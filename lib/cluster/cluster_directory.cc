@@ -774,7 +774,9 @@ absl::StatusOr<std::optional<ClusterDirectory::PlacementRecord>> ClusterDirector
     return absl::DataLossError(
         StrCat("cluster: the placement of \"", id, "\" in etcd is malformed"));
   }
-  return PlacementRecord{(*fields)["node"], range->kvs[0].mod_revision};
+  PlacementRecord record{(*fields)["node"], range->kvs[0].mod_revision};
+  WaitApplied(record.revision);
+  return record;
 }
 
 absl::StatusOr<bool> ClusterDirectory::SwitchPlacement(std::string_view id,

@@ -203,7 +203,9 @@ class ClusterDirectory {
   // --- For moves (tenant_mover.h) ---
   //
   // A tenant's placement as etcd has it now (a linearizable read), with its
-  // revision; nullopt when it has none. UNAVAILABLE when etcd is away.
+  // revision; nullopt when it has none. Returns once this node has applied
+  // it (at most kApplyWait), as SwitchPlacement does. UNAVAILABLE when etcd
+  // is away.
   struct PlacementRecord {
     std::string node;
     int64_t revision = 0;

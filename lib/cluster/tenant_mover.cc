@@ -101,16 +101,39 @@ absl::StatusOr<MoveResult> TenantMover::Move(std::string_view id, std::string_vi
   TENANCY_RETURN_IF_ERROR(Send(id, *target_url, file.path()));
   // 4. Switch.
   absl::StatusOr<bool> switched = directory_->SwitchPlacement(id, *placement, to);
-  if (absl::IsUnavailable(switched.status())) switched = SettleSwitch(id, to, fence);
+  const bool answer_lost = absl::IsUnavailable(switched.status());
+  if (answer_lost) switched = SettleSwitch(id, to, fence);
   TENANCY_RETURN_IF_ERROR(switched.status());
+  if (!*switched && answer_lost) {
+    return Retryable(absl::UnavailableError(
+        StrCat("tenant \"", id,
+               "\": etcd did not take the placement switch (its answer was "
+               "lost, and the placement read again is unchanged); the tenant stays on node \"",
+               directory_->node_id(), "\"; retry the move")));
+  }
   if (!*switched) {
     return absl::FailedPreconditionError(
         StrCat("tenant \"", id, "\": its placement changed during the move, or node \"", to,
                "\" left the cluster; the tenant stays on node \"", directory_->node_id(), "\""));
   }
   result.writes_held = absl::Now() - fenced_at;
+  result.moved = true;
   // 5. This node's copy is no longer the tenant's data: cleared, and the
-  // spec and keys etcd has are kept.
+  // spec and keys etcd has are kept. Only once this node's copy of the
+  // registry routes the tenant's requests to `to`: the cleared data is not
+  // fenced, and a request served here on it would be acknowledged and lost.
+  if (directory_->OwnerOf(id).kind == TenantOwner::Kind::kSelf) {
+    engine_->options().logger->Log(
+        LogLevel::kWarning,
+        StrCat("move: tenant \"", id, "\" is on node \"", to,
+               "\", but this node's copy of the registry has not applied it yet: the fence "
+               "stays up here until it has, and the copy here is cleared when this node "
+               "joins again"));
+    absl::MutexLock lock(&mu_);
+    held_.push_back(std::move(fence));
+    result.total = absl::Now() - start;
+    return result;
+  }
   if (absl::Status s = engine_->lifecycle().ClearData(id); !s.ok()) {
     engine_->options().logger->Log(
         LogLevel::kWarning, StrCat("move: tenant \"", id, "\" is on node \"", to,
@@ -120,7 +143,6 @@ absl::StatusOr<MoveResult> TenantMover::Move(std::string_view id, std::string_vi
   }
   directory_->Reapply(id);
   fence.Release();
-  result.moved = true;
   result.total = absl::Now() - start;
   engine_->options().logger->Log(
       LogLevel::kInfo,

@@ -13,8 +13,11 @@
 //   4. switch the placement in one etcd transaction: compare-and-swap on the
 //      placement's revision read at the start, and only if the target is
 //      alive (ClusterDirectory::SwitchPlacement);
-//   5. clear the data here (ClearData) and lift the fence. Requests that
-//      arrive from then on are forwarded to the target.
+//   5. once this node's copy of the registry has applied the switch, clear
+//      the data here (ClearData) and lift the fence. Requests that arrive
+//      from then on are forwarded to the target. (A copy still behind etcd
+//      after kApplyWait keeps the fence up: the cleared data is unfenced,
+//      and a write served on it would be acknowledged and lost.)
 // Any step that fails before the switch lifts the fence and leaves the
 // tenant here, serving (the target's copy is never served: it is not the
 // owner). A switch whose answer is lost (etcd went away) is settled by
