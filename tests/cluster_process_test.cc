@@ -624,12 +624,18 @@ TEST_CASE(
 
   // The answer lost: the switch is committed, n1 does not hear it, reads the
   // placement again and finishes the move, its writes held all the while.
+  // Moves `tenant` from n1 to `to`, its placement switch meeting `fault`.
+  auto move_meeting = [&](const std::string& tenant, const std::string& to,
+                          EtcdFaultProxy::Fault fault) {
+    c.proxy->Arm("/v3/kv/txn", absl::Base64Escape("/tenancy/placement/" + tenant), fault);
+    Reply r = c[0].Client().Post("/admin/tenants/" + tenant + "/move", R"({"to":")" + to + R"("})",
+                                 Admin());
+    CHECK(c.proxy->fired());
+    return r;
+  };
   CountingWriter writer(c[2], key);
   REQUIRE(Eventually([&] { return writer.acked_so_far() > 20; }, std::chrono::seconds(10)));
-  c.proxy->Arm("/v3/kv/txn", absl::Base64Escape("/tenancy/placement/acme"),
-               EtcdFaultProxy::Fault::kLoseAnswer);
-  Reply moved = c[0].Client().Post("/admin/tenants/acme/move", R"({"to":"n2"})", Admin());
-  CHECK(c.proxy->fired());
+  Reply moved = move_meeting("acme", "n2", EtcdFaultProxy::Fault::kLoseAnswer);
   INFO("move answered " << moved.status << " " << moved.body);
   CHECK(moved.status == 200);
   CHECK(moved.body.find("\"moved\":true") != std::string::npos);
@@ -650,10 +656,7 @@ TEST_CASE(
   const std::string beta_key = c.CreateTenant(0, "beta");
   REQUIRE(c.OwnerOf("beta") == 0);  // n1 and n3 have none, n2 has acme
   REQUIRE(c[0].Client().Put("/v1/kv/before", "1", Bearer(beta_key)).status == 204);
-  c.proxy->Arm("/v3/kv/txn", absl::Base64Escape("/tenancy/placement/beta"),
-               EtcdFaultProxy::Fault::kLoseRequest);
-  Reply kept = c[0].Client().Post("/admin/tenants/beta/move", R"({"to":"n3"})", Admin());
-  CHECK(c.proxy->fired());
+  Reply kept = move_meeting("beta", "n3", EtcdFaultProxy::Fault::kLoseRequest);
   INFO("move answered " << kept.status << " " << kept.body);
   CHECK(kept.status == 503);
   CHECK(!kept.Header("Retry-After").empty());

@@ -314,7 +314,9 @@ struct ServerFixture {
   }
 };
 
-// The value of one series in a Prometheus exposition ("name{labels}"), or -1.
+// The value of one series in a Prometheus exposition, name and labels
+// exactly as exposed (`tenancy_api_calls_total{tenant="a",method="GET"}`),
+// or -1.
 inline double MetricValue(const std::string& text, const std::string& series) {
   size_t pos = 0;
   while ((pos = text.find(series + " ", pos)) != std::string::npos) {

@@ -89,19 +89,6 @@ uint64_t Calls(const Tenant& t, CallKind kind) {
   return t.requests().calls_by_kind[static_cast<int>(kind)];
 }
 
-// The value of the sample `series` (name and labels exactly as exposed, e.g.
-// `tenancy_request_duration_seconds_count{route="job_ack"}`), or -1.
-double Sample(const std::string& exposition, const std::string& series) {
-  size_t at = 0;
-  while ((at = exposition.find(series + " ", at)) != std::string::npos) {
-    if (at == 0 || exposition[at - 1] == '\n') {
-      return std::stod(exposition.substr(at + series.size() + 1));
-    }
-    at += series.size();
-  }
-  return -1;
-}
-
 TEST_CASE("Server jobs: enqueue, inspect, claim and ack", "[server][jobs]") {
   JobsServer s;
   std::string a = s.CreateTenant("alpha");
@@ -582,14 +569,15 @@ TEST_CASE("Server jobs and cache: metrics and request counters count the calls",
 
   std::string metrics = c.Get("/metrics", Admin()).body;
   INFO(metrics);
-  CHECK(Sample(metrics, R"(tenancy_api_calls_total{tenant="alpha",method="POST"})") == 5);
-  CHECK(Sample(metrics, R"(tenancy_api_calls_total{tenant="alpha",method="GET"})") == 3);
-  CHECK(Sample(metrics, R"(tenancy_api_calls_total{tenant="alpha",method="PUT"})") == 2);
-  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="job_claim"})") == 2);
-  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="job_enqueue"})") == 1);
-  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="job_ack"})") == 1);
-  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="cache_put"})") == 2);
-  CHECK(Sample(metrics, R"(tenancy_request_duration_seconds_count{route="cache_incr"})") == 1);
+  CHECK(MetricValue(metrics, R"(tenancy_api_calls_total{tenant="alpha",method="POST"})") == 5);
+  CHECK(MetricValue(metrics, R"(tenancy_api_calls_total{tenant="alpha",method="GET"})") == 3);
+  CHECK(MetricValue(metrics, R"(tenancy_api_calls_total{tenant="alpha",method="PUT"})") == 2);
+  CHECK(MetricValue(metrics, R"(tenancy_request_duration_seconds_count{route="job_claim"})") == 2);
+  CHECK(MetricValue(metrics, R"(tenancy_request_duration_seconds_count{route="job_enqueue"})") ==
+        1);
+  CHECK(MetricValue(metrics, R"(tenancy_request_duration_seconds_count{route="job_ack"})") == 1);
+  CHECK(MetricValue(metrics, R"(tenancy_request_duration_seconds_count{route="cache_put"})") == 2);
+  CHECK(MetricValue(metrics, R"(tenancy_request_duration_seconds_count{route="cache_incr"})") == 1);
 }
 
 }  // namespace
