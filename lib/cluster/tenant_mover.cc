@@ -101,14 +101,14 @@ absl::StatusOr<MoveResult> TenantMover::Move(std::string_view id, std::string_vi
   TENANCY_RETURN_IF_ERROR(Send(id, *target_url, file.path()));
   // 4. Switch.
   absl::StatusOr<bool> switched = directory_->SwitchPlacement(id, *placement, to);
-  const bool answer_lost = absl::IsUnavailable(switched.status());
-  if (answer_lost) switched = SettleSwitch(id, to, fence);
+  const bool outcome_unknown = absl::IsUnavailable(switched.status());
+  if (outcome_unknown) switched = SettleSwitch(id, to, fence);
   TENANCY_RETURN_IF_ERROR(switched.status());
-  if (!*switched && answer_lost) {
+  if (!*switched && outcome_unknown) {
     return Retryable(absl::UnavailableError(
         StrCat("tenant \"", id,
-               "\": etcd did not take the placement switch (its answer was "
-               "lost, and the placement read again is unchanged); the tenant stays on node \"",
+               "\": etcd did not take the placement switch (the call to etcd failed, "
+               "and the placement read again is unchanged); the tenant stays on node \"",
                directory_->node_id(), "\"; retry the move")));
   }
   if (!*switched) {
