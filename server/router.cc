@@ -542,14 +542,7 @@ std::optional<HttpError> Router::PlaceCall(Call& call, const RequestHead& head) 
     case TenantOwner::Kind::kSelf:
       return std::nullopt;
     case TenantOwner::Kind::kPeer:
-      if (call.forwarded_in) {
-        // The nodes disagree about the placement (one has not seen a change
-        // yet): a forwarded request is never forwarded again.
-        return RetryLaterError(503, "unavailable",
-                               StrCat("tenant \"", call.tenant->id(), "\" is on node \"",
-                                      owner.node_id, "\" by this node's registry; retry"),
-                               1);
-      }
+      if (call.forwarded_in) return NotForwardedAgain(call.tenant->id(), owner.node_id);
       call.forward_to = owner.advertise_url;
       call.content_type = SingleHeader(head, "Content-Type").value_or("");
       return std::nullopt;
@@ -566,6 +559,13 @@ std::optional<HttpError> Router::PlaceCall(Call& call, const RequestHead& head) 
   return RetryLaterError(503, "unavailable",
                          StrCat("tenant \"", call.tenant->id(), "\" has no node in the cluster"),
                          5);
+}
+
+HttpError Router::NotForwardedAgain(std::string_view tenant, std::string_view owner) {
+  return RetryLaterError(
+      503, "unavailable",
+      StrCat("tenant \"", tenant, "\" is on node \"", owner, "\" by this node's registry; retry"),
+      1);
 }
 
 std::optional<HttpError> Router::ForwardCall(Call& call) {

@@ -93,6 +93,10 @@ class Router {
   // without it.
   std::optional<HttpError> AuthorizePeer(const RequestHead& head);
   std::optional<HttpError> PlaceCall(Call& call, const RequestHead& head);
+  // A forwarded call whose tenant this node places on another node `owner`
+  // (the nodes disagree until one applies a change): 503 + Retry-After, as a
+  // forwarded call is never forwarded again.
+  static HttpError NotForwardedAgain(std::string_view tenant, std::string_view owner);
   // Sends the call to the tenant's owner and answers with its answer.
   std::optional<HttpError> ForwardCall(Call& call);
   // The cluster's admin routes on a node alone (404); in cluster mode,

@@ -317,12 +317,7 @@ std::optional<HttpError> Router::AdminMoveTenant(Call& call) {
   // The owner runs the move: it holds the data and fences its writes.
   const TenantOwner owner = options_.cluster->OwnerOf(id);
   if (owner.kind == TenantOwner::Kind::kPeer) {
-    if (call.forwarded_in) {
-      return RetryLaterError(503, "unavailable",
-                             StrCat("tenant \"", id, "\" is on node \"", owner.node_id,
-                                    "\" by this node's registry; retry"),
-                             1);
-    }
+    if (call.forwarded_in) return NotForwardedAgain(id, owner.node_id);
     auto answer = forwarder_->Forward(owner.advertise_url, {.method = call.method,
                                                             .target = call.target,
                                                             .tenant = id,
