@@ -160,9 +160,11 @@ absl::StatusOr<bool> TenantMover::SettleSwitch(std::string_view id, std::string_
   // let in and the switch had happened, they would be acknowledged on a
   // node that is not the owner, and lost.
   Logger& logger = *engine_->options().logger;
-  logger.Log(LogLevel::kWarning, StrCat("move: tenant \"", id,
-                                        "\": the placement switch's answer was lost; writes stay "
-                                        "held until etcd answers"));
+  logger.Log(
+      LogLevel::kWarning,
+      StrCat("move: tenant \"", id,
+             "\": the placement switch's outcome is unknown (the call to etcd failed); writes stay "
+             "held until etcd answers"));
   const absl::Time deadline = absl::Now() + kSettleLimit;
   while (!stopping_.load() && absl::Now() < deadline) {
     absl::StatusOr<std::optional<ClusterDirectory::PlacementRecord>> now =
