@@ -67,7 +67,9 @@ std::string RebuildTarget(const RouteMatch& m) {
     if (name == "key") {
       piece = &m.key;
     } else if (name == "id") {
-      piece = info.kind == RouteKind::kAdmin ? &m.admin_tenant : &m.job_id;
+      // {id} is a tenant on the admin and node-to-node routes, a job elsewhere.
+      const bool tenant_id = info.kind == RouteKind::kAdmin || info.kind == RouteKind::kPeer;
+      piece = tenant_id ? &m.admin_tenant : &m.job_id;
     } else if (name == "permit") {
       piece = &m.permit;
     } else if (name == "key_id") {
